@@ -1,0 +1,170 @@
+"""The request a producer submits, the output a planner returns, and an agent's record.
+
+Pydantic v2 models; plain data that policy functions decide over. The limits here are
+enforced before anything is enqueued (the client validates at submit).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from governance.vocabulary import Decision
+
+MAX_DESCRIPTION_CHARS = 8_000
+MAX_CONSTRAINTS = 50
+MAX_CONSTRAINT_CHARS = 1_000
+MAX_SIDE_EFFECTS = 50
+MAX_CONTEXT_BYTES = 64 * 1024
+
+# The seed's tier-0 observer metadata (LLM Planner agent).
+SEED_AGENT_ID = "llm-planner-001"
+TIER0_ALLOWED_SIDE_EFFECTS: tuple[str, ...] = (
+    "read_docs",
+    "read_inventory",
+    "read_logs",
+    "generate_plan",
+    "llm_inference",
+)
+TIER0_FORBIDDEN_ACTIONS: tuple[str, ...] = (
+    "ssh",
+    "create_vm",
+    "modify_vm",
+    "delete_vm",
+    "run_ansible",
+    "run_terraform",
+    "write_secrets",
+    "execute_shell",
+    "modify_files",
+)
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_CONSTRAINT_CHARS)]
+
+
+def _no_control_chars(value: str) -> str:
+    # Newlines and tabs are text; other C0 controls and NUL are not.
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class PlanRequest(BaseModel):
+    """A planning job as a producer submits it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_id: Identifier
+    tenant_id: Identifier = "default"
+    task_type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = "plan"
+    description: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DESCRIPTION_CHARS)]
+    constraints: list[ShortText] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
+    context: dict[str, Any] | None = None
+    side_effects: list[Identifier] = Field(default_factory=list, max_length=MAX_SIDE_EFFECTS)
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    deadline: datetime | None = None
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _description_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return _no_control_chars(value)
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints_text(cls, value: list[str]) -> list[str]:
+        return [_no_control_chars(c) for c in value]
+
+    @field_validator("context")
+    @classmethod
+    def _context_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON-serializable ({exc})") from exc
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"is {size} bytes serialized; the limit is {MAX_CONTEXT_BYTES}")
+        return value
+
+
+class PlanStep(BaseModel):
+    """One ordered step of a plan: what to do, which actions it needs, what could go wrong."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: int = Field(ge=1)
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=4_000)
+    actions: list[str] = Field(default_factory=list)
+    risks: list[str] = Field(default_factory=list)
+
+
+class PlanDraft(BaseModel):
+    """What the LLM must return: the decision-bearing part of the Foundation Document."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: str = Field(min_length=1, max_length=300)
+    decision: Decision
+    confidence: float = Field(ge=0.0, le=1.0)
+    assumptions: list[str] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=list)
+    side_effects: list[str] = Field(default_factory=list)
+    notes_for_humans: str = ""
+    plan: list[PlanStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> PlanDraft:
+        numbers = [s.step for s in self.plan]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"plan steps must be numbered 1..n in order, got {numbers}")
+        return self
+
+
+class AgentOutput(PlanDraft):
+    """The seed's Foundation Document: a draft stamped with who produced it, when, and how."""
+
+    agent_id: str
+    version: str
+    timestamp: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRecord(BaseModel):
+    """An agent's governance metadata (the seed's AGENT_METADATA)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: Identifier
+    role: str = "observer"
+    tier: int = Field(default=0, ge=0, le=4)
+    confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    allowed_side_effects: list[str] = Field(default_factory=list)
+    forbidden_actions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tier0_defaults(self) -> AgentRecord:
+        # A tier-0 observer added without lists gets the seed's lists.
+        if self.tier == 0 and not self.allowed_side_effects and not self.forbidden_actions:
+            self.allowed_side_effects = list(TIER0_ALLOWED_SIDE_EFFECTS)
+            self.forbidden_actions = list(TIER0_FORBIDDEN_ACTIONS)
+        return self
+
+
+SEED_AGENT = AgentRecord(
+    agent_id=SEED_AGENT_ID,
+    role="observer",
+    tier=0,
+    confidence_threshold=0.7,
+    allowed_side_effects=list(TIER0_ALLOWED_SIDE_EFFECTS),
+    forbidden_actions=list(TIER0_FORBIDDEN_ACTIONS),
+)

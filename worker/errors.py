@@ -1,0 +1,89 @@
+"""The typed errors of the queue side. The CLI maps them to exit codes; the worker to records."""
+
+from __future__ import annotations
+
+
+class PlangateError(Exception):
+    """Base of every error plangate raises on purpose."""
+
+
+class BadRequest(PlangateError):
+    """The request was rejected at the edge, before anything was enqueued."""
+
+
+class JobNotFound(PlangateError):
+    """No job with this id is known (never submitted, or its record expired)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class QueueUnavailable(PlangateError):
+    """The Redis/Dragonfly server could not be reached."""
+
+
+class WaitTimeout(PlangateError):
+    """The job did not reach a terminal state within the time asked for."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id} not finished after {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class LLMError(PlangateError):
+    """The LLM call did not produce a usable answer. `retryable` says whether to try again."""
+
+    retryable: bool = False
+    code: str = "llm_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LLMUnavailable(LLMError):
+    """Connect errors and 5xx answers."""
+
+    retryable = True
+    code = "llm_unavailable"
+
+
+class LLMTimeout(LLMError):
+    """The request or the stream timed out."""
+
+    retryable = True
+    code = "llm_timeout"
+
+
+class LLMRateLimited(LLMError):
+    """429 from the endpoint; `retry_after` carries its Retry-After."""
+
+    retryable = True
+    code = "llm_rate_limited"
+
+
+class LLMStreamError(LLMError):
+    """An error event inside a 200 stream, or a stream cut before it finished."""
+
+    retryable = True
+    code = "llm_stream_error"
+
+
+class LLMOutOfCredits(LLMError):
+    """402: the account has no credits. Retrying would not help."""
+
+    code = "llm_out_of_credits"
+
+
+class LLMRequestRejected(LLMError):
+    """A 4xx that is the request's fault (bad model, bad parameters)."""
+
+    code = "llm_request_rejected"
+
+
+class InvalidOutput(LLMError):
+    """The LLM's answer did not validate as a plan, even after the repair round."""
+
+    code = "invalid_output"

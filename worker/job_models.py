@@ -1,0 +1,84 @@
+"""The job status object and the events of a job's stream, and how both are read from Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from governance.models import AgentOutput
+from governance.vocabulary import JobState, Phase
+from worker import codec
+
+# Fields of the status hash that hold JSON rather than plain text.
+JSON_FIELDS = ("progress", "output", "refusal", "error")
+
+
+class Refusal(BaseModel):
+    """Why PREFLIGHT refused a job: a RefusalCode value and a sentence for humans."""
+
+    code: str
+    reason: str
+
+
+class JobError(BaseModel):
+    """Why a job failed or was cancelled: an error type (e.g. `llm_unavailable`) and a message."""
+
+    type: str
+    message: str
+
+
+class JobStatus(BaseModel):
+    """What a submitter polls: the job's state, phase, attempt, heartbeat, progress and outcome."""
+
+    job_id: str
+    state: JobState
+    phase: Phase | None = None
+    attempt: int = 0
+    heartbeat_at: str | None = None
+    agent_id: str
+    tenant_id: str
+    submitted_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: dict[str, Any] = Field(default_factory=dict)
+    output: AgentOutput | None = None
+    refusal: Refusal | None = None
+    error: JobError | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: dict[str, str]) -> JobStatus:
+        """Build the status object from the job's status hash (decoded strings)."""
+        data: dict[str, Any] = {"job_id": job_id}
+        for name in cls.model_fields:
+            if name == "job_id" or name not in raw:
+                continue
+            value: Any = raw[name]
+            if name in JSON_FIELDS:
+                value = codec.loads(value) if value else None
+            elif name == "phase" and value == "":
+                value = None
+            if value is not None:
+                data[name] = value
+        if data.get("progress") is None:
+            data.pop("progress", None)
+        return cls.model_validate(data)
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's event stream: a phase change, progress, or the terminal state."""
+
+    kind: str  # "phase" | "progress" | "terminal"
+    state: JobState
+    phase: Phase | None = None
+    attempt: int = 0
+    tokens: int = 0
+    at: str
+
+    @classmethod
+    def from_fields(cls, raw: dict[str, str]) -> JobEvent:
+        return cls.model_validate({k: (v or None) if k == "phase" else v for k, v in raw.items()})

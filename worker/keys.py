@@ -1,0 +1,39 @@
+"""Every Redis key plangate owns, built in one place (arq's own keys stay arq's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEDGER_GROUP = "ledger-writer"
+JOB_EVENTS_MAXLEN = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one deployment's prefix (default ``plangate:``)."""
+
+    prefix: str = "plangate:"
+
+    def job(self, job_id: str) -> str:
+        """The job's status hash."""
+        return f"{self.prefix}job:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        """The job's capped event stream (phases, progress, the terminal event)."""
+        return f"{self.prefix}job:{job_id}:events"
+
+    def idempotency(self, tenant_id: str, key: str) -> str:
+        """Maps a tenant's idempotency key to the job id it created."""
+        return f"{self.prefix}idem:{tenant_id}:{key}"
+
+    def ledger_stream(self) -> str:
+        """The stream the ledger writer drains into SQLite."""
+        return f"{self.prefix}ledger"
+
+    def agent(self, agent_id: str) -> str:
+        """An agent's registry record (JSON)."""
+        return f"{self.prefix}agent:{agent_id}"
+
+    def agents(self) -> str:
+        """The set of registered agent ids."""
+        return f"{self.prefix}agents"

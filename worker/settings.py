@@ -1,0 +1,58 @@
+"""The one settings object: read from the environment (prefix PLANGATE_) at process entry, passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """plangate configuration. Every field can be set as PLANGATE_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANGATE_", extra="ignore", populate_by_name=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field(default="plangate:", description="Prefix of every Redis key plangate owns")
+    llm_base_url: str = OPENROUTER_BASE_URL
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("PLANGATE_LLM_API_KEY", "OPENROUTER_API_KEY", "llm_api_key")
+    )
+    model: str = "openai/gpt-4o-mini"
+    allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_tokens: int = Field(default=2048, ge=64)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0)
+    llm_backoff_s: float = Field(default=0.5, ge=0)
+    ledger_path: Path = Path("./plangate-ledger.db")
+    ledger_batch_size: int = Field(default=200, ge=1)
+    ledger_batch_delay_s: float = Field(default=0.05, ge=0)
+    agents_file: Path | None = None
+    concurrency: int = Field(default=10, ge=1)
+    job_timeout_s: float = Field(default=300.0, gt=0)
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    result_ttl_s: int = Field(default=86_400, ge=1)
+    job_tries: int = Field(default=3, ge=1)
+    log_level: str = "INFO"
+
+    def model_post_init(self, __context: object) -> None:
+        self.allowed_models = list(_split_list(self.allowed_models))  # type: ignore[arg-type]
+
+    @property
+    def queue_name(self) -> str:
+        """The arq queue this deployment uses (under our key prefix)."""
+        return f"{self.key_prefix}queue"
+
+    def model_allowed(self, model: str | None) -> bool:
+        """A request may name the default model or one from ALLOWED_MODELS."""
+        return model is None or model == self.model or model in self.allowed_models
