@@ -41,9 +41,11 @@ TIER0_FORBIDDEN_ACTIONS: tuple[str, ...] = (
     "modify_files",
 )
 
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
 ]
+TaskTypeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_CONSTRAINT_CHARS)]
 
 
@@ -61,7 +63,7 @@ class PlanRequest(BaseModel):
 
     agent_id: Identifier
     tenant_id: Identifier = "default"
-    task_type: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = "plan"
+    task_type: TaskTypeName = "plan"
     description: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DESCRIPTION_CHARS)]
     constraints: list[ShortText] = Field(default_factory=list, max_length=MAX_CONSTRAINTS)
     context: dict[str, Any] | None = None

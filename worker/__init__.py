@@ -1,6 +1,8 @@
 """The queue side of plangate: settings, the producer client, the arq worker, the LLM call and the CLI."""
 
 from worker.client import PlanClient
-from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable
+from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
 
-__all__ = ["BadRequest", "JobNotFound", "PlanClient", "PlangateError", "QueueUnavailable"]
+__version__ = "0.1.0"
+
+__all__ = ["BadRequest", "JobNotFound", "PlanClient", "PlangateError", "QueueUnavailable", "WaitTimeout"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="plangate:", description="Prefix of every Redis key plangate owns")
     llm_base_url: str = OPENROUTER_BASE_URL
     llm_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("PLANGATE_LLM_API_KEY", "OPENROUTER_API_KEY", "llm_api_key")
+        default=None,
+        validation_alias=AliasChoices("PLANGATE_LLM_API_KEY", "OPENROUTER_API_KEY", "llm_api_key"),
     )
     model: str = "openai/gpt-4o-mini"
     allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -45,8 +46,10 @@ class Settings(BaseSettings):
     job_tries: int = Field(default=3, ge=1)
     log_level: str = "INFO"
 
-    def model_post_init(self, __context: object) -> None:
-        self.allowed_models = list(_split_list(self.allowed_models))  # type: ignore[arg-type]
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_list(value)
 
     @property
     def queue_name(self) -> str:

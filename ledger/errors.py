@@ -1,0 +1,24 @@
+"""The typed errors of the ledger package."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+
+class LedgerNotFound(LedgerError):
+    """The ledger file does not exist (nothing has been recorded at this path yet)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no ledger at {path}")
+        self.path = path
+
+
+class SchemaTooNew(LedgerError):
+    """The file was written by a newer plangate whose schema this version does not know."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(f"ledger schema version {found} is newer than this plangate knows ({known})")
+        self.found = found
+        self.known = known

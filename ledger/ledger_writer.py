@@ -1,0 +1,176 @@
+"""The ledger writer: drains the ledger stream into SQLite in batches, acknowledging only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError, ResponseError
+
+from ledger.events import decode_entry
+from ledger.sqlite_store import LedgerStore
+
+Entry = tuple[str, dict[str, str] | None]
+
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+class LedgerWriter:
+    """Consumes the ledger stream as one member of a consumer group and records each entry exactly once."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        stream_key: str,
+        group: str,
+        consumer: str,
+        store: LedgerStore,
+        batch_size: int = 200,
+        batch_delay_s: float = 0.05,
+        block_ms: int = 1000,
+    ) -> None:
+        if batch_size < 1 or block_ms < 1:
+            raise ValueError("batch_size and block_ms must be at least 1")
+        self.redis = redis
+        self.stream_key = stream_key
+        self.group = group
+        self.consumer = consumer
+        self.store = store
+        self.batch_size = batch_size
+        self.batch_delay_s = batch_delay_s
+        self.block_ms = block_ms
+        self.written = 0  # events newly committed to SQLite
+        self.processed = 0  # stream entries committed, acked and deleted (re-deliveries included)
+        self.malformed = 0  # entries recorded as kind "malformed"
+        self.errors = 0  # failed steps (Redis or SQLite), each followed by a backoff and a retry
+        self._stop = asyncio.Event()
+        self._group_ready = False
+        # Our own pending entries (read before a crash or a failed commit) are re-read before new ones.
+        self._pending_first = True
+        self._log = structlog.get_logger(__name__).bind(stream=stream_key, group=group, consumer=consumer)
+
+    def stop(self) -> None:
+        """Ask run() to return; it does within about block_ms, after committing the batch in hand."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Drain the stream until stop(); Redis and SQLite errors are logged and retried with backoff."""
+        self._log.info("ledger_writer_started")
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                await self._step(block_ms=self.block_ms)
+                failures = 0
+            except (RedisError, sqlite3.Error) as exc:
+                self._on_error(exc)
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**failures)
+                failures += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        self._log.info("ledger_writer_stopped", written=self.written, processed=self.processed)
+
+    async def drain_once(self) -> int:
+        """Record everything in the stream now, without blocking; returns how many events were new.
+
+        Errors propagate (no backoff here); the next call retries from this consumer's pending entries."""
+        before = self.written
+        while await self._step(block_ms=None):
+            pass
+        return self.written - before
+
+    async def _step(self, block_ms: int | None) -> int:
+        """Read and commit one batch (pending entries first); returns how many entries it handled."""
+        try:
+            await self._ensure_group()
+            if self._pending_first:
+                entries = await self._read("0", self.batch_size, None)
+                if entries:
+                    await self._commit(entries)
+                    return len(entries)
+                self._pending_first = False
+            entries = await self._read(">", self.batch_size, block_ms)
+            if entries and block_ms is not None:
+                entries += await self._fill(self.batch_size - len(entries))
+            if entries:
+                await self._commit(entries)
+            return len(entries)
+        except BaseException:
+            # Whatever was read but not acked sits in our pending list; re-reading it is the retry.
+            # The group is re-ensured too (XGROUP CREATE is idempotent), in case the stream was recreated.
+            self._pending_first = True
+            self._group_ready = False
+            raise
+
+    async def _fill(self, room: int) -> list[Entry]:
+        """Wait up to batch_delay_s for more entries, so a trickle is still written in batches."""
+        more: list[Entry] = []
+        deadline = time.monotonic() + self.batch_delay_s
+        while room > len(more):
+            wait_ms = int((deadline - time.monotonic()) * 1000)
+            if wait_ms < 1:  # BLOCK 0 would mean "forever"
+                break
+            got = await self._read(">", room - len(more), wait_ms)
+            if not got:
+                break
+            more += got
+        return more
+
+    async def _ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start) unless it exists."""
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.stream_key, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _read(self, stream_id: str, count: int, block_ms: int | None) -> list[Entry]:
+        """One XREADGROUP: ">" for new entries, "0" for this consumer's pending ones."""
+        reply = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream_key: stream_id}, count=count, block=block_ms
+        )
+        return _entries(reply)
+
+    async def _commit(self, entries: list[Entry]) -> None:
+        """Store the batch in one transaction, then (and only then) XACK and XDEL its entries."""
+        events = []
+        for stream_id, fields in entries:
+            event, problem = decode_entry(stream_id, fields)
+            if problem is not None:
+                self.malformed += 1
+                self._log.warning("ledger_entry_malformed", stream_id=stream_id, problem=problem)
+            events.append(event)
+        inserted = await self.store.insert_events(events)
+        ids = [stream_id for stream_id, _ in entries]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream_key, self.group, *ids)
+            pipe.xdel(self.stream_key, *ids)
+            await pipe.execute()
+        self.written += inserted
+        self.processed += len(entries)
+        self._log.debug("ledger_batch_committed", entries=len(entries), inserted=inserted)
+
+    def _on_error(self, exc: Exception) -> None:
+        """Count and log a failed step (the step itself arranged for its retry)."""
+        self.errors += 1
+        source = "sqlite" if isinstance(exc, sqlite3.Error) else "redis"
+        self._log.warning("ledger_writer_error", source=source, error=repr(exc))
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of our one stream from an XREADGROUP reply (RESP2 list or RESP3 dict form)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        streams = [item for groups in reply.values() for item in groups]
+    else:
+        streams = [stream_entries for _key, stream_entries in reply]
+    return [(stream_id, fields) for batch in streams for stream_id, fields in batch if stream_id is not None]

@@ -1,0 +1,96 @@
+"""End-to-end fixtures: the scripted LLM endpoint and `plangate worker` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from worker.llm_stub import BEHAVIOURS
+
+_READY_DEADLINE_S = 20.0
+
+
+def plangate_cmd(*args: str) -> list[str]:
+    """The `plangate` command as this interpreter runs it."""
+    return [sys.executable, "-m", "worker.cli", *args]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + _READY_DEADLINE_S
+    while True:
+        assert proc.poll() is None, "the scripted LLM endpoint exited"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def llm_stub_url(tmp_path: Path) -> Iterator[str]:
+    """`plangate llm-stub` as its own process on a free loopback port."""
+    port = free_port()
+    log = (tmp_path / "llm-stub.log").open("wb")
+    proc = subprocess.Popen(plangate_cmd("llm-stub", "--port", str(port)), stdout=log, stderr=log)
+    try:
+        _wait_listening(port, proc)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def e2e_env(redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str) -> dict[str, str]:
+    """The environment a deployment would set: Redis, prefix, LLM endpoint, ledger file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
+    env.update(
+        PLANGATE_REDIS_URL=redis_url,
+        PLANGATE_KEY_PREFIX=key_prefix,
+        PLANGATE_LLM_BASE_URL=llm_stub_url,
+        PLANGATE_LLM_API_KEY="e2e-key-not-secret",
+        PLANGATE_MODEL="scripted",
+        PLANGATE_ALLOWED_MODELS=",".join(BEHAVIOURS),
+        PLANGATE_LEDGER_PATH=str(tmp_path / "ledger.db"),
+        PLANGATE_HEARTBEAT_S="0.25",
+        PLANGATE_LLM_BACKOFF_S="0.01",
+        PLANGATE_CONCURRENCY="6",
+        PLANGATE_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.fixture
+def start_workers(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[int], list[subprocess.Popen]]]:
+    """Start N `plangate worker` processes; they are stopped with SIGTERM afterwards."""
+    procs: list[subprocess.Popen] = []
+
+    def start(count: int) -> list[subprocess.Popen]:
+        for _ in range(count):
+            log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
+            procs.append(subprocess.Popen(plangate_cmd("worker"), env=e2e_env, stdout=log, stderr=log))
+        return procs
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,276 @@
+"""LedgerWriter against the real Redis (db 9, own key prefix) and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ledger.ledger_writer import LedgerWriter
+from ledger.sqlite_store import LedgerStore
+
+pytestmark = pytest.mark.integration
+
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9
+GROUP = "ledger-writer"
+
+
+@dataclass
+class Env:
+    """One test's Redis client, its own stream key, and a fresh ledger file."""
+
+    redis: aioredis.Redis
+    stream: str
+    store: LedgerStore
+
+    def writer(self, consumer: str = "w1", **kwargs: Any) -> LedgerWriter:
+        kwargs.setdefault("block_ms", 200)  # keeps teardown (stop) quick
+        return LedgerWriter(self.redis, self.stream, GROUP, consumer, self.store, **kwargs)
+
+
+# Local stand-in until the shared conftest fixture (which can start a server) replaces it.
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, decode_responses=True)
+    try:
+        await client.ping()
+    except (RedisConnectionError, OSError):
+        await client.aclose()
+        pytest.skip(f"no Redis at {REDIS_HOST}:{REDIS_PORT}")
+    stream = f"pgtest-{uuid.uuid4().hex[:8]}:ledger"
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    try:
+        yield Env(client, stream, store)
+    finally:
+        await client.delete(stream)  # the only key these tests create (its group goes with it)
+        await client.aclose()
+        await store.close()
+
+
+def make_event(kind: str = "submitted", job_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "kind": kind,
+        "job_id": job_id or uuid.uuid4().hex,
+        "agent_id": "agent-a",
+        "tenant_id": "tenant-t",
+        "created_at": "2026-11-25T13:36:00.123Z",
+        "attempt": 1,
+        "worker": "host:1",
+        "decision": None,
+        "reason": None,
+        "model": None,
+        "payload": {"task_type": "plan", "description": "d"},
+    }
+    event.update(fields)
+    return event
+
+
+async def xadd_events(env: Env, events: list[dict[str, Any]]) -> list[str]:
+    async with env.redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.xadd(env.stream, {"e": json.dumps(event)})
+        return await pipe.execute()
+
+
+async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` (plain or async) until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not await _holds(check):
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = check()
+    return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+
+@asynccontextmanager
+async def running(writer: LedgerWriter) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(writer.run())
+    try:
+        yield task
+    finally:
+        writer.stop()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def pending_count(env: Env) -> int:
+    return (await env.redis.xpending(env.stream, GROUP))["pending"]
+
+
+async def test_every_event_recorded_once_then_acked_and_deleted(env: Env) -> None:
+    events = [make_event() for _ in range(500)]
+    writer = env.writer(batch_size=200)
+    async with running(writer):
+        await xadd_events(env, events)
+
+        async def all_recorded() -> bool:
+            return await env.store.count_events() >= 500
+
+        await wait_until(all_recorded)
+        await wait_until(lambda: writer.processed == 500)
+    assert await env.store.count_events() == 500
+    assert writer.written == 500
+    assert writer.malformed == 0
+    with sqlite3.connect(env.store.path) as plain:
+        recorded = {row[0] for row in plain.execute("SELECT event_id FROM events")}
+    assert recorded == {e["event_id"] for e in events}
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def test_redelivered_event_is_not_duplicated(env: Env) -> None:
+    event = make_event()
+    writer = env.writer()
+    async with running(writer):
+        await xadd_events(env, [event])
+        await wait_until(lambda: writer.processed == 1)
+        await xadd_events(env, [event, make_event()])
+        await wait_until(lambda: writer.processed == 3)
+    assert await env.store.count_events() == 2
+    assert writer.written == 2
+    assert len(await env.store.events_for_job(event["job_id"])) == 1
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def test_malformed_entries_are_recorded_and_writer_continues(env: Env) -> None:
+    writer = env.writer()
+    good = make_event()
+    async with running(writer):
+        bad_ids = [
+            await env.redis.xadd(env.stream, {"x": "no e field"}),
+            await env.redis.xadd(env.stream, {"e": "{not json"}),
+            await env.redis.xadd(env.stream, {"e": json.dumps({"event_id": "x", "kind": "done"})}),
+        ]
+        await xadd_events(env, [good])
+        await wait_until(lambda: writer.processed == 4)
+    assert writer.malformed == 3
+    assert await env.store.count_events("malformed") == 3
+    assert await env.store.count_events() == 4
+    shown = await env.store.events_for_job(good["job_id"])
+    assert [e["event_id"] for e in shown] == [good["event_id"]]
+    with sqlite3.connect(env.store.path) as plain:
+        rows = plain.execute("SELECT event_id, payload FROM events WHERE kind = 'malformed' ORDER BY seq")
+        malformed = [(event_id, json.loads(payload)) for event_id, payload in rows]
+    assert [event_id for event_id, _ in malformed] == [f"malformed:{i}" for i in bad_ids]
+    assert malformed[1][1]["raw"] == "{not json"
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def test_pending_entries_of_a_crashed_writer_are_committed(env: Env) -> None:
+    events = [make_event() for _ in range(20)]
+    await xadd_events(env, events)
+    # A writer that read its batch and died before committing: entries delivered, never acked.
+    await env.redis.xgroup_create(env.stream, GROUP, id="0", mkstream=True)
+    delivered = await env.redis.xreadgroup(GROUP, "w1", {env.stream: ">"}, count=20)
+    assert len(delivered[0][1]) == 20
+    assert await pending_count(env) == 20
+    later = [make_event() for _ in range(5)]
+    await xadd_events(env, later)
+
+    writer = env.writer(consumer="w1", batch_size=7)
+    async with running(writer):
+        await wait_until(lambda: writer.processed == 25)
+    assert await env.store.count_events() == 25
+    assert writer.written == 25
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def test_sqlite_failure_leaves_entries_unacked_until_committed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [make_event() for _ in range(30)]
+    await xadd_events(env, events)
+    writer = env.writer()
+
+    async def broken(batch: list[dict[str, Any]]) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(env.store, "insert_events", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        await writer.drain_once()
+    assert await pending_count(env) == 30  # read, not acked
+    assert await env.redis.xlen(env.stream) == 30  # nor deleted
+
+    monkeypatch.undo()
+    assert await writer.drain_once() == 30
+    assert await env.store.count_events() == 30
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+    assert await writer.drain_once() == 0
+
+
+async def test_run_retries_after_sqlite_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_insert = env.store.insert_events
+    calls = 0
+
+    async def flaky(batch: list[dict[str, Any]]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return await real_insert(batch)
+
+    monkeypatch.setattr(env.store, "insert_events", flaky)
+    writer = env.writer()
+    await xadd_events(env, [make_event() for _ in range(10)])
+    async with running(writer):
+        await wait_until(lambda: writer.processed == 10)
+    assert writer.errors == 1
+    assert await env.store.count_events() == 10
+    assert await pending_count(env) == 0
+
+
+async def test_stop_ends_run_promptly(env: Env) -> None:
+    writer = env.writer(block_ms=300)
+    task = asyncio.create_task(writer.run())
+
+    async def group_exists() -> bool:
+        return await env.redis.exists(env.stream) == 1
+
+    await wait_until(group_exists)
+    started = time.monotonic()
+    writer.stop()
+    await asyncio.wait_for(task, timeout=2)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_unreachable_redis_backs_off_and_still_stops(tmp_path: Path) -> None:
+    store = await LedgerStore.open(tmp_path / "ledger.db")
+    dead = aioredis.Redis(host="127.0.0.1", port=1, decode_responses=True, socket_connect_timeout=0.2)
+    writer = LedgerWriter(dead, "pgtest-dead:ledger", GROUP, "w1", store, block_ms=100)
+    try:
+        task = asyncio.create_task(writer.run())
+        await wait_until(lambda: writer.errors >= 2)
+        writer.stop()
+        await asyncio.wait_for(task, timeout=2)
+    finally:
+        await dead.aclose()
+        await store.close()
+    assert writer.written == 0
+
+
+async def test_drain_once_batches_and_returns_new_count(env: Env) -> None:
+    await xadd_events(env, [make_event() for _ in range(450)])
+    writer = env.writer(batch_size=200)
+    assert await writer.drain_once() == 450
+    assert writer.processed == 450
+    assert await writer.drain_once() == 0
+    assert await env.redis.xlen(env.stream) == 0

@@ -1,0 +1,58 @@
+"""Fencing and the terminal write against a real Redis: a stale attempt never records."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from governance.vocabulary import JobState, Phase
+from worker.keys import Keys
+from worker.ledger_events import ledger_event
+from worker.settings import Settings
+from worker.status_store import Beat, StatusStore
+
+pytestmark = pytest.mark.integration
+
+
+async def _queued(redis: Redis, store: StatusStore, keys: Keys, job_id: str) -> None:
+    await redis.hset(
+        keys.job(job_id), mapping=store.queued_fields(job_id, "a", "t", "2026-01-01T00:00:00.000Z")
+    )
+
+
+def _event(job_id: str, kind: str) -> dict:
+    return ledger_event(kind, job_id=job_id, agent_id="a", tenant_id="t")
+
+
+async def test_only_the_current_attempt_records_and_only_once(redis: Redis, settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+    store = StatusStore(redis, keys, ttl_s=60)
+    await _queued(redis, store, keys, "j1")
+
+    first = await store.start("j1")
+    second = await store.start("j1")  # a retry took the job over
+    assert (first.attempt, second.attempt) == (1, 2)
+
+    assert await store.heartbeat("j1", 1, Phase.PLAN) is Beat.FENCED
+    assert await store.heartbeat("j1", 2, Phase.PLAN, tokens=5) is Beat.OK
+    assert not await store.record("j1", 1, JobState.DONE, _event("j1", "done"), {"output": {}})
+    assert await store.record(
+        "j1", 2, JobState.FAILED, _event("j1", "failed"), {"error": {"type": "x", "message": "m"}}
+    )
+    assert not await store.record("j1", 2, JobState.DONE, _event("j1", "done"), {"output": {}})
+
+    status = await store.read("j1")
+    assert status.state is JobState.FAILED and status.attempt == 2 and status.phase is Phase.RECORD
+    assert await redis.xlen(keys.ledger_stream()) == 1
+    assert (await store.start("j1")).attempt is None  # terminal: nothing to run
+    assert await redis.ttl(keys.job("j1")) > 0
+
+
+async def test_cancel_request_reaches_the_running_attempt(redis: Redis, settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+    store = StatusStore(redis, keys, ttl_s=60)
+    await _queued(redis, store, keys, "j2")
+    claim = await store.start("j2")
+    assert await store.request_cancel("j2") == "running"
+    assert await store.heartbeat("j2", claim.attempt or 0, Phase.PLAN) is Beat.CANCEL
+    assert await store.request_cancel("missing") is None

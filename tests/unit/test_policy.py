@@ -1,0 +1,96 @@
+"""Governance decisions, table by table: plain data in, decision out (no Redis, no event loop)."""
+
+from __future__ import annotations
+
+import pytest
+
+from governance.models import SEED_AGENT, AgentRecord, PlanDraft, PlanRequest
+from governance.policy import Allow, Refuse, preflight, review_output
+from governance.vocabulary import Decision, RefusalCode
+
+
+def _req(**fields: object) -> PlanRequest:
+    return PlanRequest.model_validate({"agent_id": SEED_AGENT.agent_id, "description": "plan it", **fields})
+
+
+@pytest.mark.parametrize(
+    ("agent", "fields", "model_allowed", "expected"),
+    [
+        (SEED_AGENT, {}, True, None),
+        (SEED_AGENT, {"side_effects": ["read_docs", "generate_plan"]}, True, None),
+        (None, {}, True, RefusalCode.UNKNOWN_AGENT),
+        (SEED_AGENT, {"side_effects": ["run_terraform"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, {"side_effects": ["read_docs", "ssh"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, {"side_effects": ["send_email"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, {"task_type": "deploy"}, True, RefusalCode.TIER_FORBIDS_TASK),
+        (SEED_AGENT, {"task_type": "analyze"}, True, None),
+        (SEED_AGENT, {"model": "other"}, False, RefusalCode.MODEL_NOT_ALLOWED),
+    ],
+)
+def test_preflight(
+    agent: AgentRecord | None, fields: dict, model_allowed: bool, expected: RefusalCode | None
+) -> None:
+    verdict = preflight(agent, _req(**fields), model_allowed=model_allowed)
+    if expected is None:
+        assert isinstance(verdict, Allow)
+    else:
+        assert isinstance(verdict, Refuse)
+        assert verdict.code is expected
+        assert verdict.reason
+
+
+def test_preflight_reason_names_the_forbidden_effect() -> None:
+    verdict = preflight(SEED_AGENT, _req(side_effects=["ssh"]))
+    assert isinstance(verdict, Refuse) and "ssh" in verdict.reason
+
+
+def _draft(confidence: float = 0.9, decision: str = "EXECUTE", actions: list[str] | None = None) -> PlanDraft:
+    return PlanDraft.model_validate(
+        {
+            "action": "plan",
+            "decision": decision,
+            "confidence": confidence,
+            "plan": [
+                {"step": 1, "title": "Read the inventory", "actions": ["read_inventory"]},
+                {"step": 2, "title": "Apply infrastructure", "actions": actions or []},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("draft", "decision", "flag_prefix"),
+    [
+        (_draft(), Decision.EXECUTE, None),
+        (_draft(confidence=0.7), Decision.EXECUTE, None),  # at the threshold is enough
+        (_draft(confidence=0.69), Decision.ESCALATE, "low_confidence"),
+        (_draft(actions=["run_terraform"]), Decision.ESCALATE, "forbidden_action:step_2:run_terraform"),
+        (
+            _draft(decision="INSUFFICIENT_INFORMATION", confidence=0.2),
+            Decision.INSUFFICIENT_INFORMATION,
+            "low",
+        ),
+        (_draft(decision="SKIP", actions=["ssh"]), Decision.ESCALATE, "forbidden_action"),
+    ],
+)
+def test_review_output(draft: PlanDraft, decision: Decision, flag_prefix: str | None) -> None:
+    verdict = review_output(SEED_AGENT, draft)
+    assert verdict.decision is decision
+    if flag_prefix is None:
+        assert verdict.flags == () and verdict.notes == ()
+    else:
+        assert any(f.startswith(flag_prefix) for f in verdict.flags)
+        assert len(verdict.notes) == len(verdict.flags)
+
+
+def test_forbidden_step_is_named_in_the_notes() -> None:
+    verdict = review_output(SEED_AGENT, _draft(actions=["run_terraform"]))
+    assert any("Step 2" in n and "run_terraform" in n for n in verdict.notes)
+
+
+def test_tier1_agent_may_plan_what_tier0_may_not() -> None:
+    operator = AgentRecord(
+        agent_id="op", tier=1, allowed_side_effects=["run_terraform"], forbidden_actions=[]
+    )
+    assert isinstance(preflight(operator, _req(agent_id="op", side_effects=["run_terraform"])), Allow)
+    assert review_output(operator, _draft(actions=["run_terraform"])).decision is Decision.EXECUTE

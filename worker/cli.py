@@ -1,0 +1,396 @@
+"""The `plangate` command. Exit codes: 0 success, 1 timeout, 2 bad input, 3 queue unavailable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from governance.models import SEED_AGENT_ID, AgentRecord
+from governance.registry import AgentRegistry, RegistryError
+from worker import codec
+from worker.cli_render import render_event, render_output, render_status, status_json
+from worker.client import PlanClient, describe_validation_error
+from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
+from worker.keys import Keys
+from worker.log_setup import configure_logging
+from worker.settings import Settings
+
+EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class CLIError(PlangateError):
+    """A usage problem found by the CLI itself (exit code 2)."""
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+# --- job commands -------------------------------------------------------------------------
+
+
+def _parse_context(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"--context is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CLIError("--context must be a JSON object")
+    return data
+
+
+async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    request: dict[str, Any] = {
+        "agent_id": args.agent,
+        "tenant_id": args.tenant,
+        "task_type": args.task_type,
+        "description": args.description,
+        "constraints": args.constraint,
+        "side_effects": args.side_effect,
+        "context": _parse_context(args.context),
+    }
+    if args.idempotency_key:
+        request["idempotency_key"] = args.idempotency_key
+    if args.model:
+        request["model"] = args.model
+    async with PlanClient.connect(settings) as client:
+        job_id = await client.submit(request)
+        if not args.wait:
+            status = await client.status(job_id)
+            _out(status_json(status) if args.json else job_id)
+            return EXIT_OK
+        return await _wait_and_show(client, job_id, args)
+
+
+async def _wait_and_show(client: PlanClient, job_id: str, args: argparse.Namespace) -> int:
+    try:
+        status = await client.wait(job_id, timeout=args.timeout)
+    except WaitTimeout as exc:
+        status = await client.status(job_id)
+        if args.json:
+            _out(status_json(status))
+        sys.stderr.write(f"plangate: {exc}\n")
+        return EXIT_TIMEOUT
+    _show(status, args)
+    return EXIT_OK
+
+
+def _show(status: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        _out(status_json(status))
+    else:
+        render_status(status, sys.stdout)
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async with PlanClient.connect(settings) as client:
+        _show(await client.status(args.job_id), args)
+    return EXIT_OK
+
+
+async def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
+    async with PlanClient.connect(settings) as client:
+        return await _wait_and_show(client, args.job_id, args)
+
+
+async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    live = sys.stdout.isatty() and not args.json
+    async with PlanClient.connect(settings) as client:
+        async for event in client.watch(args.job_id):
+            if args.json:
+                _out(event.model_dump_json())
+            else:
+                render_event(event, sys.stdout, live=live)
+        if not args.json:
+            render_status(await client.status(args.job_id), sys.stdout)
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    async with PlanClient.connect(settings) as client:
+        _show(await client.cancel(args.job_id), args)
+    return EXIT_OK
+
+
+# --- worker, demo, stub ---------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.worker_app import build_worker
+
+    if args.concurrency is not None:
+        settings = settings.model_copy(update={"concurrency": args.concurrency})
+    worker = build_worker(settings, burst=args.burst, ledger_writer=not args.no_ledger_writer)
+    worker.run()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.demo import run_demo
+
+    # The demo's own output is the point; worker logs only when something goes wrong.
+    configure_logging("WARNING")
+    return asyncio.run(run_demo(args))
+
+
+def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.llm_stub import serve_forever
+
+    try:
+        asyncio.run(serve_forever(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+# --- agents and ledger ----------------------------------------------------------------------
+
+
+async def _registry(settings: Settings) -> tuple[AgentRegistry, Any]:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
+    return AgentRegistry(redis, Keys(settings.key_prefix)), redis
+
+
+async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        record = AgentRecord(
+            agent_id=args.agent_id,
+            role=args.role,
+            tier=args.tier,
+            confidence_threshold=args.confidence_threshold,
+            allowed_side_effects=args.allow,
+            forbidden_actions=args.forbid,
+        )
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc, "agent")) from exc
+    registry, redis = await _registry(settings)
+    async with redis:
+        await registry.put(record)
+    _out(record.model_dump_json() if args.json else f"agent {record.agent_id} saved (tier {record.tier})")
+    return EXIT_OK
+
+
+async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
+    registry, redis = await _registry(settings)
+    async with redis:
+        records = await registry.list()
+    if args.json:
+        _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+    else:
+        for r in records:
+            _out(f"{r.agent_id}\ttier {r.tier}\t{r.role}\tthreshold {r.confidence_threshold:.2f}")
+    return EXIT_OK
+
+
+async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
+    registry, redis = await _registry(settings)
+    async with redis:
+        record = await registry.get(args.agent_id)
+    if record is None:
+        raise BadRequest(f"no agent with id {args.agent_id!r}")
+    if args.json:
+        _out(record.model_dump_json())
+    else:
+        for name, value in record.model_dump().items():
+            _out(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+    return EXIT_OK
+
+
+async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.queries import show_job
+
+    path = Path(args.ledger or settings.ledger_path)
+    if not await asyncio.to_thread(path.exists):
+        raise BadRequest(f"no ledger at {path} (set PLANGATE_LEDGER_PATH or --ledger)")
+    record = await show_job(path, args.job_id)
+    if not record["events"]:
+        raise JobNotFound(args.job_id)
+    if args.json:
+        _out(codec.dumps(record))
+    else:
+        _out(f"job {args.job_id}: {len(record['events'])} ledger events")
+        for event in record["events"]:
+            what = event.get("decision") or event.get("reason") or ""
+            _out(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
+            output = (event.get("payload") or {}).get("output")
+            if output:
+                render_output(output, sys.stdout)
+    return EXIT_OK
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the job's status object as JSON (for scripts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plangate",
+        description=(
+            "A governed planning queue. Agents submit planning jobs; workers check them against "
+            "governance, stream an LLM call for a plan, check the plan, and record the outcome in "
+            "Redis (poll it by job id) and in an append-only SQLite ledger. Configuration comes from "
+            "PLANGATE_* environment variables (see README). Try `plangate demo` first."
+        ),
+        epilog="Exit codes: 0 success, 1 timeout, 2 bad input or unknown job, 3 Redis unreachable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("submit", help="submit a planning job", description="Submit a planning job.")
+    p.add_argument("--agent", default=SEED_AGENT_ID, help=f"agent id (default {SEED_AGENT_ID})")
+    p.add_argument("--task-type", default="plan", help="plan, analyze or review (default plan)")
+    p.add_argument("--description", required=True, help="what to plan (at most 8,000 characters)")
+    p.add_argument("--constraint", action="append", default=[], help="a constraint (repeatable, at most 50)")
+    p.add_argument(
+        "--side-effect", action="append", default=[], help="a side effect the plan may need (repeatable)"
+    )
+    p.add_argument("--context", help="read-only context as a JSON object, or @FILE (at most 64 KiB)")
+    p.add_argument("--tenant", default="default", help="tenant id (default 'default')")
+    p.add_argument(
+        "--model", help="model to use instead of PLANGATE_MODEL (must be on PLANGATE_ALLOWED_MODELS)"
+    )
+    p.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
+    _add_json(p)
+    p.set_defaults(run=cmd_submit)
+
+    for name, fn, text in (
+        ("status", cmd_status, "print a job's status"),
+        ("wait", cmd_wait, "wait for a job to finish and print its status"),
+        ("watch", cmd_watch, "follow a job's phases and token count live"),
+        ("cancel", cmd_cancel, "cancel a job (queued: at once; running: at its next heartbeat)"),
+    ):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("job_id")
+        if name == "wait":
+            p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+        _add_json(p)
+        p.set_defaults(run=fn)
+
+    p = sub.add_parser("worker", help="run a worker", description="Run an arq worker for the planning queue.")
+    p.add_argument("--concurrency", type=int, help="jobs run at once (default PLANGATE_CONCURRENCY, 10)")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument(
+        "--no-ledger-writer",
+        action="store_true",
+        help="do not drain the ledger stream here (run it elsewhere)",
+    )
+    p.set_defaults(run=cmd_worker, sync=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="run everything embedded and plan one job",
+        description="Run one planning job with everything in this process: an in-process Redis stand-in, "
+        "the scripted LLM endpoint on loopback, a worker and the ledger writer. Needs no server and no key.",
+    )
+    p.add_argument(
+        "--description", default="Roll out a new version of the web service to the staging cluster"
+    )
+    p.add_argument(
+        "--model", default="scripted-slow", help="scripted behaviour to use (default scripted-slow)"
+    )
+    p.add_argument("--ledger", type=Path, help="ledger file (default: a temporary file)")
+    p.set_defaults(run=cmd_demo, sync=True)
+
+    p = sub.add_parser(
+        "llm-stub",
+        help="run the scripted OpenAI-compatible endpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_stub_description(),
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8088)
+    p.set_defaults(run=cmd_llm_stub, sync=True)
+
+    agents = sub.add_parser("agents", help="the agent registry").add_subparsers(
+        dest="agents_cmd", required=True
+    )
+    p = agents.add_parser("add", help="add or replace an agent")
+    p.add_argument("agent_id")
+    p.add_argument("--role", default="observer")
+    p.add_argument("--tier", type=int, default=0)
+    p.add_argument("--allow", action="append", default=[], help="an allowed side effect (repeatable)")
+    p.add_argument("--forbid", action="append", default=[], help="a forbidden action (repeatable)")
+    p.add_argument("--confidence-threshold", type=float, default=0.7)
+    _add_json(p)
+    p.set_defaults(run=cmd_agents_add)
+    p = agents.add_parser("list", help="list agents")
+    _add_json(p)
+    p.set_defaults(run=cmd_agents_list)
+    p = agents.add_parser("show", help="show one agent")
+    p.add_argument("agent_id")
+    _add_json(p)
+    p.set_defaults(run=cmd_agents_show)
+
+    ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
+        dest="ledger_cmd", required=True
+    )
+    p = ledger.add_parser("show", help="a job's ledger events")
+    p.add_argument("job_id")
+    p.add_argument("--ledger", help="ledger file (default PLANGATE_LEDGER_PATH)")
+    _add_json(p)
+    p.set_defaults(run=cmd_ledger_show)
+    return parser
+
+
+def _stub_description() -> str:
+    from worker.llm_stub import BEHAVIOURS
+
+    lines = [
+        "Run the scripted OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for offline use.",
+        "Point workers at it with PLANGATE_LLM_BASE_URL=http://HOST:PORT/v1.",
+        "The model name picks a behaviour:",
+        "",
+    ]
+    lines += [f"  {name:<26} {text}" for name, text in BEHAVIOURS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `plangate` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PLANGATE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        sys.stderr.write(f"plangate: invalid configuration: {problems}\n")
+        return EXIT_BAD_INPUT
+    configure_logging(settings.log_level)
+    run: Callable[..., Any] = args.run
+    try:
+        if getattr(args, "sync", False):
+            return int(run(args, settings))
+        coro: Awaitable[int] = run(args, settings)
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (BadRequest, JobNotFound, CLIError, RegistryError) as exc:
+        sys.stderr.write(f"plangate: {exc}\n")
+        return EXIT_BAD_INPUT
+    except QueueUnavailable as exc:
+        sys.stderr.write(f"plangate: {exc}\n")
+        return EXIT_UNAVAILABLE
+    except OSError as exc:
+        sys.stderr.write(f"plangate: {exc}\n")
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

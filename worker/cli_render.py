@@ -1,0 +1,59 @@
+"""How the CLI shows a job to a person (scripts use --json, which prints the status object as is)."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from worker.job_models import JobEvent, JobStatus
+
+
+def status_json(status: JobStatus) -> str:
+    """The status object as JSON: exactly what `--json` prints."""
+    return status.model_dump_json()
+
+
+def render_status(status: JobStatus, out: TextIO) -> None:
+    """A short human summary of a job and, when done, its plan."""
+    line = f"job {status.job_id}: {status.state.value}"
+    if status.phase and not status.terminal:
+        tokens = status.progress.get("tokens", 0)
+        line += f" (phase {status.phase.value}, attempt {status.attempt}, tokens {tokens})"
+    out.write(line + "\n")
+    out.write(f"  agent {status.agent_id} · tenant {status.tenant_id} · submitted {status.submitted_at}\n")
+    if status.refusal:
+        out.write(f"  refused: {status.refusal.code} — {status.refusal.reason}\n")
+    if status.error:
+        out.write(f"  {status.state.value}: {status.error.type} — {status.error.message}\n")
+    if status.output:
+        render_output(status.output.model_dump(mode="json"), out)
+
+
+def render_output(output: dict[str, Any], out: TextIO) -> None:
+    """The plan: decision, confidence, ordered steps, and the notes for humans."""
+    meta = output.get("metadata", {})
+    out.write(
+        f"  decision {output['decision']} · confidence {output['confidence']:.2f} · "
+        f"model {meta.get('model', '?')}\n"
+    )
+    out.write(f"  action: {output['action']}\n")
+    for step in output.get("plan", []):
+        actions = f"  [needs: {', '.join(step['actions'])}]" if step.get("actions") else ""
+        out.write(f"   {step['step']}. {step['title']}{actions}\n")
+    if output.get("notes_for_humans"):
+        out.write("  notes for humans:\n")
+        for note in str(output["notes_for_humans"]).splitlines():
+            out.write(f"    {note}\n")
+
+
+def render_event(event: JobEvent, out: TextIO, *, live: bool) -> None:
+    """One watch event; on a terminal, progress overwrites its line."""
+    if event.kind == "progress" and live:
+        out.write(f"\r  {event.phase} … {event.tokens} tokens")
+        out.flush()
+        return
+    prefix = "\n" if live and event.kind != "progress" else ""
+    if event.kind == "terminal":
+        out.write(f"{prefix}  {event.state.value} (attempt {event.attempt}) at {event.at}\n")
+    else:
+        out.write(f"{prefix}  {event.phase} (attempt {event.attempt}, {event.tokens} tokens) at {event.at}\n")
+    out.flush()

@@ -1,0 +1,223 @@
+"""The producer API any agent imports: submit a planning job, then poll, wait, watch or cancel it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from governance.models import PlanRequest
+from governance.vocabulary import CancelReason, JobState
+from worker import codec
+from worker.clock import now_iso
+from worker.errors import BadRequest, QueueUnavailable, WaitTimeout
+from worker.job_models import JobEvent, JobStatus
+from worker.keys import Keys
+from worker.ledger_events import ledger_event
+from worker.settings import Settings
+from worker.status_store import StatusStore
+
+log = structlog.get_logger(__name__)
+
+JOB_FUNCTION = "plan"
+_WATCH_BLOCK_MS = 1000
+_IDEMPOTENT_SUBMIT_TRIES = 5
+
+
+def describe_validation_error(exc: ValidationError, what: str = "request") -> str:
+    """One line naming every field that failed and why."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
+    """Validate a request at the edge; BadRequest with every problem in one line."""
+    if isinstance(request, PlanRequest):
+        return request
+    try:
+        return PlanRequest.model_validate(request)
+    except ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc)) from exc
+
+
+class PlanClient:
+    """Submits planning jobs and reads their status. Safe to share within one event loop."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._keys = Keys(settings.key_prefix)
+        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s)
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None) -> PlanClient:
+        """A client on its own connection pool to `settings.redis_url`."""
+        settings = settings or Settings()
+        redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
+        return cls(redis, settings)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+    async def __aenter__(self) -> PlanClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def submit(self, request: PlanRequest | dict[str, Any]) -> str:
+        """Validate and enqueue a planning job; returns its id. One idempotency key, one job."""
+        req = to_request(request)
+        if not self._settings.model_allowed(req.model):
+            raise BadRequest(
+                f"model {req.model!r} is not allowed (default {self._settings.model!r}; "
+                f"allow-list: {', '.join(self._settings.allowed_models) or 'empty'})"
+            )
+        try:
+            return await self._enqueue(req)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+
+    async def _enqueue(self, req: PlanRequest) -> str:
+        """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry."""
+        idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
+        payload = req.model_dump(mode="json", exclude_none=True)
+        for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
+            job_id = uuid.uuid4().hex
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if idem_key:
+                    await pipe.watch(idem_key)
+                    existing = await pipe.get(idem_key)
+                    if existing:
+                        await pipe.reset()
+                        return existing
+                submitted_at = now_iso()
+                enqueue_ms = int(time.time() * 1000)
+                job = serialize_job(
+                    JOB_FUNCTION, (job_id, payload), {}, None, enqueue_ms, serializer=codec.dumpb
+                )
+                event = ledger_event(
+                    "submitted",
+                    job_id=job_id,
+                    agent_id=req.agent_id,
+                    tenant_id=req.tenant_id,
+                    payload={"request": payload},
+                )
+                ttl = self._settings.result_ttl_s
+                pipe.multi()
+                if idem_key:
+                    pipe.set(idem_key, job_id, ex=ttl)
+                status_key = self._keys.job(job_id)
+                pipe.hset(
+                    status_key,
+                    mapping=self._status.queued_fields(job_id, req.agent_id, req.tenant_id, submitted_at),
+                )
+                pipe.expire(status_key, ttl)
+                pipe.psetex(job_key_prefix + job_id, ttl * 1000, job)
+                pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
+                pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # another submit with this key won the race; read its id
+            log.info("job submitted", job_id=job_id, agent_id=req.agent_id, tenant_id=req.tenant_id)
+            return job_id
+        raise QueueUnavailable("could not submit: idempotency key kept changing under contention")
+
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's status object; JobNotFound when no such job is known."""
+        try:
+            return await self._status.read(job_id)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
+        """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                async for _ in self.watch(job_id):
+                    pass
+        except TimeoutError:
+            raise WaitTimeout(job_id, timeout or 0.0) from None
+        return await self.status(job_id)
+
+    async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Phase and progress events of the job as they happen; ends after the terminal event."""
+        status = await self.status(job_id)
+        stream = self._keys.job_events(job_id)
+        last_id = "0"
+        while True:
+            try:
+                reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+            if not reply:
+                # Nothing new: the stream may have expired with a terminal job.
+                status = await self.status(job_id)
+                if status.terminal:
+                    yield JobEvent(
+                        kind="terminal",
+                        state=status.state,
+                        phase=status.phase,
+                        attempt=status.attempt,
+                        at=status.finished_at or now_iso(),
+                    )
+                    return
+                continue
+            for entry_id, fields in reply[0][1]:
+                last_id = entry_id
+                event = JobEvent.from_fields(fields)
+                yield event
+                if event.kind == "terminal":
+                    return
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a job: at once when still queued; a running job stops at its next heartbeat."""
+        status = await self.status(job_id)
+        if status.state is JobState.QUEUED:
+            event = ledger_event(
+                JobState.CANCELLED.value,
+                job_id=job_id,
+                agent_id=status.agent_id,
+                tenant_id=status.tenant_id,
+                reason=CancelReason.BY_SUBMITTER.value,
+                payload={
+                    "error": {"type": CancelReason.BY_SUBMITTER.value, "message": "cancelled while queued"}
+                },
+            )
+            fields = {"error": {"type": CancelReason.BY_SUBMITTER.value, "message": "cancelled while queued"}}
+            if await self._status.record(job_id, None, JobState.CANCELLED, event, fields, phase=None):
+                # The arq job would only be skipped by the worker; removing it saves the work.
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem(self._settings.queue_name, job_id)
+                    pipe.delete(job_key_prefix + job_id)
+                    await pipe.execute()
+                return await self.status(job_id)
+        if status.state in (JobState.QUEUED, JobState.RUNNING):
+            await self._status.request_cancel(job_id)
+        return await self.status(job_id)
+
+    def _redacted_url(self) -> str:
+        url = self._settings.redis_url
+        if "@" in url:
+            scheme, _, rest = url.partition("://")
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return url
+
+
+__all__ = ["JOB_FUNCTION", "PlanClient"]

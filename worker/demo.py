@@ -1,0 +1,117 @@
+"""`plangate demo`: one planning job with everything embedded in this process, and no key needed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import arq.worker
+
+from governance.models import SEED_AGENT_ID
+from ledger.queries import show_job
+from worker.cli_render import render_event, render_output, render_status
+from worker.client import PlanClient
+from worker.embedded_redis import EmbeddedRedis
+from worker.llm_stub import BEHAVIOURS, StubServer
+from worker.settings import Settings
+from worker.worker_app import build_worker, stop_worker
+
+_LEDGER_DEADLINE_S = 10.0
+
+
+async def _no_redis_info(*_args: object, **_kwargs: object) -> None:
+    """arq logs the server's INFO at start; the in-process stand-in has no INFO command."""
+
+
+def _say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    """Start the stand-in Redis, the scripted LLM, a worker and the ledger writer; plan one job."""
+    out = sys.stdout
+    embedded = EmbeddedRedis()
+    with contextlib.ExitStack() as stack:
+        ledger_path = args.ledger or Path(stack.enter_context(tempfile.TemporaryDirectory())) / "ledger.db"
+        async with StubServer(host="127.0.0.1", port=0) as stub:
+            settings = Settings(
+                redis_url="redis://embedded",  # not dialled: the embedded clients are passed in
+                llm_base_url=stub.base_url,
+                llm_api_key=None,
+                model=args.model,
+                allowed_models=list(BEHAVIOURS),
+                ledger_path=ledger_path,
+                heartbeat_s=0.5,
+                concurrency=4,
+            )
+            _say("plangate demo — running EMBEDDED: an in-process Redis stand-in (fakeredis), the scripted")
+            _say(
+                f"LLM endpoint at {stub.base_url} (model {settings.model}), one worker and the ledger writer."
+            )
+            _say(f"Ledger file: {ledger_path}")
+            _say()
+            arq.worker.log_redis_info = _no_redis_info  # type: ignore[assignment]
+            worker = build_worker(
+                settings,
+                handle_signals=False,
+                redis_factory=lambda: (embedded.arq_pool(settings.queue_name), embedded.text_client()),
+            )
+            worker_task = asyncio.create_task(worker.async_run())
+            client = PlanClient(embedded.text_client(), settings)
+            try:
+                job_id = await client.submit(
+                    {
+                        "agent_id": SEED_AGENT_ID,
+                        "task_type": "plan",
+                        "description": args.description,
+                        "constraints": ["No production access", "Use sandbox only"],
+                        "side_effects": ["read_docs", "generate_plan"],
+                    }
+                )
+                _say(f"Submitted job {job_id} for agent {SEED_AGENT_ID}; its phases as they happen:")
+                async for event in client.watch(job_id):
+                    render_event(event, out, live=out.isatty())
+                status = await client.status(job_id)
+                _say()
+                _say("Status object (what `plangate status JOB_ID` shows):")
+                render_status(status, out)
+                _say()
+                record = await _ledger_record(ledger_path, job_id)
+                _say(f"Ledger record of job {job_id} ({len(record['events'])} events, from {ledger_path}):")
+                for event in record["events"]:
+                    what = event.get("decision") or event.get("reason") or ""
+                    _say(f"  {event['created_at']}  {event['kind']:<10} {what}  event {event['event_id']}")
+                terminal = record["events"][-1] if record["events"] else None
+                if terminal and (terminal.get("payload") or {}).get("output"):
+                    render_output(terminal["payload"]["output"], out)
+            finally:
+                await stop_worker(worker)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+                await client.aclose()
+    _say()
+    _say("That ran embedded, in one process, with no Redis server and no API key.")
+    _say("To run it for real:")
+    _say("  export PLANGATE_REDIS_URL=redis://HOST:6379/0        # Redis 7 or DragonflyDB")
+    _say("  export OPENROUTER_API_KEY=...          # or PLANGATE_LLM_API_KEY and PLANGATE_LLM_BASE_URL")
+    _say("  export PLANGATE_MODEL=openai/gpt-4o-mini")
+    _say("  plangate worker                                       # as many as you like, on any machine")
+    _say('  plangate submit --description "..." --wait')
+    return 0 if status.state.value == "done" else 1
+
+
+async def _ledger_record(path: Path, job_id: str) -> dict:
+    """The job's ledger record, once the writer has committed its terminal event."""
+    deadline = time.monotonic() + _LEDGER_DEADLINE_S
+    while True:
+        record = await show_job(path, job_id)
+        kinds = {e["kind"] for e in record["events"]}
+        if kinds & {"done", "refused", "failed", "cancelled"} or time.monotonic() > deadline:
+            return record
+        await asyncio.sleep(0.05)

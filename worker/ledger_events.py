@@ -1,0 +1,42 @@
+"""Builds the events the queue side puts on the ledger stream (the wire format the ledger writer reads)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+from worker.clock import now_iso
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def ledger_event(
+    kind: str,
+    *,
+    job_id: str,
+    agent_id: str,
+    tenant_id: str,
+    attempt: int = 0,
+    worker: str | None = None,
+    decision: str | None = None,
+    reason: str | None = None,
+    model: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One ledger event: who, what, when, where, and the outcome."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "kind": kind,
+        "job_id": job_id,
+        "agent_id": agent_id,
+        "tenant_id": tenant_id,
+        "created_at": now_iso(),
+        "attempt": attempt,
+        "worker": worker,
+        "decision": decision,
+        "reason": reason,
+        "model": model,
+        "payload": payload or {},
+    }

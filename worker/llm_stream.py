@@ -1,0 +1,331 @@
+"""The one module that talks to the LLM: a streamed chat completion, parsed into a PlanDraft.
+
+Structured output degrades json_schema -> json_object -> prompt-only per endpoint, transient
+errors retry with capped exponential backoff and full jitter, and a draft that fails validation
+gets one repair round. Every failure leaves as a typed `worker.errors.LLMError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+import structlog
+from pydantic import ValidationError
+
+from governance.models import AgentRecord, PlanDraft, PlanRequest
+from worker.errors import (
+    InvalidOutput,
+    LLMError,
+    LLMOutOfCredits,
+    LLMRateLimited,
+    LLMRequestRejected,
+    LLMStreamError,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from worker.prompt import build_messages, repair_messages
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 30.0
+ATTRIBUTION_HEADERS = {"HTTP-Referer": "https://github.com/plangate/plangate", "X-Title": "plangate"}
+_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_MODE_WORDS = ("response_format", "json_schema", "json_object", "structured output")
+
+# The structured-output mode that last worked, per base URL; one per process.
+_working_mode: dict[str, str] = {}
+
+
+def forget_response_modes() -> None:
+    """Forget which structured-output mode worked where (tests; a long-lived process never needs it)."""
+    _working_mode.clear()
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """A validated draft and how it was obtained."""
+
+    draft: PlanDraft
+    model: str
+    usage: dict[str, Any]
+    response_mode: str
+    attempts: int
+
+
+@dataclass
+class _Progress:
+    """Counters across every HTTP call of one plan (retries and the repair round included)."""
+
+    on_tokens: Callable[[int], None]
+    attempts: int = 0
+    chunks: int = 0
+
+
+@dataclass
+class _Completion:
+    text: str
+    model: str
+    usage: dict[str, Any]
+    mode: str
+
+
+def is_openrouter(base_url: str) -> bool:
+    """Whether the base URL points at OpenRouter (its host contains openrouter.ai)."""
+    return "openrouter.ai" in (urlsplit(base_url).hostname or "")
+
+
+def request_options(base_url: str, mode: str) -> dict[str, Any]:
+    """The extra keyword arguments of `chat.completions.create` for a structured-output mode."""
+    options: dict[str, Any] = {}
+    if mode == "json_schema":
+        schema = PlanDraft.model_json_schema()
+        options["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "plan", "strict": False, "schema": schema},
+        }
+    elif mode == "json_object":
+        options["response_format"] = {"type": "json_object"}
+    if is_openrouter(base_url):
+        options["extra_headers"] = dict(ATTRIBUTION_HEADERS)
+        if mode == "json_schema":
+            # Route only to providers that honour response_format instead of silently ignoring it.
+            options["extra_body"] = {"provider": {"require_parameters": True}}
+    return options
+
+
+def parse_draft(text: str) -> PlanDraft:
+    """Parse answer text (optionally in ```json fences) into a PlanDraft; raises ValidationError."""
+    match = _FENCE.match(text)
+    return PlanDraft.model_validate_json(match.group(1) if match else text.strip())
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return min(max(0.0, float(value) * scale), MAX_RETRY_AFTER_S)
+        except ValueError:
+            continue  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def _rejects_mode(exc: openai.APIError, mode: str) -> bool:
+    if mode == "prompt" or not isinstance(exc, openai.APIStatusError):
+        return False
+    if exc.status_code in (400, 422):
+        return True
+    message = str(exc).lower()
+    return any(word in message for word in _MODE_WORDS)
+
+
+def _typed(exc: openai.APIError, attempt: int, *, streaming: bool) -> LLMError:
+    """Map an SDK error to plangate's typed error."""
+    where = f"(attempt {attempt})"
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout(f"LLM request timed out {where}")
+    if isinstance(exc, openai.APIConnectionError):
+        if streaming:
+            return LLMStreamError(f"LLM stream cut before it finished: {exc.message} {where}")
+        return LLMUnavailable(f"LLM endpoint unreachable: {exc.message} {where}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        text = f"HTTP {status} from LLM endpoint: {exc.message} {where}"
+        if status == 429:
+            return LLMRateLimited(text, retry_after=_retry_after(exc))
+        if status == 402:
+            return LLMOutOfCredits(text)
+        if status == 408:
+            return LLMTimeout(text)
+        if status >= 500:
+            return LLMUnavailable(text)
+        return LLMRequestRejected(text)
+    # No status: an error event inside a 200 stream (the SDK never retries these).
+    return LLMStreamError(f"LLM stream reported an error: {exc.message} {where}")
+
+
+def _backoff(base: float, failures: int, retry_after: float | None) -> float:
+    delay = random.uniform(0.0, min(MAX_BACKOFF_S, base * 2 ** (failures - 1)))
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def _estimate_usage(messages: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
+    prompt = max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": chunks,
+        "total_tokens": prompt + chunks,
+        "estimated": True,
+    }
+
+
+class LLMPlanner:
+    """Asks an OpenAI-compatible endpoint for a plan, streamed, and returns it validated."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._base_url = settings.llm_base_url.rstrip("/")
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.llm_base_url,
+            api_key=key or "unused",
+            max_retries=0,
+            timeout=settings.llm_timeout_s,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def plan(
+        self, *, agent: AgentRecord, request: PlanRequest, model: str, on_tokens: Callable[[int], None]
+    ) -> LLMResult:
+        """Stream a plan for `request` from `model`; one repair round if it does not validate."""
+        progress = _Progress(on_tokens)
+        messages = build_messages(agent, request)
+        first = await self._complete(messages, model, progress)
+        usages = [first.usage]
+        try:
+            draft = parse_draft(first.text)
+            final = first
+        except ValidationError as exc:
+            log.warning("llm.repair", model=model, errors=exc.error_count(), attempt=progress.attempts)
+            retry_messages = repair_messages(messages, first.text, _short_error(exc))
+            final = await self._complete(retry_messages, model, progress)
+            usages.append(final.usage)
+            try:
+                draft = parse_draft(final.text)
+            except ValidationError as again:
+                raise InvalidOutput(
+                    f"LLM answer is not a valid plan after the repair round ({progress.attempts} attempts): "
+                    f"{_short_error(again, 300)}"
+                ) from again
+        return LLMResult(
+            draft=draft,
+            model=final.model,
+            usage=_sum_usage(usages),
+            response_mode=final.mode,
+            attempts=progress.attempts,
+        )
+
+    async def _complete(self, messages: list[dict[str, Any]], model: str, progress: _Progress) -> _Completion:
+        """One answer, with mode fallback and bounded retries of transient errors."""
+        mode = _working_mode.get(self._base_url, MODES[0])
+        failures = 0
+        while True:
+            progress.attempts += 1
+            try:
+                completion = await self._stream_once(messages, model, mode, progress)
+            except openai.APIError as exc:
+                if _rejects_mode(exc, mode):
+                    lower = MODES[MODES.index(mode) + 1]
+                    status = getattr(exc, "status_code", None)
+                    log.info("llm.response_mode_fallback", rejected=mode, next=lower, status=status)
+                    mode = lower
+                    continue
+                error = _typed(exc, progress.attempts, streaming=False)
+                cause: BaseException | None = exc
+            except LLMError as exc:
+                error, cause = exc, exc.__cause__
+            else:
+                _working_mode[self._base_url] = mode
+                return completion
+            if not error.retryable or failures >= self._settings.llm_max_retries:
+                if error.retryable:
+                    error = type(error)(
+                        f"{error}; gave up after {progress.attempts} attempts", retry_after=None
+                    )
+                raise error from cause
+            failures += 1
+            delay = _backoff(self._settings.llm_backoff_s, failures, error.retry_after)
+            log.warning(
+                "llm.retry", error=error.code, attempt=progress.attempts, delay_s=round(delay, 3), model=model
+            )
+            await asyncio.sleep(delay)
+
+    async def _stream_once(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        mode: str,
+        progress: _Progress,
+    ) -> _Completion:
+        """One HTTP call: open the stream and read it to the end."""
+        attempt = progress.attempts
+        stream = await self._client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=self._settings.max_tokens,
+            **request_options(self._base_url, mode),
+        )
+        parts: list[str] = []
+        answered_model: str | None = None
+        finish: str | None = None
+        usage: Any = None
+        on_tokens, base = progress.on_tokens, progress.chunks
+        try:
+            async for chunk in stream:
+                if answered_model is None:
+                    answered_model = chunk.model
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    content = choice.delta.content
+                    if content:
+                        parts.append(content)
+                        on_tokens(base + len(parts))
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        except openai.APIError as exc:
+            raise _typed(exc, attempt, streaming=True) from exc
+        except json.JSONDecodeError as exc:  # a data line that is not JSON (a broken proxy)
+            raise LLMStreamError(f"LLM stream sent a malformed event (attempt {attempt})") from exc
+        finally:
+            progress.chunks = base + len(parts)
+            # Closing releases the connection, also when the task was cancelled mid-stream.
+            await stream.close()
+        if finish is None:
+            raise LLMStreamError(f"LLM stream ended before the model finished (attempt {attempt})")
+        if usage is None:
+            usage_dict = _estimate_usage(messages, len(parts))
+        else:
+            usage_dict = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+                "estimated": False,
+            }
+        return _Completion(text="".join(parts), model=answered_model or model, usage=usage_dict, mode=mode)
+
+
+def _short_error(exc: ValidationError, limit: int = 4_000) -> str:
+    return str(exc)[:limit]
+
+
+def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "estimated": False,
+    }
+    for usage in usages:
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            total[key] += int(usage.get(key) or 0)
+        total["estimated"] = total["estimated"] or bool(usage.get("estimated"))
+    return total
