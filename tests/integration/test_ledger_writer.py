@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ledger.ledger_writer import LedgerWriter
 from ledger.sqlite_store import LedgerStore
 
 pytestmark = pytest.mark.integration
 
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 9
 GROUP = "ledger-writer"
 
 
@@ -40,22 +38,13 @@ class Env:
         return LedgerWriter(self.redis, self.stream, GROUP, consumer, self.store, **kwargs)
 
 
-# Local stand-in until the shared conftest fixture (which can start a server) replaces it.
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, decode_responses=True)
-    try:
-        await client.ping()
-    except (RedisConnectionError, OSError):
-        await client.aclose()
-        pytest.skip(f"no Redis at {REDIS_HOST}:{REDIS_PORT}")
-    stream = f"pgtest-{uuid.uuid4().hex[:8]}:ledger"
+async def env(redis: aioredis.Redis, key_prefix: str, tmp_path: Path) -> AsyncIterator[Env]:
+    """The shared real Redis (its own prefix, cleaned up by the fixture) and a fresh ledger file."""
     store = await LedgerStore.open(tmp_path / "ledger.db")
     try:
-        yield Env(client, stream, store)
+        yield Env(redis, f"{key_prefix}ledger", store)
     finally:
-        await client.delete(stream)  # the only key these tests create (its group goes with it)
-        await client.aclose()
         await store.close()
 
 
