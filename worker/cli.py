@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.models import SEED_AGENT_ID, AgentRecord
 from governance.registry import AgentRegistry, RegistryError
@@ -384,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except QueueUnavailable as exc:
         sys.stderr.write(f"plangate: {exc}\n")
+        return EXIT_UNAVAILABLE
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        sys.stderr.write(f"plangate: cannot reach Redis at {settings.redis_url.rsplit('@', 1)[-1]}: {exc}\n")
         return EXIT_UNAVAILABLE
     except OSError as exc:
         sys.stderr.write(f"plangate: {exc}\n")

@@ -30,6 +30,8 @@ BEHAVIOURS: dict[str, str] = {
     "scripted-forbidden-step": 'a valid plan where one step has actions ["run_terraform"]',
     "scripted-no-json-schema": "400 for response_format json_schema; json_object and prompt mode work",
     "scripted-midstream-error": "first request per conversation: 200, a few chunks, then an SSE error event",
+    "scripted-402": "always HTTP 402 (out of credits; never retried)",
+    "scripted-fallback": "a valid plan answered by another model (`<name>-backup`), as a router falling back",
 }
 DEFAULT_BEHAVIOUR = "scripted"
 DEFAULT_CHUNKS = 40
@@ -39,6 +41,7 @@ _MAX_HEAD = 64 * 1024
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    402: "Payment Required",
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -309,6 +312,11 @@ class StubServer:
         if behaviour == "scripted-no-json-schema" and fmt_type == "json_schema":
             message = "response_format json_schema is not supported by this model"
             return await self._send_json(writer, 400, _error_body(message, "invalid_request_error", 400))
+        if behaviour == "scripted-402":
+            message = "Insufficient credits: add more to continue"
+            return await self._send_json(writer, 402, _error_body(message, "payment_required", 402))
+        if behaviour == "scripted-fallback":
+            model = f"{model}-backup"  # what a router reports when another model answered
         if behaviour == "scripted-500":
             return await self._send_json(writer, 500, _error_body("scripted failure", "server_error", 500))
         first = behaviour in _FLAKY and self._first_time(behaviour, messages)

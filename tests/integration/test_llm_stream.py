@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from governance.models import SEED_AGENT, PlanRequest
 from worker import llm_stream
-from worker.errors import InvalidOutput, LLMRequestRejected, LLMUnavailable
+from worker.errors import InvalidOutput, LLMOutOfCredits, LLMRequestRejected, LLMUnavailable
 from worker.llm_stream import LLMPlanner, LLMResult, parse_draft, request_options
 from worker.llm_stub import StubServer
 from worker.settings import Settings
@@ -92,6 +92,18 @@ async def test_500_gives_up_after_bounded_retries(stub: StubServer) -> None:
     with pytest.raises(LLMUnavailable, match="after 3 attempts"):
         await _plan(stub.base_url, "scripted-500", llm_max_retries=2)
     assert len(stub.requests) == 3
+
+
+async def test_402_out_of_credits_is_not_retried(stub: StubServer) -> None:
+    with pytest.raises(LLMOutOfCredits):
+        await _plan(stub.base_url, "scripted-402", llm_max_retries=3)
+    assert len(stub.requests) == 1
+
+
+async def test_the_model_that_answered_is_recorded(stub: StubServer) -> None:
+    result = await _plan(stub.base_url, "scripted-fallback")
+    assert stub.requests[-1]["model"] == "scripted-fallback"
+    assert result.model == "scripted-fallback-backup"
 
 
 async def test_connect_error_is_unavailable() -> None:

@@ -164,7 +164,11 @@ async def test_validate_decisions_and_recovered_llm_faults(
 
 @pytest.mark.parametrize(
     ("model", "error_type"),
-    [("scripted-invalid-json", "invalid_output"), ("scripted-500", "llm_unavailable")],
+    [
+        ("scripted-invalid-json", "invalid_output"),
+        ("scripted-500", "llm_unavailable"),
+        ("scripted-402", "llm_out_of_credits"),
+    ],
 )
 async def test_llm_failures_end_failed_with_a_typed_error(
     client: PlanClient, worker: Worker, settings: Settings, model: str, error_type: str
@@ -175,6 +179,18 @@ async def test_llm_failures_end_failed_with_a_typed_error(
     assert status.error.type == error_type and status.error.message
     ledger = await _ledger_events(settings, job_id, {"failed"})
     assert [e["reason"] for e in ledger if e["kind"] == "failed"] == [error_type]
+
+
+async def test_the_model_that_answered_is_in_the_output_and_the_ledger(
+    client: PlanClient, worker: Worker, settings: Settings
+) -> None:
+    job_id = await client.submit(_request(model="scripted-fallback"))
+    status = await client.wait(job_id, timeout=WAIT_S)
+    assert status.output is not None
+    assert status.output.metadata["model_requested"] == "scripted-fallback"
+    assert status.output.metadata["model"] == "scripted-fallback-backup"
+    ledger = await _ledger_events(settings, job_id, {"done"})
+    assert [e["model"] for e in ledger if e["kind"] == "done"] == ["scripted-fallback-backup"]
 
 
 async def test_slow_stream_shows_plan_phase_and_rising_tokens(client: PlanClient, worker: Worker) -> None:
