@@ -374,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.stderr.write(f"plangate: invalid configuration: {problems}\n")
         return EXIT_BAD_INPUT
-    configure_logging(settings.log_level)
+    # Services log at INFO by default; one-shot commands keep stderr for errors unless asked.
+    service = args.command in ("worker", "llm-stub")
+    explicit = "log_level" in settings.model_fields_set
+    configure_logging(settings.log_level if service or explicit else "WARNING")
     run: Callable[..., Any] = args.run
     try:
         if getattr(args, "sync", False):
