@@ -19,6 +19,8 @@ MAX_CONSTRAINTS = 50
 MAX_CONSTRAINT_CHARS = 1_000
 MAX_SIDE_EFFECTS = 50
 MAX_CONTEXT_BYTES = 64 * 1024
+MAX_LOCKS = 16
+MAX_WAIT_LOCK_S = 3_600.0
 
 # The seed's tier-0 observer metadata (LLM Planner agent).
 SEED_AGENT_ID = "llm-planner-001"
@@ -45,6 +47,10 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
 ]
+LOCK_PATTERN = r"^[A-Za-z0-9_.:@/-]+$"
+LockName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LOCK_PATTERN)
+]
 TaskTypeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_CONSTRAINT_CHARS)]
 
@@ -54,6 +60,18 @@ def _no_control_chars(value: str) -> str:
     if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
         raise ValueError("must not contain control characters")
     return value
+
+
+class AgentState(BaseModel):
+    """An agent's live governance state (what workers read at PREFLIGHT and while running)."""
+
+    revoked: bool = False
+    revoked_reason: str = ""
+    suspended: bool = False
+    recent_errors: int = 0
+    phase: str = ""
+    job_id: str = ""
+    heartbeat_at: str = ""
 
 
 class PlanRequest(BaseModel):
@@ -71,6 +89,9 @@ class PlanRequest(BaseModel):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     deadline: datetime | None = None
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    locks: list[LockName] = Field(default_factory=list, max_length=MAX_LOCKS)
+    wait_lock_s: float = Field(default=0.0, ge=0.0, le=MAX_WAIT_LOCK_S)
+    handoff_from: Identifier | None = None
 
     @field_validator("description")
     @classmethod
@@ -152,6 +173,11 @@ class AgentRecord(BaseModel):
     confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     allowed_side_effects: list[str] = Field(default_factory=list)
     forbidden_actions: list[str] = Field(default_factory=list)
+    # Task types a tier >= 1 agent may plan for; empty means its tier's default. Tier 0 is fixed.
+    allowed_task_types: list[str] = Field(default_factory=list)
+    # Error budget: this many failed or invalid-output jobs within the window suspend the agent.
+    error_budget_limit: int = Field(default=5, ge=1)
+    error_budget_window_s: int = Field(default=3_600, ge=1)
 
     @model_validator(mode="after")
     def _tier0_defaults(self) -> AgentRecord:

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from governance.models import AgentRecord, PlanDraft, PlanRequest
-from governance.vocabulary import Decision, RefusalCode, TaskType
+from governance.models import AgentRecord, AgentState, PlanDraft, PlanRequest
+from governance.vocabulary import Decision, JobState, RefusalCode, TaskType
 
-# Task types each tier may plan for. A planner reads, analyses and plans; nothing else.
-TIER_TASK_TYPES: dict[int, frozenset[str]] = {
-    0: frozenset(TaskType),
-}
+# Task types a tier may plan for. A tier-0 observer reads, analyses and plans, nothing else;
+# tiers 1 and above default to the same and widen it per agent (AgentRecord.allowed_task_types).
+TIER0_TASK_TYPES: frozenset[str] = frozenset(TaskType)
 DEFAULT_TASK_TYPES: frozenset[str] = frozenset(TaskType)
+
+
+def task_types_for(agent: AgentRecord) -> frozenset[str]:
+    """The task types this agent may plan for."""
+    if agent.tier == 0:
+        return TIER0_TASK_TYPES
+    return frozenset(agent.allowed_task_types) or DEFAULT_TASK_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +50,26 @@ ALLOW = Allow()
 
 
 def preflight(
-    agent: AgentRecord | None, request: PlanRequest, *, model_allowed: bool = True
+    agent: AgentRecord | None,
+    state: AgentState,
+    request: PlanRequest,
+    *,
+    model_allowed: bool = True,
 ) -> Allow | Refuse:
-    """Decide whether `agent` may have `request` planned. Checks run cheapest and most final first."""
+    """Decide whether `agent`, in live `state`, may have `request` planned. Most final checks first."""
     if agent is None:
         return Refuse(RefusalCode.UNKNOWN_AGENT, f"agent {request.agent_id!r} is not registered")
-    task_types = TIER_TASK_TYPES.get(agent.tier, DEFAULT_TASK_TYPES)
+    if state.revoked:
+        why = f": {state.revoked_reason}" if state.revoked_reason else ""
+        return Refuse(RefusalCode.REVOKED, f"agent {agent.agent_id} is revoked{why}")
+    if state.suspended or state.recent_errors >= agent.error_budget_limit:
+        return Refuse(
+            RefusalCode.ERROR_BUDGET_EXHAUSTED,
+            f"agent {agent.agent_id} is suspended: {state.recent_errors} failed jobs within "
+            f"{agent.error_budget_window_s}s (budget {agent.error_budget_limit}); "
+            f"`plangate agents reset-budget {agent.agent_id}` lifts it",
+        )
+    task_types = task_types_for(agent)
     if request.task_type not in task_types:
         return Refuse(
             RefusalCode.TIER_FORBIDS_TASK,
@@ -73,6 +93,11 @@ def preflight(
     if not model_allowed:
         return Refuse(RefusalCode.MODEL_NOT_ALLOWED, f"model {request.model!r} is not on the allow-list")
     return ALLOW
+
+
+def counts_against_budget(state: JobState) -> bool:
+    """Failed jobs (LLM errors, invalid output, timeouts) spend the agent's error budget."""
+    return state is JobState.FAILED
 
 
 def review_output(agent: AgentRecord, draft: PlanDraft) -> Verdict:

@@ -14,8 +14,10 @@ TERMINAL_KINDS: frozenset[str] = frozenset({"done", "refused", "failed", "cancel
 STREAM_FIELD = "e"
 """The one field of a stream entry; its value is the event as a JSON object."""
 
-REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "kind", "job_id")
+REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "kind")
+# job_id may be null: agent events (revoked, restored, budget reset) belong to no job.
 TEXT_FIELDS: tuple[str, ...] = (
+    "job_id",
     "agent_id",
     "tenant_id",
     "created_at",

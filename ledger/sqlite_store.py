@@ -99,6 +99,8 @@ class LedgerStore:
     async def _project(self, event: dict[str, Any]) -> None:
         """Update the jobs row for a newly recorded event (only submitted and terminal kinds change it)."""
         kind = event["kind"]
+        if not event.get("job_id"):
+            return  # agent events (revocations, budget resets) belong to no job
         payload = event.get("payload")
         fields = payload if isinstance(payload, dict) else {}
         if kind == SUBMITTED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -11,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from governance.live_state import AgentStateStore, LockStore
 from governance.models import SEED_AGENT_ID, AgentRecord
 from governance.registry import AgentRegistry, RegistryError
 from worker import codec
+from worker.admin import AgentAdmin
 from worker.cli_render import render_event, render_output, render_status, status_json
 from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
@@ -61,6 +65,11 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         "side_effects": args.side_effect,
         "context": _parse_context(args.context),
     }
+    if args.lock:
+        request["locks"] = args.lock
+        request["wait_lock_s"] = args.wait_lock
+    if args.handoff_from:
+        request["handoff_from"] = args.handoff_from
     if args.idempotency_key:
         request["idempotency_key"] = args.idempotency_key
     if args.model:
@@ -158,11 +167,12 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
 # --- agents and ledger ----------------------------------------------------------------------
 
 
-async def _registry(settings: Settings) -> tuple[AgentRegistry, Any]:
-    from redis.asyncio import Redis
+def _redis(settings: Settings) -> Redis:
+    return Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
 
-    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
-    return AgentRegistry(redis, Keys(settings.key_prefix)), redis
+
+def _registry(redis: Redis, settings: Settings) -> AgentRegistry:
+    return AgentRegistry(redis, Keys(settings.key_prefix))
 
 
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,16 +187,16 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc, "agent")) from exc
-    registry, redis = await _registry(settings)
-    async with redis:
+    async with _redis(settings) as redis:
+        registry = _registry(redis, settings)
         await registry.put(record)
     _out(record.model_dump_json() if args.json else f"agent {record.agent_id} saved (tier {record.tier})")
     return EXIT_OK
 
 
 async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
-    registry, redis = await _registry(settings)
-    async with redis:
+    async with _redis(settings) as redis:
+        registry = _registry(redis, settings)
         records = await registry.list()
     if args.json:
         _out(codec.dumps([r.model_dump(mode="json") for r in records]))
@@ -197,16 +207,73 @@ async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
-    registry, redis = await _registry(settings)
-    async with redis:
+    async with _redis(settings) as redis:
+        registry = _registry(redis, settings)
         record = await registry.get(args.agent_id)
-    if record is None:
-        raise BadRequest(f"no agent with id {args.agent_id!r}")
+        if record is None:
+            raise BadRequest(f"no agent with id {args.agent_id!r}")
+        state = await AgentStateStore(redis, Keys(settings.key_prefix)).read(record)
+        raw_state = await AgentStateStore(redis, Keys(settings.key_prefix)).raw(record.agent_id)
+    shown = {**record.model_dump(mode="json"), "state": {**raw_state, **state.model_dump(mode="json")}}
     if args.json:
-        _out(record.model_dump_json())
+        _out(codec.dumps(shown))
     else:
-        for name, value in record.model_dump().items():
-            _out(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+        for name, value in shown.items():
+            if name == "state":
+                for key, item in value.items():
+                    _out(f"state.{key}: {item}")
+            else:
+                _out(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+    return EXIT_OK
+
+
+async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
+    async with _redis(settings) as redis:
+        registry = _registry(redis, settings)
+        if await registry.get(args.agent_id) is None:
+            raise BadRequest(f"no agent with id {args.agent_id!r}")
+        admin = AgentAdmin(redis, Keys(settings.key_prefix))
+        if args.agents_cmd == "revoke":
+            await admin.revoke(args.agent_id, reason=args.reason, by=args.by)
+        elif args.agents_cmd == "restore":
+            await admin.restore(args.agent_id, by=args.by, reason=args.reason or "")
+        else:
+            await admin.reset_budget(args.agent_id, by=args.by, reason=args.reason or "")
+    done = {"revoke": "revoked", "restore": "restored", "reset-budget": "error budget reset"}[args.agents_cmd]
+    _out(f"agent {args.agent_id} {done} by {args.by}")
+    return EXIT_OK
+
+
+async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with _redis(settings) as redis:
+        holders = await LockStore(redis, Keys(settings.key_prefix)).holders()
+    if args.json:
+        _out(codec.dumps([{"resource": h.resource, "job_id": h.job_id, "ttl_ms": h.ttl_ms} for h in holders]))
+    elif not holders:
+        _out("no locks held")
+    else:
+        for h in holders:
+            _out(f"{h.resource}\theld by job {h.job_id}\t(expires in {h.ttl_ms / 1000:.1f}s unless renewed)")
+    return EXIT_OK
+
+
+async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    async with PlanClient.connect(settings) as client:
+        desk = client.review_desk()
+        if args.review_cmd == "list":
+            pending = await desk.pending()
+            if args.json:
+                _out(codec.dumps([s.model_dump(mode="json") for s in pending]))
+            elif not pending:
+                _out("no plans waiting for review")
+            for status in [] if args.json else pending:
+                flags = ", ".join(status.output.metadata.get("flags", [])) if status.output else ""
+                _out(f"{status.job_id}\tagent {status.agent_id}\tfinished {status.finished_at}\t{flags}")
+            return EXIT_OK
+        status = await desk.decide(
+            args.job_id, approve=args.review_cmd == "approve", by=args.by, note=args.note
+        )
+        _show(status, args)
     return EXIT_OK
 
 
@@ -266,6 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model to use instead of PLANGATE_MODEL (must be on PLANGATE_ALLOWED_MODELS)"
     )
     p.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    p.add_argument(
+        "--lock",
+        action="append",
+        default=[],
+        help="a resource this plan is for; held while it runs (repeatable)",
+    )
+    p.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for held locks (default 0)",
+    )
+    p.add_argument("--handoff-from", metavar="JOB_ID", help="carry that finished job's plan in as context")
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
     _add_json(p)
@@ -334,10 +415,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = agents.add_parser("list", help="list agents")
     _add_json(p)
     p.set_defaults(run=cmd_agents_list)
-    p = agents.add_parser("show", help="show one agent")
+    p = agents.add_parser(
+        "show", help="show one agent, its live state and the tracker (phase, job, heartbeat)"
+    )
     p.add_argument("agent_id")
     _add_json(p)
     p.set_defaults(run=cmd_agents_show)
+    for name, text in (
+        ("revoke", "the kill switch: refuse the agent's queued jobs and stop its running ones"),
+        ("restore", "lift a revocation"),
+        ("reset-budget", "forget the agent's counted failures and lift its suspension"),
+    ):
+        p = agents.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("agent_id")
+        p.add_argument("--reason", required=name == "revoke", help="why (recorded in the ledger)")
+        p.add_argument("--by", default=_operator(), help="who (default: the current user)")
+        p.set_defaults(run=cmd_agents_admin)
+
+    locks = sub.add_parser("locks", help="resource locks").add_subparsers(dest="locks_cmd", required=True)
+    p = locks.add_parser("list", help="who holds which resource lock")
+    _add_json(p)
+    p.set_defaults(run=cmd_locks_list)
+
+    review = sub.add_parser("review", help="human review of escalated plans").add_subparsers(
+        dest="review_cmd", required=True
+    )
+    p = review.add_parser("list", help="plans that ended ESCALATE and wait for a human")
+    _add_json(p)
+    p.set_defaults(run=cmd_review)
+    for name in ("approve", "reject"):
+        p = review.add_parser(name, help=f"{name} an escalated plan (once per job; recorded in the ledger)")
+        p.add_argument("job_id")
+        p.add_argument("--by", required=True, help="the reviewer's name")
+        p.add_argument("--note", default="", help="why")
+        _add_json(p)
+        p.set_defaults(run=cmd_review)
 
     ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
         dest="ledger_cmd", required=True
@@ -348,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(run=cmd_ledger_show)
     return parser
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _stub_description() -> str:

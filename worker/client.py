@@ -21,12 +21,13 @@ from governance.models import PlanRequest
 from governance.vocabulary import CancelReason, JobState
 from worker import codec
 from worker.clock import now_iso
-from worker.errors import BadRequest, QueueUnavailable, WaitTimeout
+from worker.errors import BadRequest, JobNotFound, QueueUnavailable, WaitTimeout
 from worker.job_models import JobEvent, JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
+from worker.review import ReviewDesk
 from worker.settings import Settings
-from worker.status_store import StatusStore
+from worker.status_store import JobRef, StatusStore
 
 log = structlog.get_logger(__name__)
 
@@ -89,9 +90,32 @@ class PlanClient:
                 f"allow-list: {', '.join(self._settings.allowed_models) or 'empty'})"
             )
         try:
+            if req.handoff_from:
+                req = await self._with_handoff(req)
             return await self._enqueue(req)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+
+    async def _with_handoff(self, req: PlanRequest) -> PlanRequest:
+        """Carry the earlier job's plan into this request's context (read-only material)."""
+        assert req.handoff_from is not None
+        try:
+            earlier = await self._status.read(req.handoff_from)
+        except JobNotFound as exc:
+            raise BadRequest(f"cannot hand off from {req.handoff_from}: no such job") from exc
+        if earlier.tenant_id != req.tenant_id:
+            raise BadRequest(f"cannot hand off from {req.handoff_from}: no such job")  # ids are not probed
+        if earlier.output is None:
+            raise BadRequest(
+                f"cannot hand off from {req.handoff_from}: it ended {earlier.state.value}, not done"
+            )
+        handoff = {
+            "job_id": earlier.job_id,
+            "agent_id": earlier.agent_id,
+            "output": earlier.output.model_dump(mode="json"),
+        }
+        context = {**(req.context or {}), "handoff": handoff}
+        return to_request({**req.model_dump(mode="json", exclude_none=True), "context": context})
 
     async def _enqueue(self, req: PlanRequest) -> str:
         """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry."""
@@ -116,7 +140,7 @@ class PlanClient:
                     job_id=job_id,
                     agent_id=req.agent_id,
                     tenant_id=req.tenant_id,
-                    payload={"request": payload},
+                    payload=payload,
                 )
                 ttl = self._settings.result_ttl_s
                 pipe.multi()
@@ -201,7 +225,8 @@ class PlanClient:
                 },
             )
             fields = {"error": {"type": CancelReason.BY_SUBMITTER.value, "message": "cancelled while queued"}}
-            if await self._status.record(job_id, None, JobState.CANCELLED, event, fields, phase=None):
+            ref = JobRef(job_id, status.agent_id)
+            if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
                 # The arq job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zrem(self._settings.queue_name, job_id)
@@ -211,6 +236,10 @@ class PlanClient:
         if status.state in (JobState.QUEUED, JobState.RUNNING):
             await self._status.request_cancel(job_id)
         return await self.status(job_id)
+
+    def review_desk(self) -> ReviewDesk:
+        """Escalated jobs waiting for a human, and the approve/reject decision."""
+        return ReviewDesk(self._redis, self._keys, self._status)
 
     def _redacted_url(self) -> str:
         url = self._settings.redis_url

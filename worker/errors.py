@@ -19,6 +19,10 @@ class JobNotFound(PlangateError):
         self.job_id = job_id
 
 
+class NotReviewable(BadRequest):
+    """Only a job that ended `done` with decision ESCALATE can be reviewed, and only once."""
+
+
 class QueueUnavailable(PlangateError):
     """The Redis/Dragonfly server could not be reached."""
 

@@ -11,7 +11,7 @@ from governance.vocabulary import JobState, Phase
 from worker import codec
 
 # Fields of the status hash that hold JSON rather than plain text.
-JSON_FIELDS = ("progress", "output", "refusal", "error")
+JSON_FIELDS = ("progress", "output", "refusal", "error", "review")
 
 
 class Refusal(BaseModel):
@@ -26,6 +26,15 @@ class JobError(BaseModel):
 
     type: str
     message: str
+
+
+class Review(BaseModel):
+    """A human's decision on an escalated plan."""
+
+    decision: str  # "approved" | "rejected"
+    by: str
+    note: str = ""
+    at: str
 
 
 class JobStatus(BaseModel):
@@ -45,6 +54,7 @@ class JobStatus(BaseModel):
     output: AgentOutput | None = None
     refusal: Refusal | None = None
     error: JobError | None = None
+    review: Review | None = None
 
     @property
     def terminal(self) -> bool:

@@ -37,3 +37,23 @@ class Keys:
     def agents(self) -> str:
         """The set of registered agent ids."""
         return f"{self.prefix}agents"
+
+    def agent_state(self, agent_id: str) -> str:
+        """An agent's live state: revoked, suspended, and the tracker's phase, job and heartbeat."""
+        return f"{self.prefix}agent:{agent_id}:state"
+
+    def agent_errors(self, agent_id: str) -> str:
+        """An agent's failed jobs in its error-budget window (sorted set, scored by time in ms)."""
+        return f"{self.prefix}agent:{agent_id}:errors"
+
+    def lock(self, resource: str) -> str:
+        """A resource lock: the holding job's id, with a TTL renewed by its heartbeat."""
+        return f"{self.prefix}lock:{resource}"
+
+    def locks(self) -> str:
+        """Index of the resources that may be locked (for `plangate locks list`)."""
+        return f"{self.prefix}locks"
+
+    def review_pending(self) -> str:
+        """Jobs that ended ESCALATE and wait for a human (sorted set, scored by time in ms)."""
+        return f"{self.prefix}review:pending"

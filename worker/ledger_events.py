@@ -15,9 +15,9 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 def ledger_event(
     kind: str,
     *,
-    job_id: str,
+    job_id: str | None,
     agent_id: str,
-    tenant_id: str,
+    tenant_id: str | None,
     attempt: int = 0,
     worker: str | None = None,
     decision: str | None = None,

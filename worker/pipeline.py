@@ -7,27 +7,33 @@ to exactly one terminal record. A worker never crashes on a bad job.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
-from governance.models import AgentOutput, AgentRecord, PlanRequest
-from governance.policy import Refuse, Verdict, preflight, review_output
+from governance.live_state import AgentStateStore, LockStore
+from governance.models import IDENTIFIER_PATTERN, AgentOutput, AgentRecord, AgentState, PlanRequest
+from governance.policy import Refuse, Verdict, counts_against_budget, preflight, review_output
 from governance.registry import AgentRegistry
-from governance.vocabulary import CancelReason, JobState, Phase, RefusalCode
-from worker import __version__
+from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
+from worker import __version__, codec
 from worker.client import describe_validation_error
 from worker.clock import now_iso
 from worker.errors import LLMError
+from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.llm_stream import LLMPlanner, LLMResult
 from worker.settings import Settings
-from worker.status_store import Beat, StatusStore
+from worker.status_store import Beat, BudgetCharge, JobRef, StatusStore
 
 logger = structlog.get_logger(__name__)
+
+_AGENT_ID = re.compile(IDENTIFIER_PATTERN)
+_LOCK_POLL_S = 0.1
 
 
 class Refused(Exception):
@@ -38,21 +44,21 @@ class Refused(Exception):
         self.refusal = refusal
 
 
-class Cancelled(Exception):
-    """The submitter asked to cancel while the job ran."""
+class Stopped(Exception):
+    """The job must stop while running: cancelled by its submitter, or its agent revoked."""
+
+    def __init__(self, reason: CancelReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
 
 
 class Fenced(Exception):
     """Another attempt holds the job now (or it is terminal): this attempt must not write."""
 
 
-class JobTimedOut(Exception):
-    """The job ran past JOB_TIMEOUT_S."""
-
-
 @dataclass(slots=True)
 class JobRun:
-    """One attempt at one job: its id, fencing token and who it is for."""
+    """One attempt at one job: its id, fencing token, who it is for and the locks it holds."""
 
     job_id: str
     attempt: int
@@ -60,16 +66,34 @@ class JobRun:
     tenant_id: str
     log: Any
     tokens: int = 0
+    locks: tuple[str, ...] = ()
+    agent: AgentRecord | None = field(default=None)
+
+    @property
+    def ref(self) -> JobRef:
+        return JobRef(self.job_id, self.agent_id, self.locks)
 
 
 class Pipeline:
     """Runs planning jobs. One per worker process, shared by its concurrent jobs."""
 
-    def __init__(self, settings: Settings, status: StatusStore, registry: AgentRegistry, planner: LLMPlanner):
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        status: StatusStore,
+        registry: AgentRegistry,
+        planner: LLMPlanner,
+    ) -> None:
         self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
         self.status = status
         self.registry = registry
+        self.agent_states = AgentStateStore(redis, self.keys)
+        self.lock_store = LockStore(redis, self.keys)
         self.planner = planner
+        self.lock_ttl_ms = int(settings.heartbeat_s * 5 * 1000)
 
     async def run(self, job_id: str, raw_request: Any) -> str:
         """Run one attempt of a job to its terminal record; returns the state it ended in."""
@@ -86,9 +110,13 @@ class Pipeline:
             return await self.record_end(job, JobState.REFUSED, refusal=exc.refusal)
         except LLMError as exc:
             return await self.record_end(job, JobState.FAILED, error=(exc.code, str(exc)))
-        except Cancelled:
-            reason = CancelReason.BY_SUBMITTER.value
-            return await self.record_end(job, JobState.CANCELLED, error=(reason, "cancelled while running"))
+        except Stopped as exc:
+            message = (
+                "agent revoked while running"
+                if exc.reason is CancelReason.REVOKED
+                else "cancelled while running"
+            )
+            return await self.record_end(job, JobState.CANCELLED, error=(exc.reason.value, message))
         except TimeoutError:
             message = f"job ran past JOB_TIMEOUT_S={self.settings.job_timeout_s:g}s"
             return await self.record_end(job, JobState.FAILED, error=("job_timeout", message))
@@ -97,14 +125,13 @@ class Pipeline:
             return "fenced"
         except Exception as exc:  # the boundary: a bad job must end as a record, never crash the worker
             job.log.exception("job failed unexpectedly")
-            return await self.record_end(
-                job, JobState.FAILED, error=("internal_error", f"{type(exc).__name__}: {exc}")
-            )
+            error = ("internal_error", f"{type(exc).__name__}: {exc}")
+            return await self.record_end(job, JobState.FAILED, error=error)
 
     async def _claim(self, job_id: str, raw_request: Any) -> JobRun | None:
-        claim = await self.status.start(job_id)
         raw = raw_request if isinstance(raw_request, dict) else {}
         agent_id, tenant_id = str(raw.get("agent_id", "?")), str(raw.get("tenant_id", "default"))
+        claim = await self.status.start(job_id, agent_id if _AGENT_ID.match(agent_id) else None)
         log = logger.bind(job_id=job_id, agent_id=agent_id, tenant_id=tenant_id, attempt=claim.attempt)
         if claim.attempt is None:
             log.info("nothing to run", state=claim.state)
@@ -113,17 +140,40 @@ class Pipeline:
         return JobRun(job_id, claim.attempt, agent_id, tenant_id, log)
 
     async def preflight(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
-        """PREFLIGHT: the request is well formed and governance allows it."""
+        """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
         try:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
-        agent = await self.registry.get(request.agent_id)
-        verdict = preflight(agent, request, model_allowed=self.settings.model_allowed(request.model))
+        agent = job.agent = await self.registry.get(request.agent_id)
+        state = await self.agent_states.read(agent) if agent else AgentState()
+        verdict = preflight(agent, state, request, model_allowed=self.settings.model_allowed(request.model))
         if isinstance(verdict, Refuse):
             raise Refused(verdict)
         assert agent is not None  # preflight refuses unknown agents
+        await self._take_locks(job, request)
         return request, agent
+
+    async def _take_locks(self, job: JobRun, request: PlanRequest) -> None:
+        """Hold every lock the request names, waiting up to wait_lock_s; `locked` otherwise."""
+        if not request.locks:
+            return
+        deadline = time.monotonic() + request.wait_lock_s
+        waited = False
+        while True:
+            held = await self.lock_store.acquire(request.locks, job.job_id, self.lock_ttl_ms)
+            if held is None:
+                job.locks = tuple(request.locks)
+                return
+            if time.monotonic() >= deadline:
+                holder = await self.lock_store.holder(held)
+                raise Refused(Refuse(RefusalCode.LOCKED, f"resource {held!r} is locked by job {holder}"))
+            if not waited:
+                waited = True
+                await self._ledger(
+                    "lock_wait", job, reason=RefusalCode.LOCKED.value, payload={"resource": held}
+                )
+            await asyncio.sleep(_LOCK_POLL_S)
 
     async def plan(self, job: JobRun, agent: AgentRecord, request: PlanRequest) -> LLMResult:
         """PLAN: stream the LLM call, heartbeating with the token count; stop at once on cancel."""
@@ -175,21 +225,29 @@ class Pipeline:
                 "usage": result.usage,
                 "flags": list(verdict.flags),
                 "llm_decision": draft.decision.value,
+                "handoff_from": request.handoff_from,
             },
         )
 
     async def record_done(self, job: JobRun, output: AgentOutput, result: LLMResult) -> str:
         """RECORD a plan: terminal status, result and ledger event in one transaction."""
         output_json = output.model_dump(mode="json")
+        flags = output.metadata.get("flags") or []
+        escalated = output.decision is Decision.ESCALATE
         event = self._event(
             job,
-            JobState.DONE,
+            JobState.DONE.value,
             decision=output.decision.value,
+            reason=",".join(flags) or None,
             model=result.model,
-            payload={"output": output_json, "usage": result.usage},
+            payload={"output": output_json, "usage": result.usage, "flags": flags},
         )
-        fields = {"output": output_json, "progress": {"tokens": job.tokens}}
-        return await self._record(job, JobState.DONE, event, fields)
+        fields = {
+            "output": output_json,
+            "decision": output.decision.value,
+            "progress": {"tokens": job.tokens},
+        }
+        return await self._record(job, JobState.DONE, event, fields, needs_review=escalated)
 
     async def record_end(
         self,
@@ -202,27 +260,48 @@ class Pipeline:
         """RECORD a refusal, a failure or a cancellation."""
         if refusal is not None:
             detail = {"code": refusal.code.value, "reason": refusal.reason}
-            event = self._event(job, state, reason=refusal.code.value, payload={"refusal": detail})
+            event = self._event(job, state.value, reason=refusal.code.value, payload={"refusal": detail})
             fields = {"refusal": detail}
         else:
             assert error is not None
             detail = {"type": error[0], "message": error[1]}
-            event = self._event(job, state, reason=error[0], payload={"error": detail})
+            event = self._event(job, state.value, reason=error[0], payload={"error": detail})
             fields = {"error": detail, "progress": {"tokens": job.tokens}}
-        return await self._record(job, state, event, fields)
+        charge = None
+        if job.agent is not None and counts_against_budget(state):
+            suspension = self._event(
+                job,
+                "suspended",
+                reason=RefusalCode.ERROR_BUDGET_EXHAUSTED.value,
+                payload={"limit": job.agent.error_budget_limit, "window_s": job.agent.error_budget_window_s},
+            )
+            charge = BudgetCharge(
+                job.agent.error_budget_window_s * 1000, job.agent.error_budget_limit, suspension
+            )
+        return await self._record(job, state, event, fields, charge=charge)
 
     async def _record(
-        self, job: JobRun, state: JobState, event: dict[str, Any], fields: dict[str, Any]
+        self,
+        job: JobRun,
+        state: JobState,
+        event: dict[str, Any],
+        fields: dict[str, Any],
+        *,
+        charge: BudgetCharge | None = None,
+        needs_review: bool = False,
     ) -> str:
-        if not await self.status.record(job.job_id, job.attempt, state, event, fields):
+        recorded = await self.status.record(
+            job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review
+        )
+        if not recorded:
             job.log.warning("terminal record refused: job already terminal or held by another attempt")
             return "fenced"
         job.log.info("job finished", state=state.value, phase=Phase.RECORD.value, reason=event["reason"])
         return state.value
 
-    def _event(self, job: JobRun, state: JobState, **fields: Any) -> dict[str, Any]:
+    def _event(self, job: JobRun, kind: str, **fields: Any) -> dict[str, Any]:
         return ledger_event(
-            state.value,
+            kind,
             job_id=job.job_id,
             agent_id=job.agent_id,
             tenant_id=job.tenant_id,
@@ -231,11 +310,18 @@ class Pipeline:
             **fields,
         )
 
+    async def _ledger(self, kind: str, job: JobRun, **fields: Any) -> None:
+        """A ledger event outside the terminal write (e.g. a lock wait)."""
+        await self.redis.xadd(self.keys.ledger_stream(), {"e": codec.dumps(self._event(job, kind, **fields))})
+
     async def _beat(self, job: JobRun, phase: Phase, *, kind: str = "phase") -> None:
-        beat = await self.status.heartbeat(job.job_id, job.attempt, phase, tokens=job.tokens, kind=kind)
+        beat = await self.status.heartbeat(
+            job.ref, job.attempt, phase, tokens=job.tokens, kind=kind, lock_ttl_ms=self.lock_ttl_ms
+        )
+        if beat is Beat.OK:
+            return
         if beat is Beat.CANCEL:
-            raise Cancelled()
-        if beat is Beat.FENCED:
-            raise Fenced()
-        if kind == "phase":
-            job.log.debug("phase", phase=phase.value)
+            raise Stopped(CancelReason.BY_SUBMITTER)
+        if beat is Beat.REVOKED:
+            raise Stopped(CancelReason.REVOKED)
+        raise Fenced()

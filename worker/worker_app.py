@@ -89,7 +89,7 @@ def build_worker(
                 await registry.put(record)
         status = StatusStore(redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME)
         ctx["planner"] = planner = LLMPlanner(settings)
-        ctx["pipeline"] = Pipeline(settings, status, registry, planner)
+        ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
         if ledger_writer:
             ctx["ledger"] = await start_ledger_writer(redis, settings)
         log.info(

@@ -144,7 +144,7 @@ async def test_malformed_entries_are_recorded_and_writer_continues(env: Env) -> 
         bad_ids = [
             await env.redis.xadd(env.stream, {"x": "no e field"}),
             await env.redis.xadd(env.stream, {"e": "{not json"}),
-            await env.redis.xadd(env.stream, {"e": json.dumps({"event_id": "x", "kind": "done"})}),
+            await env.redis.xadd(env.stream, {"e": json.dumps({"event_id": "x", "job_id": "j"})}),  # no kind
         ]
         await xadd_events(env, [good])
         await wait_until(lambda: writer.processed == 4)

@@ -9,7 +9,7 @@ from governance.vocabulary import JobState, Phase
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.settings import Settings
-from worker.status_store import Beat, StatusStore
+from worker.status_store import Beat, JobRef, StatusStore
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +18,9 @@ async def _queued(redis: Redis, store: StatusStore, keys: Keys, job_id: str) -> 
     await redis.hset(
         keys.job(job_id), mapping=store.queued_fields(job_id, "a", "t", "2026-01-01T00:00:00.000Z")
     )
+
+
+J1, J2 = JobRef("j1", "a"), JobRef("j2", "a")
 
 
 def _event(job_id: str, kind: str) -> dict:
@@ -33,13 +36,13 @@ async def test_only_the_current_attempt_records_and_only_once(redis: Redis, sett
     second = await store.start("j1")  # a retry took the job over
     assert (first.attempt, second.attempt) == (1, 2)
 
-    assert await store.heartbeat("j1", 1, Phase.PLAN) is Beat.FENCED
-    assert await store.heartbeat("j1", 2, Phase.PLAN, tokens=5) is Beat.OK
-    assert not await store.record("j1", 1, JobState.DONE, _event("j1", "done"), {"output": {}})
+    assert await store.heartbeat(J1, 1, Phase.PLAN) is Beat.FENCED
+    assert await store.heartbeat(J1, 2, Phase.PLAN, tokens=5) is Beat.OK
+    assert not await store.record(J1, 1, JobState.DONE, _event("j1", "done"), {"output": {}})
     assert await store.record(
-        "j1", 2, JobState.FAILED, _event("j1", "failed"), {"error": {"type": "x", "message": "m"}}
+        J1, 2, JobState.FAILED, _event("j1", "failed"), {"error": {"type": "x", "message": "m"}}
     )
-    assert not await store.record("j1", 2, JobState.DONE, _event("j1", "done"), {"output": {}})
+    assert not await store.record(J1, 2, JobState.DONE, _event("j1", "done"), {"output": {}})
 
     status = await store.read("j1")
     assert status.state is JobState.FAILED and status.attempt == 2 and status.phase is Phase.RECORD
@@ -54,5 +57,17 @@ async def test_cancel_request_reaches_the_running_attempt(redis: Redis, settings
     await _queued(redis, store, keys, "j2")
     claim = await store.start("j2")
     assert await store.request_cancel("j2") == "running"
-    assert await store.heartbeat("j2", claim.attempt or 0, Phase.PLAN) is Beat.CANCEL
+    assert await store.heartbeat(J2, claim.attempt or 0, Phase.PLAN) is Beat.CANCEL
     assert await store.request_cancel("missing") is None
+
+
+async def test_revoked_agent_stops_the_heartbeat(redis: Redis, settings: Settings) -> None:
+    keys = Keys(settings.key_prefix)
+    store = StatusStore(redis, keys, ttl_s=60)
+    await _queued(redis, store, keys, "j3")
+    claim = await store.start("j3", "a")
+    j3 = JobRef("j3", "a")
+    assert await store.heartbeat(j3, claim.attempt or 0, Phase.PLAN) is Beat.OK
+    assert (await redis.hgetall(keys.agent_state("a")))["job_id"] == "j3"
+    await redis.hset(keys.agent_state("a"), "revoked", "1")
+    assert await store.heartbeat(j3, claim.attempt or 0, Phase.PLAN) is Beat.REVOKED

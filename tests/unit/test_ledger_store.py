@@ -241,13 +241,31 @@ async def test_two_stores_on_one_file(tmp_path: Path) -> None:
         await second.close()
 
 
+def test_an_agent_event_needs_no_job() -> None:
+    event, found = decode_entry(
+        "1764077760123-4", {"e": '{"event_id": "x", "kind": "revoked", "agent_id": "a"}'}
+    )
+    assert found is None and event["kind"] == "revoked" and event["job_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"e": '{"kind": "done"}'}, "invalid_event"),
+    ],
+)
+def test_decode_entry_needs_an_event_id(fields: dict[str, str], problem: str) -> None:
+    assert decode_entry("1-0", fields)[1] == problem
+
+
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
         ({}, "missing_field"),
         ({"e": "{not json"}, "invalid_json"),
         ({"e": "[1, 2]"}, "not_an_object"),
-        ({"e": '{"event_id": "x", "kind": "done"}'}, "invalid_event"),
+        ({"e": '{"event_id": "x", "job_id": "j"}'}, "invalid_event"),
+        ({"e": '{"event_id": "x", "kind": "revoked", "job_id": 7}'}, "invalid_event"),
         ({"e": '{"event_id": "x", "kind": "done", "job_id": "j", "attempt": "one"}'}, "invalid_event"),
         ({"e": '{"event_id": "x", "kind": "done", "job_id": "j", "worker": 5}'}, "invalid_event"),
         ({"e": '{"event_id": "x", "kind": "malformed", "job_id": "j"}'}, "invalid_event"),

@@ -4,33 +4,63 @@ from __future__ import annotations
 
 import pytest
 
-from governance.models import SEED_AGENT, AgentRecord, PlanDraft, PlanRequest
-from governance.policy import Allow, Refuse, preflight, review_output
-from governance.vocabulary import Decision, RefusalCode
+from governance.models import SEED_AGENT, AgentRecord, AgentState, PlanDraft, PlanRequest
+from governance.policy import Allow, Refuse, counts_against_budget, preflight, review_output
+from governance.vocabulary import Decision, JobState, RefusalCode
 
 
 def _req(**fields: object) -> PlanRequest:
     return PlanRequest.model_validate({"agent_id": SEED_AGENT.agent_id, "description": "plan it", **fields})
 
 
+OK = AgentState()
+OPERATOR = AgentRecord(
+    agent_id="op",
+    tier=1,
+    allowed_task_types=["plan", "capacity_review"],
+    allowed_side_effects=["run_terraform"],
+)
+
+
 @pytest.mark.parametrize(
-    ("agent", "fields", "model_allowed", "expected"),
+    ("agent", "state", "fields", "model_allowed", "expected"),
     [
-        (SEED_AGENT, {}, True, None),
-        (SEED_AGENT, {"side_effects": ["read_docs", "generate_plan"]}, True, None),
-        (None, {}, True, RefusalCode.UNKNOWN_AGENT),
-        (SEED_AGENT, {"side_effects": ["run_terraform"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, {"side_effects": ["read_docs", "ssh"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, {"side_effects": ["send_email"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, {"task_type": "deploy"}, True, RefusalCode.TIER_FORBIDS_TASK),
-        (SEED_AGENT, {"task_type": "analyze"}, True, None),
-        (SEED_AGENT, {"model": "other"}, False, RefusalCode.MODEL_NOT_ALLOWED),
+        (SEED_AGENT, OK, {}, True, None),
+        (SEED_AGENT, OK, {"side_effects": ["read_docs", "generate_plan"]}, True, None),
+        (None, OK, {}, True, RefusalCode.UNKNOWN_AGENT),
+        (SEED_AGENT, AgentState(revoked=True, revoked_reason="leaked key"), {}, True, RefusalCode.REVOKED),
+        (SEED_AGENT, AgentState(suspended=True), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
+        (SEED_AGENT, AgentState(recent_errors=5), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
+        (SEED_AGENT, AgentState(recent_errors=4), {}, True, None),
+        (SEED_AGENT, OK, {"side_effects": ["run_terraform"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, OK, {"side_effects": ["read_docs", "ssh"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, OK, {"side_effects": ["send_email"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+        (SEED_AGENT, OK, {"task_type": "deploy"}, True, RefusalCode.TIER_FORBIDS_TASK),
+        (SEED_AGENT, OK, {"task_type": "capacity_review"}, True, RefusalCode.TIER_FORBIDS_TASK),
+        (SEED_AGENT, OK, {"task_type": "analyze"}, True, None),
+        (SEED_AGENT, OK, {"task_type": "review"}, True, None),
+        (SEED_AGENT, OK, {"model": "other"}, False, RefusalCode.MODEL_NOT_ALLOWED),
+        (OPERATOR, OK, {"agent_id": "op", "task_type": "capacity_review"}, True, None),
+        (OPERATOR, OK, {"agent_id": "op", "task_type": "analyze"}, True, RefusalCode.TIER_FORBIDS_TASK),
+        (OPERATOR, OK, {"agent_id": "op", "side_effects": ["run_terraform"]}, True, None),
+        # revocation is the most final: it wins over every other reason
+        (
+            SEED_AGENT,
+            AgentState(revoked=True, suspended=True),
+            {"task_type": "deploy"},
+            True,
+            RefusalCode.REVOKED,
+        ),
     ],
 )
 def test_preflight(
-    agent: AgentRecord | None, fields: dict, model_allowed: bool, expected: RefusalCode | None
+    agent: AgentRecord | None,
+    state: AgentState,
+    fields: dict,
+    model_allowed: bool,
+    expected: RefusalCode | None,
 ) -> None:
-    verdict = preflight(agent, _req(**fields), model_allowed=model_allowed)
+    verdict = preflight(agent, state, _req(**fields), model_allowed=model_allowed)
     if expected is None:
         assert isinstance(verdict, Allow)
     else:
@@ -39,9 +69,17 @@ def test_preflight(
         assert verdict.reason
 
 
-def test_preflight_reason_names_the_forbidden_effect() -> None:
-    verdict = preflight(SEED_AGENT, _req(side_effects=["ssh"]))
-    assert isinstance(verdict, Refuse) and "ssh" in verdict.reason
+def test_every_refusal_reason_names_its_cause() -> None:
+    revoked = preflight(SEED_AGENT, AgentState(revoked=True, revoked_reason="leaked key"), _req())
+    assert isinstance(revoked, Refuse) and "leaked key" in revoked.reason
+    spent = preflight(SEED_AGENT, AgentState(suspended=True, recent_errors=5), _req())
+    assert isinstance(spent, Refuse) and "reset-budget" in spent.reason
+    forbidden = preflight(SEED_AGENT, OK, _req(side_effects=["ssh"]))
+    assert isinstance(forbidden, Refuse) and "ssh" in forbidden.reason
+
+
+def test_only_failures_spend_the_error_budget() -> None:
+    assert [s for s in JobState if counts_against_budget(s)] == [JobState.FAILED]
 
 
 def _draft(confidence: float = 0.9, decision: str = "EXECUTE", actions: list[str] | None = None) -> PlanDraft:
@@ -92,5 +130,5 @@ def test_tier1_agent_may_plan_what_tier0_may_not() -> None:
     operator = AgentRecord(
         agent_id="op", tier=1, allowed_side_effects=["run_terraform"], forbidden_actions=[]
     )
-    assert isinstance(preflight(operator, _req(agent_id="op", side_effects=["run_terraform"])), Allow)
+    assert isinstance(preflight(operator, OK, _req(agent_id="op", side_effects=["run_terraform"])), Allow)
     assert review_output(operator, _draft(actions=["run_terraform"])).decision is Decision.EXECUTE
