@@ -54,7 +54,6 @@ class RefusalCode(StrEnum):
 
     UNKNOWN_AGENT = "unknown_agent"
     REVOKED = "revoked"
-    SUSPENDED = "suspended"
     TIER_FORBIDS_TASK = "tier_forbids_task"
     FORBIDDEN_SIDE_EFFECT = "forbidden_side_effect"
     MODEL_NOT_ALLOWED = "model_not_allowed"

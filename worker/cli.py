@@ -184,6 +184,9 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
             confidence_threshold=args.confidence_threshold,
             allowed_side_effects=args.allow,
             forbidden_actions=args.forbid,
+            allowed_task_types=args.task_type,
+            error_budget_limit=args.error_budget,
+            error_budget_window_s=args.error_window,
         )
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc, "agent")) from exc
@@ -409,7 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tier", type=int, default=0)
     p.add_argument("--allow", action="append", default=[], help="an allowed side effect (repeatable)")
     p.add_argument("--forbid", action="append", default=[], help="a forbidden action (repeatable)")
-    p.add_argument("--confidence-threshold", type=float, default=0.7)
+    p.add_argument("--confidence-threshold", type=float, default=0.7, help="below it a plan escalates")
+    p.add_argument(
+        "--task-type", action="append", default=[], help="a task type a tier>=1 agent may plan (repeatable)"
+    )
+    p.add_argument(
+        "--error-budget", type=int, default=5, help="failed jobs that suspend the agent (default 5)"
+    )
+    p.add_argument("--error-window", type=int, default=3600, help="seconds the failures are counted over")
     _add_json(p)
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")

@@ -175,6 +175,8 @@ class StubServer:
         self.request_headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.connections = 0
+        self.open_streams = 0  # SSE responses being written right now
+        self.abandoned_streams = 0  # streams the client hung up on before the end
         self._seen: dict[tuple[str, str], int] = {}
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -383,6 +385,29 @@ class StubServer:
             body.update(choices=[choice], **extra)
             return f"data: {json.dumps(body)}\n\n"
 
+        self.open_streams += 1
+        try:
+            await self._stream_body(send, chunk, behaviour, pieces, usage, fail, ident, created, model)
+        except ConnectionError:
+            self.abandoned_streams += 1
+            raise
+        finally:
+            self.open_streams -= 1
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def _stream_body(
+        self,
+        send: Any,
+        chunk: Any,
+        behaviour: str,
+        pieces: list[str],
+        usage: dict[str, int] | None,
+        fail: bool,
+        ident: str,
+        created: int,
+        model: str,
+    ) -> None:
         slow = behaviour == "scripted-slow"
         gap = self.slow_seconds / max(1, len(pieces)) if slow else 0.0
         stop_after = min(3, len(pieces)) if fail else len(pieces)
@@ -403,8 +428,6 @@ class StubServer:
                 body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
                 await send(f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n")
             await send("data: [DONE]\n\n")
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
 
 
 async def serve_forever(host: str, port: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -70,3 +72,80 @@ def test_demo_runs_embedded_with_nothing_configured(tmp_path: object) -> None:
     assert ": done" in out and "decision EXECUTE" in out
     assert "Ledger record" in out and "submitted" in out
     assert "PLANGATE_REDIS_URL" in out  # says how to point it at a real server
+
+
+def test_governance_from_the_command_line(
+    e2e_env: dict[str, str], start_workers: Callable[[int], list[subprocess.Popen]]
+) -> None:
+    start_workers(1)
+    env = e2e_env
+
+    slow = _run(
+        env, "submit", "--model", "scripted-slow", "--lock", "db/orders", "--description", "Plan a reindex"
+    )
+    holder = slow.stdout.strip()
+    deadline = time.monotonic() + 60
+    while True:
+        held = json.loads(_run(env, "locks", "list", "--json").stdout)
+        if held:
+            break
+        assert time.monotonic() < deadline, "the lock was never taken"
+    assert held[0]["resource"] == "db/orders" and held[0]["job_id"] == holder
+
+    refused = json.loads(
+        _run(env, "submit", "--lock", "db/orders", "--description", "Another", "--wait", "--json").stdout
+    )
+    assert refused["refusal"]["code"] == "locked"
+    waited = _run(
+        env,
+        "submit",
+        "--lock",
+        "db/orders",
+        "--wait-lock",
+        "30",
+        "--description",
+        "Later",
+        "--wait",
+        "--json",
+    )
+    assert json.loads(waited.stdout)["state"] == "done"
+
+    escalated = json.loads(
+        _run(
+            env, "submit", "--model", "scripted-low-confidence", "--description", "Risky", "--wait", "--json"
+        ).stdout
+    )
+    assert escalated["output"]["decision"] == "ESCALATE"
+    pending = json.loads(_run(env, "review", "list", "--json").stdout)
+    assert [p["job_id"] for p in pending] == [escalated["job_id"]]
+    approved = _run(env, "review", "approve", escalated["job_id"], "--by", "dana", "--note", "ok", "--json")
+    assert json.loads(approved.stdout)["review"]["by"] == "dana"
+    again = _run(env, "review", "reject", escalated["job_id"], "--by", "erin")
+    assert again.returncode == 2 and "already" in again.stderr
+
+    handoff = json.loads(
+        _run(
+            env,
+            "submit",
+            "--handoff-from",
+            escalated["job_id"],
+            "--description",
+            "Follow up",
+            "--wait",
+            "--json",
+        ).stdout
+    )
+    assert handoff["output"]["metadata"]["handoff_from"] == escalated["job_id"]
+
+    assert _run(env, "agents", "revoke", "llm-planner-001").returncode == 2  # a reason is required
+    assert (
+        _run(env, "agents", "revoke", "llm-planner-001", "--reason", "drill", "--by", "ops").returncode == 0
+    )
+    shown = json.loads(_run(env, "agents", "show", "llm-planner-001", "--json").stdout)
+    assert shown["state"]["revoked"] is True and shown["state"]["revoked_by"] == "ops"
+    assert shown["state"]["job_id"] and shown["state"]["phase"] and shown["state"]["heartbeat_at"]
+    blocked = json.loads(_run(env, "submit", "--description", "x", "--wait", "--json").stdout)
+    assert blocked["refusal"]["code"] == "revoked"
+    assert _run(env, "agents", "restore", "llm-planner-001", "--by", "ops").returncode == 0
+    assert _run(env, "agents", "reset-budget", "llm-planner-001", "--by", "ops").returncode == 0
+    assert json.loads(_run(env, "submit", "--description", "x", "--wait", "--json").stdout)["state"] == "done"

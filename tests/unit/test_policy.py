@@ -22,37 +22,37 @@ OPERATOR = AgentRecord(
 )
 
 
-@pytest.mark.parametrize(
-    ("agent", "state", "fields", "model_allowed", "expected"),
-    [
-        (SEED_AGENT, OK, {}, True, None),
-        (SEED_AGENT, OK, {"side_effects": ["read_docs", "generate_plan"]}, True, None),
-        (None, OK, {}, True, RefusalCode.UNKNOWN_AGENT),
-        (SEED_AGENT, AgentState(revoked=True, revoked_reason="leaked key"), {}, True, RefusalCode.REVOKED),
-        (SEED_AGENT, AgentState(suspended=True), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
-        (SEED_AGENT, AgentState(recent_errors=5), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
-        (SEED_AGENT, AgentState(recent_errors=4), {}, True, None),
-        (SEED_AGENT, OK, {"side_effects": ["run_terraform"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, OK, {"side_effects": ["read_docs", "ssh"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, OK, {"side_effects": ["send_email"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
-        (SEED_AGENT, OK, {"task_type": "deploy"}, True, RefusalCode.TIER_FORBIDS_TASK),
-        (SEED_AGENT, OK, {"task_type": "capacity_review"}, True, RefusalCode.TIER_FORBIDS_TASK),
-        (SEED_AGENT, OK, {"task_type": "analyze"}, True, None),
-        (SEED_AGENT, OK, {"task_type": "review"}, True, None),
-        (SEED_AGENT, OK, {"model": "other"}, False, RefusalCode.MODEL_NOT_ALLOWED),
-        (OPERATOR, OK, {"agent_id": "op", "task_type": "capacity_review"}, True, None),
-        (OPERATOR, OK, {"agent_id": "op", "task_type": "analyze"}, True, RefusalCode.TIER_FORBIDS_TASK),
-        (OPERATOR, OK, {"agent_id": "op", "side_effects": ["run_terraform"]}, True, None),
-        # revocation is the most final: it wins over every other reason
-        (
-            SEED_AGENT,
-            AgentState(revoked=True, suspended=True),
-            {"task_type": "deploy"},
-            True,
-            RefusalCode.REVOKED,
-        ),
-    ],
-)
+PREFLIGHT_CASES = [
+    (SEED_AGENT, OK, {}, True, None),
+    (SEED_AGENT, OK, {"side_effects": ["read_docs", "generate_plan"]}, True, None),
+    (None, OK, {}, True, RefusalCode.UNKNOWN_AGENT),
+    (SEED_AGENT, AgentState(revoked=True, revoked_reason="leaked key"), {}, True, RefusalCode.REVOKED),
+    (SEED_AGENT, AgentState(suspended=True), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
+    (SEED_AGENT, AgentState(recent_errors=5), {}, True, RefusalCode.ERROR_BUDGET_EXHAUSTED),
+    (SEED_AGENT, AgentState(recent_errors=4), {}, True, None),
+    (SEED_AGENT, OK, {"side_effects": ["run_terraform"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+    (SEED_AGENT, OK, {"side_effects": ["read_docs", "ssh"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+    (SEED_AGENT, OK, {"side_effects": ["send_email"]}, True, RefusalCode.FORBIDDEN_SIDE_EFFECT),
+    (SEED_AGENT, OK, {"task_type": "deploy"}, True, RefusalCode.TIER_FORBIDS_TASK),
+    (SEED_AGENT, OK, {"task_type": "capacity_review"}, True, RefusalCode.TIER_FORBIDS_TASK),
+    (SEED_AGENT, OK, {"task_type": "analyze"}, True, None),
+    (SEED_AGENT, OK, {"task_type": "review"}, True, None),
+    (SEED_AGENT, OK, {"model": "other"}, False, RefusalCode.MODEL_NOT_ALLOWED),
+    (OPERATOR, OK, {"agent_id": "op", "task_type": "capacity_review"}, True, None),
+    (OPERATOR, OK, {"agent_id": "op", "task_type": "analyze"}, True, RefusalCode.TIER_FORBIDS_TASK),
+    (OPERATOR, OK, {"agent_id": "op", "side_effects": ["run_terraform"]}, True, None),
+    # revocation is the most final: it wins over every other reason
+    (
+        SEED_AGENT,
+        AgentState(revoked=True, suspended=True),
+        {"task_type": "deploy"},
+        True,
+        RefusalCode.REVOKED,
+    ),
+]
+
+
+@pytest.mark.parametrize(("agent", "state", "fields", "model_allowed", "expected"), PREFLIGHT_CASES)
 def test_preflight(
     agent: AgentRecord | None,
     state: AgentState,
@@ -109,6 +109,13 @@ def _draft(confidence: float = 0.9, decision: str = "EXECUTE", actions: list[str
             "low",
         ),
         (_draft(decision="SKIP", actions=["ssh"]), Decision.ESCALATE, "forbidden_action"),
+        (_draft(decision="ERROR", confidence=0.9), Decision.ERROR, None),
+        (_draft(decision="ESCALATE", confidence=0.9), Decision.ESCALATE, None),
+        (
+            _draft(decision="ESCALATE", actions=["delete_vm"]),
+            Decision.ESCALATE,
+            "forbidden_action:step_2:delete_vm",
+        ),
     ],
 )
 def test_review_output(draft: PlanDraft, decision: Decision, flag_prefix: str | None) -> None:
@@ -132,3 +139,19 @@ def test_tier1_agent_may_plan_what_tier0_may_not() -> None:
     )
     assert isinstance(preflight(operator, OK, _req(agent_id="op", side_effects=["run_terraform"])), Allow)
     assert review_output(operator, _draft(actions=["run_terraform"])).decision is Decision.EXECUTE
+
+
+def test_a_forbidden_side_effect_declared_by_the_plan_escalates() -> None:
+    draft = PlanDraft.model_validate(
+        {"action": "a", "decision": "EXECUTE", "confidence": 0.95, "side_effects": ["write_secrets"]}
+    )
+    verdict = review_output(SEED_AGENT, draft)
+    assert verdict.decision is Decision.ESCALATE and verdict.flags == ("forbidden_side_effect:write_secrets",)
+
+
+def test_the_preflight_table_covers_every_policy_reason_code() -> None:
+    # Decided elsewhere: bad_request (the request does not parse), locked (the lock adapter),
+    # quota_exceeded (tenant quotas, a later issue).
+    decided_elsewhere = {RefusalCode.BAD_REQUEST, RefusalCode.LOCKED, RefusalCode.QUOTA_EXCEEDED}
+    covered = {case[-1] for case in PREFLIGHT_CASES}
+    assert set(RefusalCode) - decided_elsewhere <= covered
