@@ -21,7 +21,8 @@ from governance.models import SEED_AGENT_ID, AgentRecord
 from governance.registry import AgentRegistry, RegistryError
 from worker import codec
 from worker.admin import AgentAdmin
-from worker.cli_render import render_event, render_output, render_status, status_json
+from worker.cli_ledger import add_ledger_commands
+from worker.cli_render import render_event, render_status, status_json
 from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
 from worker.keys import Keys
@@ -215,8 +216,8 @@ async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
         record = await registry.get(args.agent_id)
         if record is None:
             raise BadRequest(f"no agent with id {args.agent_id!r}")
-        state = await AgentStateStore(redis, Keys(settings.key_prefix)).read(record)
-        raw_state = await AgentStateStore(redis, Keys(settings.key_prefix)).raw(record.agent_id)
+        states = AgentStateStore(redis, Keys(settings.key_prefix))
+        state, raw_state = await states.read(record), await states.raw(record.agent_id)
     shown = {**record.model_dump(mode="json"), "state": {**raw_state, **state.model_dump(mode="json")}}
     if args.json:
         _out(codec.dumps(shown))
@@ -277,28 +278,6 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
             args.job_id, approve=args.review_cmd == "approve", by=args.by, note=args.note
         )
         _show(status, args)
-    return EXIT_OK
-
-
-async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.queries import show_job
-
-    path = Path(args.ledger or settings.ledger_path)
-    if not await asyncio.to_thread(path.exists):
-        raise BadRequest(f"no ledger at {path} (set PLANGATE_LEDGER_PATH or --ledger)")
-    record = await show_job(path, args.job_id)
-    if not record["events"]:
-        raise JobNotFound(args.job_id)
-    if args.json:
-        _out(codec.dumps(record))
-    else:
-        _out(f"job {args.job_id}: {len(record['events'])} ledger events")
-        for event in record["events"]:
-            what = event.get("decision") or event.get("reason") or ""
-            _out(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
-            output = (event.get("payload") or {}).get("output")
-            if output:
-                render_output(output, sys.stdout)
     return EXIT_OK
 
 
@@ -461,14 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_json(p)
         p.set_defaults(run=cmd_review)
 
-    ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
-        dest="ledger_cmd", required=True
-    )
-    p = ledger.add_parser("show", help="a job's ledger events")
-    p.add_argument("job_id")
-    p.add_argument("--ledger", help="ledger file (default PLANGATE_LEDGER_PATH)")
-    _add_json(p)
-    p.set_defaults(run=cmd_ledger_show)
+    add_ledger_commands(sub)
     return parser
 
 

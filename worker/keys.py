@@ -30,6 +30,14 @@ class Keys:
         """The stream the ledger writer drains into SQLite."""
         return f"{self.prefix}ledger"
 
+    def ledger_writer_lock(self) -> str:
+        """Held by the one active ledger writer; a second writer waits as standby."""
+        return f"{self.prefix}ledger:writer"
+
+    def ledger_anchor(self) -> str:
+        """The latest signed anchor of the ledger chain (head hash and count)."""
+        return f"{self.prefix}ledger:anchor"
+
     def agent(self, agent_id: str) -> str:
         """An agent's registry record (JSON)."""
         return f"{self.prefix}agent:{agent_id}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import IDENTIFIER_PATTERN, AgentOutput, AgentRecord, AgentState, PlanRequest
@@ -80,7 +81,7 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        redis: Any,
+        redis: Redis,
         status: StatusStore,
         registry: AgentRegistry,
         planner: LLMPlanner,

@@ -38,15 +38,27 @@ class Settings(BaseSettings):
     ledger_path: Path = Path("./plangate-ledger.db")
     ledger_batch_size: int = Field(default=200, ge=1)
     ledger_batch_delay_s: float = Field(default=0.05, ge=0)
+    ledger_signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs chain anchors; default LEDGER_PATH + '.key'",
+    )
+    ledger_anchor_interval_s: float = Field(default=10.0, gt=0)
+    ledger_claim_idle_s: float = Field(
+        default=30.0, gt=0, description="re-claim entries a dead writer left pending"
+    )
     agents_file: Path | None = None
     concurrency: int = Field(default=10, ge=1)
     job_timeout_s: float = Field(default=300.0, gt=0)
     heartbeat_s: float = Field(default=1.0, gt=0)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, description="default 10 x HEARTBEAT_S")
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    llm_idle_timeout_s: float = Field(default=30.0, gt=0, description="longest silence inside a stream")
+    fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     result_ttl_s: int = Field(default=86_400, ge=1)
     job_tries: int = Field(default=3, ge=1)
     log_level: str = "INFO"
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "fallback_models", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_list(value)

@@ -239,3 +239,17 @@ async def test_handoff_carries_the_earlier_plan_and_links_the_jobs(
     queued = await client.submit(_request(model="scripted-slow"))
     with pytest.raises(BadRequest, match="not done"):
         await client.submit(_request(handoff_from=queued))
+
+
+async def test_a_dead_workers_lock_expires(redis: Redis, settings: Settings) -> None:
+    """Locks live only as long as their heartbeat renews them: a crashed holder frees them by expiry."""
+    locks = LockStore(redis, Keys(settings.key_prefix))
+    assert await locks.acquire(["db/a", "db/b"], "dead-job", ttl_ms=200) is None
+    assert await locks.acquire(["db/b", "db/c"], "next-job", ttl_ms=10_000) == "db/b"  # all or nothing
+    assert await locks.holder("db/c") is None
+
+    async def expired() -> bool:
+        return await locks.acquire(["db/b"], "next-job", ttl_ms=10_000) is None
+
+    await _until(expired, "the dead job's lock to expire")
+    assert [(h.resource, h.job_id) for h in await locks.holders()] == [("db/b", "next-job")]
