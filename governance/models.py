@@ -19,6 +19,7 @@ MAX_CONSTRAINTS = 50
 MAX_CONSTRAINT_CHARS = 1_000
 MAX_SIDE_EFFECTS = 50
 MAX_CONTEXT_BYTES = 64 * 1024
+MAX_CONTEXT_DEPTH = 32
 MAX_LOCKS = 16
 MAX_WAIT_LOCK_S = 3_600.0
 
@@ -62,6 +63,20 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
+def _nesting_depth(value: Any, stop_after: int = MAX_CONTEXT_DEPTH + 1) -> int:
+    """How deeply lists and objects nest (iterative: a JSON bomb must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest >= stop_after:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 class AgentState(BaseModel):
     """An agent's live governance state (what workers read at PREFLIGHT and while running)."""
 
@@ -92,6 +107,7 @@ class PlanRequest(BaseModel):
     locks: list[LockName] = Field(default_factory=list, max_length=MAX_LOCKS)
     wait_lock_s: float = Field(default=0.0, ge=0.0, le=MAX_WAIT_LOCK_S)
     handoff_from: Identifier | None = None
+    retry_of: Identifier | None = None
 
     @field_validator("description")
     @classmethod
@@ -110,6 +126,9 @@ class PlanRequest(BaseModel):
     def _context_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
+        depth = _nesting_depth(value)
+        if depth > MAX_CONTEXT_DEPTH:
+            raise ValueError(f"is nested {depth} levels deep; the limit is {MAX_CONTEXT_DEPTH}")
         try:
             size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         except (TypeError, ValueError) as exc:

@@ -22,3 +22,15 @@ class SchemaTooNew(LedgerError):
         super().__init__(f"ledger schema version {found} is newer than this plangate knows ({known})")
         self.found = found
         self.known = known
+
+
+class MigrationError(LedgerError):
+    """The shipped migrations are inconsistent, or a migration target does not exist."""
+
+
+class SigningKeyError(LedgerError):
+    """The anchor signing key (or the public key to verify with) is missing or unreadable."""
+
+
+class CompactionError(LedgerError):
+    """A compaction could not proceed (nothing to archive, the chain is broken, the archive exists)."""

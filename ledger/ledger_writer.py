@@ -1,4 +1,9 @@
-"""The ledger writer: drains the ledger stream into SQLite in batches, acknowledging only after commit."""
+"""The ledger writer: drains the ledger stream into SQLite in batches, acknowledging only after commit.
+
+One writer is active per ledger (a TTL lock in Redis); others wait as standby and take over when the
+active one stops renewing. The active writer re-claims entries a dead writer left pending (XAUTOCLAIM)
+and signs the chain head periodically.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from ledger.anchors import Anchorer
 from ledger.events import decode_entry
 from ledger.sqlite_store import LedgerStore
+from ledger.writer_lock import WriterLock
 
 Entry = tuple[str, dict[str, str] | None]
 
@@ -34,9 +41,19 @@ class LedgerWriter:
         batch_size: int = 200,
         batch_delay_s: float = 0.05,
         block_ms: int = 1000,
+        *,
+        lock: WriterLock | None = None,
+        anchorer: Anchorer | None = None,
+        claim_idle_s: float = 30.0,
     ) -> None:
         if batch_size < 1 or block_ms < 1:
             raise ValueError("batch_size and block_ms must be at least 1")
+        # Without a lock every writer is active (tests, a single process); with one, only its holder.
+        self.lock = lock
+        self.anchorer = anchorer
+        self.claim_idle_ms = max(1, int(claim_idle_s * 1000))
+        self.active = lock is None
+        self.claimed = 0  # entries re-claimed from other (dead) consumers
         self.redis = redis
         self.stream_key = stream_key
         self.group = group
@@ -53,6 +70,9 @@ class LedgerWriter:
         self._group_ready = False
         # Our own pending entries (read before a crash or a failed commit) are re-read before new ones.
         self._pending_first = True
+        self._claim_min_idle_ms: int | None = None  # set: claim others' pending entries idle this long
+        self._next_claim = 0.0
+        self._next_renew = 0.0
         self._log = structlog.get_logger(__name__).bind(stream=stream_key, group=group, consumer=consumer)
 
     def stop(self) -> None:
@@ -60,20 +80,95 @@ class LedgerWriter:
         self._stop.set()
 
     async def run(self) -> None:
-        """Drain the stream until stop(); Redis and SQLite errors are logged and retried with backoff."""
+        """Drain the stream until stop() (as standby while another writer is active); Redis and SQLite
+        errors are logged and retried with backoff."""
         self._log.info("ledger_writer_started")
         failures = 0
-        while not self._stop.is_set():
-            try:
-                await self._step(block_ms=self.block_ms)
-                failures = 0
-            except (RedisError, sqlite3.Error) as exc:
-                self._on_error(exc)
-                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**failures)
-                failures += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not await self._hold_lock():
+                        await self._wait(self._standby_poll_s())
+                        continue
+                    await self._claim_due()
+                    await self._step(block_ms=self.block_ms)
+                    if self.anchorer is not None:
+                        await self.anchorer.maybe()
+                    failures = 0
+                except (RedisError, sqlite3.Error) as exc:
+                    self._on_error(exc)
+                    await self._wait(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**failures))
+                    failures += 1
+        finally:
+            await self._shutdown()
         self._log.info("ledger_writer_stopped", written=self.written, processed=self.processed)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    def _standby_poll_s(self) -> float:
+        return self.lock.ttl_ms / 3000 if self.lock is not None else 1.0
+
+    async def _hold_lock(self) -> bool:
+        """Become or stay the active writer; False while another writer holds the lock."""
+        if self.lock is None:
+            return True
+        now = time.monotonic()
+        if self.active and now < self._next_renew:
+            return True
+        was_active = self.active
+        self.active = await self.lock.acquire()
+        self._next_renew = now + self.lock.ttl_ms / 3000
+        if self.active and not was_active:
+            self._log.info("ledger_writer_active")
+            # We are the only active writer: whatever others left pending is orphaned; take it all now.
+            self._claim_min_idle_ms = 0
+        elif was_active and not self.active:
+            self._log.warning("ledger_writer_lock_lost")
+        return self.active
+
+    async def _claim_due(self) -> None:
+        """Re-claim entries other consumers left pending: all of them at takeover, then the long-idle ones."""
+        now = time.monotonic()
+        if self._claim_min_idle_ms is None and now >= self._next_claim:
+            self._claim_min_idle_ms = self.claim_idle_ms
+        if self._claim_min_idle_ms is None:
+            return
+        await self._ensure_group()
+        claimed = await self.claim_pending(self._claim_min_idle_ms)
+        self._claim_min_idle_ms = None
+        self._next_claim = now + self.claim_idle_ms / 1000
+        if claimed:
+            self._log.info("ledger_entries_claimed", entries=claimed)
+
+    async def claim_pending(self, min_idle_ms: int) -> int:
+        """XAUTOCLAIM every entry pending longer than `min_idle_ms` to this consumer (it is then read
+        back as our own pending entries); returns how many were claimed."""
+        start, claimed = "0-0", 0
+        while True:
+            reply = await self.redis.xautoclaim(
+                self.stream_key, self.group, self.consumer, min_idle_ms, start_id=start, count=self.batch_size
+            )
+            start, entries = reply[0], reply[1]
+            claimed += len(entries)
+            if not start or start in ("0-0", b"0-0"):
+                break
+        if claimed:
+            self.claimed += claimed
+            self._pending_first = True
+        return claimed
+
+    async def _shutdown(self) -> None:
+        """Sign the final head and hand the lock over (a standby need not wait for the TTL)."""
+        if self.active and self.anchorer is not None:
+            with contextlib.suppress(RedisError, sqlite3.Error):
+                await self.anchorer.maybe(force=True)
+        if self.lock is not None:
+            with contextlib.suppress(RedisError):
+                await self.lock.release()
+        self.active = self.lock is None
 
     async def drain_once(self) -> int:
         """Record everything in the stream now, without blocking; returns how many events were new.
@@ -143,6 +238,8 @@ class LedgerWriter:
         """Store the batch in one transaction, then (and only then) XACK and XDEL its entries."""
         events = []
         for stream_id, fields in entries:
+            if fields is None:
+                continue  # deleted from the stream while pending: it was committed and acked before
             event, problem = decode_entry(stream_id, fields)
             if problem is not None:
                 self.malformed += 1

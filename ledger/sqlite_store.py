@@ -1,4 +1,5 @@
-"""The one owner of the SQLite ledger file: opens it (WAL, fsync on commit), appends events, projects jobs."""
+"""The one owner of the SQLite ledger file: opens it (WAL, fsync on commit, migrated), appends events to the
+hash chain, keeps the read models and the anchors table."""
 
 from __future__ import annotations
 
@@ -9,123 +10,130 @@ from typing import Any
 
 import aiosqlite
 
-from ledger import queries
-from ledger.events import EVENT_COLUMNS, SUBMITTED, TERMINAL_KINDS, dumps
-from ledger.schema import apply_schema
+from ledger import chain, migrations, queries
+from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
+from ledger.events import dumps
+from ledger.projections import project
 
 # Two writer processes on one file queue up on the lock for this long instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 
 _INSERT_EVENT = (
-    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+    f"INSERT INTO events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
-
-# Upserts, so the projection comes out the same whichever of submitted/terminal is recorded first.
-_PROJECT_SUBMITTED = """
-INSERT INTO jobs (job_id, agent_id, tenant_id, task_type, description, state, submitted_at)
-VALUES (?, ?, ?, ?, ?, 'queued', ?)
-ON CONFLICT (job_id) DO UPDATE SET
-    agent_id = coalesce(jobs.agent_id, excluded.agent_id),
-    tenant_id = coalesce(jobs.tenant_id, excluded.tenant_id),
-    task_type = excluded.task_type,
-    description = excluded.description,
-    submitted_at = excluded.submitted_at
-"""
-
-_PROJECT_TERMINAL = """
-INSERT INTO jobs (job_id, agent_id, tenant_id, state, decision, reason, model, finished_at, output)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (job_id) DO UPDATE SET
-    agent_id = coalesce(jobs.agent_id, excluded.agent_id),
-    tenant_id = coalesce(jobs.tenant_id, excluded.tenant_id),
-    state = excluded.state,
-    decision = excluded.decision,
-    reason = excluded.reason,
-    model = excluded.model,
-    finished_at = excluded.finished_at,
-    output = excluded.output
-"""
+_INSERT_ANCHOR = (
+    "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
+    " VALUES (:head_seq, :head_hash, :row_count, :created_at, :key_id, :signature)"
+)
 
 
 class LedgerStore:
     """The SQLite ledger file behind one aiosqlite connection; get one with `await LedgerStore.open(path)`."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, policy_version: str) -> None:
         self._conn = conn
         self.path = path
+        self.policy_version = policy_version
         # One connection carries one transaction at a time; concurrent callers take turns.
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> LedgerStore:
-        """Open (creating if needed) the ledger at `path`: WAL mode, synchronous=FULL, schema applied."""
+    async def open(cls, path: str | os.PathLike[str], policy_version: str = UNKNOWN_POLICY) -> LedgerStore:
+        """Open (creating if needed) the ledger at `path`: WAL, synchronous=FULL, migrations applied.
+
+        `policy_version` is stamped on (and hashed with) every row this store writes."""
         file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(migrations.migrate_file, file)
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT), not the sqlite3 module's.
         conn = await aiosqlite.connect(file, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = FULL")
-            await apply_schema(conn)
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, file)
+        return cls(conn, file, policy_version)
 
     async def insert_events(self, events: list[dict[str, Any]]) -> int:
-        """Append a batch in one transaction, skipping known event_ids; returns how many were new."""
+        """Append a batch to the chain in one transaction, skipping known event_ids; returns the new count."""
         if not events:
             return 0
         inserted = 0
         async with self._lock:
-            # IMMEDIATE takes the write lock up front, so a second writer waits (busy_timeout) at BEGIN
-            # instead of failing when it upgrades a read transaction.
+            # IMMEDIATE takes the write lock up front, so a second writer waits (busy_timeout) at BEGIN,
+            # and the head read below is the head this batch extends: two writers cannot fork the chain.
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                seq, prev_hash = await self._head_locked()
+                recorded_at = chain.now_iso()
                 for event in events:
-                    cur = await self._conn.execute(_INSERT_EVENT, _event_row(event))
-                    if cur.rowcount == 1:
-                        inserted += 1
-                        await self._project(event)
-                    await cur.close()
+                    if await self._known(event["event_id"]):
+                        continue
+                    seq += 1
+                    row = self._row(event, seq, recorded_at)
+                    chain.seal(row, prev_hash)
+                    await self._conn.execute(_INSERT_EVENT, tuple(row[c] for c in ROW_COLUMNS))
+                    prev_hash = row["row_hash"]
+                    inserted += 1
+                    await project(self._conn, event)
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
             await self._conn.execute("COMMIT")
         return inserted
 
-    async def _project(self, event: dict[str, Any]) -> None:
-        """Update the jobs row for a newly recorded event (only submitted and terminal kinds change it)."""
-        kind = event["kind"]
-        if not event.get("job_id"):
-            return  # agent events (revocations, budget resets) belong to no job
+    def _row(self, event: dict[str, Any], seq: int, recorded_at: str) -> dict[str, Any]:
+        """The full row of an event, before sealing."""
         payload = event.get("payload")
-        fields = payload if isinstance(payload, dict) else {}
-        if kind == SUBMITTED:
-            params: tuple[Any, ...] = (
-                event["job_id"],
-                event.get("agent_id"),
-                event.get("tenant_id"),
-                _text(fields.get("task_type")),
-                _text(fields.get("description")),
-                event.get("created_at"),
-            )
-            await self._conn.execute(_PROJECT_SUBMITTED, params)
-        elif kind in TERMINAL_KINDS:
-            params = (
-                event["job_id"],
-                event.get("agent_id"),
-                event.get("tenant_id"),
-                kind,
-                event.get("decision"),
-                event.get("reason") or _text(fields.get("code")),
-                event.get("model"),
-                event.get("created_at"),
-                dumps(payload) if payload is not None else None,
-            )
-            await self._conn.execute(_PROJECT_TERMINAL, params)
+        payload = payload if payload is not None else {}
+        policy = payload.get("policy_version") if isinstance(payload, dict) else None
+        row: dict[str, Any] = {name: event.get(name) for name in chain.CHAIN_COLUMNS}
+        row.update(chain.audit_columns(event))
+        row.update(
+            seq=seq,
+            payload=dumps(payload),
+            recorded_at=recorded_at,
+            schema_version=migrations.LATEST,
+            policy_version=policy if isinstance(policy, str) else self.policy_version,
+        )
+        return row
+
+    async def _known(self, event_id: Any) -> bool:
+        async with self._conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def _head_locked(self) -> tuple[int, str]:
+        """(seq, hash) of the chain head, read by this connection (call inside a transaction)."""
+        async with self._conn.execute("SELECT seq, row_hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
+            last = await cur.fetchone()
+        if last is not None:
+            return int(last[0]), str(last[1])
+        async with self._conn.execute(
+            "SELECT through_seq, through_hash FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
+        ) as cur:
+            cut = await cur.fetchone()
+        return (int(cut[0]), str(cut[1])) if cut is not None else (0, chain.GENESIS_HASH)
+
+    async def head(self) -> tuple[int, str, int]:
+        """(seq, hash, row count including archived rows) of the chain head, in one read transaction."""
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                seq, head_hash = await self._head_locked()
+                async with self._conn.execute(
+                    "SELECT (SELECT count(*) FROM events)"
+                    " + coalesce((SELECT total_rows FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1), 0)"
+                ) as cur:
+                    row = await cur.fetchone()
+            finally:
+                await self._conn.execute("COMMIT")
+        return seq, head_hash, int(row[0]) if row else 0
+
+    async def add_anchor(self, anchor: dict[str, Any]) -> None:
+        """Keep a signed anchor in the file (it is also published to Redis and exportable)."""
+        async with self._lock:
+            await self._conn.execute(_INSERT_ANCHOR, anchor)
 
     async def events_for_job(self, job_id: str) -> list[dict[str, Any]]:
         """All events of one job, ordered by seq, payload parsed."""
@@ -154,19 +162,3 @@ class LedgerStore:
         """Close the connection (committed data is already durable)."""
         async with self._lock:
             await self._conn.close()
-
-
-def _event_row(event: dict[str, Any]) -> tuple[Any, ...]:
-    """The INSERT parameters of one event, payload as JSON text."""
-    payload = event.get("payload")
-    return tuple(
-        dumps(payload if payload is not None else {}) if col == "payload" else event.get(col)
-        for col in EVENT_COLUMNS
-    )
-
-
-def _text(value: Any) -> str | None:
-    """A projection column value: text as is, anything else as JSON text."""
-    if value is None or isinstance(value, str):
-        return value
-    return dumps(value)

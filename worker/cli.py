@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
 from worker.keys import Keys
 from worker.log_setup import configure_logging
+from worker.redis_conn import text_client
 from worker.settings import Settings
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -48,8 +48,8 @@ def _parse_context(value: str | None) -> dict[str, Any] | None:
         return None
     text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = codec.loads(text)
+    except ValueError as exc:
         raise CLIError(f"--context is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise CLIError("--context must be a JSON object")
@@ -138,12 +138,11 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.worker_app import build_worker
+    from worker.worker_process import serve
 
     if args.concurrency is not None:
         settings = settings.model_copy(update={"concurrency": args.concurrency})
-    worker = build_worker(settings, burst=args.burst, ledger_writer=not args.no_ledger_writer)
-    worker.run()
+    asyncio.run(serve(settings, burst=args.burst, ledger_writer=not args.no_ledger_writer))
     return EXIT_OK
 
 
@@ -169,7 +168,7 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Redis:
-    return Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
+    return text_client(settings.redis_url)
 
 
 def _registry(redis: Redis, settings: Settings) -> AgentRegistry:
@@ -279,6 +278,36 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         )
         _show(status, args)
     return EXIT_OK
+
+
+async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
+    async with PlanClient.connect(settings) as client:
+        if args.failed_cmd == "retry":
+            new_id = await client.retry(args.job_id)
+            _out(status_json(await client.status(new_id)) if args.json else new_id)
+            return EXIT_OK
+        failed = await client.failed(args.limit)
+    if args.json:
+        _out(codec.dumps([s.model_dump(mode="json") for s in failed]))
+    elif not failed:
+        _out("no failed jobs")
+    else:
+        for s in failed:
+            cause = f"{s.error.type}: {s.error.message}" if s.error else "?"
+            _out(f"{s.job_id}\t{s.finished_at}\tagent {s.agent_id}\t{cause}")
+    return EXIT_OK
+
+
+async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.watchdog import liveness_window_s
+
+    async with PlanClient.connect(settings) as client:
+        alive = await client.healthy_workers(liveness_window_s(settings))
+    if alive:
+        _out(f"ok: {alive} worker(s) of queue {settings.queue_name} alive")
+        return EXIT_OK
+    sys.stderr.write(f"plangate: no worker of queue {settings.queue_name} heartbeated recently\n")
+    return EXIT_TIMEOUT
 
 
 # --- the parser -----------------------------------------------------------------------------
@@ -439,6 +468,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--note", default="", help="why")
         _add_json(p)
         p.set_defaults(run=cmd_review)
+
+    failed = sub.add_parser("failed", help="the dead-letter view of failed jobs").add_subparsers(
+        dest="failed_cmd", required=True
+    )
+    p = failed.add_parser("list", help="jobs that ended failed (tries exhausted, timeouts, LLM errors)")
+    p.add_argument("--limit", type=int, default=100)
+    _add_json(p)
+    p.set_defaults(run=cmd_failed)
+    p = failed.add_parser("retry", help="submit a failed job's request again as a new job")
+    p.add_argument("job_id")
+    _add_json(p)
+    p.set_defaults(run=cmd_failed)
+
+    p = sub.add_parser(
+        "health",
+        help="exit 0 when a worker of this queue heartbeated recently (container probes)",
+        description="Exit 0 when a worker of this queue heartbeated recently, 1 otherwise.",
+    )
+    p.set_defaults(run=cmd_health)
 
     add_ledger_commands(sub)
     return parser

@@ -1,21 +1,36 @@
-"""`plangate ledger ...`: the audit ledger's commands."""
+"""`plangate ledger ...`: the audit ledger's commands (show, tail, search, export, verify, anchors, migrate,
+compact, serve). Ledger errors become one-line messages with exit code 2; a failed verify exits 1."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ledger import anchors as ledger_anchors
+from ledger import queries
+from ledger.errors import LedgerError
 from worker import codec
 from worker.cli_render import render_output
 from worker.errors import BadRequest, JobNotFound
+from worker.keys import Keys
 from worker.settings import Settings
+
+EXIT_OK, EXIT_BAD_LEDGER = 0, 1
+_FOLLOW_POLL_S = 0.5
 
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
@@ -23,13 +38,51 @@ def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.ledger or settings.ledger_path)
 
 
-async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.queries import show_job
+def _key_path(settings: Settings) -> Path:
+    from ledger.signing import default_key_path
 
+    return settings.ledger_signing_key or default_key_path(settings.ledger_path)
+
+
+def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+    """Turn the ledger's typed errors into the CLI's bad-input error (one line, exit code 2)."""
+
+    @functools.wraps(run)
+    async def wrapped(args: argparse.Namespace, settings: Settings) -> int:
+        try:
+            return await run(args, settings)
+        except LedgerError as exc:
+            raise BadRequest(str(exc)) from exc
+
+    return wrapped
+
+
+def _filter(args: argparse.Namespace) -> queries.EventFilter:
+    return queries.EventFilter(
+        agent_id=args.agent,
+        tenant_id=args.tenant,
+        decision=args.decision,
+        kind=getattr(args, "kind", None),
+        since=args.since,
+        until=args.until,
+    )
+
+
+def _line(event: dict[str, Any]) -> str:
+    what = event.get("decision") or event.get("reason") or ""
+    who = event.get("reviewer") or event.get("agent_id") or ""
+    return (
+        f"{event['seq']:>7}  {event['created_at']}  {event['kind']:<15} {event.get('job_id') or '-':<32} "
+        f"{who:<20} {what}"
+    )
+
+
+@_ledger_errors
+async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     path = ledger_path(args, settings)
     if not await asyncio.to_thread(path.exists):
         raise BadRequest(f"no ledger at {path} (set PLANGATE_LEDGER_PATH or --ledger)")
-    record = await show_job(path, args.job_id)
+    record = await queries.show_job(path, args.job_id)
     if not record["events"]:
         raise JobNotFound(args.job_id)
     if args.json:
@@ -42,7 +95,170 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
             output = (event.get("payload") or {}).get("output")
             if output:
                 render_output(output, sys.stdout)
-    return 0
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
+    path, flt = ledger_path(args, settings), _filter(args)
+    async with queries.read_only(path) as conn:
+        events = await queries.tail(conn, flt, args.n)
+        last = events[-1]["seq"] if events else 0
+        for event in events:
+            _out(codec.dumps(event) if args.json else _line(event))
+        while args.follow:
+            await asyncio.sleep(_FOLLOW_POLL_S)  # a new commit is only visible by reading again
+            for event in await queries.fetch_events(conn, flt, after_seq=last):
+                _out(codec.dumps(event) if args.json else _line(event))
+                last = event["seq"]
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int:
+    found = await queries.search(ledger_path(args, settings), " ".join(args.text), _filter(args), args.limit)
+    for job in found:
+        if args.json:
+            _out(codec.dumps(job))
+        else:
+            _out(f"{job['job_id']}  {job['state']:<9} {job['decision'] or '':<10} {job['snippet']}")
+    return EXIT_OK if found or args.json else EXIT_BAD_LEDGER
+
+
+@_ledger_errors
+async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
+    out = await asyncio.to_thread(open, args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    count = 0
+    try:
+        async for event in queries.export_events(ledger_path(args, settings), _filter(args)):
+            out.write(codec.dumps(event) + "\n")
+            count += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.output:
+        sys.stderr.write(f"plangate: exported {count} events to {args.output}\n")
+    return EXIT_OK
+
+
+async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
+    """The anchor published to Redis, or None when there is none or Redis does not answer."""
+    redis = Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2
+    )
+    try:
+        return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
+    except (RedisError, OSError) as exc:
+        sys.stderr.write(f"plangate: no anchor from Redis ({exc}); checking the file's own anchors\n")
+        return None
+    finally:
+        await redis.aclose()
+
+
+@_ledger_errors
+async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.signing import load_public_key, public_key_path
+    from ledger.verify import verify_ledger
+
+    path = Path(args.file) if args.file else ledger_path(args, settings)
+    key_file = Path(args.public_key) if args.public_key else public_key_path(_key_path(settings))
+    key = None
+    if args.public_key or await asyncio.to_thread(key_file.exists):
+        key = await asyncio.to_thread(load_public_key, key_file)
+    extra = await asyncio.to_thread(ledger_anchors.load_anchors, args.anchors) if args.anchors else []
+    if not args.no_redis and not args.file:
+        published = await _redis_anchor(settings)
+        extra += [published] if published else []
+    report = await asyncio.to_thread(verify_ledger, path, key, extra)
+    if args.json:
+        _out(codec.dumps(report.__dict__))
+    else:
+        anchor = report.latest_anchor
+        if anchor:
+            _out(
+                f"anchor: row {anchor['head_seq']} ({anchor['row_count']} rows) {anchor['head_hash']} "
+                f"at {anchor['created_at']} key {anchor['key_id']}"
+            )
+        if key is None:
+            _out("no public key: anchor signatures not checked (pass --public-key)")
+        for warning in report.warnings:
+            _out(f"warning: {warning}")
+        if report.ok:
+            _out(f"ok: {report.rows} rows, head row {report.head_seq} {report.head_hash}")
+        else:
+            _out(f"BAD: {report.problem} at row {report.bad_seq}: {report.detail}")
+    return EXIT_OK if report.ok else EXIT_BAD_LEDGER
+
+
+@_ledger_errors
+async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> int:
+    kept = await queries.list_anchors(ledger_path(args, settings))
+    if args.export:
+        count = await asyncio.to_thread(ledger_anchors.export_anchors, kept, args.export)
+        _out(f"exported {count} anchors to {args.export}")
+        return EXIT_OK
+    for anchor in kept:
+        if args.json:
+            _out(codec.dumps(anchor))
+        else:
+            seq, head, key = anchor["head_seq"], anchor["head_hash"], anchor["key_id"]
+            _out(f"{anchor['created_at']}  row {seq:>7}  {head}  {key}")
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.migrations import LATEST, migrate_file
+
+    done = await asyncio.to_thread(migrate_file, ledger_path(args, settings), args.to)
+    applied = ", ".join(map(str, done)) or "none (up to date)"
+    _out(f"migrations applied: {applied}; schema version {args.to or LATEST}")
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.compaction import compact
+    from ledger.signing import load_private_key
+
+    path = ledger_path(args, settings)
+    archive = Path(args.archive) if args.archive else path.with_name(f"{path.stem}-archive-{args.before}.db")
+    key = await asyncio.to_thread(load_private_key, _key_path(settings))
+    result = await asyncio.to_thread(compact, path, args.before, archive, key)
+    _out(
+        f"archived {result.archived_rows} rows (through row {result.through_seq}) to {result.archive} "
+        f"sha256 {result.archive_sha256}"
+    )
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.log_setup import configure_logging
+    from worker.worker_app import start_ledger_writer, stop_ledger_writer
+
+    configure_logging(settings.log_level)
+    if args.ledger:
+        settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        writer, task = await start_ledger_writer(redis, settings, lock_ttl_s=args.lock_ttl)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, writer.stop)
+        await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
+        await stop_ledger_writer(writer, task)
+    finally:
+        await redis.aclose()
+    return EXIT_OK
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", help="only this agent's events")
+    p.add_argument("--tenant", help="only this tenant's events")
+    p.add_argument("--decision", help="only this decision (EXECUTE, ESCALATE, ...)")
+    p.add_argument("--since", help="from this UTC time on (ISO-8601)")
+    p.add_argument("--until", help="before this UTC time (ISO-8601)")
 
 
 def add_ledger_commands(sub: Any) -> None:
@@ -50,8 +266,52 @@ def add_ledger_commands(sub: Any) -> None:
     ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
         dest="ledger_cmd", required=True
     )
-    p = ledger.add_parser("show", help="a job's ledger events")
+
+    def command(name: str, run: Callable[..., Any], text: str) -> argparse.ArgumentParser:
+        p = ledger.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("--ledger", help="ledger file (default PLANGATE_LEDGER_PATH)")
+        p.set_defaults(run=run)
+        return p
+
+    p = command("show", cmd_ledger_show, "a job's ledger events")
     p.add_argument("job_id")
-    p.add_argument("--ledger", help="ledger file (default PLANGATE_LEDGER_PATH)")
     p.add_argument("--json", action="store_true", help='print {"job_id": ..., "events": [...]} as JSON')
-    p.set_defaults(run=cmd_ledger_show)
+
+    p = command("tail", cmd_ledger_tail, "the latest events (and, with --follow, new ones as they commit)")
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_filters(p)
+
+    p = command("search", cmd_ledger_search, "find jobs by words of their description, plan or notes")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_filters(p)
+
+    p = command("export", cmd_ledger_export, "export events as JSON lines")
+    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--output", "-o", help="write to this file (default stdout)")
+    _add_filters(p)
+
+    p = command("verify", cmd_ledger_verify, "check the hash chain and the signed anchors; exit 1 if broken")
+    p.add_argument("file", nargs="?", help="a ledger or archive file (default the ledger)")
+    p.add_argument("--public-key", help="Ed25519 public key (PEM) (default LEDGER_SIGNING_KEY + '.pub')")
+    p.add_argument("--anchors", help="anchors exported earlier (JSON lines) to check against")
+    p.add_argument("--no-redis", action="store_true", help="do not fetch the anchor published to Redis")
+    p.add_argument("--json", action="store_true")
+
+    p = command("anchors", cmd_ledger_anchors, "list the signed anchors of the chain head")
+    p.add_argument("--export", metavar="FILE", help="write them as JSON lines to FILE (keep it elsewhere)")
+    p.add_argument("--json", action="store_true")
+
+    p = command("migrate", cmd_ledger_migrate, "apply the schema migrations (the writer does it at start)")
+    p.add_argument("--to", type=int, help="stop at this version (default the latest)")
+
+    p = command("compact", cmd_ledger_compact, "move old rows into a sealed archive behind a checkpoint")
+    p.add_argument("--before", required=True, help="archive rows recorded before this UTC time")
+    p.add_argument("--archive", help="the archive file to create")
+
+    p = command("serve", cmd_ledger_serve, "run the ledger writer as its own process (standby if one runs)")
+    p.add_argument("--lock-ttl", type=float, default=5.0, help="seconds a dead writer blocks a standby")

@@ -23,15 +23,16 @@ from worker import codec
 from worker.clock import now_iso
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable, WaitTimeout
 from worker.job_models import JobEvent, JobStatus
+from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
+from worker.redis_conn import text_client
 from worker.review import ReviewDesk
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
 log = structlog.get_logger(__name__)
 
-JOB_FUNCTION = "plan"
 _WATCH_BLOCK_MS = 1000
 _IDEMPOTENT_SUBMIT_TRIES = 5
 
@@ -68,8 +69,7 @@ class PlanClient:
     def connect(cls, settings: Settings | None = None) -> PlanClient:
         """A client on its own connection pool to `settings.redis_url`."""
         settings = settings or Settings()
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=5)
-        return cls(redis, settings)
+        return cls(text_client(settings.redis_url), settings)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -133,7 +133,7 @@ class PlanClient:
                 submitted_at = now_iso()
                 enqueue_ms = int(time.time() * 1000)
                 job = serialize_job(
-                    JOB_FUNCTION, (job_id, payload), {}, None, enqueue_ms, serializer=codec.dumpb
+                    JOB_FUNCTION, (job_id, payload), {}, None, enqueue_ms, serializer=encode_job
                 )
                 event = ledger_event(
                     "submitted",
@@ -147,10 +147,10 @@ class PlanClient:
                 if idem_key:
                     pipe.set(idem_key, job_id, ex=ttl)
                 status_key = self._keys.job(job_id)
-                pipe.hset(
-                    status_key,
-                    mapping=self._status.queued_fields(job_id, req.agent_id, req.tenant_id, submitted_at),
+                fields = self._status.queued_fields(
+                    req.agent_id, req.tenant_id, submitted_at, codec.dumps(payload)
                 )
+                pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 pipe.psetex(job_key_prefix + job_id, ttl * 1000, job)
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
@@ -236,6 +236,34 @@ class PlanClient:
         if status.state in (JobState.QUEUED, JobState.RUNNING):
             await self._status.request_cancel(job_id)
         return await self.status(job_id)
+
+    async def failed(self, limit: int = 100) -> list[JobStatus]:
+        """The dead-letter view: jobs that ended `failed`, newest first (expired ones are dropped)."""
+        found: list[JobStatus] = []
+        for job_id in await self._redis.zrevrange(self._keys.failed(), 0, limit - 1):
+            try:
+                found.append(await self._status.read(job_id))
+            except JobNotFound:
+                await self._redis.zrem(self._keys.failed(), job_id)
+        return found
+
+    async def retry(self, job_id: str) -> str:
+        """Submit a failed job's request again as a new job (linked by `retry_of`); returns its id."""
+        status = await self.status(job_id)
+        if status.state is not JobState.FAILED:
+            raise BadRequest(f"job {job_id} ended {status.state.value}; only failed jobs are retried")
+        raw = (await self._status.fields(job_id, "request"))["request"]
+        request = codec.loads(raw) if raw else {}
+        request.pop("idempotency_key", None)
+        request["retry_of"] = job_id
+        new_id = await self.submit(request)
+        await self._redis.zrem(self._keys.failed(), job_id)
+        return new_id
+
+    async def healthy_workers(self, window_s: float) -> int:
+        """How many workers of this queue beat within the last `window_s` seconds."""
+        since_ms = int((time.time() - window_s) * 1000)
+        return int(await self._redis.zcount(self._keys.workers(), since_ms, "+inf"))
 
     def review_desk(self) -> ReviewDesk:
         """Escalated jobs waiting for a human, and the approve/reject decision."""

@@ -17,5 +17,8 @@ def dumpb(value: Any) -> bytes:
 
 
 def loads(data: str | bytes | bytearray) -> Any:
-    """Parse JSON text or bytes."""
-    return json.loads(data)
+    """Parse JSON text or bytes; ValueError for anything that is not JSON (or nests too deeply)."""
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc

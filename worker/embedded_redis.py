@@ -7,7 +7,7 @@ from arq.connections import ArqRedis
 from fakeredis.aioredis import FakeAsyncRedisMixin
 from redis.asyncio import Redis
 
-from worker import codec
+from worker.job_payload import decode_job, encode_job
 
 
 class _FakeArqRedis(FakeAsyncRedisMixin, ArqRedis):
@@ -22,8 +22,8 @@ class EmbeddedRedis:
 
     def arq_pool(self, queue_name: str) -> ArqRedis:
         pool = _FakeArqRedis(server=self.server)
-        pool.job_serializer = codec.dumpb
-        pool.job_deserializer = codec.loads
+        pool.job_serializer = encode_job
+        pool.job_deserializer = decode_job
         pool.default_queue_name = queue_name
         return pool
 

@@ -26,6 +26,18 @@ class Keys:
         """Maps a tenant's idempotency key to the job id it created."""
         return f"{self.prefix}idem:{tenant_id}:{key}"
 
+    def running(self) -> str:
+        """Running jobs by last heartbeat (sorted set, ms): how the watchdog finds abandoned ones."""
+        return f"{self.prefix}running"
+
+    def failed(self) -> str:
+        """Failed jobs by time (sorted set, ms): the dead-letter view."""
+        return f"{self.prefix}failed"
+
+    def workers(self) -> str:
+        """Live workers by last beat (sorted set, ms): what `plangate health` reads."""
+        return f"{self.prefix}workers"
+
     def ledger_stream(self) -> str:
         """The stream the ledger writer drains into SQLite."""
         return f"{self.prefix}ledger"

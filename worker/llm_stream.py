@@ -2,7 +2,16 @@
 
 Structured output degrades json_schema -> json_object -> prompt-only per endpoint, transient
 errors retry with capped exponential backoff and full jitter, and a draft that fails validation
-gets one repair round. Every failure leaves as a typed `worker.errors.LLMError`.
+gets one repair round. When a model stays unavailable, `Settings.fallback_models` are tried in
+order. Every failure leaves as a typed `worker.errors.LLMError` whose message names the cause.
+
+Timeouts (see `client_timeout`): connecting is bounded by min(10 s, LLM_TIMEOUT_S); the read
+timeout is LLM_IDLE_TIMEOUT_S, the longest silence between two reads of the response, so it also
+bounds the wait for the response head and every gap inside a stream. SSE comment lines
+(`: keep-alive`, OpenRouter's `: OPENROUTER PROCESSING`) are bytes too and reset that timer: that
+is what they are for, and a provider that is still thinking must not be cut off. There is no
+wall-clock cap per attempt (a long answer that keeps streaming is legitimate); JOB_TIMEOUT_S
+bounds the whole job.
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ log = structlog.get_logger(__name__)
 MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 30.0
+MAX_CONNECT_TIMEOUT_S = 10.0
 ATTRIBUTION_HEADERS = {"HTTP-Referer": "https://github.com/plangate/plangate", "X-Title": "plangate"}
 _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _MODE_WORDS = ("response_format", "json_schema", "json_object", "structured output")
+_SDK_STATUS_PREFIX = re.compile(r"^Error code: \d+ - ")  # the SDK's; our messages say "HTTP <status>"
 
 # The structured-output mode that last worked, per base URL; one per process.
 _working_mode: dict[str, str] = {}
@@ -78,6 +89,33 @@ class _Completion:
     model: str
     usage: dict[str, Any]
     mode: str
+    finish: str
+
+
+def client_timeout(settings: Settings) -> openai.Timeout:
+    """The HTTP timeouts of every LLM call: bounded connect, read = the idle timeout, rest = LLM_TIMEOUT_S."""
+    return openai.Timeout(
+        settings.llm_timeout_s,
+        connect=min(MAX_CONNECT_TIMEOUT_S, settings.llm_timeout_s),
+        read=settings.llm_idle_timeout_s,
+    )
+
+
+def models_to_try(model: str, fallbacks: list[str]) -> list[str]:
+    """The requested model, then each fallback model once, in order."""
+    return list(dict.fromkeys([model, *fallbacks]))
+
+
+def falls_back(error: LLMError) -> bool:
+    """Whether a failed model is worth replacing by the next fallback model.
+
+    Yes for transient errors that outlived their retries (the model or its route is down) and for
+    a rejected request (an unknown or retired model id, a parameter this model lacks: another model
+    may accept it, at the cost of one quick request). No for out-of-credits (the account is empty
+    for every model) and for invalid output: the endpoint works and the model answered, so falling
+    back would spend tokens twice and hide a prompt or model problem the record should show.
+    """
+    return error.retryable or isinstance(error, LLMRequestRejected)
 
 
 def is_openrouter(base_url: str) -> bool:
@@ -132,18 +170,25 @@ def _rejects_mode(exc: openai.APIError, mode: str) -> bool:
     return any(word in message for word in _MODE_WORDS)
 
 
-def _typed(exc: openai.APIError, attempt: int, *, streaming: bool) -> LLMError:
-    """Map an SDK error to plangate's typed error."""
-    where = f"(attempt {attempt})"
+def _typed(exc: openai.APIError, model: str, timeout: openai.Timeout, *, streaming: bool) -> LLMError:
+    """Map an SDK error to plangate's typed error, with a message that names the cause."""
     if isinstance(exc, openai.APITimeoutError):
-        return LLMTimeout(f"LLM request timed out {where}")
+        # The SDK wraps the transport's timeout; its class says which phase stalled.
+        phase = type(exc.__cause__).__name__
+        if phase == "ConnectTimeout":
+            return LLMTimeout(f"could not connect to the LLM endpoint within {timeout.connect:g}s")
+        if streaming:
+            return LLMTimeout(f"LLM stream idle for more than {timeout.read:g}s (model {model})")
+        if phase == "ReadTimeout":
+            return LLMTimeout(f"LLM endpoint sent no response within {timeout.read:g}s (model {model})")
+        return LLMTimeout(f"LLM request timed out ({phase}, model {model})")
     if isinstance(exc, openai.APIConnectionError):
         if streaming:
-            return LLMStreamError(f"LLM stream cut before it finished: {exc.message} {where}")
-        return LLMUnavailable(f"LLM endpoint unreachable: {exc.message} {where}")
+            return LLMStreamError(f"LLM stream cut before it finished: {exc.message} (model {model})")
+        return LLMUnavailable(f"LLM endpoint unreachable: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        text = f"HTTP {status} from LLM endpoint: {exc.message} {where}"
+        text = f"HTTP {status} from LLM endpoint for model {model}: {_SDK_STATUS_PREFIX.sub('', exc.message)}"
         if status == 429:
             return LLMRateLimited(text, retry_after=_retry_after(exc))
         if status == 402:
@@ -154,7 +199,7 @@ def _typed(exc: openai.APIError, attempt: int, *, streaming: bool) -> LLMError:
             return LLMUnavailable(text)
         return LLMRequestRejected(text)
     # No status: an error event inside a 200 stream (the SDK never retries these).
-    return LLMStreamError(f"LLM stream reported an error: {exc.message} {where}")
+    return LLMStreamError(f"LLM stream reported an error: {exc.message} (model {model})")
 
 
 def _backoff(base: float, failures: int, retry_after: float | None) -> float:
@@ -178,12 +223,13 @@ class LLMPlanner:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._base_url = settings.llm_base_url.rstrip("/")
+        self._timeout = client_timeout(settings)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
         self._client = openai.AsyncOpenAI(
             base_url=settings.llm_base_url,
             api_key=key or "unused",
-            max_retries=0,
-            timeout=settings.llm_timeout_s,
+            max_retries=0,  # retries are ours: typed, logged, with jitter and Retry-After
+            timeout=self._timeout,
         )
 
     async def aclose(self) -> None:
@@ -193,9 +239,29 @@ class LLMPlanner:
     async def plan(
         self, *, agent: AgentRecord, request: PlanRequest, model: str, on_tokens: Callable[[int], None]
     ) -> LLMResult:
-        """Stream a plan for `request` from `model`; one repair round if it does not validate."""
+        """Stream a plan for `request` from `model`, else from each fallback model in turn."""
         progress = _Progress(on_tokens)
         messages = build_messages(agent, request)
+        models = models_to_try(model, self._settings.fallback_models)
+        for index, candidate in enumerate(models):
+            try:
+                return await self._plan_with(messages, candidate, progress)
+            except LLMError as error:
+                last = index == len(models) - 1
+                if not last and falls_back(error):
+                    following = models[index + 1]
+                    log.warning(
+                        "llm.fallback", failed=candidate, error=error.code, reason=str(error), next=following
+                    )
+                    continue
+                if index == 0:
+                    raise
+                tried = ", ".join(models[: index + 1])
+                raise type(error)(f"{error}; models tried: {tried}", retry_after=error.retry_after) from error
+        raise AssertionError("unreachable: models_to_try always names the requested model")
+
+    async def _plan_with(self, messages: list[dict[str, Any]], model: str, progress: _Progress) -> LLMResult:
+        """One model's answer, with one repair round if it does not validate."""
         first = await self._complete(messages, model, progress)
         usages = [first.usage]
         try:
@@ -203,15 +269,15 @@ class LLMPlanner:
             final = first
         except ValidationError as exc:
             log.warning("llm.repair", model=model, errors=exc.error_count(), attempt=progress.attempts)
-            retry_messages = repair_messages(messages, first.text, _short_error(exc))
+            retry_messages = repair_messages(messages, first.text, _problem(first, exc))
             final = await self._complete(retry_messages, model, progress)
             usages.append(final.usage)
             try:
                 draft = parse_draft(final.text)
             except ValidationError as again:
                 raise InvalidOutput(
-                    f"LLM answer is not a valid plan after the repair round ({progress.attempts} attempts): "
-                    f"{_short_error(again, 300)}"
+                    f"LLM answer from model {model} is not a valid plan after the repair round "
+                    f"({progress.attempts} attempts): {_problem(final, again, 300)}"
                 ) from again
         return LLMResult(
             draft=draft,
@@ -224,9 +290,10 @@ class LLMPlanner:
     async def _complete(self, messages: list[dict[str, Any]], model: str, progress: _Progress) -> _Completion:
         """One answer, with mode fallback and bounded retries of transient errors."""
         mode = _working_mode.get(self._base_url, MODES[0])
-        failures = 0
+        failures = calls = 0
         while True:
             progress.attempts += 1
+            calls += 1
             try:
                 completion = await self._stream_once(messages, model, mode, progress)
             except openai.APIError as exc:
@@ -236,7 +303,7 @@ class LLMPlanner:
                     log.info("llm.response_mode_fallback", rejected=mode, next=lower, status=status)
                     mode = lower
                     continue
-                error = _typed(exc, progress.attempts, streaming=False)
+                error = _typed(exc, model, self._timeout, streaming=False)
                 cause: BaseException | None = exc
             except LLMError as exc:
                 error, cause = exc, exc.__cause__
@@ -245,9 +312,8 @@ class LLMPlanner:
                 return completion
             if not error.retryable or failures >= self._settings.llm_max_retries:
                 if error.retryable:
-                    error = type(error)(
-                        f"{error}; gave up after {progress.attempts} attempts", retry_after=None
-                    )
+                    tries = f"{calls} attempt" + ("s" if calls > 1 else "")
+                    error = type(error)(f"{error}; gave up after {tries}", retry_after=None)
                 raise error from cause
             failures += 1
             delay = _backoff(self._settings.llm_backoff_s, failures, error.retry_after)
@@ -264,7 +330,6 @@ class LLMPlanner:
         progress: _Progress,
     ) -> _Completion:
         """One HTTP call: open the stream and read it to the end."""
-        attempt = progress.attempts
         stream = await self._client.chat.completions.create(
             model=model,
             messages=messages,  # type: ignore[arg-type]
@@ -292,15 +357,15 @@ class LLMPlanner:
                     if choice.finish_reason:
                         finish = choice.finish_reason
         except openai.APIError as exc:
-            raise _typed(exc, attempt, streaming=True) from exc
+            raise _typed(exc, model, self._timeout, streaming=True) from exc
         except json.JSONDecodeError as exc:  # a data line that is not JSON (a broken proxy)
-            raise LLMStreamError(f"LLM stream sent a malformed event (attempt {attempt})") from exc
+            raise LLMStreamError(f"LLM stream sent a malformed event (model {model})") from exc
         finally:
             progress.chunks = base + len(parts)
             # Closing releases the connection, also when the task was cancelled mid-stream.
             await stream.close()
         if finish is None:
-            raise LLMStreamError(f"LLM stream ended before the model finished (attempt {attempt})")
+            raise LLMStreamError(f"LLM stream ended before the model finished (model {model})")
         if usage is None:
             usage_dict = _estimate_usage(messages, len(parts))
         else:
@@ -310,11 +375,18 @@ class LLMPlanner:
                 "total_tokens": usage.total_tokens,
                 "estimated": False,
             }
-        return _Completion(text="".join(parts), model=answered_model or model, usage=usage_dict, mode=mode)
+        answered = answered_model or model
+        return _Completion(text="".join(parts), model=answered, usage=usage_dict, mode=mode, finish=finish)
 
 
-def _short_error(exc: ValidationError, limit: int = 4_000) -> str:
-    return str(exc)[:limit]
+def _problem(completion: _Completion, exc: ValidationError, limit: int = 4_000) -> str:
+    """Why an answer is not a plan, in words the operator and (in the repair round) the model can act on."""
+    if not completion.text.strip():
+        return f"the answer was empty (no content before finish_reason {completion.finish!r})"
+    problem = str(exc)[:limit]
+    if completion.finish == "length":
+        problem = f"the answer was cut off at max_tokens; {problem}"
+    return problem
 
 
 def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:

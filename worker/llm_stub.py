@@ -7,7 +7,6 @@ request text, and misbehaves on purpose when the model name asks for it (see `BE
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -32,9 +31,13 @@ BEHAVIOURS: dict[str, str] = {
     "scripted-midstream-error": "first request per conversation: 200, a few chunks, then an SSE error event",
     "scripted-402": "always HTTP 402 (out of credits; never retried)",
     "scripted-fallback": "a valid plan answered by another model (`<name>-backup`), as a router falling back",
+    "scripted-stall": "200, a few chunks, then silence for `stall_seconds` (30 s by default), then the rest",
+    "scripted-empty": "always a 200 answer that finishes (stop) without any content",
+    "scripted-schema-invalid": "always valid JSON that is not a plan (confidence 7, no decision)",
 }
 DEFAULT_BEHAVIOUR = "scripted"
 DEFAULT_CHUNKS = 40
+STALL_AFTER_CHUNKS = 3
 RETRY_AFTER_S = 1
 _FLAKY = frozenset({"scripted-429", "scripted-cut", "scripted-midstream-error"})
 _MAX_HEAD = 64 * 1024
@@ -131,7 +134,13 @@ def answer_text(messages: list[dict[str, Any]], behaviour: str) -> str:
     """The full content the stub answers for these messages under this behaviour."""
     if behaviour == "scripted-invalid-json":
         return "Sure! First I would read the logs, then I would think about it. Let me know what you think."
-    return json.dumps(build_plan(request_text(messages), behaviour), separators=(",", ":"))
+    if behaviour == "scripted-empty":
+        return ""
+    plan = build_plan(request_text(messages), behaviour)
+    if behaviour == "scripted-schema-invalid":
+        plan["confidence"] = 7
+        del plan["decision"]
+    return json.dumps(plan, separators=(",", ":"))
 
 
 def split_content(text: str, chunks: int = DEFAULT_CHUNKS) -> list[str]:
@@ -166,11 +175,13 @@ class StubServer:
         *,
         chunks: int = DEFAULT_CHUNKS,
         slow_seconds: float = 5.0,
+        stall_seconds: float = 30.0,
     ) -> None:
         self.host = host
         self.port = port
         self.chunks = chunks
         self.slow_seconds = slow_seconds
+        self.stall_seconds = stall_seconds
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -227,10 +238,17 @@ class StubServer:
             if not self._stopping:
                 raise
         finally:
-            self._handlers.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError):
+            try:
                 await writer.wait_closed()
+            except ConnectionError:
+                pass
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+            finally:
+                # Only now, so stop() waits for (and cancels) handlers that are still closing.
+                self._handlers.discard(task)
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; return whether the connection stays open."""
@@ -269,7 +287,7 @@ class StubServer:
             else:
                 self.requests.append(payload)
                 self.request_headers.append({k: v for k, v in headers.items() if k != "authorization"})
-                await self._chat(writer, payload)
+                await self._chat(reader, writer, payload)
         else:
             err = _error_body(f"no route for {method} {path}", "invalid_request_error", "not_found")
             await self._send_json(writer, 404, err, close=not keep)
@@ -302,7 +320,20 @@ class StubServer:
         self._seen[key] = self._seen.get(key, 0) + 1
         return self._seen[key] == 1
 
-    async def _chat(self, writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+    async def _stall(self, reader: asyncio.StreamReader) -> None:
+        """Say nothing for `stall_seconds`, but notice at once when the client hangs up (no handler leaks)."""
+        try:
+            async with asyncio.timeout(self.stall_seconds):
+                # HTTP/1.1 clients do not pipeline, so anything read here is not a request we owe an answer.
+                while await reader.read(4096):
+                    pass
+        except TimeoutError:
+            return
+        raise ConnectionResetError("the client hung up during the stall")
+
+    async def _chat(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: dict[str, Any]
+    ) -> None:
         model = str(payload.get("model") or DEFAULT_BEHAVIOUR)
         behaviour = behaviour_of(model)
         messages = payload["messages"]
@@ -335,11 +366,13 @@ class StubServer:
         if payload.get("stream"):
             include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             await self._stream(
-                writer, ident, model, behaviour, pieces, usage if include_usage else None, fail
+                reader, writer, ident, model, behaviour, pieces, usage if include_usage else None, fail
             )
             return None
         if behaviour == "scripted-slow":
             await asyncio.sleep(self.slow_seconds)
+        if behaviour == "scripted-stall":
+            await self._stall(reader)
         if fail and behaviour == "scripted-midstream-error":
             return await self._send_json(
                 writer, 502, _error_body("upstream provider error", "server_error", 502)
@@ -362,6 +395,7 @@ class StubServer:
 
     async def _stream(
         self,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         ident: str,
         model: str,
@@ -387,7 +421,9 @@ class StubServer:
 
         self.open_streams += 1
         try:
-            await self._stream_body(send, chunk, behaviour, pieces, usage, fail, ident, created, model)
+            await self._stream_body(
+                reader, send, chunk, behaviour, pieces, usage, fail, ident, created, model
+            )
         except ConnectionError:
             self.abandoned_streams += 1
             raise
@@ -398,6 +434,7 @@ class StubServer:
 
     async def _stream_body(
         self,
+        reader: asyncio.StreamReader,
         send: Any,
         chunk: Any,
         behaviour: str,
@@ -411,7 +448,10 @@ class StubServer:
         slow = behaviour == "scripted-slow"
         gap = self.slow_seconds / max(1, len(pieces)) if slow else 0.0
         stop_after = min(3, len(pieces)) if fail else len(pieces)
+        stall_at = min(STALL_AFTER_CHUNKS, len(pieces) - 1) if behaviour == "scripted-stall" else -1
         for index, piece in enumerate(pieces[:stop_after]):
+            if index == stall_at:
+                await self._stall(reader)
             if slow:
                 await asyncio.sleep(gap)
                 await send(": OPENROUTER PROCESSING\n\n" if index % 2 == 0 else ": keep-alive\n\n")

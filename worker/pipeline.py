@@ -25,6 +25,7 @@ from worker import __version__, codec
 from worker.client import describe_validation_error
 from worker.clock import now_iso
 from worker.errors import LLMError
+from worker.job_payload import MALFORMED_FIELD
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.llm_stream import LLMPlanner, LLMResult
@@ -67,6 +68,7 @@ class JobRun:
     tenant_id: str
     log: Any
     tokens: int = 0
+    tries: int = 1
     locks: tuple[str, ...] = ()
     agent: AgentRecord | None = field(default=None)
 
@@ -102,6 +104,9 @@ class Pipeline:
         if job is None:
             return "skipped"
         try:
+            if job.tries > self.settings.job_tries:
+                message = f"the job was tried {job.tries - 1} times (JOB_TRIES={self.settings.job_tries})"
+                return await self.record_end(job, JobState.FAILED, error=("tries_exhausted", message))
             async with asyncio.timeout(self.settings.job_timeout_s):
                 request, agent = await self.preflight(job, raw_request)
                 result = await self.plan(job, agent, request)
@@ -124,6 +129,10 @@ class Pipeline:
         except Fenced:
             job.log.warning("attempt fenced out; another attempt holds the job")
             return "fenced"
+        except asyncio.CancelledError:
+            # The worker is shutting down: give the job back to the queue (its try is not spent).
+            await asyncio.shield(self._hand_back(job))
+            raise
         except Exception as exc:  # the boundary: a bad job must end as a record, never crash the worker
             job.log.exception("job failed unexpectedly")
             error = ("internal_error", f"{type(exc).__name__}: {exc}")
@@ -132,16 +141,28 @@ class Pipeline:
     async def _claim(self, job_id: str, raw_request: Any) -> JobRun | None:
         raw = raw_request if isinstance(raw_request, dict) else {}
         agent_id, tenant_id = str(raw.get("agent_id", "?")), str(raw.get("tenant_id", "default"))
-        claim = await self.status.start(job_id, agent_id if _AGENT_ID.match(agent_id) else None)
+        claim = await self.status.start(
+            job_id, agent_id if _AGENT_ID.match(agent_id) else None, stale_after_s=self.settings.stale_after_s
+        )
         log = logger.bind(job_id=job_id, agent_id=agent_id, tenant_id=tenant_id, attempt=claim.attempt)
         if claim.attempt is None:
             log.info("nothing to run", state=claim.state)
             return None
         log.info("job started", phase=Phase.PREFLIGHT.value)
-        return JobRun(job_id, claim.attempt, agent_id, tenant_id, log)
+        return JobRun(job_id, claim.attempt, agent_id, tenant_id, log, tries=claim.tries)
+
+    async def _hand_back(self, job: JobRun) -> None:
+        event = self._event(job, "handed_back", reason="shutdown", payload={"tokens": job.tokens})
+        outcome = await self.status.requeue(job.job_id, job.attempt, event)
+        job.log.info("job handed back to the queue", outcome=outcome)
 
     async def preflight(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
         """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
+        if not isinstance(raw_request, dict):
+            raise Refused(Refuse(RefusalCode.BAD_REQUEST, "malformed job payload: the request is not an object"))
+        if MALFORMED_FIELD in raw_request:
+            why = raw_request[MALFORMED_FIELD]
+            raise Refused(Refuse(RefusalCode.BAD_REQUEST, f"malformed job payload: {why}"))
         try:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         return _split_list(value)
 
     @property
+    def stale_after_s(self) -> float:
+        """HEARTBEAT_TIMEOUT_S, or 10 x HEARTBEAT_S: a running job silent this long is abandoned."""
+        return self.heartbeat_timeout_s or 10 * self.heartbeat_s
+
+    @property
     def queue_name(self) -> str:
         """The arq queue this deployment uses (under our key prefix)."""
         return f"{self.key_prefix}queue"

@@ -13,110 +13,20 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
 from worker import codec
+from worker import lifecycle_lua as lua
 from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
 from worker.keys import JOB_EVENTS_MAXLEN, Keys
 
-_TERMINAL = "{" + ",".join(f'["{s.value}"]=true' for s in JobState if s.terminal) + "}"
 
-# KEYS: status, events, [agent state]. ARGV: now, worker, maxlen, job id.
-# Returns {1, attempt} when claimed, {0, state} when terminal already, {-1, ""} when unknown.
-_START = f"""
-local terminal = {_TERMINAL}
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {{-1, ''}} end
-if terminal[state] then return {{0, state}} end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'phase', 'PREFLIGHT',
-  'heartbeat_at', ARGV[1], 'worker', ARGV[2])
-if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[1])
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'phase', 'state', 'running',
-  'phase', 'PREFLIGHT', 'attempt', attempt, 'tokens', 0, 'at', ARGV[1])
-if KEYS[3] then
-  redis.call('HSET', KEYS[3], 'phase', 'PREFLIGHT', 'job_id', ARGV[4], 'heartbeat_at', ARGV[1])
-end
-return {{1, attempt}}
-"""
-
-# KEYS: status, events, agent state, then the job's lock keys.
-# ARGV: attempt, kind, phase, now, tokens, progress json, maxlen, job id, lock ttl ms.
-# Returns 1 ok, 2 cancel requested, 3 agent revoked, 0 fenced out (other attempt or not running).
-_HEARTBEAT = """
-local fields = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'cancel_requested')
-if fields[1] ~= 'running' or fields[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'phase', ARGV[3], 'heartbeat_at', ARGV[4], 'progress', ARGV[6])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'kind', ARGV[2], 'state', 'running',
-  'phase', ARGV[3], 'attempt', ARGV[1], 'tokens', ARGV[5], 'at', ARGV[4])
-redis.call('HSET', KEYS[3], 'phase', ARGV[3], 'job_id', ARGV[8], 'heartbeat_at', ARGV[4])
-for i = 4, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[8] then redis.call('PEXPIRE', KEYS[i], ARGV[9]) end
-end
-if redis.call('HGET', KEYS[3], 'revoked') == '1' then return 3 end
-if fields[3] == '1' then return 2 end
-return 1
-"""
-
-# KEYS: status, events, ledger, agent state, agent errors, review queue, locks index, then lock keys.
-# ARGV: attempt ('queued' = only while queued), state, phase, now, ttl, maxlen, ledger event json,
-# job id, now ms, count error (1/0), window ms, budget limit, suspension event json, review (1/0),
-# then field/value pairs to set.
-# Returns 1 recorded, 0 refused (terminal already, or another attempt holds the job).
-_RECORD = f"""
-local terminal = {_TERMINAL}
-local fields = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-if not fields[1] or terminal[fields[1]] then return 0 end
-if ARGV[1] == 'queued' then
-  if fields[1] ~= 'queued' then return 0 end
-elseif fields[1] ~= 'running' or fields[2] ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'phase', ARGV[3],
-  'finished_at', ARGV[4], 'heartbeat_at', ARGV[4])
-for i = 15, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'terminal', 'state', ARGV[2],
-  'phase', ARGV[3], 'attempt', fields[2], 'tokens', 0, 'at', ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-for i = 8, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[8] then
-    redis.call('DEL', KEYS[i])
-    redis.call('SREM', KEYS[7], KEYS[i])
-  end
-end
-if ARGV[1] ~= 'queued' then
-  redis.call('HSET', KEYS[4], 'phase', ARGV[3], 'job_id', ARGV[8], 'heartbeat_at', ARGV[4])
-end
-if ARGV[10] == '1' then
-  local now = tonumber(ARGV[9])
-  redis.call('ZADD', KEYS[5], now, ARGV[8])
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[11]))
-  redis.call('PEXPIRE', KEYS[5], ARGV[11])
-  local spent = redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[12])
-  if spent and redis.call('HGET', KEYS[4], 'suspended') ~= '1' then
-    redis.call('HSET', KEYS[4], 'suspended', '1', 'suspended_at', ARGV[4])
-    redis.call('XADD', KEYS[3], '*', 'e', ARGV[13])
-  end
-end
-if ARGV[14] == '1' then redis.call('ZADD', KEYS[6], ARGV[9], ARGV[8]) end
-return 1
-"""
-
-# KEYS: status. Returns the state; sets cancel_requested when running.
-_REQUEST_CANCEL = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', '1') end
-return state
-"""
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Beat(IntEnum):
@@ -150,29 +60,41 @@ class BudgetCharge:
 class Claim:
     """The outcome of claiming a job at the start of an attempt."""
 
-    attempt: int | None  # None: nothing to run (terminal already, or unknown)
+    attempt: int | None  # None: nothing to run (terminal already, running elsewhere, or unknown)
     state: str
+    tries: int = 0  # tries counted so far, this one included (hand-backs and takeovers do not count)
 
 
 class StatusStore:
     """Owns the status hashes and event streams of jobs."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "") -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "", queue_name: str = ""
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
         self._worker = worker_name
-        self._start = redis.register_script(_START)
-        self._heartbeat = redis.register_script(_HEARTBEAT)
-        self._record = redis.register_script(_RECORD)
-        self._request_cancel = redis.register_script(_REQUEST_CANCEL)
+        self._queue_name = queue_name or f"{keys.prefix}queue"
+        self._start = redis.register_script(lua.START)
+        self._heartbeat = redis.register_script(lua.HEARTBEAT)
+        self._record = redis.register_script(lua.RECORD)
+        self._request_cancel = redis.register_script(lua.REQUEST_CANCEL)
+        self._requeue = redis.register_script(lua.REQUEUE)
 
-    def queued_fields(self, job_id: str, agent_id: str, tenant_id: str, submitted_at: str) -> dict[str, Any]:
-        """The status hash of a freshly submitted job (written inside the submit transaction)."""
+    def queued_fields(
+        self, agent_id: str, tenant_id: str, submitted_at: str, request_json: str = "{}"
+    ) -> dict[str, Any]:
+        """The status hash of a freshly submitted job (written inside the submit transaction).
+
+        The request is kept so that `plangate failed retry` can submit it again.
+        """
         return {
             "state": JobState.QUEUED.value,
             "phase": "",
             "attempt": 0,
+            "tries": 0,
+            "request": request_json,
             "agent_id": agent_id,
             "tenant_id": tenant_id,
             "submitted_at": submitted_at,
@@ -186,15 +108,28 @@ class StatusStore:
             raise JobNotFound(job_id)
         return JobStatus.from_hash(job_id, raw)
 
-    async def start(self, job_id: str, agent_id: str | None = None) -> Claim:
-        """Claim the job for a new attempt: state running, phase PREFLIGHT, attempt + 1."""
-        keys = [self._keys.job(job_id), self._keys.job_events(job_id)]
+    async def start(self, job_id: str, agent_id: str | None = None, *, stale_after_s: float) -> Claim:
+        """Claim the job for a new attempt: state running, phase PREFLIGHT, attempt + 1, tries + 1.
+
+        A job still `running` is claimed only when its heartbeat is older than `stale_after_s`
+        (its worker is gone); with a fresh heartbeat it runs elsewhere and is left alone.
+        """
+        keys = [self._keys.job(job_id), self._keys.job_events(job_id), self._keys.running()]
         if agent_id:
             keys.append(self._keys.agent_state(agent_id))
-        code, value = await self._start(keys=keys, args=[now_iso(), self._worker, JOB_EVENTS_MAXLEN, job_id])
-        if int(code) == 1:
-            return Claim(attempt=int(value), state=JobState.RUNNING.value)
-        return Claim(attempt=None, state=str(value) or "unknown")
+        now_ms = _now_ms()
+        args = [
+            now_iso(),
+            self._worker,
+            JOB_EVENTS_MAXLEN,
+            job_id,
+            now_ms,
+            now_ms - int(stale_after_s * 1000),
+        ]
+        reply = await self._start(keys=keys, args=args)
+        if int(reply[0]) == 1:
+            return Claim(attempt=int(reply[1]), state=JobState.RUNNING.value, tries=int(reply[2]))
+        return Claim(attempt=None, state=str(reply[1]) or "unknown")
 
     async def heartbeat(
         self,
@@ -209,20 +144,13 @@ class StatusStore:
         """Record a phase change or progress, renew the job's locks and update the agent's
         tracker; tells the caller whether to carry on."""
         k = self._keys
-        keys = [k.job(job.job_id), k.job_events(job.job_id), k.agent_state(job.agent_id)]
+        keys = [k.job(job.job_id), k.job_events(job.job_id), k.agent_state(job.agent_id), k.running()]
         keys += [k.lock(r) for r in job.locks]
         progress = codec.dumps({"tokens": tokens})
         args = [
-            attempt,
-            kind,
-            phase.value,
-            now_iso(),
-            tokens,
-            progress,
-            JOB_EVENTS_MAXLEN,
-            job.job_id,
-            lock_ttl_ms,
-        ]
+            attempt, kind, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
+            job.job_id, lock_ttl_ms, _now_ms(),
+        ]  # fmt: skip
         return Beat(int(await self._heartbeat(keys=keys, args=args)))
 
     async def record(
@@ -253,6 +181,8 @@ class StatusStore:
             k.agent_errors(job.agent_id),
             k.review_pending(),
             k.locks(),
+            k.running(),
+            k.failed(),
             *(k.lock(r) for r in job.locks),
         ]
         args: list[Any] = [
@@ -264,7 +194,7 @@ class StatusStore:
             JOB_EVENTS_MAXLEN,
             codec.dumps(ledger_event),
             job.job_id,
-            int(time.time() * 1000),
+            _now_ms(),
             "1" if charge else "0",
             charge.window_ms if charge else 0,
             charge.limit if charge else 0,
@@ -274,6 +204,38 @@ class StatusStore:
         for name, value in fields.items():
             args += [name, value if isinstance(value, str) else codec.dumps(value)]
         return bool(await self._record(keys=keys, args=args))
+
+    async def requeue(
+        self, job_id: str, attempt: int, ledger_event: dict[str, Any], *, stale_before_ms: int | None = None
+    ) -> int:
+        """Return a running attempt's job to the queue without burning its try (see lifecycle_lua).
+
+        With `stale_before_ms` only when its last heartbeat is older (the watchdog's takeover).
+        Returns 1 requeued, 0 not ours to requeue, -1 the arq job is gone.
+        """
+        keys = [
+            self._keys.job(job_id),
+            self._keys.job_events(job_id),
+            self._keys.running(),
+            self._keys.ledger_stream(),
+            in_progress_key_prefix + job_id,
+            self._queue_name,
+            job_key_prefix + job_id,
+        ]
+        cutoff = "" if stale_before_ms is None else stale_before_ms
+        args = [attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff]
+        return int(await self._requeue(keys=keys, args=args))
+
+    async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:
+        """Running jobs whose last heartbeat is older than `older_than_s`, with their cutoff in ms."""
+        cutoff = _now_ms() - int(older_than_s * 1000)
+        ids = await self._redis.zrangebyscore(self._keys.running(), "-inf", cutoff, start=0, num=limit)
+        return [(job_id, cutoff) for job_id in ids]
+
+    async def fields(self, job_id: str, *names: str) -> dict[str, str | None]:
+        """Some raw fields of the status hash."""
+        values = await self._redis.hmget(self._keys.job(job_id), list(names))
+        return dict(zip(names, values, strict=True))
 
     async def request_cancel(self, job_id: str) -> str | None:
         """Flag a running job for cancellation; returns the job's state (None when unknown)."""

@@ -7,55 +7,89 @@ to a separate process.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
+from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
+from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
-from worker import codec
-from worker.client import JOB_FUNCTION
+from ledger.writer_lock import WriterLock
+from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
 from worker.llm_stream import LLMPlanner
 from worker.pipeline import Pipeline
+from worker.redis_conn import WORKER_RETRIES, arq_settings, text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
+from worker.watchdog import Watchdog
 
 log = structlog.get_logger(__name__)
 
 # Extra seconds arq allows beyond our own job deadline, so our timeout records the failure first.
 _ARQ_TIMEOUT_MARGIN_S = 10
+_ARQ_MAX_TRIES = 1_000_000
 
 
-async def run_plan_job(ctx: dict[str, Any], job_id: str, request: Any) -> str:
-    """The arq job function: hand the job to this process's pipeline."""
+async def run_plan_job(ctx: dict[str, Any], *args: Any) -> str:
+    """The arq job function: hand the job to this process's pipeline (the job id is arq's own)."""
     pipeline: Pipeline = ctx["pipeline"]
-    return await pipeline.run(job_id, request)
+    return await pipeline.run(ctx["job_id"], request_of(args))
 
 
-async def start_ledger_writer(redis: Redis, settings: Settings) -> tuple[LedgerWriter, asyncio.Task[None]]:
-    """Open the ledger file and start draining the ledger stream into it."""
-    store = await LedgerStore.open(settings.ledger_path)
+LEDGER_LOCK_TTL_S = 5.0
+"""How long a dead active ledger writer keeps standbys waiting before one takes over."""
+
+
+def policy_version() -> str:
+    """The policy in force, stamped on every ledger row: the governance code is plangate's, so its version."""
+    try:
+        return f"plangate-{importlib.metadata.version('plangate')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "plangate-unknown"
+
+
+async def start_ledger_writer(
+    redis: Redis, settings: Settings, *, lock_ttl_s: float = LEDGER_LOCK_TTL_S
+) -> tuple[LedgerWriter, asyncio.Task[None]]:
+    """Open (and migrate) the ledger file and start the writer: active if it wins the writer lock, else
+    standby until the active one dies; the active writer signs the chain head every anchor interval."""
+    keys = Keys(settings.key_prefix)
+    store = await LedgerStore.open(settings.ledger_path, policy_version=policy_version())
+    try:
+        key_path = settings.ledger_signing_key or default_key_path(settings.ledger_path)
+        signing_key = await asyncio.to_thread(load_or_create_key, key_path)
+    except BaseException:
+        await store.close()
+        raise
     writer = LedgerWriter(
         redis,
-        Keys(settings.key_prefix).ledger_stream(),
+        keys.ledger_stream(),
         LEDGER_GROUP,
         WORKER_NAME,
         store,
         batch_size=settings.ledger_batch_size,
         batch_delay_s=settings.ledger_batch_delay_s,
+        lock=WriterLock(redis, keys.ledger_writer_lock(), WORKER_NAME, ttl_s=lock_ttl_s),
+        anchorer=Anchorer(
+            store, signing_key, redis, keys.ledger_anchor(), interval_s=settings.ledger_anchor_interval_s
+        ),
+        claim_idle_s=settings.ledger_claim_idle_s,
     )
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
 
 
 async def stop_ledger_writer(writer: LedgerWriter, task: asyncio.Task[None]) -> None:
-    """Stop the writer after its current batch and close the ledger file."""
+    """Stop the writer after its current batch (signing the final head, releasing the writer lock) and
+    close the ledger file."""
     writer.stop()
     await task
     await writer.store.close()
@@ -81,13 +115,17 @@ def build_worker(
         arq_pool, text_redis = redis_factory()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        redis = text_redis or Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = text_redis or text_client(settings.redis_url, retries=WORKER_RETRIES)
         ctx["text_redis"] = redis
         registry = AgentRegistry(redis, keys)
         if settings.agents_file is not None:
             for record in load_agents_file(settings.agents_file):
                 await registry.put(record)
-        status = StatusStore(redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME)
+        status = StatusStore(
+            redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
+        )
+        ctx["watchdog"] = watchdog = Watchdog(settings, redis, status)
+        ctx["watchdog_task"] = asyncio.create_task(watchdog.run(), name="watchdog")
         ctx["planner"] = planner = LLMPlanner(settings)
         ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
         if ledger_writer:
@@ -103,6 +141,9 @@ def build_worker(
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "watchdog" in ctx:
+            ctx["watchdog"].stop()
+            await ctx.pop("watchdog_task")
         if "ledger" in ctx:
             await stop_ledger_writer(*ctx.pop("ledger"))
         if "planner" in ctx:
@@ -117,11 +158,12 @@ def build_worker(
                 run_plan_job,
                 name=JOB_FUNCTION,
                 timeout=settings.job_timeout_s + _ARQ_TIMEOUT_MARGIN_S,
-                max_tries=settings.job_tries,
+                # plangate counts tries itself (hand-backs and takeovers do not burn one).
+                max_tries=_ARQ_MAX_TRIES,
             )
         ],
         queue_name=settings.queue_name,
-        redis_settings=None if arq_pool else RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=None if arq_pool else arq_settings(settings.redis_url),
         redis_pool=arq_pool,
         burst=burst,
         on_startup=on_startup,
@@ -130,12 +172,12 @@ def build_worker(
         max_jobs=settings.concurrency,
         job_timeout=settings.job_timeout_s + _ARQ_TIMEOUT_MARGIN_S,
         keep_result=0,
-        max_tries=settings.job_tries,
+        max_tries=_ARQ_MAX_TRIES,
         health_check_key=f"{settings.key_prefix}health:{WORKER_NAME}",
         health_check_interval=max(1, int(settings.heartbeat_s * 5)),
         ctx=ctx,
-        job_serializer=codec.dumpb,
-        job_deserializer=codec.loads,
+        job_serializer=encode_job,
+        job_deserializer=decode_job,
         log_results=False,
     )
 

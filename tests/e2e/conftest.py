@@ -72,17 +72,20 @@ def e2e_env(redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str) 
 
 
 @pytest.fixture
-def start_workers(
-    e2e_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[int], list[subprocess.Popen]]]:
-    """Start N `plangate worker` processes; they are stopped with SIGTERM afterwards."""
+def start_workers(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., list[subprocess.Popen]]]:
+    """Start N `plangate worker` processes (extra PLANGATE_* settings as keyword arguments); returns the
+    new ones. Whatever still runs afterwards is stopped with SIGTERM, then killed."""
     procs: list[subprocess.Popen] = []
 
-    def start(count: int) -> list[subprocess.Popen]:
+    def start(count: int, *args: str, **settings: str) -> list[subprocess.Popen]:
+        env = {**e2e_env, **{f"PLANGATE_{name.upper()}": value for name, value in settings.items()}}
+        started = []
         for _ in range(count):
             log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-            procs.append(subprocess.Popen(plangate_cmd("worker"), env=e2e_env, stdout=log, stderr=log))
-        return procs
+            proc = subprocess.Popen(plangate_cmd("worker", *args), env=env, stdout=log, stderr=log)
+            procs.append(proc)
+            started.append(proc)
+        return started
 
     yield start
     for proc in procs:

@@ -5,15 +5,28 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from structlog.testing import capture_logs
 
 from governance.models import SEED_AGENT, PlanRequest
 from worker import llm_stream
-from worker.errors import InvalidOutput, LLMOutOfCredits, LLMRequestRejected, LLMUnavailable
-from worker.llm_stream import LLMPlanner, LLMResult, parse_draft, request_options
+from worker.errors import (
+    InvalidOutput,
+    LLMOutOfCredits,
+    LLMRequestRejected,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from worker.llm_stream import (
+    LLMPlanner,
+    LLMResult,
+    client_timeout,
+    models_to_try,
+    parse_draft,
+    request_options,
+)
 from worker.llm_stub import StubServer
 from worker.settings import Settings
 
@@ -33,8 +46,17 @@ def _fresh_modes() -> Iterator[None]:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[StubServer]:
-    async with StubServer(slow_seconds=5.0) as server:
+    async with StubServer(slow_seconds=5.0, stall_seconds=30.0) as server:
         yield server
+
+
+async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `check` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
 
 
 def _settings(base_url: str, **overrides: object) -> Settings:
@@ -179,6 +201,104 @@ async def test_retries_are_logged_without_the_key(stub: StubServer) -> None:
     retries = [entry for entry in logs if entry["event"] == "llm.retry"]
     assert len(retries) == 1 and retries[0]["error"] == "llm_unavailable" and retries[0]["attempt"] == 1
     assert "sk-test-never-logged" not in repr(logs)
+
+
+async def test_stalled_stream_times_out_per_chunk_after_bounded_retries(stub: StubServer) -> None:
+    idle, retries = 0.3, 2
+    started = time.monotonic()
+    with pytest.raises(LLMTimeout, match=r"idle for more than 0\.3s .*gave up after 3 attempts") as caught:
+        await _plan(stub.base_url, "scripted-stall", llm_idle_timeout_s=idle, llm_max_retries=retries)
+    elapsed = time.monotonic() - started
+    # Each attempt waits one idle period, not the stub's 30 s stall nor LLM_TIMEOUT_S (10 s).
+    assert (retries + 1) * idle * 0.9 <= elapsed < (retries + 1) * idle + 2.0
+    assert caught.value.code == "llm_timeout" and caught.value.retryable
+    assert len(stub.requests) == retries + 1
+    # The client hung up each time and the stub's handler noticed: nothing is left stalling.
+    await _eventually(lambda: stub.open_streams == 0)
+    assert stub.abandoned_streams == retries + 1
+
+
+async def test_idle_timeout_is_between_chunks_not_for_the_whole_stream() -> None:
+    # Ten chunks over about 1 s (keep-alive comment lines between them) against a 0.5 s idle timeout.
+    async with StubServer(slow_seconds=1.0, chunks=10) as slow:
+        started = time.monotonic()
+        result = await _plan(slow.base_url, "scripted-slow", llm_idle_timeout_s=0.5, llm_max_retries=0)
+    assert time.monotonic() - started >= 1.0 and result.attempts == 1
+
+
+def test_client_timeout_reads_the_idle_setting_and_bounds_connect() -> None:
+    timeout = client_timeout(_settings("http://127.0.0.1:9/v1", llm_timeout_s=60.0, llm_idle_timeout_s=2.0))
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (10.0, 2.0, 60.0, 60.0)
+    assert client_timeout(_settings("http://127.0.0.1:9/v1", llm_timeout_s=3.0)).connect == 3.0
+
+
+async def test_empty_answer_fails_naming_empty_after_the_repair_round(stub: StubServer) -> None:
+    with pytest.raises(InvalidOutput, match=r"after the repair round .*the answer was empty"):
+        await _plan(stub.base_url, "scripted-empty")
+    assert len(stub.requests) == 2
+    assert "the answer was empty" in stub.requests[1]["messages"][-1]["content"]
+
+
+async def test_schema_invalid_answer_sends_the_validation_error_for_repair(stub: StubServer) -> None:
+    with pytest.raises(InvalidOutput, match="confidence") as caught:
+        await _plan(stub.base_url, "scripted-schema-invalid")
+    assert "decision" in str(caught.value)
+    assert len(stub.requests) == 2
+    feedback = stub.requests[1]["messages"][-1]["content"]
+    assert "confidence" in feedback and "less than or equal to 1" in feedback
+    assert "decision" in feedback and "Field required" in feedback
+
+
+async def test_fallback_model_answers_when_the_primary_stays_down(stub: StubServer) -> None:
+    with capture_logs() as logs:
+        result = await _plan(stub.base_url, "scripted-500", llm_max_retries=1, fallback_models=["scripted"])
+    assert result.model == "scripted" and result.draft.plan
+    assert [r["model"] for r in stub.requests] == ["scripted-500", "scripted-500", "scripted"]
+    assert result.attempts == 3
+    fallbacks = [entry for entry in logs if entry["event"] == "llm.fallback"]
+    assert [(f["failed"], f["next"], f["error"]) for f in fallbacks] == [
+        ("scripted-500", "scripted", "llm_unavailable")
+    ]
+
+
+async def test_all_models_failing_names_every_model_tried(stub: StubServer) -> None:
+    fallbacks = ["vendor/scripted-500", "scripted-402"]
+    with pytest.raises(LLMOutOfCredits) as caught:
+        await _plan(stub.base_url, "scripted-500", llm_max_retries=1, fallback_models=fallbacks)
+    message = str(caught.value)
+    assert "HTTP 402" in message
+    assert message.endswith("models tried: scripted-500, vendor/scripted-500, scripted-402")
+    assert [r["model"] for r in stub.requests] == ["scripted-500"] * 2 + ["vendor/scripted-500"] * 2 + [
+        "scripted-402"
+    ]
+
+
+async def test_last_fallback_failing_keeps_its_type_and_gave_up_cause(stub: StubServer) -> None:
+    with pytest.raises(
+        LLMUnavailable, match=r"HTTP 500 .*gave up after 2 attempts; models tried: a/scripted-500"
+    ):
+        await _plan(stub.base_url, "a/scripted-500", llm_max_retries=1, fallback_models=["b/scripted-500"])
+    assert len(stub.requests) == 4
+
+
+async def test_invalid_output_and_out_of_credits_do_not_fall_back(stub: StubServer) -> None:
+    for model in ("scripted-invalid-json", "scripted-402"):
+        with pytest.raises((InvalidOutput, LLMOutOfCredits)) as caught:
+            await _plan(stub.base_url, model, fallback_models=["scripted"])
+        assert "models tried" not in str(caught.value)
+    assert "scripted" not in {r["model"] for r in stub.requests}
+
+
+async def test_rejected_request_falls_back(stub: StubServer) -> None:
+    base_without_v1 = f"http://127.0.0.1:{stub.port}/api"
+    with pytest.raises(LLMRequestRejected, match="models tried: scripted-x, scripted"):
+        await _plan(base_without_v1, "scripted-x", fallback_models=["scripted", "scripted-x"])
+    assert stub.paths == ["POST /api/chat/completions"] * 2
+
+
+def test_models_to_try_keeps_order_without_repeats() -> None:
+    assert models_to_try("a", ["b", "a", "c", "b"]) == ["a", "b", "c"]
+    assert models_to_try("a", []) == ["a"]
 
 
 def test_openrouter_gets_attribution_and_require_parameters() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import openai
 import pytest
+from pydantic import ValidationError
 
 from governance.models import PlanDraft
-from worker.llm_stub import BEHAVIOURS, StubServer, split_content
+from worker.llm_stub import BEHAVIOURS, STALL_AFTER_CHUNKS, StubServer, split_content
 
 USER = json.dumps(
     {"task_type": "plan", "description": "Rotate the TLS certificates, then restart the proxies"}
@@ -268,3 +270,63 @@ async def test_slow_mode_sends_comment_lines_the_sdk_ignores(
     stream = await client.chat.completions.create(model="scripted-slow", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     PlanDraft.model_validate_json(text)
+
+
+async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `check` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def test_stall_goes_silent_after_a_few_chunks_then_finishes() -> None:
+    async with StubServer(stall_seconds=0.4) as stalling:
+        started = time.monotonic()
+        status, _headers, body, complete = await _raw(
+            stalling.port, "POST", "/v1/chat/completions", _chat("scripted-stall", stream=True)
+        )
+        elapsed = time.monotonic() - started
+    assert status == 200 and complete and _events(body)[-1] == "[DONE]"
+    assert elapsed >= 0.4
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in _events(body)[:-2])
+    PlanDraft.model_validate_json(text)
+
+
+async def test_stall_notices_the_client_hanging_up() -> None:
+    async with StubServer(stall_seconds=30.0) as stalling:
+        reader, writer = await asyncio.open_connection("127.0.0.1", stalling.port)
+        data = json.dumps(_chat("scripted-stall", stream=True)).encode()
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+        writer.write(head.encode() + data)
+        seen = b""
+        while seen.count(b"data: ") < STALL_AFTER_CHUNKS:
+            seen += await asyncio.wait_for(reader.read(65536), timeout=5)
+        assert stalling.open_streams == 1
+        writer.close()
+        await writer.wait_closed()
+        # Well before the 30 s stall ends, the handler has seen the hang-up and let go.
+        await _eventually(lambda: stalling.open_streams == 0 and stalling.abandoned_streams == 1)
+
+
+async def test_empty_answers_stop_without_content(client: openai.AsyncOpenAI, stub: StubServer) -> None:
+    status, _headers, body, complete = await _raw(
+        stub.port, "POST", "/v1/chat/completions", _chat("scripted-empty", stream=True)
+    )
+    events = [json.loads(e) for e in _events(body)[:-1]]
+    assert status == 200 and complete and _events(body)[-1] == "[DONE]"
+    assert [e["choices"][0]["finish_reason"] for e in events] == ["stop"]
+    assert not any(e["choices"][0]["delta"].get("content") for e in events)
+    response = await client.chat.completions.create(model="scripted-empty", messages=MESSAGES)  # type: ignore[arg-type]
+    assert response.choices[0].message.content == "" and response.choices[0].finish_reason == "stop"
+
+
+async def test_schema_invalid_is_json_but_not_a_plan(client: openai.AsyncOpenAI) -> None:
+    for _ in range(2):
+        response = await client.chat.completions.create(model="scripted-schema-invalid", messages=MESSAGES)  # type: ignore[arg-type]
+        content = response.choices[0].message.content or ""
+        assert json.loads(content)["confidence"] == 7
+        with pytest.raises(ValidationError) as caught:
+            PlanDraft.model_validate_json(content)
+        assert {error["loc"][0] for error in caught.value.errors()} == {"confidence", "decision"}

@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
 from worker import codec
-from worker.client import JOB_FUNCTION, PlanClient
+from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, WaitTimeout
+from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub import StubServer
 from worker.settings import Settings

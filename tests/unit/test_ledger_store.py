@@ -13,6 +13,7 @@ import pytest
 
 from ledger.errors import LedgerNotFound, SchemaTooNew
 from ledger.events import decode_entry
+from ledger.migrations import LATEST
 from ledger.queries import show_job
 from ledger.sqlite_store import LedgerStore
 
@@ -195,7 +196,7 @@ async def test_pragmas_wal_full_and_version(store: LedgerStore) -> None:
     assert await store.pragma("journal_mode") == "wal"
     assert await store.pragma("synchronous") == 2  # FULL
     assert await store.pragma("busy_timeout") == 10_000
-    assert await store.pragma("user_version") == 1
+    assert await store.pragma("user_version") == LATEST
     # WAL is a property of the file: a plain connection sees it too.
     with sqlite3.connect(store.path) as plain:
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,147 @@
+"""The hash chain: what a row's hash covers, how the audit columns derive from an event, the chain head.
+
+Each row's `row_hash` is the SHA-256 of its canonical content: every column in CHAIN_COLUMNS (the
+previous row's hash included) as sorted-key JSON. Editing, deleting or inserting a row breaks a link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+"""The prev_hash of the first row ever written."""
+
+CHAIN_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "event_id",
+    "kind",
+    "job_id",
+    "agent_id",
+    "tenant_id",
+    "created_at",
+    "attempt",
+    "worker",
+    "host",
+    "decision",
+    "reason",
+    "model",
+    "reviewer",
+    "source",
+    "outcome",
+    "payload",
+    "recorded_at",
+    "schema_version",
+    "policy_version",
+    "prev_hash",
+)
+"""The columns a row's hash covers (all of them but row_hash). A new column added to the hash later must
+depend on the row's schema_version, so rows written before it still verify."""
+
+ROW_COLUMNS: tuple[str, ...] = (*CHAIN_COLUMNS, "row_hash")
+
+UNKNOWN_POLICY = "unknown"
+
+# Kinds whose source is not a worker running a job.
+_SOURCES = {
+    "submitted": "producer",
+    "review_approved": "reviewer",
+    "review_rejected": "reviewer",
+    "revoked": "operator",
+    "restored": "operator",
+    "budget_reset": "operator",
+    "malformed": "ledger",
+}
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO-8601 text with milliseconds and a 'Z' (sorts as text)."""
+    at = datetime.now(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def canonical(row: dict[str, Any]) -> str:
+    """The canonical text of a row: its chain columns as compact sorted-key JSON."""
+    content = {name: row.get(name) for name in CHAIN_COLUMNS}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    """The SHA-256 (hex) of a row's canonical content."""
+    return hashlib.sha256(canonical(row).encode("utf-8")).hexdigest()
+
+
+def audit_columns(event: dict[str, Any]) -> dict[str, Any]:
+    """The columns derived from an event for an auditor: host, human reviewer, source and outcome."""
+    payload = event.get("payload")
+    fields = payload if isinstance(payload, dict) else {}
+    worker = event.get("worker")
+    reviewer = fields.get("reviewer") or fields.get("by")
+    kind = event.get("kind")
+    return {
+        "host": worker.rsplit(":", 1)[0] if isinstance(worker, str) and worker else None,
+        "reviewer": reviewer if isinstance(reviewer, str) else None,
+        "source": _SOURCES.get(str(kind), "worker"),
+        "outcome": event.get("decision") or event.get("reason") or kind,
+    }
+
+
+def seal(row: dict[str, Any], prev_hash: str) -> dict[str, Any]:
+    """Link a complete row to its predecessor: set prev_hash and row_hash (returns the same dict)."""
+    row["prev_hash"] = prev_hash
+    row["row_hash"] = row_hash(row)
+    return row
+
+
+def read_head(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, row_hash) of the chain head: the last row, else the last compaction checkpoint, else genesis."""
+    last = conn.execute("SELECT seq, row_hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is not None:
+        return int(last[0]), str(last[1])
+    cut = conn.execute(
+        "SELECT through_seq, through_hash FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
+    ).fetchone()
+    if cut is not None:
+        return int(cut[0]), str(cut[1])
+    return 0, GENESIS_HASH
+
+
+def backfill(conn: sqlite3.Connection) -> int:
+    """Fill the audit columns and seal rows written before the chain existed, in seq order (a migration step).
+
+    Runs inside the migration's transaction; returns how many rows it sealed."""
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM events WHERE row_hash IS NULL ORDER BY seq")]
+        prev = conn.execute(
+            "SELECT row_hash FROM events WHERE row_hash IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.row_factory = None
+    prev_hash = prev[0] if prev else GENESIS_HASH
+    for row in rows:
+        payload = json.loads(row["payload"]) if row["payload"] else {}
+        row.update(audit_columns({**row, "payload": payload}))
+        row["schema_version"] = 1
+        row["policy_version"] = UNKNOWN_POLICY
+        seal(row, prev_hash)
+        conn.execute(
+            "UPDATE events SET host = ?, reviewer = ?, source = ?, outcome = ?, schema_version = ?,"
+            " policy_version = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+            (
+                row["host"],
+                row["reviewer"],
+                row["source"],
+                row["outcome"],
+                row["schema_version"],
+                row["policy_version"],
+                row["prev_hash"],
+                row["row_hash"],
+                row["seq"],
+            ),
+        )
+        prev_hash = row["row_hash"]
+    return len(rows)

@@ -1,0 +1,169 @@
+"""Read models kept beside the chain, updated in the writer's transaction: jobs, tenants, projects, agent
+snapshots and the full-text search index. They are derived data; only the events table is the record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from ledger.events import SUBMITTED, TERMINAL_KINDS, dumps
+
+AGENT_KINDS = frozenset({"revoked", "restored", "suspended", "budget_reset"})
+
+# Upserts, so the projection comes out the same whichever of submitted/terminal is recorded first.
+_PROJECT_SUBMITTED = """
+INSERT INTO jobs (job_id, agent_id, tenant_id, task_type, description, state, submitted_at)
+VALUES (?, ?, ?, ?, ?, 'queued', ?)
+ON CONFLICT (job_id) DO UPDATE SET
+    agent_id = coalesce(jobs.agent_id, excluded.agent_id),
+    tenant_id = coalesce(jobs.tenant_id, excluded.tenant_id),
+    task_type = excluded.task_type,
+    description = excluded.description,
+    submitted_at = excluded.submitted_at
+"""
+
+_PROJECT_TERMINAL = """
+INSERT INTO jobs (job_id, agent_id, tenant_id, state, decision, reason, model, finished_at, output)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id) DO UPDATE SET
+    agent_id = coalesce(jobs.agent_id, excluded.agent_id),
+    tenant_id = coalesce(jobs.tenant_id, excluded.tenant_id),
+    state = excluded.state,
+    decision = excluded.decision,
+    reason = excluded.reason,
+    model = excluded.model,
+    finished_at = excluded.finished_at,
+    output = excluded.output
+"""
+
+_TENANT = """
+INSERT INTO tenants (tenant_id, first_seen_at, last_seen_at, jobs) VALUES (?, ?, ?, 1)
+ON CONFLICT (tenant_id) DO UPDATE SET
+    first_seen_at = min(coalesce(tenants.first_seen_at, excluded.first_seen_at), excluded.first_seen_at),
+    last_seen_at = max(coalesce(tenants.last_seen_at, excluded.last_seen_at), excluded.last_seen_at),
+    jobs = tenants.jobs + 1
+"""
+
+_PROJECT = """
+INSERT INTO projects (project_id, tenant_id, first_seen_at, last_seen_at, jobs) VALUES (?, ?, ?, ?, 1)
+ON CONFLICT (tenant_id, project_id) DO UPDATE SET
+    last_seen_at = max(coalesce(projects.last_seen_at, excluded.last_seen_at), excluded.last_seen_at),
+    jobs = projects.jobs + 1
+"""
+
+_AGENT_SNAPSHOT = """
+INSERT OR IGNORE INTO agents (agent_id, event_id, kind, revoked, suspended, changed_by, reason, changed_at)
+SELECT ?, ?, ?,
+    CASE ? WHEN 'revoked' THEN 1 WHEN 'restored' THEN 0
+        ELSE coalesce((SELECT revoked FROM agents WHERE agent_id = ?
+            ORDER BY snapshot_id DESC LIMIT 1), 0) END,
+    CASE ? WHEN 'suspended' THEN 1 WHEN 'budget_reset' THEN 0
+        ELSE coalesce((SELECT suspended FROM agents WHERE agent_id = ?
+            ORDER BY snapshot_id DESC LIMIT 1), 0) END,
+    ?, ?, ?
+"""
+
+
+async def project(conn: aiosqlite.Connection, event: dict[str, Any]) -> None:
+    """Update the read models for one newly recorded event (inside the caller's transaction)."""
+    kind = event["kind"]
+    payload = event.get("payload")
+    fields = payload if isinstance(payload, dict) else {}
+    if kind in AGENT_KINDS and event.get("agent_id"):
+        await _agent_snapshot(conn, event, fields)
+    if not event.get("job_id"):
+        return
+    if kind == SUBMITTED:
+        await conn.execute(
+            _PROJECT_SUBMITTED,
+            (
+                event["job_id"],
+                event.get("agent_id"),
+                event.get("tenant_id"),
+                _text(fields.get("task_type")),
+                _text(fields.get("description")),
+                event.get("created_at"),
+            ),
+        )
+        await _tenant_and_project(conn, event, fields)
+        await _index(conn, event["job_id"], description=_text(fields.get("description")) or "")
+    elif kind in TERMINAL_KINDS:
+        await conn.execute(
+            _PROJECT_TERMINAL,
+            (
+                event["job_id"],
+                event.get("agent_id"),
+                event.get("tenant_id"),
+                kind,
+                event.get("decision"),
+                event.get("reason") or _text(fields.get("code")),
+                event.get("model"),
+                event.get("created_at"),
+                dumps(payload) if payload is not None else None,
+            ),
+        )
+        output = fields.get("output")
+        if isinstance(output, dict):
+            await _index(
+                conn,
+                event["job_id"],
+                plan=_text(output.get("steps")) or "",
+                notes=_text(output.get("notes_for_humans")) or "",
+            )
+
+
+async def _tenant_and_project(conn: aiosqlite.Connection, event: dict[str, Any], fields: dict) -> None:
+    tenant = event.get("tenant_id")
+    if not tenant:
+        return
+    at = event.get("created_at")
+    await conn.execute(_TENANT, (tenant, at, at))
+    context = fields.get("context")
+    project_id = fields.get("project_id") or (context.get("project") if isinstance(context, dict) else None)
+    if isinstance(project_id, str) and project_id:
+        await conn.execute(_PROJECT, (project_id, tenant, at, at))
+
+
+async def _agent_snapshot(conn: aiosqlite.Connection, event: dict[str, Any], fields: dict) -> None:
+    agent, kind = event["agent_id"], event["kind"]
+    by = fields.get("by")
+    await conn.execute(
+        _AGENT_SNAPSHOT,
+        (
+            agent,
+            event["event_id"],
+            kind,
+            kind,
+            agent,
+            kind,
+            agent,
+            by if isinstance(by, str) else None,
+            event.get("reason") or _text(fields.get("reason")),
+            event.get("created_at"),
+        ),
+    )
+
+
+async def _index(conn: aiosqlite.Connection, job_id: str, **columns: str) -> None:
+    """Set some columns of the job's search row (description at submit; plan and notes at the end)."""
+    async with conn.execute(
+        "SELECT rowid, description, plan, notes FROM job_search WHERE job_id = ?", (job_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    current = {"description": "", "plan": "", "notes": ""}
+    if row is not None:
+        current = {"description": row[1], "plan": row[2], "notes": row[3]}
+        await conn.execute("DELETE FROM job_search WHERE rowid = ?", (row[0],))
+    current.update(columns)
+    await conn.execute(
+        "INSERT INTO job_search (job_id, description, plan, notes) VALUES (?, ?, ?, ?)",
+        (job_id, current["description"], current["plan"], current["notes"]),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A projection column value: text as is, anything else as JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return dumps(value)

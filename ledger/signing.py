@@ -1,0 +1,106 @@
+"""Ed25519 keys that sign the chain head: the writer holds the private key, a verifier the public one.
+
+A hash chain alone can be recomputed by whoever can write the file; a signed anchor cannot be forged
+without the private key, so a rewritten history no longer matches the anchors exported earlier.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.errors import SigningKeyError
+
+
+def default_key_path(ledger_path: str | os.PathLike[str]) -> Path:
+    """Where the signing key lives unless configured: next to the ledger, LEDGER_PATH + '.key'."""
+    return Path(f"{os.fspath(ledger_path)}.key")
+
+
+def public_key_path(key_path: str | os.PathLike[str]) -> Path:
+    """The public half of a signing key, written beside it (KEY + '.pub')."""
+    return Path(f"{os.fspath(key_path)}.pub")
+
+
+def load_or_create_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """The private key at `path` (PEM, PKCS#8); created with mode 0600, and its .pub beside it, if absent."""
+    file = Path(path)
+    if not file.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return load_private_key(file)  # another writer created it first
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        public_key_path(file).write_bytes(public_pem(key.public_key()))
+        return key
+    return load_private_key(file)
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key (PEM)."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise SigningKeyError(f"cannot read the signing key {path}: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """Read an Ed25519 public key (PEM), or derive it from a private key file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the public key {path}: {exc}") from exc
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        key = load_private_key(path).public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    """The public key as PEM (SubjectPublicKeyInfo)."""
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """A short fingerprint of a public key: the first 16 hex digits of SHA-256 over its raw bytes."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def signed_message(fields: dict[str, Any]) -> bytes:
+    """The bytes a signature covers: the fields as compact sorted-key JSON."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def sign(key: Ed25519PrivateKey, fields: dict[str, Any]) -> str:
+    """Sign `fields`; the signature as base64 text."""
+    return base64.b64encode(key.sign(signed_message(fields))).decode("ascii")
+
+
+def signature_ok(key: Ed25519PublicKey, fields: dict[str, Any], signature: str) -> bool:
+    """Whether `signature` is this key's signature over `fields`."""
+    try:
+        key.verify(base64.b64decode(signature), signed_message(fields))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

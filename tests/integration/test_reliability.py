@@ -1,0 +1,108 @@
+"""Abandoned jobs, tries, the dead-letter view and the health check, in one process against real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+from redis.asyncio import Redis
+
+from governance.vocabulary import JobState
+from ledger.queries import show_job
+from worker.client import PlanClient
+from worker.errors import BadRequest
+from worker.keys import Keys
+from worker.ledger_events import ledger_event
+from worker.settings import Settings
+from worker.status_store import JobRef, StatusStore
+from worker.watchdog import liveness_window_s
+
+pytestmark = pytest.mark.integration
+
+WAIT_S = 20.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"heartbeat_s": 0.2, "heartbeat_timeout_s": 1.0, "job_tries": 2})
+
+
+def _request(**fields: object) -> dict[str, object]:
+    return {"agent_id": "llm-planner-001", "description": "Plan a certificate rotation", **fields}
+
+
+async def _abandon(redis: Redis, settings: Settings, job_id: str) -> StatusStore:
+    """Play a worker that claimed the job and died: arq's in-progress mark, our attempt 1, silence."""
+    store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue_name=settings.queue_name)
+    await redis.set(in_progress_key_prefix + job_id, "1", ex=300)
+    claim = await store.start(job_id, "llm-planner-001", stale_after_s=settings.stale_after_s)
+    assert claim.attempt == 1
+    return store
+
+
+async def test_an_abandoned_job_is_taken_over_within_the_heartbeat_timeout(
+    client: PlanClient, redis: Redis, settings: Settings
+) -> None:
+    job_id = await client.submit(_request())
+    store = await _abandon(redis, settings, job_id)
+    abandoned_at = time.monotonic()
+
+    from worker.worker_app import build_worker, stop_worker
+
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        status = await client.wait(job_id, timeout=WAIT_S)
+        recovered_in = time.monotonic() - abandoned_at
+    finally:
+        await stop_worker(worker)
+        task.cancel()
+    assert status.state is JobState.DONE and status.attempt == 2
+    assert recovered_in < settings.stale_after_s + 5
+    assert (await store.fields(job_id, "tries"))["tries"] == "1"  # the takeover gave the try back
+
+    # the first attempt, had it only been slow, can no longer record
+    late = ledger_event("done", job_id=job_id, agent_id="llm-planner-001", tenant_id="default")
+    assert not await store.record(JobRef(job_id, "llm-planner-001"), 1, JobState.DONE, late, {"output": {}})
+
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        kinds = [e["kind"] for e in (await show_job(settings.ledger_path, job_id))["events"]]
+        if "done" in kinds:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert kinds.count("taken_over") == 1 and kinds.count("done") == 1
+
+
+async def test_tries_are_counted_and_exhausted_jobs_fail_into_the_dead_letter_view(
+    client: PlanClient, worker: Worker, redis: Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.key_prefix)
+    job_id = await client.submit(_request())
+    await redis.hset(keys.job(job_id), "tries", settings.job_tries)  # as if every try had been spent
+    status = await client.wait(job_id, timeout=WAIT_S)
+    assert status.state is JobState.FAILED and status.error and status.error.type == "tries_exhausted"
+
+    assert [s.job_id for s in await client.failed()] == [job_id]
+    retried = await client.retry(job_id)
+    again = await client.wait(retried, timeout=WAIT_S)
+    assert again.state is JobState.DONE and retried != job_id
+    assert await client.failed() == []
+    with pytest.raises(BadRequest, match="only failed jobs"):
+        await client.retry(retried)
+    submitted = next(
+        e for e in (await show_job(settings.ledger_path, retried))["events"] if e["kind"] == "submitted"
+    )
+    assert submitted["payload"]["retry_of"] == job_id
+
+
+async def test_health_sees_a_live_worker(client: PlanClient, worker: Worker, settings: Settings) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not await client.healthy_workers(liveness_window_s(settings)):
+        assert time.monotonic() < deadline, "the worker never beat"
+        await asyncio.sleep(0.05)
+    assert await client.healthy_workers(0.0) <= 1

@@ -1,0 +1,111 @@
+"""The watchdog every worker runs: it says the worker is alive, and gives abandoned jobs back.
+
+A running job whose heartbeat is older than HEARTBEAT_TIMEOUT_S lost its worker (killed,
+frozen, cut off). arq alone would wait for the job timeout plus 10 s; the watchdog returns it
+to the queue at once, fenced so the old attempt can no longer record, and records the takeover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from governance.vocabulary import JobState
+from worker.keys import Keys
+from worker.ledger_events import WORKER_NAME, ledger_event
+from worker.settings import Settings
+from worker.status_store import JobRef, StatusStore
+
+log = structlog.get_logger(__name__)
+
+_PRUNE_WORKERS_AFTER_S = 86_400
+
+
+def liveness_window_s(settings: Settings) -> float:
+    """How recent a worker's beat must be for `plangate health` to count it alive."""
+    return max(3 * watchdog_interval_s(settings), 5.0)
+
+
+def watchdog_interval_s(settings: Settings) -> float:
+    """How often the watchdog looks: often enough that recovery takes about HEARTBEAT_TIMEOUT_S."""
+    return min(settings.heartbeat_s, settings.stale_after_s / 4)
+
+
+class Watchdog:
+    """Beats for this worker and takes over jobs whose heartbeat went stale."""
+
+    def __init__(self, settings: Settings, redis: Redis, status: StatusStore) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._keys = Keys(settings.key_prefix)
+        self._status = status
+        self._stop = asyncio.Event()
+        self.taken_over = 0
+
+    def stop(self) -> None:
+        """End `run` after the current sweep."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Beat and sweep every interval until stopped; Redis errors are logged and retried."""
+        interval = watchdog_interval_s(self._settings)
+        while not self._stop.is_set():
+            try:
+                await self.beat()
+                await self.sweep()
+            except RedisError as exc:
+                log.warning("watchdog could not reach Redis", error=str(exc))
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    async def beat(self) -> None:
+        """Say this worker is alive (for `plangate health`)."""
+        now_ms = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.workers(), {WORKER_NAME: now_ms})
+            pipe.zremrangebyscore(self._keys.workers(), "-inf", now_ms - _PRUNE_WORKERS_AFTER_S * 1000)
+            await pipe.execute()
+
+    async def sweep(self) -> int:
+        """Return every abandoned job to the queue; returns how many were taken over."""
+        taken = 0
+        for job_id, cutoff_ms in await self._status.stale(self._settings.stale_after_s):
+            fields = await self._status.fields(
+                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at"
+            )
+            if fields["attempt"] is None:
+                await self._redis.zrem(self._keys.running(), job_id)  # its status expired
+                continue
+            attempt = int(fields["attempt"])
+            event = ledger_event(
+                "taken_over",
+                job_id=job_id,
+                agent_id=fields["agent_id"] or "?",
+                tenant_id=fields["tenant_id"],
+                attempt=attempt,
+                worker=WORKER_NAME,
+                reason="heartbeat_timeout",
+                payload={"abandoned_by": fields["worker"], "last_heartbeat_at": fields["heartbeat_at"]},
+            )
+            outcome = await self._status.requeue(job_id, attempt, event, stale_before_ms=cutoff_ms)
+            bound = log.bind(job_id=job_id, agent_id=fields["agent_id"], attempt=attempt)
+            if outcome == 1:
+                taken += 1
+                bound.warning("took over an abandoned job", abandoned_by=fields["worker"])
+            elif outcome == -1:
+                await self._fail_lost(job_id, attempt, fields, event)
+                bound.error("abandoned job had no arq payload left; recorded failed")
+        self.taken_over += taken
+        return taken
+
+    async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
+        detail = {"type": "abandoned", "message": "its worker died and the job's payload is gone"}
+        failed = {**event, "kind": JobState.FAILED.value, "reason": "abandoned", "payload": {"error": detail}}
+        ref = JobRef(job_id, fields["agent_id"] or "?")
+        await self._status.record(ref, attempt, JobState.FAILED, failed, {"error": detail})

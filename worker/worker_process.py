@@ -1,0 +1,110 @@
+"""`plangate worker` as a process: signals, a graceful shutdown, and starting over after Redis outages.
+
+First SIGTERM/SIGINT: stop taking jobs and let running ones finish for up to SHUTDOWN_GRACE_S;
+then hand the rest back to the queue (their try is not spent). A second signal hands them back
+at once. If Redis stays unreachable longer than the connection retries cover, the worker is
+rebuilt and started again with backoff instead of exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from worker.settings import Settings
+from worker.worker_app import build_worker
+
+log = structlog.get_logger(__name__)
+
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class _Signals:
+    """Counts shutdown signals: the first asks for a graceful stop, the second for an immediate one."""
+
+    def __init__(self) -> None:
+        self.graceful = asyncio.Event()
+        self.immediate = asyncio.Event()
+
+    def __call__(self, signum: signal.Signals) -> None:
+        if self.graceful.is_set():
+            log.warning("second signal: handing running jobs back now", signal=signum.name)
+            self.immediate.set()
+        else:
+            log.info("signal: finishing running jobs, taking no new ones", signal=signum.name)
+            self.graceful.set()
+
+
+async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool = True) -> None:
+    """Run a worker until a signal (or, with burst, an empty queue); restart it after Redis outages."""
+    signals = _Signals()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals, sig)
+    failures = 0
+    while True:
+        worker = build_worker(settings, burst=burst, ledger_writer=ledger_writer, handle_signals=False)
+        try:
+            if await _run_once(worker, settings, signals):
+                return
+            failures = 0
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+            failures += 1
+            log.error("lost Redis; starting the worker over", error=str(exc), retry_in_s=delay)
+            await _close_quietly(worker)
+            try:
+                await asyncio.wait_for(signals.graceful.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                continue
+
+
+async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> bool:
+    """Run until a signal or the end of a burst (True), or raise when Redis is lost."""
+    main = asyncio.create_task(worker.async_run(), name="arq-main")
+    stop = asyncio.create_task(signals.graceful.wait())
+    try:
+        await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if main.done():
+        main.result()  # a burst that ended, or the error that ended it
+        await worker.close()
+        return True
+    await _drain(worker, settings, signals)
+    await worker.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+    return True
+
+
+async def _drain(worker: Worker, settings: Settings, signals: _Signals) -> None:
+    """Let running jobs finish within the grace period; hand back whatever still runs after it."""
+    worker.allow_pick_jobs = False
+    pending = {t for t in worker.tasks.values() if not t.done()}
+    if pending:
+        log.info("waiting for running jobs", jobs=len(pending), grace_s=settings.shutdown_grace_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.shutdown_grace_s
+        immediate = asyncio.create_task(signals.immediate.wait())
+        while pending and not immediate.done() and loop.time() < deadline:
+            done, _ = await asyncio.wait(
+                pending | {immediate}, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+            pending -= done
+        immediate.cancel()
+    for task in list(worker.job_tasks.values()):
+        task.cancel()  # the pipeline hands its job back to the queue
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+
+
+async def _close_quietly(worker: Worker) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await worker.close()
