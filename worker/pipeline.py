@@ -159,7 +159,9 @@ class Pipeline:
     async def preflight(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
         """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
         if not isinstance(raw_request, dict):
-            raise Refused(Refuse(RefusalCode.BAD_REQUEST, "malformed job payload: the request is not an object"))
+            raise Refused(
+                Refuse(RefusalCode.BAD_REQUEST, "malformed job payload: the request is not an object")
+            )
         if MALFORMED_FIELD in raw_request:
             why = raw_request[MALFORMED_FIELD]
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, f"malformed job payload: {why}"))
