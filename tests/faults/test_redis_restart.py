@@ -13,6 +13,7 @@ import redis as sync_redis
 
 from governance.vocabulary import JobState
 from tests.conftest import _redis_binary, free_port
+from tests.faults.conftest import FAULT_REPORT
 from worker.client import PlanClient
 from worker.errors import QueueUnavailable
 from worker.settings import Settings
@@ -100,4 +101,6 @@ async def test_jobs_survive_a_redis_restart(
         own_redis.start()
         after = [await client.submit(request) for _ in range(10)]
         statuses = await _wait_all(client, before + after, timeout=120)
+    done = sum(s.state is JobState.DONE for s in statuses)
+    FAULT_REPORT.append(f"redis restart: jobs={len(statuses)} done={done} lost={len(statuses) - done}")
     assert [s.state for s in statuses] == [JobState.DONE] * len(statuses)

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
+from tests.faults.conftest import FAULT_REPORT
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings
@@ -121,10 +122,11 @@ async def test_kill_workers_while_200_jobs_run(
     lost = len(set(ids) - set(counts))
     retried = sum(1 for s in statuses if s.attempt > 1)
     takeovers = sum(_ledger_counts(ledger, ("taken_over",)).values())
-    print(  # the suite's report: what was broken and what survived
-        f"\nfaults: jobs={len(ids)} kills={kills} orphaned={sum(n for n, _ in recoveries)} "
+    FAULT_REPORT.append(
+        f"worker kills: jobs={len(ids)} kills={kills} orphaned={sum(n for n, _ in recoveries)} "
         f"takeovers={takeovers} retried={retried} duplicates={duplicates} lost={lost} "
-        f"max_recovery_s={max((t for _, t in recoveries), default=0):.2f}"
+        f"max_recovery_s={max((t for _, t in recoveries), default=0):.2f} "
+        f"(limit {settings.stale_after_s + 5:.1f})"
     )
     assert kills >= 3 and duplicates == 0 and lost == 0
     assert all(t <= settings.stale_after_s + 5 for _, t in recoveries)

@@ -88,6 +88,12 @@ def test_our_own_payload_round_trips() -> None:
     assert decoded == payload and request_of(tuple(decoded["a"])) == {"agent_id": "a"}
 
 
+def test_text_that_is_not_utf8_is_refused_at_submit() -> None:
+    raw = b"plan the \xff\xfe rollout".decode("utf-8", "surrogateescape")  # how argv carries bad bytes
+    with pytest.raises(BadRequest, match="description"):
+        to_request({"agent_id": "a", "description": raw})
+
+
 def test_json_bombs_are_refused_at_submit() -> None:
     deep: dict[str, Any] = {}
     cursor = deep
