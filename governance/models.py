@@ -10,7 +10,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from governance.vocabulary import Decision
 
@@ -77,6 +85,23 @@ def _nesting_depth(value: Any, stop_after: int = MAX_CONTEXT_DEPTH + 1) -> int:
     return deepest
 
 
+class TenantRecord(BaseModel):
+    """A tenant: who owns agents and projects, and the quotas all its workers share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier
+    name: str = ""
+    projects: list[Identifier] = Field(default_factory=list)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    jobs_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+    cost_per_day_usd: float | None = Field(default=None, gt=0)
+
+
+DEFAULT_TENANT = TenantRecord(tenant_id="default", name="default tenant")
+
+
 class AgentState(BaseModel):
     """An agent's live governance state (what workers read at PREFLIGHT and while running)."""
 
@@ -108,6 +133,9 @@ class PlanRequest(BaseModel):
     wait_lock_s: float = Field(default=0.0, ge=0.0, le=MAX_WAIT_LOCK_S)
     handoff_from: Identifier | None = None
     retry_of: Identifier | None = None
+    project_id: Identifier | None = None
+    # The agent's key when its agent requires one; checked by the worker, never stored or shown.
+    agent_key: SecretStr | None = Field(default=None, exclude=True)
 
     @field_validator("description")
     @classmethod
@@ -187,6 +215,7 @@ class AgentRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: Identifier
+    tenant_id: Identifier = "default"
     role: str = "observer"
     tier: int = Field(default=0, ge=0, le=4)
     confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from governance.models import AgentRecord, AgentState, PlanDraft, PlanRequest
+from governance.models import DEFAULT_TENANT, AgentRecord, AgentState, PlanDraft, PlanRequest, TenantRecord
 from governance.vocabulary import Decision, JobState, RefusalCode, TaskType
 
 # Task types a tier may plan for. A tier-0 observer reads, analyses and plans, nothing else;
@@ -54,11 +54,25 @@ def preflight(
     state: AgentState,
     request: PlanRequest,
     *,
+    tenant: TenantRecord | None = DEFAULT_TENANT,
     model_allowed: bool = True,
 ) -> Allow | Refuse:
-    """Decide whether `agent`, in live `state`, may have `request` planned. Most final checks first."""
+    """Decide whether `agent`, in live `state`, may have `request` planned for `tenant`.
+    Most final checks first."""
     if agent is None:
         return Refuse(RefusalCode.UNKNOWN_AGENT, f"agent {request.agent_id!r} is not registered")
+    if tenant is None or tenant.tenant_id != request.tenant_id:
+        return Refuse(RefusalCode.TENANT_MISMATCH, f"tenant {request.tenant_id!r} is not registered")
+    if agent.tenant_id != request.tenant_id:
+        return Refuse(
+            RefusalCode.TENANT_MISMATCH,
+            f"agent {agent.agent_id} belongs to tenant {agent.tenant_id}, not {request.tenant_id}",
+        )
+    if request.project_id and request.project_id not in tenant.projects:
+        return Refuse(
+            RefusalCode.TENANT_MISMATCH,
+            f"project {request.project_id!r} does not belong to tenant {tenant.tenant_id}",
+        )
     if state.revoked:
         why = f": {state.revoked_reason}" if state.revoked_reason else ""
         return Refuse(RefusalCode.REVOKED, f"agent {agent.agent_id} is revoked{why}")

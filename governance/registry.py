@@ -13,7 +13,7 @@ from typing import Protocol
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from governance.models import SEED_AGENT, AgentRecord
+from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, TenantRecord
 
 
 class RegistryKeys(Protocol):
@@ -22,6 +22,14 @@ class RegistryKeys(Protocol):
     def agent(self, agent_id: str) -> str: ...
 
     def agents(self) -> str: ...
+
+
+class TenantKeys(Protocol):
+    """The two key names the tenant registry needs."""
+
+    def tenant(self, tenant_id: str) -> str: ...
+
+    def tenants(self) -> str: ...
 
 
 class RegistryError(Exception):
@@ -75,3 +83,39 @@ def load_agents_file(path: Path) -> list[AgentRecord]:
         return [AgentRecord.model_validate(entry) for entry in data.get("agents", [])]
     except ValidationError as exc:
         raise RegistryError(f"invalid agent in {path}: {exc}") from exc
+
+
+class TenantRegistry:
+    """Reads and writes tenant records. The `default` tenant exists even when nothing is stored."""
+
+    def __init__(self, redis: Redis, keys: TenantKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def get(self, tenant_id: str) -> TenantRecord | None:
+        """The tenant's record, the default tenant, or None when unknown."""
+        raw = await self._redis.get(self._keys.tenant(tenant_id))
+        if raw is None:
+            return DEFAULT_TENANT if tenant_id == DEFAULT_TENANT.tenant_id else None
+        try:
+            return TenantRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RegistryError(f"stored record of tenant {tenant_id!r} is invalid: {exc}") from exc
+
+    async def put(self, record: TenantRecord) -> None:
+        """Add or replace a tenant's record."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.tenant(record.tenant_id), record.model_dump_json())
+            pipe.sadd(self._keys.tenants(), record.tenant_id)
+            await pipe.execute()
+
+    async def list(self) -> list[TenantRecord]:
+        """Every tenant, the default one included, sorted by id."""
+        ids = sorted(await self._redis.smembers(self._keys.tenants()))
+        records = {DEFAULT_TENANT.tenant_id: DEFAULT_TENANT}
+        if ids:
+            for raw in await self._redis.mget([self._keys.tenant(i) for i in ids]):
+                if raw is not None:
+                    record = TenantRecord.model_validate_json(raw)
+                    records[record.tenant_id] = record
+        return [records[k] for k in sorted(records)]

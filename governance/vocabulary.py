@@ -60,6 +60,8 @@ class RefusalCode(StrEnum):
     LOCKED = "locked"
     ERROR_BUDGET_EXHAUSTED = "error_budget_exhausted"
     QUOTA_EXCEEDED = "quota_exceeded"
+    TENANT_MISMATCH = "tenant_mismatch"
+    UNAUTHENTICATED = "unauthenticated"
     BAD_REQUEST = "bad_request"
 
 

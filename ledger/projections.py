@@ -146,19 +146,26 @@ async def _agent_snapshot(conn: aiosqlite.Connection, event: dict[str, Any], fie
 
 
 async def _index(conn: aiosqlite.Connection, job_id: str, **columns: str) -> None:
-    """Set some columns of the job's search row (description at submit; plan and notes at the end)."""
+    """Set some columns of the job's search row (description at submit; plan and notes at the end).
+
+    The search row shares its jobs row's rowid: FTS5 cannot index job_id, a rowid lookup is instant."""
+    async with conn.execute("SELECT rowid FROM jobs WHERE job_id = ?", (job_id,)) as cur:
+        (rowid,) = await cur.fetchone() or (None,)
+    if rowid is None:
+        return
     async with conn.execute(
-        "SELECT rowid, description, plan, notes FROM job_search WHERE job_id = ?", (job_id,)
+        "SELECT job_id, description, plan, notes FROM job_search WHERE rowid = ?", (rowid,)
     ) as cur:
         row = await cur.fetchone()
     current = {"description": "", "plan": "", "notes": ""}
     if row is not None:
-        current = {"description": row[1], "plan": row[2], "notes": row[3]}
-        await conn.execute("DELETE FROM job_search WHERE rowid = ?", (row[0],))
+        if row[0] == job_id:  # (a VACUUM may renumber the jobs rows; then the stale row is replaced)
+            current = {"description": row[1], "plan": row[2], "notes": row[3]}
+        await conn.execute("DELETE FROM job_search WHERE rowid = ?", (rowid,))
     current.update(columns)
     await conn.execute(
-        "INSERT INTO job_search (job_id, description, plan, notes) VALUES (?, ?, ?, ?)",
-        (job_id, current["description"], current["plan"], current["notes"]),
+        "INSERT INTO job_search (rowid, job_id, description, plan, notes) VALUES (?, ?, ?, ?, ?)",
+        (rowid, job_id, current["description"], current["plan"], current["notes"]),
     )
 
 

@@ -19,7 +19,7 @@ from ledger.projections import project
 BUSY_TIMEOUT_MS = 10_000
 
 _INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+    f"INSERT OR IGNORE INTO events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
 _INSERT_ANCHOR = (
     "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
@@ -68,15 +68,14 @@ class LedgerStore:
                 seq, prev_hash = await self._head_locked()
                 recorded_at = chain.now_iso()
                 for event in events:
-                    if await self._known(event["event_id"]):
-                        continue
-                    seq += 1
-                    row = self._row(event, seq, recorded_at)
-                    chain.seal(row, prev_hash)
-                    await self._conn.execute(_INSERT_EVENT, tuple(row[c] for c in ROW_COLUMNS))
-                    prev_hash = row["row_hash"]
-                    inserted += 1
-                    await project(self._conn, event)
+                    row = chain.seal(self._row(event, seq + 1, recorded_at), prev_hash)
+                    cur = await self._conn.execute(_INSERT_EVENT, tuple(row[c] for c in ROW_COLUMNS))
+                    new = cur.rowcount == 1  # 0: a known event_id (a re-delivery); the chain does not move
+                    await cur.close()
+                    if new:
+                        seq, prev_hash = seq + 1, row["row_hash"]
+                        inserted += 1
+                        await project(self._conn, event)
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
@@ -98,10 +97,6 @@ class LedgerStore:
             policy_version=policy if isinstance(policy, str) else self.policy_version,
         )
         return row
-
-    async def _known(self, event_id: Any) -> bool:
-        async with self._conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)) as cur:
-            return await cur.fetchone() is not None
 
     async def _head_locked(self) -> tuple[int, str]:
         """(seq, hash) of the chain head, read by this connection (call inside a transaction)."""

@@ -15,13 +15,15 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from governance.agent_keys import AgentKeyStore
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import SEED_AGENT_ID, AgentRecord
-from governance.registry import AgentRegistry, RegistryError
+from governance.registry import AgentRegistry, RegistryError, TenantRegistry
 from worker import codec
 from worker.admin import AgentAdmin
 from worker.cli_ledger import add_ledger_commands
 from worker.cli_render import render_event, render_status, status_json
+from worker.cli_tenants import add_tenant_commands
 from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
 from worker.keys import Keys
@@ -71,11 +73,14 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         request["wait_lock_s"] = args.wait_lock
     if args.handoff_from:
         request["handoff_from"] = args.handoff_from
+    if args.project:
+        request["project_id"] = args.project
     if args.idempotency_key:
         request["idempotency_key"] = args.idempotency_key
     if args.model:
         request["model"] = args.model
-    async with PlanClient.connect(settings) as client:
+    key = settings.agent_key.get_secret_value() if settings.agent_key else None
+    async with PlanClient.connect(settings, agent_key=key) as client:
         job_id = await client.submit(request)
         if not args.wait:
             status = await client.status(job_id)
@@ -187,13 +192,34 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
             allowed_task_types=args.task_type,
             error_budget_limit=args.error_budget,
             error_budget_window_s=args.error_window,
+            tenant_id=args.tenant,
         )
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc, "agent")) from exc
     async with _redis(settings) as redis:
-        registry = _registry(redis, settings)
-        await registry.put(record)
-    _out(record.model_dump_json() if args.json else f"agent {record.agent_id} saved (tier {record.tier})")
+        if await TenantRegistry(redis, Keys(settings.key_prefix)).get(record.tenant_id) is None:
+            raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
+        await _registry(redis, settings).put(record)
+        key = (
+            await AgentKeyStore(redis, Keys(settings.key_prefix)).issue(record.agent_id)
+            if args.issue_key
+            else None
+        )
+    if args.json:
+        _out(codec.dumps({**record.model_dump(mode="json"), **({"agent_key": key} if key else {})}))
+    else:
+        _out(f"agent {record.agent_id} saved (tier {record.tier}, tenant {record.tenant_id})")
+        if key:
+            _out(f"agent key (shown once; jobs must carry it, e.g. PLANGATE_AGENT_KEY): {key}")
+    return EXIT_OK
+
+
+async def cmd_agents_issue_key(args: argparse.Namespace, settings: Settings) -> int:
+    async with _redis(settings) as redis:
+        if await _registry(redis, settings).get(args.agent_id) is None:
+            raise BadRequest(f"no agent with id {args.agent_id!r}")
+        key = await AgentKeyStore(redis, Keys(settings.key_prefix)).issue(args.agent_id)
+    _out(key)  # the only time it is shown: it is stored hashed
     return EXIT_OK
 
 
@@ -340,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--context", help="read-only context as a JSON object, or @FILE (at most 64 KiB)")
     p.add_argument("--tenant", default="default", help="tenant id (default 'default')")
+    p.add_argument("--project", help="the tenant's project this plan is for")
     p.add_argument(
         "--model", help="model to use instead of PLANGATE_MODEL (must be on PLANGATE_ALLOWED_MODELS)"
     )
@@ -428,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--error-budget", type=int, default=5, help="failed jobs that suspend the agent (default 5)"
     )
     p.add_argument("--error-window", type=int, default=3600, help="seconds the failures are counted over")
+    p.add_argument("--tenant", default="default", help="the tenant the agent belongs to (default 'default')")
+    p.add_argument("--issue-key", action="store_true", help="issue an agent key that its jobs must carry")
     _add_json(p)
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")
@@ -449,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", required=name == "revoke", help="why (recorded in the ledger)")
         p.add_argument("--by", default=_operator(), help="who (default: the current user)")
         p.set_defaults(run=cmd_agents_admin)
+
+    p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
+    p.add_argument("agent_id")
+    p.set_defaults(run=cmd_agents_issue_key)
 
     locks = sub.add_parser("locks", help="resource locks").add_subparsers(dest="locks_cmd", required=True)
     p = locks.add_parser("list", help="who holds which resource lock")
@@ -489,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_health)
 
     add_ledger_commands(sub)
+    add_tenant_commands(sub)
     return parser
 
 

@@ -38,10 +38,11 @@ def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.ledger or settings.ledger_path)
 
 
-def _key_path(settings: Settings) -> Path:
+def _key_path(settings: Settings, ledger: Path) -> Path:
+    """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else beside the ledger file."""
     from ledger.signing import default_key_path
 
-    return settings.ledger_signing_key or default_key_path(settings.ledger_path)
+    return settings.ledger_signing_key or default_key_path(ledger)
 
 
 def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
@@ -161,7 +162,8 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     from ledger.verify import verify_ledger
 
     path = Path(args.file) if args.file else ledger_path(args, settings)
-    key_file = Path(args.public_key) if args.public_key else public_key_path(_key_path(settings))
+    own_key = public_key_path(_key_path(settings, ledger_path(args, settings)))
+    key_file = Path(args.public_key) if args.public_key else own_key
     key = None
     if args.public_key or await asyncio.to_thread(key_file.exists):
         key = await asyncio.to_thread(load_public_key, key_file)
@@ -223,7 +225,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 
     path = ledger_path(args, settings)
     archive = Path(args.archive) if args.archive else path.with_name(f"{path.stem}-archive-{args.before}.db")
-    key = await asyncio.to_thread(load_private_key, _key_path(settings))
+    key = await asyncio.to_thread(load_private_key, _key_path(settings, path))
     result = await asyncio.to_thread(compact, path, args.before, archive, key)
     _out(
         f"archived {result.archived_rows} rows (through row {result.through_seq}) to {result.archive} "

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -46,6 +47,19 @@ def describe_validation_error(exc: ValidationError, what: str = "request") -> st
     return f"invalid {what}: " + "; ".join(parts)
 
 
+def usage_row(tenant_id: str, day: str, raw: dict[str, str]) -> dict[str, Any]:
+    """One day of a tenant's usage hash as plain numbers, with its agents broken out."""
+    totals: dict[str, Any] = {"tenant_id": tenant_id, "day": day, "agents": {}}
+    for field, value in raw.items():
+        number = float(value) if "cost" in field else int(value)
+        if field.startswith("agent:"):
+            _, agent_id, name = field.split(":", 2)
+            totals["agents"].setdefault(agent_id, {})[name] = number
+        else:
+            totals[field] = number
+    return totals
+
+
 def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
     """Validate a request at the edge; BadRequest with every problem in one line."""
     if isinstance(request, PlanRequest):
@@ -57,19 +71,43 @@ def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
 
 
 class PlanClient:
-    """Submits planning jobs and reads their status. Safe to share within one event loop."""
+    """Submits planning jobs and reads their status. Safe to share within one event loop.
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    A client made for a tenant (and an agent) sees only that tenant's (and agent's) jobs: any
+    other job id raises JobNotFound, exactly like one that does not exist, so ids cannot be
+    probed. Its agent key, when given, travels with each job to the worker that checks it.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        *,
+        tenant_id: str | None = None,
+        agent_id: str | None = None,
+        agent_key: str | None = None,
+    ) -> None:
         self._redis = redis
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
         self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s)
+        self._tenant_id = tenant_id
+        self._agent_id = agent_id
+        self._agent_key = agent_key
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> PlanClient:
+    def connect(
+        cls,
+        settings: Settings | None = None,
+        *,
+        tenant_id: str | None = None,
+        agent_id: str | None = None,
+        agent_key: str | None = None,
+    ) -> PlanClient:
         """A client on its own connection pool to `settings.redis_url`."""
         settings = settings or Settings()
-        return cls(text_client(settings.redis_url), settings)
+        redis = text_client(settings.redis_url)
+        return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -83,7 +121,8 @@ class PlanClient:
 
     async def submit(self, request: PlanRequest | dict[str, Any]) -> str:
         """Validate and enqueue a planning job; returns its id. One idempotency key, one job."""
-        req = to_request(request)
+        req = to_request(self._scoped(request))
+        key = req.agent_key.get_secret_value() if req.agent_key else self._agent_key
         if not self._settings.model_allowed(req.model):
             raise BadRequest(
                 f"model {req.model!r} is not allowed (default {self._settings.model!r}; "
@@ -92,15 +131,36 @@ class PlanClient:
         try:
             if req.handoff_from:
                 req = await self._with_handoff(req)
-            return await self._enqueue(req)
+            return await self._enqueue(req, key)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+
+    def _scoped(self, request: PlanRequest | dict[str, Any]) -> PlanRequest | dict[str, Any]:
+        """Fill in this client's tenant and agent; refuse a request for another one."""
+        if self._tenant_id is None and self._agent_id is None:
+            return request
+        data = dict(request) if isinstance(request, dict) else request.model_dump(exclude_none=True)
+        if isinstance(request, PlanRequest) and request.agent_key:
+            data["agent_key"] = request.agent_key.get_secret_value()
+        for name, mine in (("tenant_id", self._tenant_id), ("agent_id", self._agent_id)):
+            if mine is None:
+                continue
+            if data.setdefault(name, mine) != mine:
+                raise BadRequest(f"this client submits for {name.removesuffix('_id')} {mine!r} only")
+        return data
+
+    def _visible(self, status: JobStatus) -> JobStatus:
+        if (self._tenant_id and status.tenant_id != self._tenant_id) or (
+            self._agent_id and status.agent_id != self._agent_id
+        ):
+            raise JobNotFound(status.job_id)  # the same answer as for a job that does not exist
+        return status
 
     async def _with_handoff(self, req: PlanRequest) -> PlanRequest:
         """Carry the earlier job's plan into this request's context (read-only material)."""
         assert req.handoff_from is not None
         try:
-            earlier = await self._status.read(req.handoff_from)
+            earlier = self._visible(await self._status.read(req.handoff_from))
         except JobNotFound as exc:
             raise BadRequest(f"cannot hand off from {req.handoff_from}: no such job") from exc
         if earlier.tenant_id != req.tenant_id:
@@ -117,10 +177,12 @@ class PlanClient:
         context = {**(req.context or {}), "handoff": handoff}
         return to_request({**req.model_dump(mode="json", exclude_none=True), "context": context})
 
-    async def _enqueue(self, req: PlanRequest) -> str:
-        """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry."""
+    async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
+        """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
+        The agent key goes only into the arq payload the worker reads, never the status or ledger."""
         idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
         payload = req.model_dump(mode="json", exclude_none=True)
+        for_worker = {**payload, "agent_key": agent_key} if agent_key else payload
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = uuid.uuid4().hex
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -133,7 +195,7 @@ class PlanClient:
                 submitted_at = now_iso()
                 enqueue_ms = int(time.time() * 1000)
                 job = serialize_job(
-                    JOB_FUNCTION, (job_id, payload), {}, None, enqueue_ms, serializer=encode_job
+                    JOB_FUNCTION, (job_id, for_worker), {}, None, enqueue_ms, serializer=encode_job
                 )
                 event = ledger_event(
                     "submitted",
@@ -166,7 +228,7 @@ class PlanClient:
     async def status(self, job_id: str) -> JobStatus:
         """The job's status object; JobNotFound when no such job is known."""
         try:
-            return await self._status.read(job_id)
+            return self._visible(await self._status.read(job_id))
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
 
@@ -242,9 +304,14 @@ class PlanClient:
         found: list[JobStatus] = []
         for job_id in await self._redis.zrevrange(self._keys.failed(), 0, limit - 1):
             try:
-                found.append(await self._status.read(job_id))
+                status = await self._status.read(job_id)
             except JobNotFound:
                 await self._redis.zrem(self._keys.failed(), job_id)
+                continue
+            try:
+                found.append(self._visible(status))
+            except JobNotFound:
+                continue  # another tenant's
         return found
 
     async def retry(self, job_id: str) -> str:
@@ -256,9 +323,27 @@ class PlanClient:
         request = codec.loads(raw) if raw else {}
         request.pop("idempotency_key", None)
         request["retry_of"] = job_id
+        if self._agent_key:
+            request["agent_key"] = self._agent_key
         new_id = await self.submit(request)
         await self._redis.zrem(self._keys.failed(), job_id)
         return new_id
+
+    async def usage(self, tenant_id: str, since: date, until: date | None = None) -> list[dict[str, Any]]:
+        """Token and cost totals of a tenant per UTC day (and per agent), oldest first."""
+        if self._tenant_id and tenant_id != self._tenant_id:
+            raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
+        until = until or datetime.now(UTC).date()
+        if since > until:
+            raise BadRequest(f"--since {since} is after {until}")
+        days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(self._keys.usage(tenant_id, day.isoformat()))
+            raws = await pipe.execute()
+        return [
+            usage_row(tenant_id, day.isoformat(), raw) for day, raw in zip(days, raws, strict=True) if raw
+        ]
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue beat within the last `window_s` seconds."""

@@ -58,6 +58,34 @@ class Keys:
         """The set of registered agent ids."""
         return f"{self.prefix}agents"
 
+    def agent_key(self, agent_id: str) -> str:
+        """The salted SHA-256 of an agent's key (when it has one)."""
+        return f"{self.prefix}agent:{agent_id}:key"
+
+    def tenant(self, tenant_id: str) -> str:
+        """A tenant's record (JSON)."""
+        return f"{self.prefix}tenant:{tenant_id}"
+
+    def tenants(self) -> str:
+        """The set of registered tenant ids."""
+        return f"{self.prefix}tenants"
+
+    def tenant_running(self, tenant_id: str) -> str:
+        """A tenant's running jobs (sorted set, admitted at ms): its concurrency."""
+        return f"{self.prefix}quota:{tenant_id}:running"
+
+    def tenant_minute(self, tenant_id: str) -> str:
+        """A tenant's admissions over the last minute (sorted set, ms): its jobs per minute."""
+        return f"{self.prefix}quota:{tenant_id}:minute"
+
+    def tenant_day(self, tenant_id: str, day: str) -> str:
+        """A tenant's token and cost account for one UTC day: reserved, used, reserved_cost, cost."""
+        return f"{self.prefix}quota:{tenant_id}:day:{day}"
+
+    def usage(self, tenant_id: str, day: str) -> str:
+        """Usage totals of a tenant for one UTC day, per agent and in all (hash)."""
+        return f"{self.prefix}usage:{tenant_id}:{day}"
+
     def agent_state(self, agent_id: str) -> str:
         """An agent's live state: revoked, suspended, and the tracker's phase, job and heartbeat."""
         return f"{self.prefix}agent:{agent_id}:state"

@@ -12,19 +12,27 @@ bounds the wait for the response head and every gap inside a stream. SSE comment
 is what they are for, and a provider that is still thinking must not be cut off. There is no
 wall-clock cap per attempt (a long answer that keeps streaming is legitimate); JOB_TIMEOUT_S
 bounds the whole job.
+
+The SDK opens the stream (request, auth, status errors); the events are read here from the raw
+response (`SSEDecoder`) as plain dicts, without the SDK's per-chunk model objects: that costs a
+fraction of the SDK's loop per chunk (bench/README.md), with the same errors for a cut or idle
+stream and for an error event inside a 200 stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import openai
 import structlog
 from pydantic import ValidationError
@@ -43,7 +51,25 @@ from worker.errors import (
 from worker.prompt import build_messages, repair_messages
 from worker.settings import Settings
 
+try:  # the transport the installed SDK streams over (httpx2 in openai 3, httpx before)
+    import httpx2 as _transport
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx as _transport  # type: ignore[no-redef]
+
+try:  # a faster JSON parser for stream events when installed (the `fast` extra); stdlib otherwise
+    import orjson
+
+    _load_event: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _load_event = json.loads
+
 log = structlog.get_logger(__name__)
+
+# What the SDK maps to APITimeoutError / APIConnectionError while reading a stream.
+_READ_TIMEOUTS: tuple[type[BaseException], ...] = (_transport.TimeoutException,)
+_READ_ERRORS: tuple[type[BaseException], ...] = (_transport.RequestError, ssl.SSLError, anyio.EndOfStream)
+# After [DONE], how long to read what is left of the body (so an HTTP/1.1 connection is reused).
+_DRAIN_S = 0.1
 
 MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 MAX_BACKOFF_S = 30.0
@@ -341,21 +367,46 @@ class LLMPlanner:
         parts: list[str] = []
         answered_model: str | None = None
         finish: str | None = None
-        usage: Any = None
+        usage: dict[str, Any] | None = None
         on_tokens, base = progress.on_tokens, progress.chunks
+        response = stream.response
+        decoder = SSEDecoder()
+        body = response.aiter_bytes()
+        done = False
         try:
-            async for chunk in stream:
-                if answered_model is None:
-                    answered_model = chunk.model
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    content = choice.delta.content
-                    if content:
-                        parts.append(content)
-                        on_tokens(base + len(parts))
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            try:
+                async for data in body:
+                    for payload in decoder.feed(data):
+                        if payload.startswith(b"[DONE]"):
+                            done = True
+                            break
+                        event = _load_event(payload)
+                        if not isinstance(event, dict):
+                            continue
+                        if event.get("error"):
+                            raise _stream_error(event["error"], response.request)
+                        if answered_model is None and isinstance(event.get("model"), str):
+                            answered_model = event["model"]
+                        if isinstance(event.get("usage"), dict):
+                            usage = event["usage"]
+                        for choice in event.get("choices") or ():
+                            if not isinstance(choice, dict):
+                                continue
+                            delta = choice.get("delta")
+                            content = delta.get("content") if isinstance(delta, dict) else None
+                            if content and isinstance(content, str):
+                                parts.append(content)
+                                on_tokens(base + len(parts))
+                            if choice.get("finish_reason"):
+                                finish = str(choice["finish_reason"])
+                    if done:
+                        break
+            except _READ_TIMEOUTS as err:
+                raise openai.APITimeoutError(request=response.request) from err
+            except _READ_ERRORS as err:
+                raise openai.APIConnectionError(request=response.request) from err
+            if done:
+                await _drain(body)
         except openai.APIError as exc:
             raise _typed(exc, model, self._timeout, streaming=True) from exc
         except json.JSONDecodeError as exc:  # a data line that is not JSON (a broken proxy)
@@ -370,13 +421,66 @@ class LLMPlanner:
             usage_dict = _estimate_usage(messages, len(parts))
         else:
             usage_dict = {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "total_tokens": usage.get("total_tokens"),
                 "estimated": False,
             }
         answered = answered_model or model
         return _Completion(text="".join(parts), model=answered, usage=usage_dict, mode=mode, finish=finish)
+
+
+class SSEDecoder:
+    """Splits a server-sent event stream into the data of its events, as bytes.
+
+    Comment lines (`: keep-alive`) and the `event`, `id` and `retry` fields carry nothing plangate
+    uses; lines end in LF, CRLF or CR; an event ends at a blank line; several `data` lines of one
+    event are joined with LF (the SSE rules the SDK's decoder follows).
+    """
+
+    __slots__ = ("_buffer", "_data")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The data of every event completed by this chunk of the body."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        held_cr = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # maybe half of a CRLF: decide when the next chunk comes
+                buffer, held_cr = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop() + held_cr
+        events: list[bytes] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+        return events
+
+
+def _stream_error(error: Any, request: Any) -> openai.APIError:
+    """The SDK's error for an error event inside a 200 stream (it has no status code)."""
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    return openai.APIError(message=message, request=request, body=error)
+
+
+async def _drain(body: Any) -> None:
+    """Read what is left after [DONE], briefly, so the connection goes back to the pool."""
+    with contextlib.suppress(TimeoutError, *_READ_TIMEOUTS, *_READ_ERRORS):
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in body:
+                pass
 
 
 def _problem(completion: _Completion, exc: ValidationError, limit: int = 4_000) -> str:

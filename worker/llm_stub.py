@@ -176,10 +176,16 @@ class StubServer:
         chunks: int = DEFAULT_CHUNKS,
         slow_seconds: float = 5.0,
         stall_seconds: float = 30.0,
+        first_token_seconds: float = 0.0,
+        stream_seconds: float = 0.0,
     ) -> None:
+        """`chunks`: content deltas per answer; `first_token_seconds` and `stream_seconds`: the latency
+        profile of every streamed answer that has none of its own (benchmarks)."""
         self.host = host
         self.port = port
         self.chunks = chunks
+        self.first_token_seconds = first_token_seconds
+        self.stream_seconds = stream_seconds
         self.slow_seconds = slow_seconds
         self.stall_seconds = stall_seconds
         self.requests: list[dict[str, Any]] = []
@@ -446,14 +452,17 @@ class StubServer:
         model: str,
     ) -> None:
         slow = behaviour == "scripted-slow"
-        gap = self.slow_seconds / max(1, len(pieces)) if slow else 0.0
+        gap = (self.slow_seconds if slow else self.stream_seconds) / max(1, len(pieces))
+        if self.first_token_seconds and not slow:
+            await asyncio.sleep(self.first_token_seconds)
         stop_after = min(3, len(pieces)) if fail else len(pieces)
         stall_at = min(STALL_AFTER_CHUNKS, len(pieces) - 1) if behaviour == "scripted-stall" else -1
         for index, piece in enumerate(pieces[:stop_after]):
             if index == stall_at:
                 await self._stall(reader)
-            if slow:
+            if slow or (gap and index):
                 await asyncio.sleep(gap)
+            if slow:
                 await send(": OPENROUTER PROCESSING\n\n" if index % 2 == 0 else ": keep-alive\n\n")
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             await send(chunk(delta))

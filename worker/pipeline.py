@@ -16,10 +16,19 @@ import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from governance.agent_keys import AgentKeyStore, key_matches
 from governance.live_state import AgentStateStore, LockStore
-from governance.models import IDENTIFIER_PATTERN, AgentOutput, AgentRecord, AgentState, PlanRequest
+from governance.models import (
+    IDENTIFIER_PATTERN,
+    AgentOutput,
+    AgentRecord,
+    AgentState,
+    PlanRequest,
+    TenantRecord,
+)
 from governance.policy import Refuse, Verdict, counts_against_budget, preflight, review_output
-from governance.registry import AgentRegistry
+from governance.quota import QuotaStore, reservation_for, utc_day
+from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
 from worker import __version__, codec
 from worker.client import describe_validation_error
@@ -29,8 +38,9 @@ from worker.job_payload import MALFORMED_FIELD
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.llm_stream import LLMPlanner, LLMResult
+from worker.prompt import build_messages
 from worker.settings import Settings
-from worker.status_store import Beat, BudgetCharge, JobRef, StatusStore
+from worker.status_store import Beat, BudgetCharge, JobRef, Spend, StatusStore
 
 logger = structlog.get_logger(__name__)
 
@@ -70,11 +80,21 @@ class JobRun:
     tokens: int = 0
     tries: int = 1
     locks: tuple[str, ...] = ()
+    quota_day: str = ""
+    prompt_estimate: int = 0
+    llm_started: bool = False
     agent: AgentRecord | None = field(default=None)
 
     @property
     def ref(self) -> JobRef:
-        return JobRef(self.job_id, self.agent_id, self.locks)
+        return JobRef(self.job_id, self.agent_id, self.locks, self.tenant_id, self.quota_day)
+
+    @property
+    def spend(self) -> Spend:
+        """What this attempt spent when it ends without the stream's usage: estimated."""
+        if not self.llm_started:
+            return Spend()
+        return Spend(self.prompt_estimate, self.tokens, estimated=True)
 
 
 class Pipeline:
@@ -94,6 +114,9 @@ class Pipeline:
         self.status = status
         self.registry = registry
         self.agent_states = AgentStateStore(redis, self.keys)
+        self.agent_keys = AgentKeyStore(redis, self.keys)
+        self.tenants = TenantRegistry(redis, self.keys)
+        self.quotas = QuotaStore(redis, self.keys)
         self.lock_store = LockStore(redis, self.keys)
         self.planner = planner
         self.lock_ttl_ms = int(settings.heartbeat_s * 5 * 1000)
@@ -169,14 +192,51 @@ class Pipeline:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
+        presented = request.agent_key.get_secret_value() if request.agent_key else None
+        if not key_matches(await self.agent_keys.stored(request.agent_id), presented):
+            raise Refused(
+                Refuse(RefusalCode.UNAUTHENTICATED, f"wrong or missing key for agent {request.agent_id}")
+            )
         agent = job.agent = await self.registry.get(request.agent_id)
         state = await self.agent_states.read(agent) if agent else AgentState()
-        verdict = preflight(agent, state, request, model_allowed=self.settings.model_allowed(request.model))
+        tenant = await self.tenants.get(request.tenant_id)
+        allowed = self.settings.model_allowed(request.model)
+        verdict = preflight(agent, state, request, tenant=tenant, model_allowed=allowed)
         if isinstance(verdict, Refuse):
             raise Refused(verdict)
-        assert agent is not None  # preflight refuses unknown agents
+        assert agent is not None and tenant is not None  # preflight refuses unknown ones
+        await self._admit(job, agent, tenant, request)
         await self._take_locks(job, request)
         return request, agent
+
+    async def _admit(
+        self, job: JobRun, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest
+    ) -> None:
+        """Count the job against its tenant's quotas and reserve its worst-case spend."""
+        model = request.model or self.settings.model
+        prompt_chars = sum(len(m["content"]) for m in build_messages(agent, request))
+        price = self.settings.price_for(model)
+        reservation = reservation_for(
+            tenant, prompt_chars=prompt_chars, max_tokens=self.settings.max_tokens, price=price, model=model
+        )
+        if isinstance(reservation, Refuse):
+            raise Refused(reservation)
+        day = utc_day()
+        stale_ms = int((self.settings.job_timeout_s + self.settings.stale_after_s) * 1000)
+        reserved = {"reserved_tokens": reservation.tokens, "reserved_cost_usd": reservation.cost_usd}
+        refusal = await self.quotas.admit(
+            tenant,
+            job.job_id,
+            self.keys.job(job.job_id),
+            reservation,
+            price=price,
+            day=day,
+            stale_ms=stale_ms,
+            admitted_event=codec.dumps(self._event(job, "admitted", payload=reserved)),
+        )
+        if refusal is not None:
+            raise Refused(refusal)
+        job.quota_day, job.prompt_estimate = day, reservation.prompt_estimate
 
     async def _take_locks(self, job: JobRun, request: PlanRequest) -> None:
         """Hold every lock the request names, waiting up to wait_lock_s; `locked` otherwise."""
@@ -207,6 +267,7 @@ class Pipeline:
             job.tokens = count
 
         model = request.model or self.settings.model
+        job.llm_started = True
         call = asyncio.create_task(
             self.planner.plan(agent=agent, request=request, model=model, on_tokens=on_tokens)
         )
@@ -271,7 +332,11 @@ class Pipeline:
             "decision": output.decision.value,
             "progress": {"tokens": job.tokens},
         }
-        return await self._record(job, JobState.DONE, event, fields, needs_review=escalated)
+        usage = result.usage
+        spend = Spend(
+            int(usage["prompt_tokens"]), int(usage["completion_tokens"]), bool(usage.get("estimated"))
+        )
+        return await self._record(job, JobState.DONE, event, fields, needs_review=escalated, spend=spend)
 
     async def record_end(
         self,
@@ -289,7 +354,14 @@ class Pipeline:
         else:
             assert error is not None
             detail = {"type": error[0], "message": error[1]}
-            event = self._event(job, state.value, reason=error[0], payload={"error": detail})
+            spent = job.spend
+            usage = {
+                "prompt_tokens": spent.prompt_tokens,
+                "completion_tokens": spent.completion_tokens,
+                "estimated": True,
+            }
+            payload = {"error": detail, "usage": usage} if job.llm_started else {"error": detail}
+            event = self._event(job, state.value, reason=error[0], payload=payload)
             fields = {"error": detail, "progress": {"tokens": job.tokens}}
         charge = None
         if job.agent is not None and counts_against_budget(state):
@@ -302,7 +374,7 @@ class Pipeline:
             charge = BudgetCharge(
                 job.agent.error_budget_window_s * 1000, job.agent.error_budget_limit, suspension
             )
-        return await self._record(job, state, event, fields, charge=charge)
+        return await self._record(job, state, event, fields, charge=charge, spend=job.spend)
 
     async def _record(
         self,
@@ -313,9 +385,10 @@ class Pipeline:
         *,
         charge: BudgetCharge | None = None,
         needs_review: bool = False,
+        spend: Spend = Spend(),  # noqa: B008  (frozen)
     ) -> str:
         recorded = await self.status.record(
-            job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review
+            job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review, spend=spend
         )
         if not recorded:
             job.log.warning("terminal record refused: job already terminal or held by another attempt")

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from governance.quota import Price
+
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
 
@@ -30,7 +32,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PLANGATE_LLM_API_KEY", "OPENROUTER_API_KEY", "llm_api_key"),
     )
     model: str = "openai/gpt-4o-mini"
+    agent_key: SecretStr | None = Field(default=None, description="the submitting agent's key (CLI submit)")
     allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='USD per million (prompt, completion) tokens, JSON: {"model": [0.15, 0.6]}',
+    )
     max_tokens: int = Field(default=2048, ge=64)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0)
@@ -72,6 +79,11 @@ class Settings(BaseSettings):
     def queue_name(self) -> str:
         """The arq queue this deployment uses (under our key prefix)."""
         return f"{self.key_prefix}queue"
+
+    def price_for(self, model: str) -> Price | None:
+        """The configured price of a model, if any (tenants with a cost budget need one)."""
+        price = self.model_prices.get(model)
+        return Price(*price) if price else None
 
     def model_allowed(self, model: str | None) -> bool:
         """A request may name the default model or one from ALLOWED_MODELS."""

@@ -16,6 +16,7 @@ from typing import Any
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
+from governance.quota import utc_day
 from governance.vocabulary import JobState, Phase
 from worker import codec
 from worker import lifecycle_lua as lua
@@ -45,6 +46,17 @@ class JobRef:
     job_id: str
     agent_id: str
     locks: tuple[str, ...] = ()
+    tenant_id: str = "default"
+    quota_day: str = ""  # the UTC day its quota reservation counts against (today when none)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What a job really spent on the LLM, settled against its reservation at RECORD."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +176,7 @@ class StatusStore:
         phase: Phase | None = Phase.RECORD,
         charge: BudgetCharge | None = None,
         needs_review: bool = False,
+        spend: Spend = Spend(),
     ) -> bool:
         """Write the terminal state, its event and ledger entry, release the job's locks, count a
         failure against the agent's budget (suspending it when spent) and queue an escalation for
@@ -183,6 +196,7 @@ class StatusStore:
             k.locks(),
             k.running(),
             k.failed(),
+            *self._tenant_keys(job.tenant_id, job.quota_day),
             *(k.lock(r) for r in job.locks),
         ]
         args: list[Any] = [
@@ -200,13 +214,31 @@ class StatusStore:
             charge.limit if charge else 0,
             codec.dumps(charge.suspension_event) if charge else "",
             "1" if needs_review else "0",
+            spend.prompt_tokens,
+            spend.completion_tokens,
+            "1" if spend.estimated else "0",
+            job.agent_id,
         ]
         for name, value in fields.items():
             args += [name, value if isinstance(value, str) else codec.dumps(value)]
         return bool(await self._record(keys=keys, args=args))
 
+    def _tenant_keys(self, tenant_id: str, quota_day: str) -> list[str]:
+        today = utc_day()
+        k = self._keys
+        return [
+            k.tenant_running(tenant_id),
+            k.tenant_day(tenant_id, quota_day or today),
+            k.usage(tenant_id, today),
+        ]
+
     async def requeue(
-        self, job_id: str, attempt: int, ledger_event: dict[str, Any], *, stale_before_ms: int | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        ledger_event: dict[str, Any],
+        *,
+        stale_before_ms: int | None = None,
     ) -> int:
         """Return a running attempt's job to the queue without burning its try (see lifecycle_lua).
 
@@ -222,8 +254,13 @@ class StatusStore:
             self._queue_name,
             job_key_prefix + job_id,
         ]
+        owner = await self.fields(job_id, "agent_id", "tenant_id", "q_day")
+        keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
         cutoff = "" if stale_before_ms is None else stale_before_ms
-        args = [attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff]
+        args = [
+            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff,
+            owner["agent_id"] or "?",
+        ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
 
     async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:

@@ -46,15 +46,15 @@ async def _abandon(redis: Redis, settings: Settings, job_id: str) -> StatusStore
 async def test_an_abandoned_job_is_taken_over_within_the_heartbeat_timeout(
     client: PlanClient, redis: Redis, settings: Settings
 ) -> None:
-    job_id = await client.submit(_request())
-    store = await _abandon(redis, settings, job_id)
-    abandoned_at = time.monotonic()
-
     from worker.worker_app import build_worker, stop_worker
 
+    job_id = await client.submit(_request())
+    store = await _abandon(redis, settings, job_id)  # before any live worker could pick it up
     worker = build_worker(settings, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     try:
+        await _until_alive(client, settings)  # recovery is measured from a live worker's start
+        abandoned_at = time.monotonic()
         status = await client.wait(job_id, timeout=WAIT_S)
         recovered_in = time.monotonic() - abandoned_at
     finally:
@@ -100,9 +100,13 @@ async def test_tries_are_counted_and_exhausted_jobs_fail_into_the_dead_letter_vi
     assert submitted["payload"]["retry_of"] == job_id
 
 
-async def test_health_sees_a_live_worker(client: PlanClient, worker: Worker, settings: Settings) -> None:
+async def _until_alive(client: PlanClient, settings: Settings) -> None:
     deadline = time.monotonic() + WAIT_S
     while not await client.healthy_workers(liveness_window_s(settings)):
         assert time.monotonic() < deadline, "the worker never beat"
         await asyncio.sleep(0.05)
+
+
+async def test_health_sees_a_live_worker(client: PlanClient, worker: Worker, settings: Settings) -> None:
+    await _until_alive(client, settings)
     assert await client.healthy_workers(0.0) <= 1

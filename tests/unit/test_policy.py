@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from governance.models import SEED_AGENT, AgentRecord, AgentState, PlanDraft, PlanRequest
+from governance.models import (
+    DEFAULT_TENANT,
+    SEED_AGENT,
+    AgentRecord,
+    AgentState,
+    PlanDraft,
+    PlanRequest,
+    TenantRecord,
+)
 from governance.policy import Allow, Refuse, counts_against_budget, preflight, review_output
 from governance.vocabulary import Decision, JobState, RefusalCode
 
@@ -41,6 +49,8 @@ PREFLIGHT_CASES = [
     (OPERATOR, OK, {"agent_id": "op", "task_type": "capacity_review"}, True, None),
     (OPERATOR, OK, {"agent_id": "op", "task_type": "analyze"}, True, RefusalCode.TIER_FORBIDS_TASK),
     (OPERATOR, OK, {"agent_id": "op", "side_effects": ["run_terraform"]}, True, None),
+    (SEED_AGENT, OK, {"tenant_id": "acme"}, True, RefusalCode.TENANT_MISMATCH),
+    (SEED_AGENT, OK, {"project_id": "apollo"}, True, RefusalCode.TENANT_MISMATCH),
     # revocation is the most final: it wins over every other reason
     (
         SEED_AGENT,
@@ -152,6 +162,30 @@ def test_a_forbidden_side_effect_declared_by_the_plan_escalates() -> None:
 def test_the_preflight_table_covers_every_policy_reason_code() -> None:
     # Decided elsewhere: bad_request (the request does not parse), locked (the lock adapter),
     # quota_exceeded (tenant quotas, a later issue).
-    decided_elsewhere = {RefusalCode.BAD_REQUEST, RefusalCode.LOCKED, RefusalCode.QUOTA_EXCEEDED}
+    decided_elsewhere = {
+        RefusalCode.BAD_REQUEST,  # the request does not parse
+        RefusalCode.LOCKED,  # the lock adapter
+        RefusalCode.QUOTA_EXCEEDED,  # governance.quota (tested in test_quota)
+        RefusalCode.UNAUTHENTICATED,  # governance.agent_keys (tested in test_quota)
+    }
     covered = {case[-1] for case in PREFLIGHT_CASES}
     assert set(RefusalCode) - decided_elsewhere <= covered
+
+
+ACME = TenantRecord(tenant_id="acme", projects=["apollo"])
+ACME_AGENT = AgentRecord(agent_id="acme-planner", tenant_id="acme")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "fields", "expected"),
+    [
+        (ACME, {"tenant_id": "acme"}, None),
+        (ACME, {"tenant_id": "acme", "project_id": "apollo"}, None),
+        (ACME, {"tenant_id": "acme", "project_id": "gemini"}, RefusalCode.TENANT_MISMATCH),
+        (None, {"tenant_id": "ghost"}, RefusalCode.TENANT_MISMATCH),
+        (DEFAULT_TENANT, {"tenant_id": "default"}, RefusalCode.TENANT_MISMATCH),  # agent is acme's
+    ],
+)
+def test_tenants(tenant: TenantRecord | None, fields: dict, expected: RefusalCode | None) -> None:
+    verdict = preflight(ACME_AGENT, OK, _req(agent_id="acme-planner", **fields), tenant=tenant)
+    assert (verdict.code if isinstance(verdict, Refuse) else None) is expected

@@ -1,0 +1,1 @@
+"""plangate's benchmark harness: `python -m bench --help` (see bench/README.md)."""

@@ -1,0 +1,246 @@
+"""`python -m bench`: run the benchmarks and print the table (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import inproc, worker_runs
+from bench.infra import Bench
+from bench.report import Row, as_json, render
+from worker.log_setup import configure_logging
+
+SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of one session (full or quick)."""
+
+    jobs: int = 2000
+    concurrency: int = 20
+    repeats: int = 3
+    stream_calls: int = 100
+    scale_workers: tuple[int, ...] = (1, 2, 4)
+    scale_concurrency: int = 100
+    first_token_s: float = 0.2
+    stream_s: float = 2.0
+    scale_duration_s: float = 12.0
+    scale_repeats: int = 2
+    probes: int = 30
+    load_s: float = 5.0
+    idle_window_s: float = 5.0
+    ledger_events: int = 50_000
+    in_flight: int = 500
+    memory_stream_s: float = 8.0
+
+
+QUICK = Plan(
+    jobs=300,
+    repeats=1,
+    stream_calls=20,
+    scale_workers=(1, 2),
+    scale_concurrency=20,
+    first_token_s=0.1,
+    stream_s=0.5,
+    scale_duration_s=4.0,
+    scale_repeats=1,
+    probes=8,
+    load_s=2.0,
+    idle_window_s=2.0,
+    ledger_events=5_000,
+    in_flight=100,
+    memory_stream_s=2.0,
+)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
+    rows: list[Row] = []
+    if "overhead.jobs_ratio" in n:
+        section = f"overhead ({plan.jobs} jobs, C={plan.concurrency}, 40 chunks, no latency)"
+        rows += [
+            Row(section, "bare arq + openai: jobs/s", f"{n['overhead.bare_jobs_s']:.0f}"),
+            Row(section, "plangate pipeline: jobs/s", f"{n['overhead.plangate_jobs_s']:.0f}"),
+            Row(
+                section,
+                "jobs/s ratio",
+                f"{n['overhead.jobs_ratio']:.2f}",
+                ">= 0.85",
+                n["overhead.jobs_ratio"] >= 0.85,
+            ),
+            Row(section, "bare: worker CPU per job", _ms(n["overhead.bare_cpu_ms"])),
+            Row(section, "plangate: worker CPU per job", _ms(n["overhead.plangate_cpu_ms"])),
+            Row(
+                section,
+                "CPU/job ratio",
+                f"{n['overhead.cpu_ratio']:.2f}",
+                "<= 1.2",
+                n["overhead.cpu_ratio"] <= 1.2,
+            ),
+            Row(
+                section,
+                "endpoint / Redis CPU per job: bare; plangate",
+                f"{n['overhead.bare_stub_cpu_ms']:.1f} / {n['overhead.bare_redis_cpu_ms']:.1f} ms; "
+                f"{n['overhead.plangate_stub_cpu_ms']:.1f} / {n['overhead.plangate_redis_cpu_ms']:.1f} ms",
+            ),
+        ]
+    if "streaming.ratio" in n:
+        section = "streaming (CPU µs per chunk)"
+        names = {
+            "sdk": "openai SDK loop",
+            "plangate": "plangate reader",
+            "plangate_stdlib_json": "plangate, stdlib json",
+        }
+        for variant, label in names.items():
+            if f"streaming.{variant}.marginal_us" not in n:
+                continue
+            per = ", ".join(
+                f"{n[f'streaming.{variant}.us_per_chunk_{c}']:.1f} @{c}" for c in inproc.CHUNK_COUNTS
+            )
+            rows.append(Row(section, f"{label}: per chunk (all-in)", per))
+            rows.append(
+                Row(
+                    section, f"{label}: marginal per chunk", f"{n[f'streaming.{variant}.marginal_us']:.1f} µs"
+                )
+            )
+        ratio = n["streaming.ratio"]
+        rows.append(Row(section, "plangate / SDK (marginal)", f"{ratio:.2f}", "<= 0.33", ratio <= 1 / 3))
+    counts = [w for w in plan.scale_workers if f"scale.w{w}.ratio" in n]
+    if counts:
+        latency = plan.first_token_s + plan.stream_s
+        section = (
+            f"scale (C={plan.scale_concurrency}, {plan.first_token_s:g} s TTFT + {plan.stream_s:g} s stream)"
+        )
+        for w in counts:
+            ratio = n[f"scale.w{w}.ratio"]
+            value = f"{n[f'scale.w{w}.jobs_s']:.1f} of {n[f'scale.w{w}.ideal_jobs_s']:.1f} = {ratio:.2f}"
+            target, met = (">= 0.8", ratio >= 0.8) if w <= 2 else ("", None)
+            rows.append(Row(section, f"W={w}: jobs/s of ideal W·C/{latency:g}s", value, target, met))
+            waits = f"{_ms(n[f'scale.w{w}.wait_p50_ms'])} / {_ms(n[f'scale.w{w}.wait_p99_ms'])}"
+            rows.append(Row(section, f"W={w}: queue wait p50 / p99", waits))
+        if 1 in counts and 2 in counts:
+            speedup = n["scale.w2.jobs_s"] / n["scale.w1.jobs_s"]
+            rows.append(Row(section, "speed-up 1 -> 2 workers", f"{speedup:.2f}", ">= 1.8", speedup >= 1.8))
+    if "pickup.idle_p50_ms" in n:
+        section = "pickup (submit -> PREFLIGHT)"
+        p50 = n["pickup.idle_p50_ms"]
+        rows.append(Row(section, "idle worker p50", _ms(p50), "<= 20 ms", p50 <= 20))
+        rows.append(Row(section, "idle worker p99", _ms(n["pickup.idle_p99_ms"])))
+        load = f"{_ms(n['pickup.load_p50_ms'])} / {_ms(n['pickup.load_p99_ms'])}"
+        rows.append(Row(section, f"under load ({n['pickup.load_rate']:.0f} jobs/s) p50 / p99", load))
+        if "pickup.idle_redis_cmds_s" in n:
+            cmds = n["pickup.idle_redis_cmds_s"]
+            rows.append(
+                Row(section, "Redis commands/s of an idle worker", f"{cmds:.1f}", "<= 20", cmds <= 20)
+            )
+    if "ledger.events_s" in n:
+        rate = n["ledger.events_s"]
+        rows.append(
+            Row("ledger", "writer events/s (backlog drain)", f"{rate:.0f}", ">= 10000", rate >= 10_000)
+        )
+        for w in counts:
+            first, second = n[f"scale.w{w}.lag_first_half"], n[f"scale.w{w}.lag_second_half"]
+            grows = second > 2 * first + 100
+            value = f"max {n[f'scale.w{w}.lag_max']:.0f}; 1st half {first:.0f}, 2nd half {second:.0f}"
+            rows.append(
+                Row("ledger", f"lag (entries) in the scale run, W={w}", value, "no growth", not grows)
+            )
+    if "memory.peak_mib" in n:
+        section = "memory (worker RSS)"
+        rows.append(Row(section, "idle", f"{n['memory.idle_mib']:.0f} MiB"))
+        peak = n["memory.peak_mib"]
+        label = f"{n['memory.in_flight']:.0f} jobs in flight (of {plan.in_flight})"
+        target, met = ("<= 120 MiB", peak <= 120) if plan.in_flight >= 500 else ("", None)
+        rows.append(Row(section, label, f"{peak:.0f} MiB", target, met))
+    return rows
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    """The sizes the command line asks for."""
+    plan: Plan = QUICK if args.quick else Plan()
+    if args.jobs:
+        plan = Plan(**{**plan.__dict__, "jobs": args.jobs})
+    if args.concurrency:
+        plan = Plan(**{**plan.__dict__, "concurrency": args.concurrency})
+    if args.repeats:
+        plan = Plan(**{**plan.__dict__, "repeats": args.repeats, "scale_repeats": args.repeats})
+    return plan
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    """Run the chosen sections; the raw numbers."""
+    plan = plan_of(args)
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    bench = Bench.open(args.redis_url)
+    n: dict[str, float] = {}
+    try:
+        if "overhead" in only:
+            n |= await worker_runs.overhead(bench, plan.jobs, plan.concurrency, plan.repeats)
+        if "streaming" in only:
+            n |= await inproc.streaming(bench, plan.stream_calls, max(3, plan.repeats))
+        if "scale" in only or "ledger" in only:
+            n |= await worker_runs.scale(
+                bench,
+                list(plan.scale_workers),
+                plan.scale_concurrency,
+                plan.first_token_s,
+                plan.stream_s,
+                plan.scale_duration_s,
+                plan.scale_repeats,
+            )
+        if "pickup" in only:
+            rate = 0.5 * n.get("overhead.plangate_jobs_s", 80.0)
+            n |= await worker_runs.pickup(
+                bench, plan.probes, rate, plan.load_s, plan.concurrency, plan.idle_window_s
+            )
+        if "ledger" in only:
+            n |= await inproc.ledger(bench, plan.ledger_events)
+        if "memory" in only:
+            n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
+    finally:
+        await bench.close()
+    return n
+
+
+def main() -> None:
+    """Parse the command line, run, print the table (and write JSON when asked)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute (what CI runs)")
+    parser.add_argument(
+        "--redis-url", help="use this Redis (give it a db index of its own); default: start one"
+    )
+    parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+    parser.add_argument("--jobs", type=int, help="jobs per overhead run (default 2000, quick 300)")
+    parser.add_argument("--concurrency", type=int, help="jobs per worker in the overhead run (default 20)")
+    parser.add_argument("--repeats", type=int, help="repeats of the overhead and scale runs")
+    parser.add_argument("--json", type=Path, help="also write the rows and raw numbers here")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    started = time.monotonic()
+    numbers = asyncio.run(run(args))
+    plan = plan_of(args)
+    command = "python -m bench " + shlex.join(sys.argv[1:])
+    header = (
+        f"`{command.strip()}` — {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.monotonic() - started:.0f} s"
+    )
+    rows = _rows(numbers, plan)
+    print(render(rows, header))
+    if args.json:
+        args.json.write_text(json.dumps(as_json(rows, numbers), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""`plangate tenants ...` and `plangate usage`: who owns agents and projects, their quotas and spend."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+
+from governance.models import TenantRecord
+from governance.quota import utc_day
+from governance.registry import TenantRegistry
+from worker import codec
+from worker.client import PlanClient, describe_validation_error
+from worker.errors import BadRequest
+from worker.keys import Keys
+from worker.redis_conn import text_client
+from worker.settings import Settings
+
+_LIMITS = ("max_concurrent", "jobs_per_minute", "tokens_per_day", "cost_per_day_usd")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
+    keys = Keys(settings.key_prefix)
+    async with text_client(settings.redis_url) as redis:
+        registry = TenantRegistry(redis, keys)
+        if args.tenants_cmd == "add":
+            try:
+                record = TenantRecord(
+                    tenant_id=args.tenant_id,
+                    name=args.name,
+                    projects=args.project,
+                    **{name: getattr(args, name) for name in _LIMITS},
+                )
+            except ValidationError as exc:
+                raise BadRequest(describe_validation_error(exc, "tenant")) from exc
+            await registry.put(record)
+            _out(record.model_dump_json() if args.json else f"tenant {record.tenant_id} saved")
+            return 0
+        if args.tenants_cmd == "list":
+            records = await registry.list()
+            if args.json:
+                _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+            for r in [] if args.json else records:
+                limits = ", ".join(f"{n}={getattr(r, n)}" for n in _LIMITS if getattr(r, n) is not None)
+                _out(f"{r.tenant_id}\t{r.name}\t{limits or 'no limits'}")
+            return 0
+        record = await registry.get(args.tenant_id)
+        if record is None:
+            raise BadRequest(f"no tenant with id {args.tenant_id!r}")
+        day = utc_day()
+        account = await redis.hgetall(keys.tenant_day(record.tenant_id, day))
+        running = await redis.zcard(keys.tenant_running(record.tenant_id))
+    shown: dict[str, Any] = {
+        **record.model_dump(mode="json"),
+        "today": {"day": day, "running": running, **account},
+    }
+    if args.json:
+        _out(codec.dumps(shown))
+    else:
+        for name, value in shown.items():
+            _out(f"{name}: {value}")
+    return 0
+
+
+async def cmd_usage(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        since = date.fromisoformat(args.since)
+    except ValueError as exc:
+        raise BadRequest(f"--since must be a date like 2026-11-01, not {args.since!r}") from exc
+    async with PlanClient.connect(settings) as client:
+        rows = await client.usage(args.tenant, since)
+    if args.json:
+        _out(codec.dumps(rows))
+        return 0
+    if not rows:
+        _out(f"no usage for tenant {args.tenant} since {since}")
+    for row in rows:
+        _out(
+            f"{row['day']}  jobs {row.get('jobs', 0)}  prompt {row.get('prompt_tokens', 0)}  "
+            f"completion {row.get('completion_tokens', 0)}  cost ${row.get('cost_usd', 0.0):.4f}"
+            + (f"  ({row['estimated_calls']} estimated)" if row.get("estimated_calls") else "")
+        )
+        for agent_id, agent in sorted(row["agents"].items()):
+            _out(
+                f"    {agent_id}: jobs {agent.get('jobs', 0)}  prompt {agent.get('prompt_tokens', 0)}  "
+                f"completion {agent.get('completion_tokens', 0)}"
+            )
+    return 0
+
+
+def add_tenant_commands(sub: Any) -> None:
+    """Register `plangate tenants ...` and `plangate usage`."""
+    tenants = sub.add_parser("tenants", help="tenants: who owns agents and projects, and their quotas")
+    tsub = tenants.add_subparsers(dest="tenants_cmd", required=True)
+    p = tsub.add_parser("add", help="add or replace a tenant and its quotas")
+    p.add_argument("tenant_id")
+    p.add_argument("--name", default="")
+    p.add_argument("--project", action="append", default=[], help="a project of this tenant (repeatable)")
+    p.add_argument("--max-concurrent", type=int, help="running jobs at once, across all workers")
+    p.add_argument("--jobs-per-minute", type=int, help="jobs admitted per rolling minute")
+    p.add_argument("--tokens-per-day", type=int, help="LLM tokens per UTC day (reserved before each call)")
+    p.add_argument("--cost-per-day-usd", type=float, help="USD per UTC day (needs PLANGATE_MODEL_PRICES)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_tenants)
+    p = tsub.add_parser("list", help="list tenants")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_tenants)
+    p = tsub.add_parser("show", help="a tenant, its quotas and today's account")
+    p.add_argument("tenant_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_tenants)
+
+    p = sub.add_parser("usage", help="LLM tokens and cost per tenant, agent and day")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--since", required=True, help="first UTC day, e.g. 2026-11-01")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_usage)
