@@ -276,18 +276,18 @@ class PlanClient:
         """Cancel a job: at once when still queued; a running job stops at its next heartbeat."""
         status = await self.status(job_id)
         if status.state is JobState.QUEUED:
+            reason = CancelReason.BY_SUBMITTER.value
+            detail = {"type": reason, "message": "cancelled while queued"}
             event = ledger_event(
                 JobState.CANCELLED.value,
                 job_id=job_id,
                 agent_id=status.agent_id,
                 tenant_id=status.tenant_id,
-                reason=CancelReason.BY_SUBMITTER.value,
-                payload={
-                    "error": {"type": CancelReason.BY_SUBMITTER.value, "message": "cancelled while queued"}
-                },
+                reason=reason,
+                payload={"error": detail},
             )
-            fields = {"error": {"type": CancelReason.BY_SUBMITTER.value, "message": "cancelled while queued"}}
-            ref = JobRef(job_id, status.agent_id)
+            fields = {"error": detail, "reason_code": reason}
+            ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
             if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
                 # The arq job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:

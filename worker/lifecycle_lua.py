@@ -98,7 +98,8 @@ return 1
 """
 
 # KEYS: status, events, ledger, agent state, agent errors, review queue, locks index, running,
-# failed index, tenant running, tenant day (of the reservation), tenant usage (today), then lock keys.
+# failed index, tenant running, tenant day (of the reservation), tenant usage (today), stats of this
+# minute, then lock keys.
 # ARGV: attempt ('queued' = only while queued), state, phase, now, ttl, maxlen, ledger event json,
 # job id, now ms, count error (1/0), window ms, budget limit, suspension event json, review (1/0),
 # prompt tokens, completion tokens, estimated (1/0), agent id, then field/value pairs to set.
@@ -128,7 +129,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZREM', KEYS[8], ARGV[8])
 if ARGV[2] == '{JobState.FAILED.value}' then redis.call('ZADD', KEYS[9], ARGV[9], ARGV[8]) end
-for i = 13, #KEYS do
+redis.call('HINCRBY', KEYS[13], ARGV[2], 1)
+local why = redis.call('HGET', KEYS[1], 'reason_code')
+if why then redis.call('HINCRBY', KEYS[13], ARGV[2] .. ':' .. why, 1) end
+redis.call('EXPIRE', KEYS[13], 7200)
+for i = 14, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[8] then
     redis.call('DEL', KEYS[i])
     redis.call('SREM', KEYS[7], KEYS[i])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import re
@@ -153,7 +154,7 @@ def request_options(base_url: str, mode: str) -> dict[str, Any]:
     """The extra keyword arguments of `chat.completions.create` for a structured-output mode."""
     options: dict[str, Any] = {}
     if mode == "json_schema":
-        schema = PlanDraft.model_json_schema()
+        schema = _plan_schema()
         options["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "plan", "strict": False, "schema": schema},
@@ -166,6 +167,23 @@ def request_options(base_url: str, mode: str) -> dict[str, Any]:
             # Route only to providers that honour response_format instead of silently ignoring it.
             options["extra_body"] = {"provider": {"require_parameters": True}}
     return options
+
+
+@functools.cache
+def _plan_schema() -> dict[str, Any]:
+    """PlanDraft's JSON schema, built once (pydantic takes milliseconds per build). Never mutated."""
+    return PlanDraft.model_json_schema()
+
+
+def _sdk_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`request_options` as `create()` arguments: response_format rides in extra_body, which the SDK sends
+    as is, instead of walking the whole JSON schema through its typed-parameter transform per request."""
+    response_format = options.get("response_format")
+    if response_format is None:
+        return options
+    rest = {k: v for k, v in options.items() if k != "response_format"}
+    rest["extra_body"] = {**options.get("extra_body", {}), "response_format": response_format}
+    return rest
 
 
 def parse_draft(text: str) -> PlanDraft:
@@ -362,7 +380,7 @@ class LLMPlanner:
             stream=True,
             stream_options={"include_usage": True},
             max_tokens=self._settings.max_tokens,
-            **request_options(self._base_url, mode),
+            **_sdk_options(request_options(self._base_url, mode)),
         )
         parts: list[str] = []
         answered_model: str | None = None

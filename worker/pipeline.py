@@ -350,7 +350,7 @@ class Pipeline:
         if refusal is not None:
             detail = {"code": refusal.code.value, "reason": refusal.reason}
             event = self._event(job, state.value, reason=refusal.code.value, payload={"refusal": detail})
-            fields = {"refusal": detail}
+            fields = {"refusal": detail, "reason_code": refusal.code.value}
         else:
             assert error is not None
             detail = {"type": error[0], "message": error[1]}
@@ -362,7 +362,7 @@ class Pipeline:
             }
             payload = {"error": detail, "usage": usage} if job.llm_started else {"error": detail}
             event = self._event(job, state.value, reason=error[0], payload=payload)
-            fields = {"error": detail, "progress": {"tokens": job.tokens}}
+            fields = {"error": detail, "reason_code": error[0], "progress": {"tokens": job.tokens}}
         charge = None
         if job.agent is not None and counts_against_budget(state):
             suspension = self._event(

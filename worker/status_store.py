@@ -197,6 +197,7 @@ class StatusStore:
             k.running(),
             k.failed(),
             *self._tenant_keys(job.tenant_id, job.quota_day),
+            k.stats_minute(time.strftime("%Y%m%d%H%M", time.gmtime())),
             *(k.lock(r) for r in job.locks),
         ]
         args: list[Any] = [
