@@ -146,4 +146,5 @@ def settings(redis_url: str, key_prefix: str, tmp_path: Path, stub: StubServer) 
         ledger_batch_delay_s=0.01,
         concurrency=8,
         job_timeout_s=30,
+        metrics_port=0,
     )

@@ -23,6 +23,7 @@ from worker import codec
 from worker.admin import AgentAdmin
 from worker.cli_ledger import add_ledger_commands
 from worker.cli_render import render_event, render_status, status_json
+from worker.cli_stats import add_stats_commands
 from worker.cli_tenants import add_tenant_commands
 from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
@@ -523,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ledger_commands(sub)
     add_tenant_commands(sub)
+    add_stats_commands(sub)
     return parser
 
 

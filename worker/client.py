@@ -20,7 +20,7 @@ from redis.exceptions import WatchError
 
 from governance.models import PlanRequest
 from governance.vocabulary import CancelReason, JobState
-from worker import codec
+from worker import codec, tracing
 from worker.clock import now_iso
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable, WaitTimeout
 from worker.job_models import JobEvent, JobStatus
@@ -183,6 +183,18 @@ class PlanClient:
         idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
         payload = req.model_dump(mode="json", exclude_none=True)
         for_worker = {**payload, "agent_key": agent_key} if agent_key else payload
+        span = None
+        if tracing.enabled(self._settings.tracing):
+            span = tracing.start_span("submit", "producer", attributes={"plangate.agent_id": req.agent_id})
+            for_worker = {**for_worker, tracing.TRACE_FIELD: tracing.inject(span)}
+        try:
+            return await self._enqueue_once(req, payload, for_worker, idem_key)
+        finally:
+            tracing.end_span(span)
+
+    async def _enqueue_once(
+        self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
+    ) -> str:
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = uuid.uuid4().hex
             async with self._redis.pipeline(transaction=True) as pipe:

@@ -30,7 +30,7 @@ from governance.policy import Refuse, Verdict, counts_against_budget, preflight,
 from governance.quota import QuotaStore, reservation_for, utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
-from worker import __version__, codec
+from worker import __version__, codec, metrics, tracing
 from worker.client import describe_validation_error
 from worker.clock import now_iso
 from worker.errors import LLMError
@@ -41,6 +41,7 @@ from worker.llm_stream import LLMPlanner, LLMResult
 from worker.prompt import build_messages
 from worker.settings import Settings
 from worker.status_store import Beat, BudgetCharge, JobRef, Spend, StatusStore
+from worker.tracing import TRACE_FIELD
 
 logger = structlog.get_logger(__name__)
 
@@ -83,6 +84,11 @@ class JobRun:
     quota_day: str = ""
     prompt_estimate: int = 0
     llm_started: bool = False
+    phase: Phase = Phase.PREFLIGHT
+    phase_started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    span: Any = None  # the job's trace span, when tracing
+    phase_span: Any = None
     agent: AgentRecord | None = field(default=None)
 
     @property
@@ -120,12 +126,31 @@ class Pipeline:
         self.lock_store = LockStore(redis, self.keys)
         self.planner = planner
         self.lock_ttl_ms = int(settings.heartbeat_s * 5 * 1000)
+        self.tracing = tracing.enabled(settings.tracing)
 
-    async def run(self, job_id: str, raw_request: Any) -> str:
+    async def run(self, job_id: str, raw_request: Any, *, enqueued_at: float | None = None) -> str:
         """Run one attempt of a job to its terminal record; returns the state it ended in."""
+        trace_parent = raw_request.pop(TRACE_FIELD, None) if isinstance(raw_request, dict) else None
         job = await self._claim(job_id, raw_request)
         if job is None:
             return "skipped"
+        metrics.JOBS_STARTED.inc()
+        metrics.RUNNING.inc()
+        if enqueued_at is not None and job.attempt == 1:
+            metrics.QUEUE_WAIT.observe(max(0.0, time.time() - enqueued_at))
+        if self.tracing:
+            job.span = tracing.start_span(
+                "plan job", "consumer", tracing.extract(trace_parent), {"plangate.job_id": job_id}
+            )
+            job.phase_span = tracing.start_span(Phase.PREFLIGHT.value, parent=job.span)
+        try:
+            return await self._run(job, raw_request)
+        finally:
+            metrics.RUNNING.dec()
+            tracing.end_span(job.phase_span)
+            tracing.end_span(job.span)
+
+    async def _run(self, job: JobRun, raw_request: Any) -> str:
         try:
             if job.tries > self.settings.job_tries:
                 message = f"the job was tried {job.tries - 1} times (JOB_TRIES={self.settings.job_tries})"
@@ -264,10 +289,14 @@ class Pipeline:
         await self._beat(job, Phase.PLAN)
 
         def on_tokens(count: int) -> None:
+            if job.first_token_at is None:
+                job.first_token_at = time.monotonic()
             job.tokens = count
 
         model = request.model or self.settings.model
         job.llm_started = True
+        started = time.monotonic()
+        llm_span = self._llm_span(job, model)
         call = asyncio.create_task(
             self.planner.plan(agent=agent, request=request, model=model, on_tokens=on_tokens)
         )
@@ -277,7 +306,8 @@ class Pipeline:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=max(0.0, next_beat - time.monotonic()))
                 if done:
-                    return call.result()
+                    result = self._observe_llm(job, model, started, call, llm_span)
+                    return result
                 next_beat += interval
                 await self._beat(job, Phase.PLAN, kind="progress")
         finally:
@@ -387,9 +417,17 @@ class Pipeline:
         needs_review: bool = False,
         spend: Spend = Spend(),  # noqa: B008  (frozen)
     ) -> str:
+        self._enter(job, Phase.RECORD)
         recorded = await self.status.record(
             job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review, spend=spend
         )
+        metrics.PHASE_SECONDS.labels(Phase.RECORD.value).observe(time.monotonic() - job.phase_started)
+        if recorded:
+            metrics.JOBS_FINISHED.labels(state.value, event.get("decision") or "").inc()
+            if state is JobState.REFUSED:
+                metrics.REFUSALS.labels(event["reason"]).inc()
+            elif state is JobState.FAILED:
+                metrics.FAILURES.labels(event["reason"]).inc()
         if not recorded:
             job.log.warning("terminal record refused: job already terminal or held by another attempt")
             return "fenced"
@@ -411,7 +449,57 @@ class Pipeline:
         """A ledger event outside the terminal write (e.g. a lock wait)."""
         await self.redis.xadd(self.keys.ledger_stream(), {"e": codec.dumps(self._event(job, kind, **fields))})
 
+    def _enter(self, job: JobRun, phase: Phase) -> None:
+        """Close the timing (and span) of the phase the job leaves, open the next one."""
+        now = time.monotonic()
+        metrics.PHASE_SECONDS.labels(job.phase.value).observe(now - job.phase_started)
+        job.phase, job.phase_started = phase, now
+        job.log = job.log.bind(phase=phase.value)
+        if job.span is not None:
+            tracing.end_span(job.phase_span)
+            job.phase_span = tracing.start_span(phase.value, parent=job.span)
+
+    def _llm_span(self, job: JobRun, model: str) -> Any:
+        if job.span is None:
+            return None
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": tracing.provider_name(self.settings.llm_base_url),
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": self.settings.max_tokens,
+        }
+        return tracing.start_span(f"chat {model}", "client", job.phase_span or job.span, attributes)
+
+    def _observe_llm(self, job: JobRun, model: str, started: float, call: Any, span: Any) -> LLMResult:
+        """The LLM call's numbers: time to first token, tokens per second, tokens by kind and model."""
+        try:
+            result: LLMResult = call.result()
+        except LLMError as exc:
+            tracing.end_span(span, error_type=exc.code)
+            raise
+        usage = result.usage
+        if job.first_token_at is not None:
+            metrics.TTFT.labels(result.model).observe(job.first_token_at - started)
+            streaming = time.monotonic() - job.first_token_at
+            if streaming > 0:
+                metrics.TOKENS_PER_SECOND.labels(result.model).observe(usage["completion_tokens"] / streaming)
+        metrics.TOKENS.labels("prompt", result.model).inc(usage["prompt_tokens"])
+        metrics.TOKENS.labels("completion", result.model).inc(usage["completion_tokens"])
+        if result.attempts > 1:
+            metrics.LLM_RETRIES.labels("transient").inc(result.attempts - 1)
+        tracing.end_span(
+            span,
+            attributes={
+                "gen_ai.response.model": result.model,
+                "gen_ai.usage.input_tokens": usage["prompt_tokens"],
+                "gen_ai.usage.output_tokens": usage["completion_tokens"],
+            },
+        )
+        return result
+
     async def _beat(self, job: JobRun, phase: Phase, *, kind: str = "phase") -> None:
+        if kind == "phase":
+            self._enter(job, phase)
         beat = await self.status.heartbeat(
             job.ref, job.attempt, phase, tokens=job.tokens, kind=kind, lock_ttl_ms=self.lock_ttl_ms
         )

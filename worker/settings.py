@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(default=86_400, ge=1)
     job_tries: int = Field(default=3, ge=1)
     log_level: str = "INFO"
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="worker /metrics port; 0 = off")
+    metrics_host: str = "0.0.0.0"
+    tracing: bool = Field(default=False, description="OpenTelemetry spans (needs the [otel] extra)")
 
     @field_validator("allowed_models", "fallback_models", mode="before")
     @classmethod

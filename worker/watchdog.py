@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from governance.vocabulary import JobState
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
+from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
@@ -57,6 +58,8 @@ class Watchdog:
             try:
                 await self.beat()
                 await self.sweep()
+                if self._settings.metrics_port:
+                    await refresh_queue_gauges(self._redis, self._settings)
             except RedisError as exc:
                 log.warning("watchdog could not reach Redis", error=str(exc))
             try:

@@ -26,6 +26,7 @@ from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
 from worker.llm_stream import LLMPlanner
+from worker.metrics import serve_metrics
 from worker.pipeline import Pipeline
 from worker.redis_conn import WORKER_RETRIES, arq_settings, text_client
 from worker.settings import Settings
@@ -42,7 +43,10 @@ _ARQ_MAX_TRIES = 1_000_000
 async def run_plan_job(ctx: dict[str, Any], *args: Any) -> str:
     """The arq job function: hand the job to this process's pipeline (the job id is arq's own)."""
     pipeline: Pipeline = ctx["pipeline"]
-    return await pipeline.run(ctx["job_id"], request_of(args))
+    enqueued = ctx.get("enqueue_time")
+    return await pipeline.run(
+        ctx["job_id"], request_of(args), enqueued_at=enqueued.timestamp() if enqueued else None
+    )
 
 
 LEDGER_LOCK_TTL_S = 5.0
@@ -124,6 +128,7 @@ def build_worker(
         status = StatusStore(
             redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
         )
+        ctx["metrics_port"] = serve_metrics(settings)
         ctx["watchdog"] = watchdog = Watchdog(settings, redis, status)
         ctx["watchdog_task"] = asyncio.create_task(watchdog.run(), name="watchdog")
         ctx["planner"] = planner = LLMPlanner(settings)

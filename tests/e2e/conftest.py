@@ -67,6 +67,7 @@ def e2e_env(redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str) 
         PLANGATE_LLM_BACKOFF_S="0.01",
         PLANGATE_CONCURRENCY="6",
         PLANGATE_LOG_LEVEL="INFO",
+        PLANGATE_METRICS_PORT="0",
     )
     return env
 

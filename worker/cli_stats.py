@@ -1,0 +1,198 @@
+"""`plangate stats`: the queue at a glance, from cheap Redis reads only (no SCAN/KEYS).
+
+`collect_stats` returns a plain dict (the `--json` object) so a metrics exporter can reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from governance.vocabulary import TERMINAL_STATES, JobState
+from worker import codec
+from worker.errors import BadRequest
+from worker.keys import LEDGER_GROUP, Keys
+from worker.redis_conn import text_client
+from worker.settings import Settings
+from worker.watchdog import liveness_window_s
+
+# The per-minute hashes expire after two hours (lifecycle_lua RECORD), so no window reaches further.
+MAX_MINUTES = 120
+DEFAULT_MINUTES = 10
+DEFAULT_WATCH_S = 2.0
+_STATES = sorted(s.value for s in TERMINAL_STATES)
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+def minute_stamps(now: float, minutes: int) -> list[str]:
+    """The UTC minutes (YYYYmmddHHMM) of the window ending with the current one, oldest first."""
+    start = int(now // 60) - minutes + 1
+    return [time.strftime("%Y%m%d%H%M", time.gmtime((start + i) * 60)) for i in range(minutes)]
+
+
+def _by_reason(totals: Counter[str], state: JobState) -> dict[str, int]:
+    prefix = f"{state.value}:"
+    found = {name[len(prefix) :]: n for name, n in totals.items() if name.startswith(prefix) and n}
+    return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
+
+
+async def collect_stats(
+    redis: Redis, settings: Settings, minutes: int = DEFAULT_MINUTES, *, now: float | None = None
+) -> dict[str, Any]:
+    """The queue's numbers right now (see the README's `plangate stats`); `redis` decodes responses."""
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise BadRequest(f"--minutes must be between 1 and {MAX_MINUTES} (per-minute stats are kept 2 hours)")
+    now = time.time() if now is None else now
+    now_ms = int(now * 1000)
+    keys = Keys(settings.key_prefix)
+    stamps = minute_stamps(now, minutes)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(settings.queue_name)
+        pipe.zrange(keys.running(), 0, -1, withscores=True)
+        pipe.zrange(keys.workers(), 0, -1, withscores=True)
+        for stamp in stamps:
+            pipe.hgetall(keys.stats_minute(stamp))
+        pipe.xlen(keys.ledger_stream())
+        pipe.xpending(keys.ledger_stream(), LEDGER_GROUP)
+        replies = await pipe.execute(raise_on_error=False)
+    for reply in replies[:-1]:
+        if isinstance(reply, Exception):
+            raise reply
+    queue_depth, running, workers = replies[0], replies[1], replies[2]
+    minute_hashes: list[dict[str, str]] = replies[3 : 3 + minutes]
+    ledger_length, pending = replies[-2], replies[-1]
+    if isinstance(pending, ResponseError):  # NOGROUP: no writer has created the group yet
+        pending = {"pending": 0}
+    elif isinstance(pending, Exception):
+        raise pending
+
+    running_by_worker: Counter[str] = Counter()
+    if running:
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id, _ in running:
+                pipe.hget(keys.job(job_id), "worker")
+            owners = await pipe.execute()
+        running_by_worker.update(owner or "unknown" for owner in owners)
+
+    window_ms = int(liveness_window_s(settings) * 1000)
+    live = [name for name, beat in workers if beat >= now_ms - window_ms]
+    per_minute = []
+    totals: Counter[str] = Counter()
+    for stamp, fields in zip(stamps, minute_hashes, strict=True):
+        counts = {name: int(value) for name, value in fields.items()}
+        totals.update(counts)
+        row = {state: counts.get(state, 0) for state in _STATES}
+        per_minute.append({"minute": stamp, **row, "total": sum(row.values())})
+    finished = {state: totals.get(state, 0) for state in _STATES}
+    oldest_age = max(0.0, (now_ms - running[0][1]) / 1000) if running else None
+    return {
+        "at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+        "queue": settings.queue_name,
+        "queue_depth": int(queue_depth),
+        "running": len(running),
+        "running_by_worker": dict(sorted(running_by_worker.items())),
+        "oldest_running_heartbeat_age_s": None if oldest_age is None else round(oldest_age, 3),
+        "workers_live": len(live),
+        "workers_known": len(workers),
+        "live_workers": sorted(live),
+        "liveness_window_s": window_ms / 1000,
+        "minutes": minutes,
+        "finished": finished,
+        "jobs_per_minute": round(sum(finished.values()) / minutes, 3),
+        "per_minute": per_minute,
+        "refusals": _by_reason(totals, JobState.REFUSED),
+        "failures": _by_reason(totals, JobState.FAILED),
+        "cancellations": _by_reason(totals, JobState.CANCELLED),
+        "ledger_stream_length": int(ledger_length),
+        "ledger_pending": int(pending["pending"]),
+    }
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
+
+
+def render_stats(stats: dict[str, Any], out: TextIO) -> None:
+    """The human view of `collect_stats`' result."""
+    age = stats["oldest_running_heartbeat_age_s"]
+    finished = stats["finished"]
+    lines = [
+        f"plangate stats  queue {stats['queue']}  at {stats['at']}",
+        f"queue depth      {stats['queue_depth']}",
+        f"running          {stats['running']}"
+        + (f"  (oldest heartbeat {age:.1f}s ago)" if age is not None else ""),
+        *(f"  {worker:<30} {n}" for worker, n in stats["running_by_worker"].items()),
+        f"workers live     {stats['workers_live']} of {stats['workers_known']} known "
+        f"(beat within {stats['liveness_window_s']:g}s)",
+        f"last {stats['minutes']} min"
+        + "".join(f"  {state} {finished[state]}" for state in _STATES)
+        + f"  ({stats['jobs_per_minute']:g} jobs/min)",
+        "  per minute     "
+        + " ".join(f"{row['minute'][-4:-2]}:{row['minute'][-2:]} {row['total']}" for row in stats["per_minute"]),
+        f"refusals         {_reasons(stats['refusals'])}",
+        f"failures         {_reasons(stats['failures'])}",
+        f"cancellations    {_reasons(stats['cancellations'])}",
+        f"ledger stream    {stats['ledger_stream_length']} entries, {stats['ledger_pending']} pending",
+    ]
+    out.write("\n".join(lines) + "\n")
+
+
+async def _show(settings: Settings, args: argparse.Namespace) -> None:
+    async with text_client(settings.redis_url) as redis:
+        while True:
+            stats = await collect_stats(redis, settings, args.minutes)
+            if args.json:
+                sys.stdout.write(codec.dumps(stats) + "\n")
+            else:
+                if args.watch is not None:
+                    sys.stdout.write(_CLEAR)
+                render_stats(stats, sys.stdout)
+            sys.stdout.flush()
+            if args.watch is None:
+                return
+            await asyncio.sleep(args.watch)
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the stats once, or redraw them every --watch seconds until Ctrl-C (exit 0)."""
+    if args.watch is not None and args.watch <= 0:
+        raise BadRequest("--watch needs a positive number of seconds")
+    try:
+        asyncio.run(_show(settings, args))
+    except KeyboardInterrupt:
+        if args.watch is None:
+            raise
+    return 0
+
+
+def add_stats_commands(sub: Any) -> None:
+    """Register `plangate stats`."""
+    p = sub.add_parser(
+        "stats",
+        help="queue depth, running jobs, live workers, jobs per minute, refusals, failures, ledger backlog",
+        description="The queue at a glance, from cheap Redis reads. Per-minute counts are kept 2 hours.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (with --watch: one per line)")
+    p.add_argument(
+        "--minutes",
+        type=int,
+        default=DEFAULT_MINUTES,
+        help=f"window of the per-minute counts (default {DEFAULT_MINUTES}, at most {MAX_MINUTES})",
+    )
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=DEFAULT_WATCH_S,
+        metavar="SECONDS",
+        help=f"redraw every SECONDS (default {DEFAULT_WATCH_S:g}) until Ctrl-C",
+    )
+    p.set_defaults(run=cmd_stats, sync=True)

@@ -1,0 +1,86 @@
+"""Prometheus metrics of a worker process, served on PLANGATE_METRICS_PORT (0 = off).
+
+Process-local counters and histograms are updated by the pipeline; the queue-wide gauges (queue
+depth, oldest heartbeat, ledger lag) are refreshed from Redis by the watchdog. Label values are
+bounded: states, phases, decisions, reason codes and model names, never job ids.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from worker.keys import LEDGER_GROUP, Keys
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+JOBS_FINISHED = Counter(
+    "plangate_jobs_finished_total", "Jobs that reached a terminal state", ["state", "decision"]
+)
+JOBS_STARTED = Counter("plangate_jobs_started_total", "Attempts started by this worker")
+REFUSALS = Counter("plangate_preflight_refusals_total", "Jobs refused at PREFLIGHT", ["reason"])
+FAILURES = Counter("plangate_job_failures_total", "Jobs that ended failed", ["cause"])
+PHASE_SECONDS = Histogram(
+    "plangate_phase_duration_seconds", "Time spent in each phase", ["phase"], buckets=_SECONDS
+)
+QUEUE_WAIT = Histogram("plangate_queue_wait_seconds", "Submit to PREFLIGHT start", buckets=_SECONDS)
+TTFT = Histogram(
+    "plangate_llm_time_to_first_token_seconds", "LLM time to first token", ["model"], buckets=_SECONDS
+)
+TOKENS_PER_SECOND = Histogram(
+    "plangate_llm_tokens_per_second",
+    "Completion tokens per second of a streamed answer",
+    ["model"],
+    buckets=(1, 5, 10, 25, 50, 100, 200, 400, 800, 1600),
+)
+TOKENS = Counter("plangate_llm_tokens_total", "LLM tokens by kind and model", ["kind", "model"])
+LLM_RETRIES = Counter("plangate_llm_retries_total", "LLM calls retried, by cause", ["cause"])
+RUNNING = Gauge("plangate_jobs_running", "Jobs this worker is running now")
+QUEUE_DEPTH = Gauge("plangate_queue_depth", "Jobs waiting in the queue")
+OLDEST_HEARTBEAT_AGE = Gauge(
+    "plangate_oldest_heartbeat_age_seconds", "Heartbeat age of the oldest running job"
+)
+LEDGER_STREAM_LENGTH = Gauge("plangate_ledger_stream_length", "Entries on the ledger stream not yet deleted")
+LEDGER_PENDING = Gauge(
+    "plangate_ledger_pending", "Ledger entries delivered to a writer and not yet committed"
+)
+
+
+def serve_metrics(settings: Settings) -> int | None:
+    """Serve /metrics on PLANGATE_METRICS_PORT in a background thread; returns the port, or None when
+    off or when the port is taken (another worker on this host): the worker runs on without it."""
+    if not settings.metrics_port:
+        return None
+    try:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    except OSError as exc:
+        log.warning(
+            "metrics port unavailable; serving no /metrics", port=settings.metrics_port, error=str(exc)
+        )
+        return None
+    return settings.metrics_port
+
+
+async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
+    """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog)."""
+    keys = Keys(settings.key_prefix)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(settings.queue_name)
+        pipe.zrange(keys.running(), 0, 0, withscores=True)
+        pipe.xlen(keys.ledger_stream())
+        depth, oldest, length = await pipe.execute()
+    QUEUE_DEPTH.set(depth)
+    OLDEST_HEARTBEAT_AGE.set(max(0.0, time.time() - oldest[0][1] / 1000) if oldest else 0.0)
+    LEDGER_STREAM_LENGTH.set(length)
+    try:
+        pending = await redis.xpending(keys.ledger_stream(), LEDGER_GROUP)
+        LEDGER_PENDING.set(int(pending["pending"]))
+    except ResponseError:  # no group yet
+        LEDGER_PENDING.set(0)
