@@ -1,23 +1,25 @@
-"""The agent registry: agent records in Redis, a TOML loader, and the seed agent out of the box.
+"""The registries of agents and tenants: records in Redis, a TOML loader for agents, and the seed
+agent and default tenant out of the box.
 
-A thin adapter; key names come from the caller's key builder (anything with `agent(id)` and
-`agents()`), so governance does not depend on the queue side.
+Thin adapters; key names come from the caller's key builder, so governance does not depend on
+the queue side.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, TenantRecord
 
 
 class RegistryKeys(Protocol):
-    """The two key names the registry needs."""
+    """The key names the agent registry needs."""
 
     def agent(self, agent_id: str) -> str: ...
 
@@ -25,7 +27,7 @@ class RegistryKeys(Protocol):
 
 
 class TenantKeys(Protocol):
-    """The two key names the tenant registry needs."""
+    """The key names the tenant registry needs."""
 
     def tenant(self, tenant_id: str) -> str: ...
 
@@ -36,41 +38,77 @@ class RegistryError(Exception):
     """An agents file or a stored record could not be read."""
 
 
-class AgentRegistry:
-    """Reads and writes agent records. The seed agent exists even when nothing is stored."""
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
-    def __init__(self, redis: Redis, keys: RegistryKeys) -> None:
+
+class _Registry(Generic[RecordT]):
+    """Records of one kind stored as JSON under their id, with an index set and a built-in default."""
+
+    kind = "record"
+
+    def __init__(
+        self,
+        redis: Redis,
+        model: type[RecordT],
+        key: Callable[[str], str],
+        index: str,
+        default: RecordT,
+        ident: Callable[[RecordT], str],
+    ) -> None:
         self._redis = redis
-        self._keys = keys
+        self._model = model
+        self._key = key
+        self._index = index
+        self._default = default
+        self._ident = ident
 
-    async def get(self, agent_id: str) -> AgentRecord | None:
-        """The agent's record, the seed agent's default, or None when unknown."""
-        raw = await self._redis.get(self._keys.agent(agent_id))
+    async def get(self, record_id: str) -> RecordT | None:
+        """The stored record, the built-in default, or None when unknown."""
+        raw = await self._redis.get(self._key(record_id))
         if raw is None:
-            return SEED_AGENT if agent_id == SEED_AGENT.agent_id else None
+            return self._default if record_id == self._ident(self._default) else None
         try:
-            return AgentRecord.model_validate_json(raw)
+            return self._model.model_validate_json(raw)
         except ValidationError as exc:
-            raise RegistryError(f"stored record of agent {agent_id!r} is invalid: {exc}") from exc
+            raise RegistryError(f"stored record of {self.kind} {record_id!r} is invalid: {exc}") from exc
 
-    async def put(self, record: AgentRecord) -> None:
-        """Add or replace an agent's record."""
+    async def put(self, record: RecordT) -> None:
+        """Add or replace a record."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.agent(record.agent_id), record.model_dump_json())
-            pipe.sadd(self._keys.agents(), record.agent_id)
+            pipe.set(self._key(self._ident(record)), record.model_dump_json())
+            pipe.sadd(self._index, self._ident(record))
             await pipe.execute()
 
-    async def list(self) -> list[AgentRecord]:
-        """Every registered agent, the seed agent included, sorted by id."""
-        ids = sorted(await self._redis.smembers(self._keys.agents()))
-        records = {SEED_AGENT.agent_id: SEED_AGENT}
+    async def list(self) -> list[RecordT]:
+        """Every record, the default included, sorted by id."""
+        ids = sorted(await self._redis.smembers(self._index))
+        records = {self._ident(self._default): self._default}
         if ids:
-            raws = await self._redis.mget([self._keys.agent(i) for i in ids])
-            for raw in raws:
+            for raw in await self._redis.mget([self._key(i) for i in ids]):
                 if raw is not None:
-                    record = AgentRecord.model_validate_json(raw)
-                    records[record.agent_id] = record
+                    record = self._model.model_validate_json(raw)
+                    records[self._ident(record)] = record
         return [records[k] for k in sorted(records)]
+
+
+class AgentRegistry(_Registry[AgentRecord]):
+    """Agent records. The seed agent exists even when nothing is stored."""
+
+    kind = "agent"
+
+    def __init__(self, redis: Redis, keys: RegistryKeys) -> None:
+        super().__init__(redis, AgentRecord, keys.agent, keys.agents(), SEED_AGENT, lambda r: r.agent_id)
+
+
+class TenantRegistry(_Registry[TenantRecord]):
+    """Tenant records. The `default` tenant exists even when nothing is stored."""
+
+    kind = "tenant"
+
+    def __init__(self, redis: Redis, keys: TenantKeys) -> None:
+        super().__init__(
+            redis, TenantRecord, keys.tenant, keys.tenants(), DEFAULT_TENANT, lambda r: r.tenant_id
+        )
 
 
 def load_agents_file(path: Path) -> list[AgentRecord]:
@@ -83,39 +121,3 @@ def load_agents_file(path: Path) -> list[AgentRecord]:
         return [AgentRecord.model_validate(entry) for entry in data.get("agents", [])]
     except ValidationError as exc:
         raise RegistryError(f"invalid agent in {path}: {exc}") from exc
-
-
-class TenantRegistry:
-    """Reads and writes tenant records. The `default` tenant exists even when nothing is stored."""
-
-    def __init__(self, redis: Redis, keys: TenantKeys) -> None:
-        self._redis = redis
-        self._keys = keys
-
-    async def get(self, tenant_id: str) -> TenantRecord | None:
-        """The tenant's record, the default tenant, or None when unknown."""
-        raw = await self._redis.get(self._keys.tenant(tenant_id))
-        if raw is None:
-            return DEFAULT_TENANT if tenant_id == DEFAULT_TENANT.tenant_id else None
-        try:
-            return TenantRecord.model_validate_json(raw)
-        except ValidationError as exc:
-            raise RegistryError(f"stored record of tenant {tenant_id!r} is invalid: {exc}") from exc
-
-    async def put(self, record: TenantRecord) -> None:
-        """Add or replace a tenant's record."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.tenant(record.tenant_id), record.model_dump_json())
-            pipe.sadd(self._keys.tenants(), record.tenant_id)
-            await pipe.execute()
-
-    async def list(self) -> list[TenantRecord]:
-        """Every tenant, the default one included, sorted by id."""
-        ids = sorted(await self._redis.smembers(self._keys.tenants()))
-        records = {DEFAULT_TENANT.tenant_id: DEFAULT_TENANT}
-        if ids:
-            for raw in await self._redis.mget([self._keys.tenant(i) for i in ids]):
-                if raw is not None:
-                    record = TenantRecord.model_validate_json(raw)
-                    records[record.tenant_id] = record
-        return [records[k] for k in sorted(records)]
