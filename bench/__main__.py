@@ -26,9 +26,10 @@ class Plan:
     """The sizes of one session (full or quick)."""
 
     jobs: int = 2000
-    concurrency: int = 20
+    concurrency: int = 50
     repeats: int = 3
     stream_calls: int = 100
+    stream_warmup: int = 5
     scale_workers: tuple[int, ...] = (1, 2, 4)
     scale_concurrency: int = 100
     first_token_s: float = 0.2
@@ -44,21 +45,22 @@ class Plan:
 
 
 QUICK = Plan(
-    jobs=300,
+    jobs=200,
     repeats=1,
-    stream_calls=20,
+    stream_calls=8,
+    stream_warmup=2,
     scale_workers=(1, 2),
     scale_concurrency=20,
     first_token_s=0.1,
     stream_s=0.5,
-    scale_duration_s=4.0,
+    scale_duration_s=3.0,
     scale_repeats=1,
-    probes=8,
-    load_s=2.0,
+    probes=6,
+    load_s=1.5,
     idle_window_s=2.0,
-    ledger_events=5_000,
+    ledger_events=2_000,
     in_flight=100,
-    memory_stream_s=2.0,
+    memory_stream_s=1.5,
 )
 
 
@@ -130,6 +132,13 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
             rows.append(Row(section, f"W={w}: jobs/s of ideal W·C/{latency:g}s", value, target, met))
             waits = f"{_ms(n[f'scale.w{w}.wait_p50_ms'])} / {_ms(n[f'scale.w{w}.wait_p99_ms'])}"
             rows.append(Row(section, f"W={w}: queue wait p50 / p99", waits))
+            rows.append(
+                Row(
+                    section,
+                    f"W={w}: run time (PREFLIGHT to RECORD) p50",
+                    _ms(n[f"scale.w{w}.service_p50_ms"]),
+                )
+            )
         if 1 in counts and 2 in counts:
             speedup = n["scale.w2.jobs_s"] / n["scale.w1.jobs_s"]
             rows.append(Row(section, "speed-up 1 -> 2 workers", f"{speedup:.2f}", ">= 1.8", speedup >= 1.8))
@@ -189,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         if "overhead" in only:
             n |= await worker_runs.overhead(bench, plan.jobs, plan.concurrency, plan.repeats)
         if "streaming" in only:
-            n |= await inproc.streaming(bench, plan.stream_calls, max(3, plan.repeats))
+            n |= await inproc.streaming(bench, plan.stream_calls, max(3, plan.repeats), plan.stream_warmup)
         if "scale" in only or "ledger" in only:
             n |= await worker_runs.scale(
                 bench,
@@ -223,7 +232,9 @@ def main() -> None:
     )
     parser.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
     parser.add_argument("--jobs", type=int, help="jobs per overhead run (default 2000, quick 300)")
-    parser.add_argument("--concurrency", type=int, help="jobs per worker in the overhead run (default 20)")
+    parser.add_argument(
+        "--concurrency", type=int, help="jobs per worker in the overhead and pickup runs (default 50)"
+    )
     parser.add_argument("--repeats", type=int, help="repeats of the overhead and scale runs")
     parser.add_argument("--json", type=Path, help="also write the rows and raw numbers here")
     args = parser.parse_args()

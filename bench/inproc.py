@@ -25,7 +25,6 @@ from worker.settings import Settings
 from worker.worker_app import start_ledger_writer, stop_ledger_writer
 
 CHUNK_COUNTS = (40, 400)
-_WARMUP = 5
 
 
 async def _sdk_call(
@@ -56,7 +55,7 @@ async def _cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int) -> float
     return (time.process_time() - cpu0) / calls
 
 
-async def streaming(bench: Bench, calls: int, repeats: int) -> dict[str, float]:
+async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> dict[str, float]:
     """CPU µs per streamed chunk: the openai SDK's loop and plangate's reader, side by side, on the same
     answer split into 40 and 400 chunks. `marginal` is (cost at 400 - cost at 40) / 360: the cost of one
     more chunk, without the request's fixed cost."""
@@ -86,7 +85,7 @@ async def streaming(bench: Bench, calls: int, repeats: int) -> dict[str, float]:
             calls_of[("plangate_stdlib_json", chunks)] = stdlib_call
     try:
         for call in calls_of.values():
-            for _ in range(_WARMUP):
+            for _ in range(warmup):
                 await call()
         samples: dict[tuple[str, int], list[float]] = {key: [] for key in calls_of}
         for _ in range(repeats):

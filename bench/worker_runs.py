@@ -155,6 +155,7 @@ async def scale_once(
     finished = [r["finished_at"] for r in rows if r["finished_at"]]
     achieved = sum(start <= f <= end for f in finished) / max(0.5, end - start)
     waits = [r["started_at"] - r["submitted_at"] for r in rows if r["started_at"] and r["submitted_at"]]
+    service = [r["finished_at"] - r["started_at"] for r in rows if r["finished_at"] and r["started_at"]]
     half = t0 + duration / 2
     first = max((lag for t, lag in samples if t0 <= t < half), default=0)
     second = max((lag for t, lag in samples if half <= t <= end), default=0)
@@ -164,6 +165,7 @@ async def scale_once(
         "ratio": achieved / ideal,
         "wait_p50_ms": percentile(waits, 50) * 1000,
         "wait_p99_ms": percentile(waits, 99) * 1000,
+        "service_p50_ms": percentile(service, 50) * 1000,
         "lag_max": float(max((lag for _, lag in samples), default=0)),
         "lag_first_half": float(first),
         "lag_second_half": float(second),

@@ -28,7 +28,8 @@ from worker.watchdog import liveness_window_s
 MAX_MINUTES = 120
 DEFAULT_MINUTES = 10
 DEFAULT_WATCH_S = 2.0
-_STATES = sorted(s.value for s in TERMINAL_STATES)
+_STATES = [s.value for s in JobState if s in TERMINAL_STATES]  # done, refused, failed, cancelled
+_SHOWN_MINUTES = 15
 _CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -136,7 +137,10 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
         + "".join(f"  {state} {finished[state]}" for state in _STATES)
         + f"  ({stats['jobs_per_minute']:g} jobs/min)",
         "  per minute     "
-        + " ".join(f"{row['minute'][-4:-2]}:{row['minute'][-2:]} {row['total']}" for row in stats["per_minute"]),
+        + " ".join(
+            f"{row['minute'][-4:-2]}:{row['minute'][-2:]} {row['total']}"
+            for row in stats["per_minute"][-_SHOWN_MINUTES:]
+        ),
         f"refusals         {_reasons(stats['refusals'])}",
         f"failures         {_reasons(stats['failures'])}",
         f"cancellations    {_reasons(stats['cancellations'])}",

@@ -9,98 +9,35 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from governance.agent_keys import AgentKeyStore, key_matches
-from governance.live_state import AgentStateStore, LockStore
 from governance.models import (
     IDENTIFIER_PATTERN,
     AgentOutput,
     AgentRecord,
-    AgentState,
     PlanRequest,
-    TenantRecord,
 )
-from governance.policy import Refuse, Verdict, counts_against_budget, preflight, review_output
-from governance.quota import QuotaStore, reservation_for, utc_day
-from governance.registry import AgentRegistry, TenantRegistry
+from governance.policy import Refuse, Verdict, counts_against_budget, review_output
+from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
 from worker import __version__, codec, metrics, tracing
-from worker.client import describe_validation_error
 from worker.clock import now_iso
 from worker.errors import LLMError
-from worker.job_payload import MALFORMED_FIELD
+from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
-from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.llm_stream import LLMPlanner, LLMResult
-from worker.prompt import build_messages
+from worker.preflight import PreflightPhase, lock_ttl_ms
 from worker.settings import Settings
-from worker.status_store import Beat, BudgetCharge, JobRef, Spend, StatusStore
+from worker.status_store import Beat, BudgetCharge, Spend, StatusStore
 from worker.tracing import TRACE_FIELD
 
 logger = structlog.get_logger(__name__)
 
 _AGENT_ID = re.compile(IDENTIFIER_PATTERN)
 _LOCK_POLL_S = 0.1
-
-
-class Refused(Exception):
-    """PREFLIGHT refused the job."""
-
-    def __init__(self, refusal: Refuse) -> None:
-        super().__init__(refusal.reason)
-        self.refusal = refusal
-
-
-class Stopped(Exception):
-    """The job must stop while running: cancelled by its submitter, or its agent revoked."""
-
-    def __init__(self, reason: CancelReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
-class Fenced(Exception):
-    """Another attempt holds the job now (or it is terminal): this attempt must not write."""
-
-
-@dataclass(slots=True)
-class JobRun:
-    """One attempt at one job: its id, fencing token, who it is for and the locks it holds."""
-
-    job_id: str
-    attempt: int
-    agent_id: str
-    tenant_id: str
-    log: Any
-    tokens: int = 0
-    tries: int = 1
-    locks: tuple[str, ...] = ()
-    quota_day: str = ""
-    prompt_estimate: int = 0
-    llm_started: bool = False
-    phase: Phase = Phase.PREFLIGHT
-    phase_started: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
-    span: Any = None  # the job's trace span, when tracing
-    phase_span: Any = None
-    agent: AgentRecord | None = field(default=None)
-
-    @property
-    def ref(self) -> JobRef:
-        return JobRef(self.job_id, self.agent_id, self.locks, self.tenant_id, self.quota_day)
-
-    @property
-    def spend(self) -> Spend:
-        """What this attempt spent when it ends without the stream's usage: estimated."""
-        if not self.llm_started:
-            return Spend()
-        return Spend(self.prompt_estimate, self.tokens, estimated=True)
 
 
 class Pipeline:
@@ -119,13 +56,9 @@ class Pipeline:
         self.keys = Keys(settings.key_prefix)
         self.status = status
         self.registry = registry
-        self.agent_states = AgentStateStore(redis, self.keys)
-        self.agent_keys = AgentKeyStore(redis, self.keys)
-        self.tenants = TenantRegistry(redis, self.keys)
-        self.quotas = QuotaStore(redis, self.keys)
-        self.lock_store = LockStore(redis, self.keys)
+        self.preflight_phase = PreflightPhase(settings, redis, registry, self._ledger)
         self.planner = planner
-        self.lock_ttl_ms = int(settings.heartbeat_s * 5 * 1000)
+        self.lock_ttl_ms = lock_ttl_ms(settings)
         self.tracing = tracing.enabled(settings.tracing)
 
     async def run(self, job_id: str, raw_request: Any, *, enqueued_at: float | None = None) -> str:
@@ -156,7 +89,7 @@ class Pipeline:
                 message = f"the job was tried {job.tries - 1} times (JOB_TRIES={self.settings.job_tries})"
                 return await self.record_end(job, JobState.FAILED, error=("tries_exhausted", message))
             async with asyncio.timeout(self.settings.job_timeout_s):
-                request, agent = await self.preflight(job, raw_request)
+                request, agent = await self.preflight_phase.check(job, raw_request)
                 result = await self.plan(job, agent, request)
                 output = await self.validate(job, agent, request, result)
             return await self.record_done(job, output, result)
@@ -200,89 +133,9 @@ class Pipeline:
         return JobRun(job_id, claim.attempt, agent_id, tenant_id, log, tries=claim.tries)
 
     async def _hand_back(self, job: JobRun) -> None:
-        event = self._event(job, "handed_back", reason="shutdown", payload={"tokens": job.tokens})
+        event = job.event("handed_back", reason="shutdown", payload={"tokens": job.tokens})
         outcome = await self.status.requeue(job.job_id, job.attempt, event)
         job.log.info("job handed back to the queue", outcome=outcome)
-
-    async def preflight(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
-        """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
-        if not isinstance(raw_request, dict):
-            raise Refused(
-                Refuse(RefusalCode.BAD_REQUEST, "malformed job payload: the request is not an object")
-            )
-        if MALFORMED_FIELD in raw_request:
-            why = raw_request[MALFORMED_FIELD]
-            raise Refused(Refuse(RefusalCode.BAD_REQUEST, f"malformed job payload: {why}"))
-        try:
-            request = PlanRequest.model_validate(raw_request)
-        except ValidationError as exc:
-            raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
-        presented = request.agent_key.get_secret_value() if request.agent_key else None
-        if not key_matches(await self.agent_keys.stored(request.agent_id), presented):
-            raise Refused(
-                Refuse(RefusalCode.UNAUTHENTICATED, f"wrong or missing key for agent {request.agent_id}")
-            )
-        agent = job.agent = await self.registry.get(request.agent_id)
-        state = await self.agent_states.read(agent) if agent else AgentState()
-        tenant = await self.tenants.get(request.tenant_id)
-        allowed = self.settings.model_allowed(request.model)
-        verdict = preflight(agent, state, request, tenant=tenant, model_allowed=allowed)
-        if isinstance(verdict, Refuse):
-            raise Refused(verdict)
-        assert agent is not None and tenant is not None  # preflight refuses unknown ones
-        await self._admit(job, agent, tenant, request)
-        await self._take_locks(job, request)
-        return request, agent
-
-    async def _admit(
-        self, job: JobRun, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest
-    ) -> None:
-        """Count the job against its tenant's quotas and reserve its worst-case spend."""
-        model = request.model or self.settings.model
-        prompt_chars = sum(len(m["content"]) for m in build_messages(agent, request))
-        price = self.settings.price_for(model)
-        reservation = reservation_for(
-            tenant, prompt_chars=prompt_chars, max_tokens=self.settings.max_tokens, price=price, model=model
-        )
-        if isinstance(reservation, Refuse):
-            raise Refused(reservation)
-        day = utc_day()
-        stale_ms = int((self.settings.job_timeout_s + self.settings.stale_after_s) * 1000)
-        reserved = {"reserved_tokens": reservation.tokens, "reserved_cost_usd": reservation.cost_usd}
-        refusal = await self.quotas.admit(
-            tenant,
-            job.job_id,
-            self.keys.job(job.job_id),
-            reservation,
-            price=price,
-            day=day,
-            stale_ms=stale_ms,
-            admitted_event=codec.dumps(self._event(job, "admitted", payload=reserved)),
-        )
-        if refusal is not None:
-            raise Refused(refusal)
-        job.quota_day, job.prompt_estimate = day, reservation.prompt_estimate
-
-    async def _take_locks(self, job: JobRun, request: PlanRequest) -> None:
-        """Hold every lock the request names, waiting up to wait_lock_s; `locked` otherwise."""
-        if not request.locks:
-            return
-        deadline = time.monotonic() + request.wait_lock_s
-        waited = False
-        while True:
-            held = await self.lock_store.acquire(request.locks, job.job_id, self.lock_ttl_ms)
-            if held is None:
-                job.locks = tuple(request.locks)
-                return
-            if time.monotonic() >= deadline:
-                holder = await self.lock_store.holder(held)
-                raise Refused(Refuse(RefusalCode.LOCKED, f"resource {held!r} is locked by job {holder}"))
-            if not waited:
-                waited = True
-                await self._ledger(
-                    "lock_wait", job, reason=RefusalCode.LOCKED.value, payload={"resource": held}
-                )
-            await asyncio.sleep(_LOCK_POLL_S)
 
     async def plan(self, job: JobRun, agent: AgentRecord, request: PlanRequest) -> LLMResult:
         """PLAN: stream the LLM call, heartbeating with the token count; stop at once on cancel."""
@@ -349,8 +202,7 @@ class Pipeline:
         output_json = output.model_dump(mode="json")
         flags = output.metadata.get("flags") or []
         escalated = output.decision is Decision.ESCALATE
-        event = self._event(
-            job,
+        event = job.event(
             JobState.DONE.value,
             decision=output.decision.value,
             reason=",".join(flags) or None,
@@ -379,7 +231,7 @@ class Pipeline:
         """RECORD a refusal, a failure or a cancellation."""
         if refusal is not None:
             detail = {"code": refusal.code.value, "reason": refusal.reason}
-            event = self._event(job, state.value, reason=refusal.code.value, payload={"refusal": detail})
+            event = job.event(state.value, reason=refusal.code.value, payload={"refusal": detail})
             fields = {"refusal": detail, "reason_code": refusal.code.value}
         else:
             assert error is not None
@@ -391,12 +243,11 @@ class Pipeline:
                 "estimated": True,
             }
             payload = {"error": detail, "usage": usage} if job.llm_started else {"error": detail}
-            event = self._event(job, state.value, reason=error[0], payload=payload)
+            event = job.event(state.value, reason=error[0], payload=payload)
             fields = {"error": detail, "reason_code": error[0], "progress": {"tokens": job.tokens}}
         charge = None
         if job.agent is not None and counts_against_budget(state):
-            suspension = self._event(
-                job,
+            suspension = job.event(
                 "suspended",
                 reason=RefusalCode.ERROR_BUDGET_EXHAUSTED.value,
                 payload={"limit": job.agent.error_budget_limit, "window_s": job.agent.error_budget_window_s},
@@ -434,20 +285,9 @@ class Pipeline:
         job.log.info("job finished", state=state.value, phase=Phase.RECORD.value, reason=event["reason"])
         return state.value
 
-    def _event(self, job: JobRun, kind: str, **fields: Any) -> dict[str, Any]:
-        return ledger_event(
-            kind,
-            job_id=job.job_id,
-            agent_id=job.agent_id,
-            tenant_id=job.tenant_id,
-            attempt=job.attempt,
-            worker=WORKER_NAME,
-            **fields,
-        )
-
     async def _ledger(self, kind: str, job: JobRun, **fields: Any) -> None:
         """A ledger event outside the terminal write (e.g. a lock wait)."""
-        await self.redis.xadd(self.keys.ledger_stream(), {"e": codec.dumps(self._event(job, kind, **fields))})
+        await self.redis.xadd(self.keys.ledger_stream(), {"e": codec.dumps(job.event(kind, **fields))})
 
     def _enter(self, job: JobRun, phase: Phase) -> None:
         """Close the timing (and span) of the phase the job leaves, open the next one."""

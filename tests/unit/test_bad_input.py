@@ -120,7 +120,7 @@ async def test_preflight_refuses_or_allows_anything(pipeline: Pipeline, raw: Any
 
     job = JobRun("job", 1, "a", "t", structlog.get_logger())
     try:
-        request, agent = await pipeline.preflight(job, raw)
+        request, agent = await pipeline.preflight_phase.check(job, raw)
     except Refused as exc:
         assert exc.refusal.code in set(RefusalCode) and exc.refusal.reason
         return

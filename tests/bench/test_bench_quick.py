@@ -1,0 +1,44 @@
+"""The benchmark harness in quick mode: prints its table, fails only on gross regressions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_QUICK_TIMEOUT_S = 240
+
+# Far below the targets in bench/README.md: a shared 2-core CI box is noisy, so only a gross
+# regression (e.g. the pipeline at half the throughput of bare arq) fails the build.
+GROSS = {
+    "overhead.jobs_ratio": (">=", 0.5),
+    "overhead.cpu_ratio": ("<=", 2.0),
+    "streaming.ratio": ("<=", 0.8),
+    "scale.w1.ratio": (">=", 0.3),
+    "memory.peak_mib": ("<=", 250.0),
+}
+
+
+def test_quick_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    # Its own Redis server and endpoint on loopback ports: the shared test database is not touched.
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=_QUICK_TIMEOUT_S,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    with capsys.disabled():
+        print("\n" + proc.stdout + (proc.stderr[-3000:] if proc.returncode else ""))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    numbers = json.loads(out.read_text())["numbers"]
+    failures = []
+    for name, (op, bound) in GROSS.items():
+        value = numbers[name]
+        if not (value >= bound if op == ">=" else value <= bound):
+            failures.append(f"{name} = {value:.3g}, want {op} {bound}")
+    assert not failures, "gross performance regression: " + "; ".join(failures)

@@ -1,0 +1,132 @@
+"""PREFLIGHT: is the request well formed, may this agent plan it for this tenant, does the
+tenant's quota admit it, and are its locks free. Every answer but yes is a refusal code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from governance.agent_keys import AgentKeyStore, key_matches
+from governance.live_state import AgentStateStore, LockStore
+from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
+from governance.policy import Refuse, preflight
+from governance.quota import QuotaStore, reservation_for, utc_day
+from governance.registry import AgentRegistry, TenantRegistry
+from governance.vocabulary import RefusalCode
+from worker import codec
+from worker.client import describe_validation_error
+from worker.job_payload import MALFORMED_FIELD
+from worker.job_run import JobRun, Refused
+from worker.keys import Keys
+from worker.prompt import build_messages
+from worker.settings import Settings
+
+_LOCK_POLL_S = 0.1
+
+Emit = Callable[..., Awaitable[None]]
+
+
+class PreflightPhase:
+    """The checks of PREFLIGHT, in order; raises Refused with the first failing one."""
+
+    def __init__(self, settings: Settings, redis: Redis, registry: AgentRegistry, emit: Emit) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.registry = registry
+        self.agent_states = AgentStateStore(redis, self.keys)
+        self.agent_keys = AgentKeyStore(redis, self.keys)
+        self.tenants = TenantRegistry(redis, self.keys)
+        self.quotas = QuotaStore(redis, self.keys)
+        self.lock_store = LockStore(redis, self.keys)
+        self.lock_ttl_ms = lock_ttl_ms(settings)
+        self._emit = emit  # a ledger event outside the terminal write (a lock wait)
+
+    async def check(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
+        """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
+        if not isinstance(raw_request, dict):
+            raise Refused(
+                Refuse(RefusalCode.BAD_REQUEST, "malformed job payload: the request is not an object")
+            )
+        if MALFORMED_FIELD in raw_request:
+            why = raw_request[MALFORMED_FIELD]
+            raise Refused(Refuse(RefusalCode.BAD_REQUEST, f"malformed job payload: {why}"))
+        try:
+            request = PlanRequest.model_validate(raw_request)
+        except ValidationError as exc:
+            raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
+        presented = request.agent_key.get_secret_value() if request.agent_key else None
+        if not key_matches(await self.agent_keys.stored(request.agent_id), presented):
+            raise Refused(
+                Refuse(RefusalCode.UNAUTHENTICATED, f"wrong or missing key for agent {request.agent_id}")
+            )
+        agent = job.agent = await self.registry.get(request.agent_id)
+        state = await self.agent_states.read(agent) if agent else AgentState()
+        tenant = await self.tenants.get(request.tenant_id)
+        allowed = self.settings.model_allowed(request.model)
+        verdict = preflight(agent, state, request, tenant=tenant, model_allowed=allowed)
+        if isinstance(verdict, Refuse):
+            raise Refused(verdict)
+        assert agent is not None and tenant is not None  # preflight refuses unknown ones
+        await self._admit(job, agent, tenant, request)
+        await self._take_locks(job, request)
+        return request, agent
+
+    async def _admit(
+        self, job: JobRun, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest
+    ) -> None:
+        """Count the job against its tenant's quotas and reserve its worst-case spend."""
+        model = request.model or self.settings.model
+        prompt_chars = sum(len(m["content"]) for m in build_messages(agent, request))
+        price = self.settings.price_for(model)
+        reservation = reservation_for(
+            tenant, prompt_chars=prompt_chars, max_tokens=self.settings.max_tokens, price=price, model=model
+        )
+        if isinstance(reservation, Refuse):
+            raise Refused(reservation)
+        day = utc_day()
+        stale_ms = int((self.settings.job_timeout_s + self.settings.stale_after_s) * 1000)
+        reserved = {"reserved_tokens": reservation.tokens, "reserved_cost_usd": reservation.cost_usd}
+        refusal = await self.quotas.admit(
+            tenant,
+            job.job_id,
+            self.keys.job(job.job_id),
+            reservation,
+            price=price,
+            day=day,
+            stale_ms=stale_ms,
+            admitted_event=codec.dumps(job.event("admitted", payload=reserved)),
+        )
+        if refusal is not None:
+            raise Refused(refusal)
+        job.quota_day, job.prompt_estimate = day, reservation.prompt_estimate
+
+    async def _take_locks(self, job: JobRun, request: PlanRequest) -> None:
+        """Hold every lock the request names, waiting up to wait_lock_s; `locked` otherwise."""
+        if not request.locks:
+            return
+        deadline = time.monotonic() + request.wait_lock_s
+        waited = False
+        while True:
+            held = await self.lock_store.acquire(request.locks, job.job_id, self.lock_ttl_ms)
+            if held is None:
+                job.locks = tuple(request.locks)
+                return
+            if time.monotonic() >= deadline:
+                holder = await self.lock_store.holder(held)
+                raise Refused(Refuse(RefusalCode.LOCKED, f"resource {held!r} is locked by job {holder}"))
+            if not waited:
+                waited = True
+                await self._emit(
+                    "lock_wait", job, reason=RefusalCode.LOCKED.value, payload={"resource": held}
+                )
+            await asyncio.sleep(_LOCK_POLL_S)
+
+
+def lock_ttl_ms(settings: Settings) -> int:
+    """How long a job's locks live without a heartbeat renewing them."""
+    return int(settings.heartbeat_s * 5 * 1000)
