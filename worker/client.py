@@ -229,6 +229,7 @@ class PlanClient:
                 pipe.psetex(job_key_prefix + job_id, ttl * 1000, job)
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
                 pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
+                pipe.incr(self._keys.stats_submitted())
                 try:
                     await pipe.execute()
                 except WatchError:

@@ -38,6 +38,10 @@ class Keys:
         """Live workers by last beat (sorted set, ms): what `plangate health` reads."""
         return f"{self.prefix}workers"
 
+    def stats_submitted(self) -> str:
+        """Jobs ever submitted to this queue, by any producer (a counter)."""
+        return f"{self.prefix}stats:submitted"
+
     def stats_minute(self, minute: str) -> str:
         """Jobs that ended in one UTC minute (YYYYmmddHHMM), by state and by state:reason (hash)."""
         return f"{self.prefix}stats:{minute}"

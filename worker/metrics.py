@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -53,6 +54,26 @@ LEDGER_PENDING = Gauge(
 )
 
 
+class _QueueCounters:
+    """Counters kept in Redis for the whole queue (producers are other processes), as read last."""
+
+    def __init__(self) -> None:
+        self.submitted = 0.0
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return [
+            CounterMetricFamily(
+                "plangate_jobs_submitted",
+                "Jobs submitted to this queue by all producers",
+                value=self.submitted,
+            )
+        ]
+
+
+QUEUE_COUNTERS = _QueueCounters()
+REGISTRY.register(QUEUE_COUNTERS)  # type: ignore[arg-type]
+
+
 def serve_metrics(settings: Settings) -> int | None:
     """Serve /metrics on PLANGATE_METRICS_PORT in a background thread; returns the port, or None when
     off or when the port is taken (another worker on this host): the worker runs on without it."""
@@ -75,7 +96,9 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
         pipe.zcard(settings.queue_name)
         pipe.zrange(keys.running(), 0, 0, withscores=True)
         pipe.xlen(keys.ledger_stream())
-        depth, oldest, length = await pipe.execute()
+        pipe.get(keys.stats_submitted())
+        depth, oldest, length, submitted = await pipe.execute()
+    QUEUE_COUNTERS.submitted = float(submitted or 0)
     QUEUE_DEPTH.set(depth)
     OLDEST_HEARTBEAT_AGE.set(max(0.0, time.time() - oldest[0][1] / 1000) if oldest else 0.0)
     LEDGER_STREAM_LENGTH.set(length)

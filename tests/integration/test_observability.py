@@ -24,6 +24,8 @@ from worker.worker_app import build_worker, stop_worker
 pytestmark = pytest.mark.integration
 
 EXPORTER = InMemorySpanExporter()
+JOB = {"agent_id": "llm-planner-001", "description": "Plan the metrics run"}
+RETRY_CAUSES = ("transient", "llm_rate_limited", "llm_unavailable", "llm_stream_error", "llm_timeout")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,20 +82,38 @@ async def test_a_worker_serves_its_metrics(settings: Settings) -> None:
         before = await _scrape_when_up(port)
         done = await client.wait(await client.submit({"agent_id": "llm-planner-001", "description": "x"}), 20)
         refused = await client.wait(await client.submit({"agent_id": "nobody", "description": "x"}), 20)
+        retried = await client.wait(await client.submit({**JOB, "model": "scripted-429"}), 20)
+        failed = await client.wait(await client.submit({**JOB, "model": "scripted-500"}), 20)
         after = await asyncio.to_thread(_scrape, port)
+    assert retried.state is JobState.DONE and failed.state is JobState.FAILED
     assert done.state is JobState.DONE and refused.state is JobState.REFUSED
 
     def delta(name: str, **labels: str) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    assert delta("plangate_jobs_finished_total", state="done", decision="EXECUTE") == 1
+    assert delta("plangate_jobs_finished_total", state="done", decision="EXECUTE") == 2
+    assert delta("plangate_jobs_finished_total", state="failed", decision="") == 1
+    assert delta("plangate_job_failures_total", cause="llm_unavailable") == 1
+    assert sum(delta("plangate_llm_retries_total", cause=c) for c in RETRY_CAUSES) >= 1
     assert delta("plangate_preflight_refusals_total", reason="unknown_agent") == 1
-    assert delta("plangate_phase_duration_seconds_count", phase="PLAN") == 1
+    assert delta("plangate_phase_duration_seconds_count", phase="PLAN") == 3
     assert delta("plangate_llm_time_to_first_token_seconds_count", model="scripted") == 1
+    assert delta("plangate_llm_tokens_per_second_count", model="scripted") == 1
     assert delta("plangate_llm_tokens_total", kind="completion", model="scripted") > 0
-    assert delta("plangate_queue_wait_seconds_count") == 2
-    for name in ("plangate_queue_depth", "plangate_jobs_running", "plangate_ledger_pending"):
-        assert re.search(rf"^{name} ", after, re.M), name
+    assert delta("plangate_queue_wait_seconds_count") == 4
+    for name in (
+        "plangate_queue_depth",
+        "plangate_jobs_running",
+        "plangate_ledger_pending",
+        "plangate_ledger_stream_length",
+        "plangate_oldest_heartbeat_age_seconds",
+        "plangate_llm_tokens_per_second_count",
+        "plangate_llm_retries_total",
+        "plangate_job_failures_total",
+    ):
+        assert re.search(rf"^(# TYPE )?{name}", after, re.M), name
+    assert _value(after, "plangate_jobs_submitted_total") >= 2  # read from Redis: all producers'
+    assert _value(after, "plangate_jobs_running") == 0
     assert done.job_id not in after and not re.search(r'="[0-9a-f]{32}"', after)  # no job ids as labels
 
 
