@@ -1,5 +1,5 @@
-"""The LLM key never shows up in anything a run produces: logs, CLI output, status objects,
-Redis, the ledger, or error messages."""
+"""The LLM key and an agent's key never show up in anything a run produces: logs, CLI output,
+status objects, Redis, the ledger, or error messages."""
 
 from __future__ import annotations
 
@@ -46,8 +46,22 @@ def test_the_key_never_leaks(
     e2e_env: dict[str, str], start_workers: Callable[..., list[subprocess.Popen]], tmp_path: Path
 ) -> None:
     e2e_env.update(PLANGATE_LLM_API_KEY=SECRET, OPENROUTER_API_KEY=SECRET, PLANGATE_LOG_LEVEL="DEBUG")
+    issued = _cli(e2e_env, "agents", "add", "keyed-planner", "--issue-key", "--json")
+    assert issued.returncode == 0, issued.stderr
+    agent_key = json.loads(issued.stdout)["agent_key"]
+    e2e_env["PLANGATE_AGENT_KEY"] = agent_key
     start_workers(1, llm_max_retries="1")
     produced, states = [], []
+    keyed = _cli(
+        e2e_env, "submit", "--agent", "keyed-planner", "--description", "Plan with a key", "--wait", "--json"
+    )
+    assert json.loads(keyed.stdout)["state"] == "done", keyed.stderr
+    wrong = _cli(
+        {**e2e_env, "PLANGATE_AGENT_KEY": agent_key[:-3] + "xyz"},
+        *("submit", "--agent", "keyed-planner", "--description", "Plan with a wrong key", "--wait", "--json"),
+    )
+    assert json.loads(wrong.stdout)["refusal"]["code"] == "unauthenticated"
+    produced += [keyed.stdout, keyed.stderr, wrong.stdout, wrong.stderr]
     for model in MODELS:
         run = _cli(
             e2e_env, "submit", "--model", model, "--description", f"Plan with {model}", "--wait", "--json"
@@ -65,5 +79,6 @@ def test_the_key_never_leaks(
             produced.append(path.read_bytes().decode("utf-8", "replace"))
     everything = "\n".join(produced)
     assert "llm_unavailable" in everything and "gave up" in everything  # the errors are there...
-    assert SECRET not in everything  # ...the key is not
+    assert SECRET not in everything  # ...the keys are not
     assert SECRET[-12:] not in everything
+    assert agent_key not in everything and agent_key[-12:] not in everything
