@@ -49,6 +49,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 ledger_path=ledger_path,
                 heartbeat_s=0.5,
                 concurrency=4,
+                metrics_port=0,
             )
             _say("plangate demo — running EMBEDDED: an in-process Redis stand-in (fakeredis), the scripted")
             _say(
