@@ -87,7 +87,10 @@ class QuotaKeys(Protocol):
 # The reservation is written on the job's status hash (q_* fields) so that whoever ends the job --
 # its worker at RECORD, or a watchdog taking it over -- settles exactly what was reserved.
 # Returns {1} admitted, or {0, limit name, ms until it resets}.
+NOW_MS = "__NOW_MS__"  # replaced by the Redis server's time (ms) inside the script
+
 _ADMIT = """
+local NOW_MS = '__NOW_MS__'
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[9]))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)
@@ -116,7 +119,12 @@ redis.call('HINCRBYFLOAT', KEYS[3], 'reserved_cost', ARGV[8])
 redis.call('EXPIRE', KEYS[3], 172800)
 redis.call('HSET', KEYS[4], 'q_tokens', ARGV[7], 'q_cost', ARGV[8], 'q_prompt', ARGV[10],
   'q_pp', ARGV[11], 'q_pc', ARGV[12], 'q_day', ARGV[13])
-if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'e', ARGV[14]) end
+if ARGV[14] ~= '' then
+  -- stamp the admission with the server's clock, the one clock every worker's admissions share
+  local t = redis.call('TIME')
+  local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+  redis.call('XADD', KEYS[5], '*', 'e', (string.gsub(ARGV[14], '"' .. NOW_MS .. '"', ms, 1)))
+end
 return {1}
 """
 

@@ -31,6 +31,7 @@ from worker.keys import Keys
 from worker.log_setup import configure_logging
 from worker.redis_conn import text_client
 from worker.settings import Settings
+from worker.web import add_web_commands
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -525,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ledger_commands(sub)
     add_tenant_commands(sub)
     add_stats_commands(sub)
+    add_web_commands(sub)
     return parser
 
 

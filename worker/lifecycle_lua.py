@@ -8,6 +8,7 @@ heartbeat in ms) is how a watchdog finds abandoned jobs without scanning keys.
 
 from __future__ import annotations
 
+from governance.quota import NOW_MS
 from governance.vocabulary import JobState
 
 TERMINAL = "{" + ",".join(f'["{s.value}"]=true' for s in JobState if s.terminal) + "}"
@@ -124,7 +125,9 @@ settle(KEYS[1], KEYS[10], KEYS[11], KEYS[12], ARGV[8], ARGV[18], tonumber(ARGV[1
   tonumber(ARGV[16]), ARGV[17], true)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'terminal', 'state', ARGV[2],
   'phase', ARGV[3], 'attempt', fields[2], 'tokens', 0, 'at', ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])
+local clock = redis.call('TIME')
+local now_ms = string.format('%d', clock[1] * 1000 + math.floor(clock[2] / 1000))
+redis.call('XADD', KEYS[3], '*', 'e', (string.gsub(ARGV[7], '"{NOW_MS}"', now_ms, 1)))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZREM', KEYS[8], ARGV[8])

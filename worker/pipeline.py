@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import structlog
+from arq.worker import RetryJob
 from redis.asyncio import Redis
 
 from governance.models import (
@@ -21,6 +22,7 @@ from governance.models import (
     PlanRequest,
 )
 from governance.policy import Refuse, Verdict, counts_against_budget, review_output
+from governance.quota import NOW_MS
 from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
 from worker import __version__, codec, metrics, tracing
@@ -108,8 +110,9 @@ class Pipeline:
             message = f"job ran past JOB_TIMEOUT_S={self.settings.job_timeout_s:g}s"
             return await self.record_end(job, JobState.FAILED, error=("job_timeout", message))
         except Fenced:
-            job.log.warning("attempt fenced out; another attempt holds the job")
-            return "fenced"
+            return await self._fenced(job)
+        except RetryJob:
+            raise  # fenced out by a takeover: arq keeps the job for its next run
         except asyncio.CancelledError:
             # The worker is shutting down: give the job back to the queue (its try is not spent).
             await asyncio.shield(self._hand_back(job))
@@ -269,6 +272,7 @@ class Pipeline:
         spend: Spend = Spend(),  # noqa: B008  (frozen)
     ) -> str:
         self._enter(job, Phase.RECORD)
+        event["payload"] = {**event["payload"], "settled_at_ms": NOW_MS}  # stamped by the server
         recorded = await self.status.record(
             job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review, spend=spend
         )
@@ -280,10 +284,19 @@ class Pipeline:
             elif state is JobState.FAILED:
                 metrics.FAILURES.labels(event["reason"]).inc()
         if not recorded:
-            job.log.warning("terminal record refused: job already terminal or held by another attempt")
-            return "fenced"
+            return await self._fenced(job)
         job.log.info("job finished", state=state.value, phase=Phase.RECORD.value, reason=event["reason"])
         return state.value
+
+    async def _fenced(self, job: JobRun) -> str:
+        """This attempt lost the job: it ended, another attempt holds it, or a watchdog took it back
+        to the queue (this worker looked dead). In that last case arq must keep the job for its next
+        run, so tell it to run the job again instead of finishing (and deleting) it."""
+        state = (await self.status.fields(job.job_id, "state"))["state"]
+        job.log.warning("attempt fenced out", state=state)
+        if state == JobState.QUEUED.value:
+            raise RetryJob()
+        return "fenced"
 
     async def _ledger(self, kind: str, job: JobRun, **fields: Any) -> None:
         """A ledger event outside the terminal write (e.g. a lock wait)."""

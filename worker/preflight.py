@@ -15,7 +15,7 @@ from governance.agent_keys import AgentKeyStore, key_matches
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, preflight
-from governance.quota import QuotaStore, reservation_for, utc_day
+from governance.quota import NOW_MS, QuotaStore, reservation_for, utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import RefusalCode
 from worker import codec
@@ -90,7 +90,11 @@ class PreflightPhase:
             raise Refused(reservation)
         day = utc_day()
         stale_ms = int((self.settings.job_timeout_s + self.settings.stale_after_s) * 1000)
-        reserved = {"reserved_tokens": reservation.tokens, "reserved_cost_usd": reservation.cost_usd}
+        reserved = {
+            "reserved_tokens": reservation.tokens,
+            "reserved_cost_usd": reservation.cost_usd,
+            "admitted_at_ms": NOW_MS,  # the admission's time on the server's clock
+        }
         refusal = await self.quotas.admit(
             tenant,
             job.job_id,
