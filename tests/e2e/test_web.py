@@ -244,7 +244,7 @@ def test_web_is_read_only_and_answers_known_paths_only(web: tuple[str, subproces
     assert status == 405
     assert _get(f"{base}/", headers={"Host": "attacker.example"})[0] == 421  # DNS rebinding
     _, text = _get(f"{base}/")
-    assert "<script src=\"/static/app.js\">" in text
+    assert '<script src="/static/app.js">' in text
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
