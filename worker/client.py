@@ -230,6 +230,7 @@ class PlanClient:
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
                 pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
+                pipe.publish(self._keys.wake(), job_id)
                 try:
                     await pipe.execute()
                 except WatchError:

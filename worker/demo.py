@@ -10,8 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import arq.worker
-
 from governance.models import SEED_AGENT_ID
 from ledger.queries import show_job
 from worker.cli_render import render_event, render_output, render_status
@@ -22,10 +20,6 @@ from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
 
 _LEDGER_DEADLINE_S = 10.0
-
-
-async def _no_redis_info(*_args: object, **_kwargs: object) -> None:
-    """arq logs the server's INFO at start; the in-process stand-in has no INFO command."""
 
 
 def _say(text: str = "") -> None:
@@ -57,7 +51,6 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
             _say(f"Ledger file: {ledger_path}")
             _say()
-            arq.worker.log_redis_info = _no_redis_info  # type: ignore[assignment]
             worker = build_worker(
                 settings,
                 handle_signals=False,

@@ -46,6 +46,10 @@ class Keys:
         """Jobs that ended in one UTC minute (YYYYmmddHHMM), by state and by state:reason (hash)."""
         return f"{self.prefix}stats:{minute}"
 
+    def wake(self) -> str:
+        """The pub/sub channel a submit publishes on so idle workers poll at once."""
+        return f"{self.prefix}wake"
+
     def ledger_stream(self) -> str:
         """The stream the ledger writer drains into SQLite."""
         return f"{self.prefix}ledger"

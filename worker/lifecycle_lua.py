@@ -200,6 +200,24 @@ return 1
 """
 )
 
+# A worker that died after arq marked a job in progress but before START leaves the job `queued`
+# with arq's in-progress mark, which hides it from every worker until the mark expires (the job
+# timeout plus 20 s). Free such jobs: still queued here, and marked longer ago than the stale age.
+# KEYS: pairs of (status, arq in-progress key). ARGV: the mark's full TTL ms, stale age ms.
+# Returns the number of marks cleared.
+RELEASE_LOST_PICKUPS = """
+local freed = 0
+for i = 1, #KEYS, 2 do
+  local ttl = redis.call('PTTL', KEYS[i + 1])
+  if ttl > 0 and redis.call('HGET', KEYS[i], 'state') == 'queued'
+     and tonumber(ARGV[1]) - ttl > tonumber(ARGV[2]) then
+    redis.call('DEL', KEYS[i + 1])
+    freed = freed + 1
+  end
+end
+return freed
+"""
+
 # KEYS: status. Returns the state; sets cancel_requested when running.
 REQUEST_CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')

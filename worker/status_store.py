@@ -93,6 +93,7 @@ class StatusStore:
         self._record = redis.register_script(lua.RECORD)
         self._request_cancel = redis.register_script(lua.REQUEST_CANCEL)
         self._requeue = redis.register_script(lua.REQUEUE)
+        self._release_lost = redis.register_script(lua.RELEASE_LOST_PICKUPS)
 
     def queued_fields(
         self, agent_id: str, tenant_id: str, submitted_at: str, request_json: str = "{}"
@@ -263,6 +264,16 @@ class StatusStore:
             owner["agent_id"] or "?",
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
+
+    async def release_lost_pickups(self, older_than_s: float, mark_ttl_s: float, limit: int = 20) -> int:
+        """Clear arq's in-progress mark of queued jobs whose picking worker died before START."""
+        cutoff = _now_ms() - int(older_than_s * 1000)
+        ids = await self._redis.zrangebyscore(self._queue_name, "-inf", cutoff, start=0, num=limit)
+        if not ids:
+            return 0
+        keys = [key for job_id in ids for key in (self._keys.job(job_id), in_progress_key_prefix + job_id)]
+        args = [int(mark_ttl_s * 1000), int(older_than_s * 1000)]
+        return int(await self._release_lost(keys=keys, args=args))
 
     async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:
         """Running jobs whose last heartbeat is older than `older_than_s`, with their cutoff in ms."""

@@ -24,11 +24,17 @@ from worker.status_store import JobRef, StatusStore
 log = structlog.get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
+ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own timeout records first
 
 
 def liveness_window_s(settings: Settings) -> float:
     """How recent a worker's beat must be for `plangate health` to count it alive."""
     return max(3 * watchdog_interval_s(settings), 5.0)
+
+
+def in_progress_ttl_s(settings: Settings) -> float:
+    """The TTL arq gives its in-progress mark: its job timeout (ours plus a margin) plus 10 s."""
+    return settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S + 10
 
 
 def watchdog_interval_s(settings: Settings) -> float:
@@ -46,6 +52,7 @@ class Watchdog:
         self._status = status
         self._stop = asyncio.Event()
         self.taken_over = 0
+        self._next_pickup_check = 0.0
 
     def stop(self) -> None:
         """End `run` after the current sweep."""
@@ -105,6 +112,13 @@ class Watchdog:
                 await self._fail_lost(job_id, attempt, fields, event)
                 bound.error("abandoned job had no arq payload left; recorded failed")
         self.taken_over += taken
+        if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
+            self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
+            freed = await self._status.release_lost_pickups(
+                self._settings.stale_after_s, in_progress_ttl_s(self._settings)
+            )
+            if freed:
+                log.warning("freed jobs whose picking worker died before starting them", jobs=freed)
         return taken
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:

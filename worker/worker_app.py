@@ -31,12 +31,11 @@ from worker.pipeline import Pipeline
 from worker.redis_conn import WORKER_RETRIES, arq_settings, text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
-from worker.watchdog import Watchdog
+from worker.wakeable_worker import WakeableWorker
+from worker.watchdog import ARQ_TIMEOUT_MARGIN_S, Watchdog
 
 log = structlog.get_logger(__name__)
 
-# Extra seconds arq allows beyond our own job deadline, so our timeout records the failure first.
-_ARQ_TIMEOUT_MARGIN_S = 10
 _ARQ_MAX_TRIES = 1_000_000
 
 
@@ -157,12 +156,13 @@ def build_worker(
             await ctx["text_redis"].aclose()
         log.info("worker stopped", worker=WORKER_NAME)
 
-    return Worker(
+    return WakeableWorker(
+        wake_channel=keys.wake(),
         functions=[
             func(
                 run_plan_job,
                 name=JOB_FUNCTION,
-                timeout=settings.job_timeout_s + _ARQ_TIMEOUT_MARGIN_S,
+                timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
                 # plangate counts tries itself (hand-backs and takeovers do not burn one).
                 max_tries=_ARQ_MAX_TRIES,
             )
@@ -175,7 +175,7 @@ def build_worker(
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
         max_jobs=settings.concurrency,
-        job_timeout=settings.job_timeout_s + _ARQ_TIMEOUT_MARGIN_S,
+        job_timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
         keep_result=0,
         max_tries=_ARQ_MAX_TRIES,
         health_check_key=f"{settings.key_prefix}health:{WORKER_NAME}",

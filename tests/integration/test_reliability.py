@@ -94,9 +94,15 @@ async def test_tries_are_counted_and_exhausted_jobs_fail_into_the_dead_letter_vi
     assert await client.failed() == []
     with pytest.raises(BadRequest, match="only failed jobs"):
         await client.retry(retried)
-    submitted = next(
-        e for e in (await show_job(settings.ledger_path, retried))["events"] if e["kind"] == "submitted"
-    )
+    deadline = time.monotonic() + WAIT_S  # the ledger writer commits in batches: poll for it
+    while not (
+        events := [
+            e for e in (await show_job(settings.ledger_path, retried))["events"] if e["kind"] == "submitted"
+        ]
+    ):
+        assert time.monotonic() < deadline, "the retried job's submission never reached the ledger"
+        await asyncio.sleep(0.05)
+    submitted = events[0]
     assert submitted["payload"]["retry_of"] == job_id
 
 
@@ -110,3 +116,25 @@ async def _until_alive(client: PlanClient, settings: Settings) -> None:
 async def test_health_sees_a_live_worker(client: PlanClient, worker: Worker, settings: Settings) -> None:
     await _until_alive(client, settings)
     assert await client.healthy_workers(0.0) <= 1
+
+
+async def test_a_job_whose_picking_worker_died_before_start_is_freed(
+    client: PlanClient, redis: Redis, settings: Settings
+) -> None:
+    """arq marked the job in progress, then its worker died before our START: the job is still
+    `queued` but hidden by arq's mark for the job timeout plus 20 s, unless the watchdog frees it."""
+    from worker.watchdog import in_progress_ttl_s
+    from worker.worker_app import build_worker, stop_worker
+
+    job_id = await client.submit(_request())
+    mark_ttl_ms = int(in_progress_ttl_s(settings) * 1000)
+    await redis.set(in_progress_key_prefix + job_id, "1", px=mark_ttl_ms - 3_000)  # marked 3 s ago
+    await redis.zadd(settings.queue_name, {job_id: int(time.time() * 1000) - 3_000})
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        status = await client.wait(job_id, timeout=WAIT_S)  # arq alone: ~300 s
+    finally:
+        await stop_worker(worker)
+        task.cancel()
+    assert status.state is JobState.DONE and status.attempt == 1
