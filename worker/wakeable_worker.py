@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 log = structlog.get_logger(__name__)
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+MIN_POLL_GAP_S = 0.01
 
 
 class WakeableWorker(Worker):
@@ -49,8 +51,14 @@ class WakeableWorker(Worker):
             await self.on_startup(self.ctx)
         listener = asyncio.create_task(self._listen(), name="wake-listener")
         try:
+            last_poll = 0.0
             while self._pool is not None:  # close() drops the pool: stop polling
+                # A burst of submits is one poll, not one each: polls are at least MIN_GAP apart.
+                gap = last_poll + MIN_POLL_GAP_S - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
                 self.wake.clear()
+                last_poll = time.monotonic()
                 await self._poll_iteration()
                 if self.burst and await self._burst_done():
                     return
