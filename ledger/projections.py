@@ -3,9 +3,8 @@ snapshots and the full-text search index. They are derived data; only the events
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
-
-import aiosqlite
 
 from ledger.events import SUBMITTED, TERMINAL_KINDS, dumps
 
@@ -65,17 +64,23 @@ SELECT ?, ?, ?,
 """
 
 
-async def project(conn: aiosqlite.Connection, event: dict[str, Any]) -> None:
-    """Update the read models for one newly recorded event (inside the caller's transaction)."""
+def project(conn: sqlite3.Connection, event: dict[str, Any], payload_text: str | None = None) -> None:
+    """Update the read models for one newly recorded event (inside the caller's transaction).
+
+    `payload_text`, when given, is `dumps(event["payload"])` already computed by the caller (the events
+    row holds the same text), so a terminal event's output is not serialised twice.
+
+    Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
+    projections) in one call on its writer thread instead of one thread hop per statement."""
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
     if kind in AGENT_KINDS and event.get("agent_id"):
-        await _agent_snapshot(conn, event, fields)
+        _agent_snapshot(conn, event, fields)
     if not event.get("job_id"):
         return
     if kind == SUBMITTED:
-        await conn.execute(
+        conn.execute(
             _PROJECT_SUBMITTED,
             (
                 event["job_id"],
@@ -86,10 +91,10 @@ async def project(conn: aiosqlite.Connection, event: dict[str, Any]) -> None:
                 event.get("created_at"),
             ),
         )
-        await _tenant_and_project(conn, event, fields)
-        await _index(conn, event["job_id"], description=_text(fields.get("description")) or "")
+        _tenant_and_project(conn, event, fields)
+        _index(conn, event["job_id"], description=_text(fields.get("description")) or "")
     elif kind in TERMINAL_KINDS:
-        await conn.execute(
+        conn.execute(
             _PROJECT_TERMINAL,
             (
                 event["job_id"],
@@ -100,12 +105,12 @@ async def project(conn: aiosqlite.Connection, event: dict[str, Any]) -> None:
                 event.get("reason") or _text(fields.get("code")),
                 event.get("model"),
                 event.get("created_at"),
-                dumps(payload) if payload is not None else None,
+                None if payload is None else payload_text if payload_text is not None else dumps(payload),
             ),
         )
         output = fields.get("output")
         if isinstance(output, dict):
-            await _index(
+            _index(
                 conn,
                 event["job_id"],
                 plan=_text(output.get("steps")) or "",
@@ -113,22 +118,22 @@ async def project(conn: aiosqlite.Connection, event: dict[str, Any]) -> None:
             )
 
 
-async def _tenant_and_project(conn: aiosqlite.Connection, event: dict[str, Any], fields: dict) -> None:
+def _tenant_and_project(conn: sqlite3.Connection, event: dict[str, Any], fields: dict) -> None:
     tenant = event.get("tenant_id")
     if not tenant:
         return
     at = event.get("created_at")
-    await conn.execute(_TENANT, (tenant, at, at))
+    conn.execute(_TENANT, (tenant, at, at))
     context = fields.get("context")
     project_id = fields.get("project_id") or (context.get("project") if isinstance(context, dict) else None)
     if isinstance(project_id, str) and project_id:
-        await conn.execute(_PROJECT, (project_id, tenant, at, at))
+        conn.execute(_PROJECT, (project_id, tenant, at, at))
 
 
-async def _agent_snapshot(conn: aiosqlite.Connection, event: dict[str, Any], fields: dict) -> None:
+def _agent_snapshot(conn: sqlite3.Connection, event: dict[str, Any], fields: dict) -> None:
     agent, kind = event["agent_id"], event["kind"]
     by = fields.get("by")
-    await conn.execute(
+    conn.execute(
         _AGENT_SNAPSHOT,
         (
             agent,
@@ -145,25 +150,23 @@ async def _agent_snapshot(conn: aiosqlite.Connection, event: dict[str, Any], fie
     )
 
 
-async def _index(conn: aiosqlite.Connection, job_id: str, **columns: str) -> None:
+def _index(conn: sqlite3.Connection, job_id: str, **columns: str) -> None:
     """Set some columns of the job's search row (description at submit; plan and notes at the end).
 
     The search row shares its jobs row's rowid: FTS5 cannot index job_id, a rowid lookup is instant."""
-    async with conn.execute("SELECT rowid FROM jobs WHERE job_id = ?", (job_id,)) as cur:
-        (rowid,) = await cur.fetchone() or (None,)
+    (rowid,) = conn.execute("SELECT rowid FROM jobs WHERE job_id = ?", (job_id,)).fetchone() or (None,)
     if rowid is None:
         return
-    async with conn.execute(
+    row = conn.execute(
         "SELECT job_id, description, plan, notes FROM job_search WHERE rowid = ?", (rowid,)
-    ) as cur:
-        row = await cur.fetchone()
+    ).fetchone()
     current = {"description": "", "plan": "", "notes": ""}
     if row is not None:
         if row[0] == job_id:  # (a VACUUM may renumber the jobs rows; then the stale row is replaced)
             current = {"description": row[1], "plan": row[2], "notes": row[3]}
-        await conn.execute("DELETE FROM job_search WHERE rowid = ?", (rowid,))
+        conn.execute("DELETE FROM job_search WHERE rowid = ?", (rowid,))
     current.update(columns)
-    await conn.execute(
+    conn.execute(
         "INSERT INTO job_search (rowid, job_id, description, plan, notes) VALUES (?, ?, ?, ?, ?)",
         (rowid, job_id, current["description"], current["plan"], current["notes"]),
     )

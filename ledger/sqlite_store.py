@@ -4,9 +4,14 @@ hash chain, keeps the read models and the anchors table."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -15,12 +20,15 @@ from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
 from ledger.events import dumps
 from ledger.projections import project
 
+_T = TypeVar("_T")
+
 # Two writer processes on one file queue up on the lock for this long instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
 
 _INSERT_EVENT = (
     f"INSERT OR IGNORE INTO events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
+_ROW_VALUES = operator.itemgetter(*ROW_COLUMNS)
 _INSERT_ANCHOR = (
     "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
     " VALUES (:head_seq, :head_hash, :row_count, :created_at, :key_id, :signature)"
@@ -28,10 +36,25 @@ _INSERT_ANCHOR = (
 
 
 class LedgerStore:
-    """The SQLite ledger file behind one aiosqlite connection; get one with `await LedgerStore.open(path)`."""
+    """The SQLite ledger file; get one with `await LedgerStore.open(path)`.
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, policy_version: str) -> None:
+    Writes (event batches, anchors, the head read for an anchor) run on a plain `sqlite3` connection in
+    one thread of the store's own: a whole batch — chain rows, projections, search index — is one call
+    there, one thread hop, not one per statement. Read-side queries use an aiosqlite connection."""
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        writer: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        path: Path,
+        policy_version: str,
+    ) -> None:
         self._conn = conn
+        self._writer = writer
+        # One thread: calls on the writer connection run one after the other even when the awaiting
+        # coroutine was cancelled (its call still runs to COMMIT or ROLLBACK before the next one starts).
+        self._executor = executor
         self.path = path
         self.policy_version = policy_version
         # One connection carries one transaction at a time; concurrent callers take turns.
@@ -44,91 +67,51 @@ class LedgerStore:
         `policy_version` is stamped on (and hashed with) every row this store writes."""
         file = Path(path)
         await asyncio.to_thread(migrations.migrate_file, file)
-        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT), not the sqlite3 module's.
-        conn = await aiosqlite.connect(file, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        try:
+            writer = await asyncio.get_running_loop().run_in_executor(executor, _connect_writer, file)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        try:
+            # isolation_level=None: transactions are ours (BEGIN ... COMMIT), not the sqlite3 module's.
+            conn = await aiosqlite.connect(file, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except BaseException:
+            await asyncio.get_running_loop().run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
+            raise
         try:
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = FULL")
         except BaseException:
             await conn.close()
+            await asyncio.get_running_loop().run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
             raise
-        return cls(conn, file, policy_version)
+        return cls(conn, writer, executor, file, policy_version)
+
+    async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run `fn(writer_connection, *args)` on the writer thread (call with the lock held)."""
+        call = functools.partial(fn, self._writer, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def insert_events(self, events: list[dict[str, Any]]) -> int:
         """Append a batch to the chain in one transaction, skipping known event_ids; returns the new count."""
         if not events:
             return 0
-        inserted = 0
         async with self._lock:
-            # IMMEDIATE takes the write lock up front, so a second writer waits (busy_timeout) at BEGIN,
-            # and the head read below is the head this batch extends: two writers cannot fork the chain.
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq, prev_hash = await self._head_locked()
-                recorded_at = chain.now_iso()
-                for event in events:
-                    row = chain.seal(self._row(event, seq + 1, recorded_at), prev_hash)
-                    cur = await self._conn.execute(_INSERT_EVENT, tuple(row[c] for c in ROW_COLUMNS))
-                    new = cur.rowcount == 1  # 0: a known event_id (a re-delivery); the chain does not move
-                    await cur.close()
-                    if new:
-                        seq, prev_hash = seq + 1, row["row_hash"]
-                        inserted += 1
-                        await project(self._conn, event)
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
-        return inserted
-
-    def _row(self, event: dict[str, Any], seq: int, recorded_at: str) -> dict[str, Any]:
-        """The full row of an event, before sealing."""
-        payload = event.get("payload")
-        payload = payload if payload is not None else {}
-        policy = payload.get("policy_version") if isinstance(payload, dict) else None
-        row: dict[str, Any] = {name: event.get(name) for name in chain.CHAIN_COLUMNS}
-        row.update(chain.audit_columns(event))
-        row.update(
-            seq=seq,
-            payload=dumps(payload),
-            recorded_at=recorded_at,
-            schema_version=migrations.LATEST,
-            policy_version=policy if isinstance(policy, str) else self.policy_version,
-        )
-        return row
-
-    async def _head_locked(self) -> tuple[int, str]:
-        """(seq, hash) of the chain head, read by this connection (call inside a transaction)."""
-        async with self._conn.execute("SELECT seq, row_hash FROM events ORDER BY seq DESC LIMIT 1") as cur:
-            last = await cur.fetchone()
-        if last is not None:
-            return int(last[0]), str(last[1])
-        async with self._conn.execute(
-            "SELECT through_seq, through_hash FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
-        ) as cur:
-            cut = await cur.fetchone()
-        return (int(cut[0]), str(cut[1])) if cut is not None else (0, chain.GENESIS_HASH)
+            return await self._in_writer(_insert_batch_sync, events, self.policy_version)
 
     async def head(self) -> tuple[int, str, int]:
         """(seq, hash, row count including archived rows) of the chain head, in one read transaction."""
         async with self._lock:
-            await self._conn.execute("BEGIN")
-            try:
-                seq, head_hash = await self._head_locked()
-                async with self._conn.execute(
-                    "SELECT (SELECT count(*) FROM events)"
-                    " + coalesce((SELECT total_rows FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1), 0)"
-                ) as cur:
-                    row = await cur.fetchone()
-            finally:
-                await self._conn.execute("COMMIT")
-        return seq, head_hash, int(row[0]) if row else 0
+            return await self._in_writer(_head_sync)
 
     async def add_anchor(self, anchor: dict[str, Any]) -> None:
         """Keep a signed anchor in the file (it is also published to Redis and exportable)."""
         async with self._lock:
-            await self._conn.execute(_INSERT_ANCHOR, anchor)
+            await self._in_writer(_add_anchor_sync, anchor)
 
     async def events_for_job(self, job_id: str) -> list[dict[str, Any]]:
         """All events of one job, ordered by seq, payload parsed."""
@@ -156,4 +139,87 @@ class LedgerStore:
     async def close(self) -> None:
         """Close the connection (committed data is already durable)."""
         async with self._lock:
-            await self._conn.close()
+            try:
+                await self._conn.close()
+            finally:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
+                self._executor.shutdown(wait=False)
+
+
+def _connect_writer(file: Path) -> sqlite3.Connection:
+    """The writer's connection: autocommit mode (transactions are ours), WAL, fsync on commit."""
+    # Opened, used and closed on the store's one writer thread, which also serialises it (with the
+    # store's lock); check_same_thread=False only so that it need not stay that way.
+    conn = sqlite3.connect(
+        file, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _insert_batch_sync(
+    conn: sqlite3.Connection, events: list[dict[str, Any]], policy_version: str = UNKNOWN_POLICY
+) -> int:
+    """Append a batch to the chain and project it, in one transaction; returns how many rows are new."""
+    # IMMEDIATE takes the write lock up front, so a second writer waits (busy_timeout) at BEGIN, and the
+    # head read below is the head this batch extends: two writers cannot fork the chain.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seq, prev_hash = chain.read_head(conn)
+        recorded_at = chain.now_iso()
+        inserted = 0
+        for event in events:
+            row = chain.seal(_row(event, seq + 1, recorded_at, policy_version), prev_hash)
+            cur = conn.execute(_INSERT_EVENT, _ROW_VALUES(row))
+            if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
+                seq, prev_hash = seq + 1, row["row_hash"]
+                inserted += 1
+                # (the row's payload text is dumps(payload) whenever the event has a payload)
+                project(conn, event, row["payload"])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # (a failed COMMIT may leave it open; some errors end it themselves)
+            conn.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+def _row(event: dict[str, Any], seq: int, recorded_at: str, policy_version: str) -> dict[str, Any]:
+    """The full row of an event, before sealing."""
+    payload = event.get("payload")
+    payload = payload if payload is not None else {}
+    policy = payload.get("policy_version") if isinstance(payload, dict) else None
+    row: dict[str, Any] = {name: event.get(name) for name in chain.CHAIN_COLUMNS}
+    row.update(chain.audit_columns(event))
+    row.update(
+        seq=seq,
+        payload=dumps(payload),
+        recorded_at=recorded_at,
+        schema_version=migrations.LATEST,
+        policy_version=policy if isinstance(policy, str) else policy_version,
+    )
+    return row
+
+
+def _head_sync(conn: sqlite3.Connection) -> tuple[int, str, int]:
+    """(seq, hash, row count including archived rows) of the chain head, in one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        seq, head_hash = chain.read_head(conn)
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM events)"
+            " + coalesce((SELECT total_rows FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1), 0)"
+        ).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return seq, head_hash, int(row[0]) if row else 0
+
+
+def _add_anchor_sync(conn: sqlite3.Connection, anchor: dict[str, Any]) -> None:
+    conn.execute(_INSERT_ANCHOR, anchor)
