@@ -87,7 +87,7 @@ class Watchdog:
         taken = 0
         for job_id, cutoff_ms in await self._status.stale(self._settings.stale_after_s):
             fields = await self._status.fields(
-                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at"
+                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "q_day"
             )
             if fields["attempt"] is None:
                 await self._redis.zrem(self._keys.running(), job_id)  # its status expired
@@ -123,6 +123,24 @@ class Watchdog:
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
         detail = {"type": "abandoned", "message": "its worker died and the job's payload is gone"}
-        failed = {**event, "kind": JobState.FAILED.value, "reason": "abandoned", "payload": {"error": detail}}
-        ref = JobRef(job_id, fields["agent_id"] or "?")
-        await self._status.record(ref, attempt, JobState.FAILED, failed, {"error": detail})
+        # A fresh event (the takeover's was never written), and the job's own tenant and quota day so
+        # that its reservation is settled on the right account.
+        failed = ledger_event(
+            JobState.FAILED.value,
+            job_id=job_id,
+            agent_id=event["agent_id"],
+            tenant_id=event["tenant_id"],
+            attempt=attempt,
+            worker=WORKER_NAME,
+            reason="abandoned",
+            payload={"error": detail},
+        )
+        ref = JobRef(
+            job_id,
+            fields["agent_id"] or "?",
+            tenant_id=fields["tenant_id"] or "default",
+            quota_day=fields["q_day"] or "",
+        )
+        await self._status.record(
+            ref, attempt, JobState.FAILED, failed, {"error": detail, "reason_code": "abandoned"}
+        )

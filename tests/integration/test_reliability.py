@@ -34,11 +34,13 @@ def _request(**fields: object) -> dict[str, object]:
     return {"agent_id": "llm-planner-001", "description": "Plan a certificate rotation", **fields}
 
 
-async def _abandon(redis: Redis, settings: Settings, job_id: str) -> StatusStore:
+async def _abandon(
+    redis: Redis, settings: Settings, job_id: str, agent_id: str = "llm-planner-001"
+) -> StatusStore:
     """Play a worker that claimed the job and died: arq's in-progress mark, our attempt 1, silence."""
     store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue_name=settings.queue_name)
     await redis.set(in_progress_key_prefix + job_id, "1", ex=300)
-    claim = await store.start(job_id, "llm-planner-001", stale_after_s=settings.stale_after_s)
+    claim = await store.start(job_id, agent_id, stale_after_s=settings.stale_after_s)
     assert claim.attempt == 1
     return store
 
@@ -138,3 +140,38 @@ async def test_a_job_whose_picking_worker_died_before_start_is_freed(
         await stop_worker(worker)
         task.cancel()
     assert status.state is JobState.DONE and status.attempt == 1
+
+
+async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_tenants_quota(
+    client: PlanClient, redis: Redis, settings: Settings
+) -> None:
+    from arq.constants import job_key_prefix
+
+    from governance.models import AgentRecord, TenantRecord
+    from governance.quota import QuotaStore, Reservation, utc_day
+    from governance.registry import AgentRegistry, TenantRegistry
+    from worker.worker_app import build_worker, stop_worker
+
+    keys = Keys(settings.key_prefix)
+    acme = TenantRecord(tenant_id="acme", tokens_per_day=100_000)
+    await TenantRegistry(redis, keys).put(acme)
+    await AgentRegistry(redis, keys).put(AgentRecord(agent_id="acme-planner", tenant_id="acme"))
+    job_id = await client.submit(_request(agent_id="acme-planner", tenant_id="acme"))
+    await _abandon(redis, settings, job_id, agent_id="acme-planner")
+    day = utc_day()
+    refusal = await QuotaStore(redis, keys).admit(
+        acme, job_id, keys.job(job_id), Reservation(5_000, 0.0, 100), price=None, day=day, stale_ms=600_000
+    )
+    assert refusal is None and (await redis.hget(keys.tenant_day("acme", day), "reserved")) == "5000"
+    await redis.delete(job_key_prefix + job_id)  # the payload is gone: nothing left to run
+
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        status = await client.wait(job_id, timeout=WAIT_S)
+    finally:
+        await stop_worker(worker)
+        task.cancel()
+    assert status.state is JobState.FAILED and status.error and status.error.type == "abandoned"
+    assert (await redis.hget(keys.tenant_day("acme", day), "reserved")) == "0"
+    assert await redis.exists(keys.tenant_day("default", day)) == 0  # no other tenant's account touched
