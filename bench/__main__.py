@@ -156,9 +156,13 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
             )
     if "ledger.events_s" in n:
         rate = n["ledger.events_s"]
-        rows.append(
-            Row("ledger", "writer events/s (backlog drain)", f"{rate:.0f}", ">= 10000", rate >= 10_000)
-        )
+        if "ledger.jobs_events_s" in n:
+            mixed = n["ledger.jobs_events_s"]
+            label = "writer events/s, the pipeline's mix (submitted + terminal per job)"
+            rows.append(Row("ledger", label, f"{mixed:.0f}", ">= 10000", mixed >= 10_000))
+        label = "writer events/s, every event a terminal event with a full plan (worst case)"
+        rows.append(Row("ledger", label, f"{rate:.0f}", ">= 10000", rate >= 10_000))
+    if counts:  # the lag is sampled during the scale runs
         for w in counts:
             first, second = n[f"scale.w{w}.lag_first_half"], n[f"scale.w{w}.lag_second_half"]
             grows = second > 2 * first + 100
@@ -199,10 +203,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             n |= await worker_runs.overhead(bench, plan.jobs, plan.concurrency, plan.repeats)
         if "streaming" in only:
             n |= await inproc.streaming(bench, plan.stream_calls, max(3, plan.repeats), plan.stream_warmup)
-        if "scale" in only or "ledger" in only:
+        if "scale" in only:
             n |= await worker_runs.scale(
                 bench,
-                list(plan.scale_workers),
+                list(args.workers or plan.scale_workers),
                 plan.scale_concurrency,
                 plan.first_token_s,
                 plan.stream_s,
@@ -215,7 +219,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 bench, plan.probes, rate, plan.load_s, plan.concurrency, plan.idle_window_s
             )
         if "ledger" in only:
-            n |= await inproc.ledger(bench, plan.ledger_events)
+            n |= await inproc.ledger(bench, plan.ledger_events, "jobs")
+            n |= await inproc.ledger(bench, plan.ledger_events, "done")
         if "memory" in only:
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
     finally:
@@ -236,6 +241,11 @@ def main() -> None:
         "--concurrency", type=int, help="jobs per worker in the overhead and pickup runs (default 50)"
     )
     parser.add_argument("--repeats", type=int, help="repeats of the overhead and scale runs")
+    parser.add_argument(
+        "--workers",
+        type=lambda text: tuple(int(w) for w in text.split(",")),
+        help="comma-separated worker counts of the scale section (default 1,2,4; quick 1,2)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows and raw numbers here")
     args = parser.parse_args()
     configure_logging("WARNING")

@@ -106,8 +106,27 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
     return out
 
 
-async def ledger(bench: Bench, events: int) -> dict[str, float]:
-    """Events/s the ledger writer sustains draining a backlog of `events` terminal events into SQLite."""
+def _backlog_event(number: int, mix: str, output: dict[str, Any]) -> dict[str, Any]:
+    """Event `number` of a backlog: `done` = every event a terminal event with a full plan (the worst
+    case); `jobs` = what the pipeline writes per job, its `submitted` event then its terminal event."""
+    job_id = f"job-{number // 2 if mix == 'jobs' else number}"
+    common = {"job_id": job_id, "agent_id": SEED_AGENT.agent_id, "tenant_id": "default"}
+    if mix == "jobs" and number % 2 == 0:
+        request = PlanRequest.model_validate(plan_request(number // 2))
+        return ledger_event("submitted", **common, payload=request.model_dump(mode="json", exclude_none=True))
+    return ledger_event(
+        "done",
+        **common,
+        attempt=1,
+        worker="bench",
+        decision="EXECUTE",
+        model="scripted",
+        payload={"output": output},
+    )
+
+
+async def ledger(bench: Bench, events: int, mix: str = "done") -> dict[str, float]:
+    """Events/s the ledger writer sustains draining a backlog of `events` events (see _backlog_event)."""
     prefix = bench.prefix()
     settings = Settings(
         redis_url=bench.redis_url, key_prefix=prefix, ledger_path=bench.workdir / f"ledger-{prefix[:-1]}.db"
@@ -121,18 +140,7 @@ async def ledger(bench: Bench, events: int) -> dict[str, float]:
         for start in range(0, events, 1000):
             async with redis.pipeline(transaction=False) as pipe:
                 for number in range(start, min(events, start + 1000)):
-                    event = ledger_event(
-                        "done",
-                        job_id=f"job-{number}",
-                        agent_id=SEED_AGENT.agent_id,
-                        tenant_id="default",
-                        attempt=1,
-                        worker="bench",
-                        decision="EXECUTE",
-                        model="scripted",
-                        payload={"output": output},
-                    )
-                    pipe.xadd(stream, {"e": codec.dumps(event)})
+                    pipe.xadd(stream, {"e": codec.dumps(_backlog_event(number, mix, output))})
                 await pipe.execute()
         writer, task = await start_ledger_writer(redis, settings)
         first: tuple[float, int] | None = None
@@ -148,4 +156,5 @@ async def ledger(bench: Bench, events: int) -> dict[str, float]:
         await redis.aclose()
     if first is None or done <= first[1]:
         raise RuntimeError("the ledger writer did not write the backlog")
-    return {"ledger.events_s": (done - first[1]) / (end - first[0]), "ledger.events": float(done)}
+    key = "ledger.events_s" if mix == "done" else f"ledger.{mix}_events_s"
+    return {key: (done - first[1]) / (end - first[0]), "ledger.events": float(done)}

@@ -12,6 +12,8 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger import jsontext
+
 GENESIS_HASH = "0" * 64
 """The prev_hash of the first row ever written."""
 
@@ -42,6 +44,7 @@ CHAIN_COLUMNS: tuple[str, ...] = (
 depend on the row's schema_version, so rows written before it still verify."""
 
 ROW_COLUMNS: tuple[str, ...] = (*CHAIN_COLUMNS, "row_hash")
+_CHAIN_KEYS = frozenset(CHAIN_COLUMNS)
 
 UNKNOWN_POLICY = "unknown"
 
@@ -65,8 +68,9 @@ def now_iso() -> str:
 
 def canonical(row: dict[str, Any]) -> str:
     """The canonical text of a row: its chain columns as compact sorted-key JSON."""
-    content = {name: row.get(name) for name in CHAIN_COLUMNS}
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if row.keys() == _CHAIN_KEYS:  # a row being sealed: exactly its chain columns (no copy needed)
+        return jsontext.canonical_dumps(row)
+    return jsontext.canonical_dumps({name: row.get(name) for name in CHAIN_COLUMNS})
 
 
 def row_hash(row: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+from ledger import jsontext
 
 # The ledger cannot import the queue's vocabulary (layering), so it names the few kinds it projects.
 SUBMITTED = "submitted"
@@ -45,7 +46,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
 
 def dumps(value: Any) -> str:
     """Compact JSON text, non-ASCII kept as is (the same form the producers write)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return jsontext.dumps(value)
 
 
 def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[str, Any], str | None]:
@@ -54,7 +55,7 @@ def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[st
     if raw is None:
         return malformed_event(stream_id, dumps(fields or {}), f"no {STREAM_FIELD!r} field"), "missing_field"
     try:
-        obj = json.loads(raw)
+        obj = jsontext.loads(raw)
     except ValueError:
         return malformed_event(stream_id, raw, "invalid JSON"), "invalid_json"
     if not isinstance(obj, dict):

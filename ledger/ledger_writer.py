@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from typing import Any
@@ -38,7 +39,7 @@ class LedgerWriter:
         group: str,
         consumer: str,
         store: LedgerStore,
-        batch_size: int = 200,
+        batch_size: int = 1000,
         batch_delay_s: float = 0.05,
         block_ms: int = 1000,
         *,
@@ -73,6 +74,12 @@ class LedgerWriter:
         self._claim_min_idle_ms: int | None = None  # set: claim others' pending entries idle this long
         self._next_claim = 0.0
         self._next_renew = 0.0
+        # Pipelining while a backlog drains: the next batch is read (and decoded) while SQLite commits
+        # this one, and this one's XACK/XDEL is sent while SQLite commits the next. Both only delay
+        # the ack: on any error they are dropped, and the entries are re-read from our pending list
+        # (a re-delivered event_id is skipped by the store).
+        self._prefetched: list[Entry] | None = None
+        self._unacked: list[str] = []
         self._log = structlog.get_logger(__name__).bind(stream=stream_key, group=group, consumer=consumer)
 
     def stop(self) -> None:
@@ -127,6 +134,7 @@ class LedgerWriter:
             self._claim_min_idle_ms = 0
         elif was_active and not self.active:
             self._log.warning("ledger_writer_lock_lost")
+            self._forget_read_ahead()
         return self.active
 
     async def _claim_due(self) -> None:
@@ -161,7 +169,12 @@ class LedgerWriter:
         return claimed
 
     async def _shutdown(self) -> None:
-        """Sign the final head and hand the lock over (a standby need not wait for the TTL)."""
+        """Ack what is committed, sign the final head and hand the lock over (a standby need not wait
+        for the TTL)."""
+        if self._unacked:
+            with contextlib.suppress(RedisError):
+                await self._ack()
+        self._forget_read_ahead()
         if self.active and self.anchorer is not None:
             with contextlib.suppress(RedisError, sqlite3.Error):
                 await self.anchorer.maybe(force=True)
@@ -184,23 +197,36 @@ class LedgerWriter:
         try:
             await self._ensure_group()
             if self._pending_first:
+                self._forget_read_ahead()
                 entries = await self._read("0", self.batch_size, None)
                 if entries:
                     await self._commit(entries)
                     return len(entries)
                 self._pending_first = False
-            entries = await self._read(">", self.batch_size, block_ms)
-            if entries and block_ms is not None:
-                entries += await self._fill(self.batch_size - len(entries))
+            if self._prefetched is not None:
+                entries, self._prefetched = self._prefetched, None
+            else:
+                entries = await self._read(">", self.batch_size, block_ms)
+                if entries and block_ms is not None and len(entries) < self.batch_size:
+                    entries += await self._fill(self.batch_size - len(entries))
             if entries:
                 await self._commit(entries)
+            elif self._unacked:
+                await self._ack()
             return len(entries)
         except BaseException:
             # Whatever was read but not acked sits in our pending list; re-reading it is the retry.
             # The group is re-ensured too (XGROUP CREATE is idempotent), in case the stream was recreated.
             self._pending_first = True
             self._group_ready = False
+            self._forget_read_ahead()
             raise
+
+    def _forget_read_ahead(self) -> None:
+        """Drop the read-ahead batch and the deferred acks: those entries stay in our pending list and
+        are re-read from it (already committed ones are skipped by event_id)."""
+        self._prefetched = None
+        self._unacked = []
 
     async def _fill(self, room: int) -> list[Entry]:
         """Wait up to batch_delay_s for more entries, so a trickle is still written in batches."""
@@ -235,31 +261,63 @@ class LedgerWriter:
         return _entries(reply)
 
     async def _commit(self, entries: list[Entry]) -> None:
-        """Store the batch in one transaction, then (and only then) XACK and XDEL its entries."""
-        events = []
-        for stream_id, fields in entries:
-            if fields is None:
-                continue  # deleted from the stream while pending: it was committed and acked before
-            event, problem = decode_entry(stream_id, fields)
-            if problem is not None:
-                self.malformed += 1
-                self._log.warning("ledger_entry_malformed", stream_id=stream_id, problem=problem)
-            events.append(event)
-        inserted = await self.store.insert_events(events)
-        ids = [stream_id for stream_id, _ in entries]
+        """Store the batch in one transaction, then (and only then) XACK and XDEL its entries.
+
+        The entries are decoded on the store's SQLite thread. While it works, the previous batch's ack
+        goes out and, when this batch was full (a backlog), the next batch is read; this batch's own
+        ack then waits for the next commit, or goes out at once when nothing more was read."""
+        insert = asyncio.ensure_future(self.store.insert_prepared(functools.partial(decode_batch, entries)))
+        try:
+            if self._unacked:
+                await self._ack()
+            if len(entries) >= self.batch_size:
+                self._prefetched = await self._read(">", self.batch_size, None) or None
+        except BaseException:
+            # The insert runs on regardless (its thread finishes the transaction); let it end first.
+            await asyncio.wait([insert])
+            raise
+        inserted, problems = await insert
+        for stream_id, problem in problems:
+            self.malformed += 1
+            self._log.warning("ledger_entry_malformed", stream_id=stream_id, problem=problem)
+        self.written += inserted
+        self._unacked = [stream_id for stream_id, _ in entries]
+        self._log.debug("ledger_batch_committed", entries=len(entries), inserted=inserted)
+        if self._prefetched is None:
+            await self._ack()
+
+    async def _ack(self) -> None:
+        """XACK and XDEL the committed entries not yet acknowledged."""
+        ids = self._unacked
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream_key, self.group, *ids)
             pipe.xdel(self.stream_key, *ids)
             await pipe.execute()
-        self.written += inserted
-        self.processed += len(entries)
-        self._log.debug("ledger_batch_committed", entries=len(entries), inserted=inserted)
+        self._unacked = []
+        self.processed += len(ids)
 
     def _on_error(self, exc: Exception) -> None:
         """Count and log a failed step (the step itself arranged for its retry)."""
         self.errors += 1
         source = "sqlite" if isinstance(exc, sqlite3.Error) else "redis"
         self._log.warning("ledger_writer_error", source=source, error=repr(exc))
+
+
+def decode_batch(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The events of a batch, and (stream id, problem) for each entry recorded as `malformed`.
+
+    An entry without fields was deleted from the stream while pending: it was committed and acked
+    before, so it yields no event."""
+    events: list[dict[str, Any]] = []
+    problems: list[tuple[str, str]] = []
+    for stream_id, fields in entries:
+        if fields is None:
+            continue
+        event, problem = decode_entry(stream_id, fields)
+        if problem is not None:
+            problems.append((stream_id, problem))
+        events.append(event)
+    return events, problems
 
 
 def _entries(reply: Any) -> list[Entry]:

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=3, ge=0)
     llm_backoff_s: float = Field(default=0.5, ge=0)
     ledger_path: Path = Path("./plangate-ledger.db")
-    ledger_batch_size: int = Field(default=200, ge=1)
+    ledger_batch_size: int = Field(default=1000, ge=1)
     ledger_batch_delay_s: float = Field(default=0.05, ge=0)
     ledger_signing_key: Path | None = Field(
         default=None,

@@ -189,10 +189,10 @@ async def test_sqlite_failure_leaves_entries_unacked_until_committed(
     await xadd_events(env, events)
     writer = env.writer()
 
-    async def broken(batch: list[dict[str, Any]]) -> int:
+    async def broken(prepare: Callable[[], Any]) -> Any:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(env.store, "insert_events", broken)
+    monkeypatch.setattr(env.store, "insert_prepared", broken)
     with pytest.raises(sqlite3.OperationalError):
         await writer.drain_once()
     assert await pending_count(env) == 30  # read, not acked
@@ -207,17 +207,17 @@ async def test_sqlite_failure_leaves_entries_unacked_until_committed(
 
 
 async def test_run_retries_after_sqlite_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_insert = env.store.insert_events
+    real_insert = env.store.insert_prepared
     calls = 0
 
-    async def flaky(batch: list[dict[str, Any]]) -> int:
+    async def flaky(prepare: Callable[[], Any]) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise sqlite3.OperationalError("database is locked")
-        return await real_insert(batch)
+        return await real_insert(prepare)
 
-    monkeypatch.setattr(env.store, "insert_events", flaky)
+    monkeypatch.setattr(env.store, "insert_prepared", flaky)
     writer = env.writer()
     await xadd_events(env, [make_event() for _ in range(10)])
     async with running(writer):
@@ -263,3 +263,74 @@ async def test_drain_once_batches_and_returns_new_count(env: Env) -> None:
     assert writer.processed == 450
     assert await writer.drain_once() == 0
     assert await env.redis.xlen(env.stream) == 0
+
+
+async def test_backlog_next_batch_is_read_while_the_previous_one_commits(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-ahead: during the first batch's commit the second batch is already read (pending), and
+    every entry still ends up recorded once, acked and deleted."""
+    await xadd_events(env, [make_event() for _ in range(35)])
+    writer = env.writer(batch_size=10)
+    real_insert = env.store.insert_prepared
+    pending_during_first_commit: list[int] = []
+
+    async def observed(prepare: Callable[[], Any]) -> Any:
+        if not pending_during_first_commit:
+            # The read-ahead runs beside this call; wait (with a deadline) until it has read batch 2.
+            await wait_until(lambda: _pending_at_least(env, 20), timeout=5)
+            pending_during_first_commit.append(await pending_count(env))
+        return await real_insert(prepare)
+
+    monkeypatch.setattr(env.store, "insert_prepared", observed)
+    assert await writer.drain_once() == 35
+    assert pending_during_first_commit == [20]
+    assert await env.store.count_events() == 35
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def _pending_at_least(env: Env, count: int) -> bool:
+    return await pending_count(env) >= count
+
+
+async def test_failure_mid_backlog_loses_and_repeats_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit fails while a read-ahead batch and a deferred ack are in flight: the retry records every
+    entry exactly once and leaves the stream empty."""
+    events = [make_event() for _ in range(47)]
+    await xadd_events(env, events)
+    writer = env.writer(batch_size=10)
+    real_insert = env.store.insert_prepared
+    calls = 0
+
+    async def fails_third(prepare: Callable[[], Any]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_insert(prepare)
+
+    monkeypatch.setattr(env.store, "insert_prepared", fails_third)
+    with pytest.raises(sqlite3.OperationalError):
+        await writer.drain_once()
+    assert await env.store.count_events() == 20
+    # Batch 2's deferred ack went out beside the failed commit; batch 3 and the read-ahead batch 4 wait.
+    assert await env.redis.xlen(env.stream) == 27
+    assert await pending_count(env) == 20
+    assert await writer.drain_once() == 27
+    assert await env.store.count_events() == 47
+    recorded = {row["event_id"] for row in await _all_events(env)}
+    assert recorded == {event["event_id"] for event in events}
+    assert await pending_count(env) == 0
+    assert await env.redis.xlen(env.stream) == 0
+
+
+async def _all_events(env: Env) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(env.store.path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute("SELECT event_id FROM events")]
+    finally:
+        conn.close()
