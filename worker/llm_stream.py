@@ -66,6 +66,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 log = structlog.get_logger(__name__)
 
+try:  # the aiohttp transport (openai[aiohttp]); LLM_HTTP=httpx works without it
+    import aiohttp as _AIOHTTP
+except ImportError:  # pragma: no cover - depends on the environment
+    _AIOHTTP = None  # type: ignore[assignment]
+
 # What the SDK maps to APITimeoutError / APIConnectionError while reading a stream.
 _READ_TIMEOUTS: tuple[type[BaseException], ...] = (_transport.TimeoutException,)
 _READ_ERRORS: tuple[type[BaseException], ...] = (_transport.RequestError, ssl.SSLError, anyio.EndOfStream)
@@ -126,6 +131,20 @@ def client_timeout(settings: Settings) -> openai.Timeout:
         connect=min(MAX_CONNECT_TIMEOUT_S, settings.llm_timeout_s),
         read=settings.llm_idle_timeout_s,
     )
+
+
+def http_client(transport: str, timeout: openai.Timeout) -> Any:
+    """The openai client's HTTP client: the SDK's aiohttp one (its default settings), else its httpx one.
+
+    aiohttp reads a streamed body for about half the CPU per network read of httpx's stack (h11 and
+    anyio, a timeout scope per read): with a hundred streams per worker that is most of a worker's CPU
+    per job (bench/README.md). Requests, auth, status errors and retries stay the SDK's either way."""
+    if transport == "aiohttp" and _AIOHTTP is not None and hasattr(openai, "DefaultAioHttpClient"):
+        return openai.DefaultAioHttpClient(timeout=timeout)
+    if transport == "aiohttp":
+        why = "install openai[aiohttp] (aiohttp, and an openai release with DefaultAioHttpClient)"
+        log.warning("llm.transport", wanted="aiohttp", using="httpx", why=why)
+    return openai.DefaultAsyncHttpxClient(timeout=timeout)
 
 
 def models_to_try(model: str, fallbacks: list[str]) -> list[str]:
@@ -216,6 +235,9 @@ def _rejects_mode(exc: openai.APIError, mode: str) -> bool:
 
 def _typed(exc: openai.APIError, model: str, timeout: openai.Timeout, *, streaming: bool) -> LLMError:
     """Map an SDK error to plangate's typed error, with a message that names the cause."""
+    if isinstance(exc, openai.APITimeoutError) and exc.__cause__ is not None and _disconnected(exc.__cause__):
+        # (a refused or closed connection that the aiohttp transport reported as a timeout)
+        exc = openai.APIConnectionError(message=str(exc.__cause__), request=exc.request)
     if isinstance(exc, openai.APITimeoutError):
         # The SDK wraps the transport's timeout; its class says which phase stalled.
         phase = type(exc.__cause__).__name__
@@ -274,6 +296,7 @@ class LLMPlanner:
             api_key=key or "unused",
             max_retries=0,  # retries are ours: typed, logged, with jitter and Retry-After
             timeout=self._timeout,
+            http_client=http_client(settings.llm_http, self._timeout),
         )
 
     async def aclose(self) -> None:
@@ -420,6 +443,8 @@ class LLMPlanner:
                     if done:
                         break
             except _READ_TIMEOUTS as err:
+                if _disconnected(err):
+                    raise openai.APIConnectionError(request=response.request) from err
                 raise openai.APITimeoutError(request=response.request) from err
             except _READ_ERRORS as err:
                 raise openai.APIConnectionError(request=response.request) from err
@@ -446,6 +471,17 @@ class LLMPlanner:
             }
         answered = answered_model or model
         return _Completion(text="".join(parts), model=answered, usage=usage_dict, mode=mode, finish=finish)
+
+
+def _disconnected(err: BaseException) -> bool:
+    """A closed connection that the aiohttp transport reports as a timeout (it maps every aiohttp
+    ClientConnectionError, ServerDisconnectedError included, to httpx's ConnectTimeout)."""
+    cause = err.__cause__
+    return (
+        _AIOHTTP is not None
+        and isinstance(cause, _AIOHTTP.ClientConnectionError)
+        and not isinstance(cause, asyncio.TimeoutError)
+    )
 
 
 class SSEDecoder:

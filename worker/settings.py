@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, description="default 10 x HEARTBEAT_S")
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     llm_idle_timeout_s: float = Field(default=30.0, gt=0, description="longest silence inside a stream")
+    llm_http: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="the openai client's HTTP transport: aiohttp (less CPU per streamed chunk) or httpx",
+    )
     fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     result_ttl_s: int = Field(default=86_400, ge=1)
     job_tries: int = Field(default=3, ge=1)

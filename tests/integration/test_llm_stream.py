@@ -37,6 +37,13 @@ REQUEST = PlanRequest(
 )
 
 
+@pytest.fixture(autouse=True, params=["aiohttp", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every behaviour holds on both HTTP transports of the openai client (LLM_HTTP)."""
+    monkeypatch.setenv("PLANGATE_LLM_HTTP", request.param)
+    return str(request.param)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_modes() -> Iterator[None]:
     llm_stream.forget_response_modes()
@@ -313,3 +320,14 @@ def test_parse_draft_strips_code_fences() -> None:
     body = '{"action": "a", "decision": "SKIP", "confidence": 0.5, "plan": []}'
     assert parse_draft(f"```json\n{body}\n```").decision == "SKIP"
     assert parse_draft(body).confidence == 0.5
+
+
+async def test_the_chosen_transport_carries_the_call(stub: StubServer, transport: str) -> None:
+    planner = LLMPlanner(_settings(f"http://127.0.0.1:{stub.port}/v1"))
+    try:
+        classes = [cls.__name__ for cls in type(planner._client._client).__mro__]
+        assert ("Httpx2AiohttpClient" in classes) == (transport == "aiohttp")
+        result = await planner.plan(agent=SEED_AGENT, request=REQUEST, model="scripted", on_tokens=[].append)
+    finally:
+        await planner.aclose()
+    assert result.draft.action
