@@ -15,6 +15,7 @@ from bench.report import median
 from bench.workload import plan_request
 from governance.models import SEED_AGENT, PlanRequest
 from worker import codec, llm_stream
+from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.llm_stream import LLMPlanner, _Progress, request_options
@@ -106,6 +107,21 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
     return out
 
 
+async def ledger_repeated(bench: Bench, events: int, repeats: int) -> dict[str, float]:
+    """`ledger` for both mixes, alternating, `repeats` times each; the medians (and each run's rate)."""
+    rates: dict[str, list[float]] = {"jobs": [], "done": []}
+    for _ in range(repeats):
+        for mix, runs in rates.items():
+            key = "ledger.events_s" if mix == "done" else f"ledger.{mix}_events_s"
+            runs.append((await ledger(bench, events, mix))[key])
+    return {
+        "ledger.jobs_events_s": median(rates["jobs"]),
+        "ledger.events_s": median(rates["done"]),
+        **{f"ledger.{mix}_run{i}": rate for mix, runs in rates.items() for i, rate in enumerate(runs)},
+        "ledger.events": float(events),
+    }
+
+
 def _backlog_event(number: int, mix: str, output: dict[str, Any]) -> dict[str, Any]:
     """Event `number` of a backlog: `done` = every event a terminal event with a full plan (the worst
     case); `jobs` = what the pipeline writes per job, its `submitted` event then its terminal event."""
@@ -142,6 +158,7 @@ async def ledger(bench: Bench, events: int, mix: str = "done") -> dict[str, floa
                 for number in range(start, min(events, start + 1000)):
                     pipe.xadd(stream, {"e": codec.dumps(_backlog_event(number, mix, output))})
                 await pipe.execute()
+        freeze_startup_objects()  # as `plangate ledger serve` and `plangate worker` do once started
         writer, task = await start_ledger_writer(redis, settings)
         first: tuple[float, int] | None = None
         deadline = time.monotonic() + 60 + events / 1000

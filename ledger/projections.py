@@ -3,6 +3,7 @@ snapshots and the full-text search index. They are derived data; only the events
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import Any
 
@@ -64,11 +65,39 @@ SELECT ?, ?, ?,
 """
 
 
-def project(conn: sqlite3.Connection, event: dict[str, Any], payload_text: str | None = None) -> None:
+class SearchRows:
+    """The search-index changes of one batch, applied once per job at its end (`flush`).
+
+    A job's search row holds its description (from `submitted`) and its plan and notes (from the
+    terminal event). FTS5 deletes a row by re-reading and re-tokenising it, the costliest statement
+    of a batch; when both events of a job are in one batch (a backlog), the row is written once."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, str]] = {}
+
+    def set(self, job_id: str, **columns: str) -> None:
+        self._rows.setdefault(job_id, {}).update(columns)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Write every changed search row (inside the batch's transaction)."""
+        rows, self._rows = self._rows, {}
+        for job_id, columns in rows.items():
+            _index(conn, job_id, **columns)
+
+
+def project(
+    conn: sqlite3.Connection,
+    event: dict[str, Any],
+    payload_text: str | None = None,
+    search: SearchRows | None = None,
+) -> None:
     """Update the read models for one newly recorded event (inside the caller's transaction).
 
     `payload_text`, when given, is `dumps(event["payload"])` already computed by the caller (the events
-    row holds the same text), so a terminal event's output is not serialised twice.
+    row holds the same text), so a terminal event's output is not serialised twice. With `search`, the
+    search row changes wait there for the batch's `search.flush(conn)`; without, they are made now.
 
     Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
     projections) in one call on its writer thread instead of one thread hop per statement."""
@@ -92,7 +121,8 @@ def project(conn: sqlite3.Connection, event: dict[str, Any], payload_text: str |
             ),
         )
         _tenant_and_project(conn, event, fields)
-        _index(conn, event["job_id"], description=_text(fields.get("description")) or "")
+        index = search.set if search is not None else functools.partial(_index, conn)
+        index(event["job_id"], description=_text(fields.get("description")) or "")
     elif kind in TERMINAL_KINDS:
         conn.execute(
             _PROJECT_TERMINAL,
@@ -110,8 +140,8 @@ def project(conn: sqlite3.Connection, event: dict[str, Any], payload_text: str |
         )
         output = fields.get("output")
         if isinstance(output, dict):
-            _index(
-                conn,
+            index = search.set if search is not None else functools.partial(_index, conn)
+            index(
                 event["job_id"],
                 plan=_text(output.get("steps")) or "",
                 notes=_text(output.get("notes_for_humans")) or "",

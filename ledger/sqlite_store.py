@@ -18,7 +18,7 @@ import aiosqlite
 from ledger import chain, migrations, queries
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
 from ledger.events import dumps
-from ledger.projections import project
+from ledger.projections import SearchRows, project
 
 _T = TypeVar("_T")
 
@@ -183,6 +183,7 @@ def _insert_batch_sync(
         seq, prev_hash = chain.read_head(conn)
         recorded_at = chain.now_iso()
         inserted = 0
+        search = SearchRows()
         for event in events:
             row = chain.seal(_row(event, seq + 1, recorded_at, policy_version), prev_hash)
             cur = conn.execute(_INSERT_EVENT, _ROW_VALUES(row))
@@ -190,7 +191,8 @@ def _insert_batch_sync(
                 seq, prev_hash = seq + 1, row["row_hash"]
                 inserted += 1
                 # (the row's payload text is dumps(payload) whenever the event has a payload)
-                project(conn, event, row["payload"])
+                project(conn, event, row["payload"], search)
+        search.flush(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # (a failed COMMIT may leave it open; some errors end it themselves)

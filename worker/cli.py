@@ -145,10 +145,12 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.heap import freeze_startup_objects
     from worker.worker_process import serve
 
     if args.concurrency is not None:
         settings = settings.model_copy(update={"concurrency": args.concurrency})
+    freeze_startup_objects()
     asyncio.run(serve(settings, burst=args.burst, ledger_writer=not args.no_ledger_writer))
     return EXIT_OK
 

@@ -236,10 +236,12 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 
 @_ledger_errors
 async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.heap import freeze_startup_objects
     from worker.log_setup import configure_logging
     from worker.worker_app import start_ledger_writer, stop_ledger_writer
 
     configure_logging(settings.log_level)
+    freeze_startup_objects()
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
     redis = Redis.from_url(settings.redis_url, decode_responses=True)

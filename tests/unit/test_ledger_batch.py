@@ -73,6 +73,10 @@ def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             rows = conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
             out[table] = [tuple(v for k, v in zip(r.keys(), r, strict=True) if k not in _TIMED) for r in rows]
         out["job_search"] = [tuple(r) for r in conn.execute("SELECT rowid, * FROM job_search ORDER BY rowid")]
+        for words in ('"rotate"', '"step"', '"rotate" "ok"', '"11"'):  # the index itself, not only its rows
+            sql = "SELECT rowid FROM job_search WHERE job_search MATCH ? ORDER BY rowid"
+            found = conn.execute(sql, (words,))
+            out[f"match {words}"] = [tuple(r) for r in found]
         return out
     finally:
         conn.close()
@@ -94,6 +98,7 @@ async def test_one_batch_equals_one_event_at_a_time(tmp_path: Path) -> None:
     dumped = table_dump(tmp_path / "batched.db")
     assert dumped == table_dump(tmp_path / "single.db")
     assert len(dumped["agents"]) == 36 and len(dumped["job_search"]) == 5
+    assert len(dumped['match "rotate" "ok"']) == 5  # description (submitted) and notes (done) of one row
     assert verify_ledger(tmp_path / "batched.db").ok
     assert verify_ledger(tmp_path / "single.db").ok
 
