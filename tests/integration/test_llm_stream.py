@@ -28,6 +28,7 @@ from worker.llm_stream import (
     request_options,
 )
 from worker.llm_stub import StubServer
+from worker.prompt import build_messages
 from worker.settings import Settings
 
 REQUEST = PlanRequest(
@@ -107,6 +108,8 @@ async def test_scripted_gives_a_valid_draft_with_real_usage(stub: StubServer) ->
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"]["title"] == "PlanDraft"
     assert sent["max_tokens"] == 2048
+    assert sent["messages"] == build_messages(SEED_AGENT, REQUEST)  # (sent through extra_body)
+    assert set(sent) == {"model", "messages", "stream", "stream_options", "max_tokens", "response_format"}
     assert "x-title" not in stub.request_headers[0]  # attribution headers are for OpenRouter only
 
 
