@@ -68,14 +68,18 @@ def now_iso() -> str:
 
 def canonical(row: dict[str, Any]) -> str:
     """The canonical text of a row: its chain columns as compact sorted-key JSON."""
-    if row.keys() == _CHAIN_KEYS:  # a row being sealed: exactly its chain columns (no copy needed)
-        return jsontext.canonical_dumps(row)
-    return jsontext.canonical_dumps({name: row.get(name) for name in CHAIN_COLUMNS})
+    return jsontext.canonical_dumps(_chain_content(row))
 
 
 def row_hash(row: dict[str, Any]) -> str:
-    """The SHA-256 (hex) of a row's canonical content."""
-    return hashlib.sha256(canonical(row).encode("utf-8")).hexdigest()
+    """The SHA-256 (hex) of a row's canonical content (its UTF-8 text)."""
+    return hashlib.sha256(jsontext.canonical_bytes(_chain_content(row))).hexdigest()
+
+
+def _chain_content(row: dict[str, Any]) -> dict[str, Any]:
+    if row.keys() == _CHAIN_KEYS:  # a row being sealed: exactly its chain columns (no copy needed)
+        return row
+    return {name: row.get(name) for name in CHAIN_COLUMNS}
 
 
 def audit_columns(event: dict[str, Any]) -> dict[str, Any]:

@@ -54,9 +54,22 @@ def dumps(value: Any) -> str:
 
 def canonical_dumps(content: dict[str, Any]) -> str:
     """Compact sorted-key JSON of a flat dict of text, integers and nulls (a chain row's hashed content)."""
+    fast = _orjson_canonical(content)
+    if fast is not None:
+        return fast.decode("utf-8")
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_bytes(content: dict[str, Any]) -> bytes:
+    """`canonical_dumps(content)` as UTF-8 (what the chain hashes), without a decode and re-encode."""
+    fast = _orjson_canonical(content)
+    return fast if fast is not None else canonical_dumps(content).encode("utf-8")
+
+
+def _orjson_canonical(content: dict[str, Any]) -> bytes | None:
     if set(map(type, content.values())) <= _SCALARS:
         try:
-            return orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+            return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         except TypeError:
             pass  # an integer beyond 64 bits, a lone surrogate
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return None

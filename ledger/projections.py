@@ -3,7 +3,6 @@ snapshots and the full-text search index. They are derived data; only the events
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from typing import Any
 
@@ -81,10 +80,48 @@ class SearchRows:
         self._rows.setdefault(job_id, {}).update(columns)
 
     def flush(self, conn: sqlite3.Connection) -> None:
-        """Write every changed search row (inside the batch's transaction)."""
+        """Write every changed search row (inside the batch's transaction).
+
+        The search row shares its jobs row's rowid (FTS5 cannot index job_id); both lookups are made
+        for the whole batch at once."""
         rows, self._rows = self._rows, {}
+        rowids = dict(_select_in(conn, "SELECT job_id, rowid FROM jobs WHERE job_id IN ({})", list(rows)))
+        current_rows = {
+            row[0]: row
+            for row in _select_in(
+                conn,
+                "SELECT rowid, job_id, description, plan, notes FROM job_search WHERE rowid IN ({})",
+                list(rowids.values()),
+            )
+        }
+        inserts = []
         for job_id, columns in rows.items():
-            _index(conn, job_id, **columns)
+            rowid = rowids.get(job_id)
+            if rowid is None:
+                continue
+            current = {"description": "", "plan": "", "notes": ""}
+            row = current_rows.get(rowid)
+            if row is not None:
+                if row[1] == job_id:  # (a VACUUM may renumber the jobs rows; then the stale row is replaced)
+                    current = {"description": row[2], "plan": row[3], "notes": row[4]}
+                conn.execute("DELETE FROM job_search WHERE rowid = ?", (rowid,))
+            current.update(columns)
+            inserts.append((rowid, job_id, current["description"], current["plan"], current["notes"]))
+        conn.executemany(
+            "INSERT INTO job_search (rowid, job_id, description, plan, notes) VALUES (?, ?, ?, ?, ?)", inserts
+        )
+
+
+_IN_CHUNK = 500  # bound parameters per IN list (old SQLite builds allow 999)
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (one `IN ({})` placeholder) for all `values`, queried in chunks."""
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        found += conn.execute(sql.format(", ".join("?" * len(chunk))), chunk).fetchall()
+    return found
 
 
 def project(
@@ -101,6 +138,11 @@ def project(
 
     Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
     projections) in one call on its writer thread instead of one thread hop per statement."""
+    if search is None:
+        search = SearchRows()
+        project(conn, event, payload_text, search)
+        search.flush(conn)
+        return
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
@@ -121,8 +163,7 @@ def project(
             ),
         )
         _tenant_and_project(conn, event, fields)
-        index = search.set if search is not None else functools.partial(_index, conn)
-        index(event["job_id"], description=_text(fields.get("description")) or "")
+        search.set(event["job_id"], description=_text(fields.get("description")) or "")
     elif kind in TERMINAL_KINDS:
         conn.execute(
             _PROJECT_TERMINAL,
@@ -140,8 +181,7 @@ def project(
         )
         output = fields.get("output")
         if isinstance(output, dict):
-            index = search.set if search is not None else functools.partial(_index, conn)
-            index(
+            search.set(
                 event["job_id"],
                 plan=_text(output.get("steps")) or "",
                 notes=_text(output.get("notes_for_humans")) or "",
@@ -177,28 +217,6 @@ def _agent_snapshot(conn: sqlite3.Connection, event: dict[str, Any], fields: dic
             event.get("reason") or _text(fields.get("reason")),
             event.get("created_at"),
         ),
-    )
-
-
-def _index(conn: sqlite3.Connection, job_id: str, **columns: str) -> None:
-    """Set some columns of the job's search row (description at submit; plan and notes at the end).
-
-    The search row shares its jobs row's rowid: FTS5 cannot index job_id, a rowid lookup is instant."""
-    (rowid,) = conn.execute("SELECT rowid FROM jobs WHERE job_id = ?", (job_id,)).fetchone() or (None,)
-    if rowid is None:
-        return
-    row = conn.execute(
-        "SELECT job_id, description, plan, notes FROM job_search WHERE rowid = ?", (rowid,)
-    ).fetchone()
-    current = {"description": "", "plan": "", "notes": ""}
-    if row is not None:
-        if row[0] == job_id:  # (a VACUUM may renumber the jobs rows; then the stale row is replaced)
-            current = {"description": row[1], "plan": row[2], "notes": row[3]}
-        conn.execute("DELETE FROM job_search WHERE rowid = ?", (rowid,))
-    current.update(columns)
-    conn.execute(
-        "INSERT INTO job_search (rowid, job_id, description, plan, notes) VALUES (?, ?, ?, ?, ?)",
-        (rowid, job_id, current["description"], current["plan"], current["notes"]),
     )
 
 

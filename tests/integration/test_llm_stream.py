@@ -146,6 +146,20 @@ async def test_connect_error_is_unavailable() -> None:
         await _plan(f"http://127.0.0.1:{port}/v1", "scripted", llm_max_retries=1)
 
 
+async def test_connection_closed_without_an_answer_is_unavailable_not_a_timeout() -> None:
+    """An endpoint that reads the request and hangs up (aiohttp reports that as a timeout; it is not)."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(LLMUnavailable, match="after 2 attempts"):
+            await _plan(f"http://127.0.0.1:{port}/v1", "scripted", llm_max_retries=1)
+
+
 async def test_other_4xx_is_rejected_without_retry(stub: StubServer) -> None:
     base_without_v1 = f"http://127.0.0.1:{stub.port}/api"
     with pytest.raises(LLMRequestRejected):
