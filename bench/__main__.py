@@ -58,7 +58,7 @@ QUICK = Plan(
     probes=6,
     load_s=1.5,
     idle_window_s=2.0,
-    ledger_events=2_000,
+    ledger_events=5_000,
     in_flight=100,
     memory_stream_s=1.5,
 )

@@ -275,6 +275,8 @@ class LedgerWriter:
         except BaseException:
             # The insert runs on regardless (its thread finishes the transaction); let it end first.
             await asyncio.wait([insert])
+            if not insert.cancelled() and insert.exception() is not None:
+                self._log.warning("ledger_batch_not_committed", error=repr(insert.exception()))
             raise
         inserted, problems = await insert
         for stream_id, problem in problems:

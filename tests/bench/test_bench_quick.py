@@ -19,6 +19,7 @@ GROSS = {
     "streaming.ratio": ("<=", 0.8),
     "scale.w1.ratio": (">=", 0.3),
     "memory.peak_mib": ("<=", 250.0),
+    "ledger.jobs_events_s": (">=", 2000.0),
 }
 
 
