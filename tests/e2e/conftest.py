@@ -73,20 +73,19 @@ def e2e_env(redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str) 
 
 
 @pytest.fixture
-def start_workers(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., list[subprocess.Popen]]]:
-    """Start N `plangate worker` processes (extra PLANGATE_* settings as keyword arguments); returns the
-    new ones. Whatever still runs afterwards is stopped with SIGTERM, then killed."""
+def start_plangate(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start `plangate ARGS...` as a process named `name` (extra PLANGATE_* settings as keyword
+    arguments), its output in `<tmp_path>/<name>-<n>.log`. Whatever still runs afterwards is stopped
+    with SIGTERM, then killed."""
     procs: list[subprocess.Popen] = []
+    started: dict[str, int] = {}
 
-    def start(count: int, *args: str, **settings: str) -> list[subprocess.Popen]:
-        env = {**e2e_env, **{f"PLANGATE_{name.upper()}": value for name, value in settings.items()}}
-        started = []
-        for _ in range(count):
-            log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-            proc = subprocess.Popen(plangate_cmd("worker", *args), env=env, stdout=log, stderr=log)
-            procs.append(proc)
-            started.append(proc)
-        return started
+    def start(name: str, *args: str, **settings: str) -> subprocess.Popen:
+        env = {**e2e_env, **{f"PLANGATE_{key.upper()}": value for key, value in settings.items()}}
+        number = started[name] = started.get(name, -1) + 1
+        log = (tmp_path / f"{name}-{number}.log").open("wb")
+        procs.append(subprocess.Popen(plangate_cmd(*args), env=env, stdout=log, stderr=log))
+        return procs[-1]
 
     yield start
     for proc in procs:
@@ -98,3 +97,14 @@ def start_workers(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def start_workers(start_plangate: Callable[..., subprocess.Popen]) -> Callable[..., list[subprocess.Popen]]:
+    """Start N `plangate worker` processes (extra PLANGATE_* settings as keyword arguments); returns the
+    new ones (logs in worker-<n>.log; stopped afterwards like every start_plangate process)."""
+
+    def start(count: int, *args: str, **settings: str) -> list[subprocess.Popen]:
+        return [start_plangate("worker", "worker", *args, **settings) for _ in range(count)]
+
+    return start

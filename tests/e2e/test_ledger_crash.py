@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,26 +42,9 @@ def _terminal_counts(ledger: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def start_serve(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen]]:
-    """Start `plangate ledger serve` processes; stopped (SIGTERM, then SIGKILL) afterwards."""
-    procs: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        log = (tmp_path / f"ledger-serve-{len(procs)}.log").open("wb")
-        cmd = plangate_cmd("ledger", "serve", "--lock-ttl", "1")
-        procs.append(subprocess.Popen(cmd, env=e2e_env, stdout=log, stderr=log))
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def start_serve(start_plangate: Callable[..., subprocess.Popen]) -> Callable[[], subprocess.Popen]:
+    """Start a `plangate ledger serve` process (stopped afterwards with the other test processes)."""
+    return lambda: start_plangate("ledger-serve", "ledger", "serve", "--lock-ttl", "1")
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import e2e_env, llm_stub_url, start_workers  # noqa: F401  (fixtures)
+from tests.e2e.conftest import e2e_env, llm_stub_url, start_plangate, start_workers  # noqa: F401  (fixtures)
 
 FAULT_REPORT: list[str] = []
 
