@@ -47,6 +47,7 @@ class JobRun:
     locks: tuple[str, ...] = ()
     quota_day: str = ""
     prompt_estimate: int = 0
+    messages: list[dict[str, Any]] | None = None  # the planning call's messages, built at PREFLIGHT
     llm_started: bool = False
     phase: Phase = Phase.PREFLIGHT
     phase_started: float = field(default_factory=time.monotonic)

@@ -306,11 +306,19 @@ class LLMPlanner:
         await self._client.close()
 
     async def plan(
-        self, *, agent: AgentRecord, request: PlanRequest, model: str, on_tokens: Callable[[int], None]
+        self,
+        *,
+        agent: AgentRecord,
+        request: PlanRequest,
+        model: str,
+        on_tokens: Callable[[int], None],
+        messages: list[dict[str, Any]] | None = None,
     ) -> LLMResult:
-        """Stream a plan for `request` from `model`, else from each fallback model in turn."""
+        """Stream a plan for `request` from `model`, else from each fallback model in turn.
+
+        `messages` are `build_messages(agent, request)` when the caller has them already."""
         progress = _Progress(on_tokens)
-        messages = build_messages(agent, request)
+        messages = messages if messages is not None else build_messages(agent, request)
         models = models_to_try(model, self._settings.fallback_models)
         for index, candidate in enumerate(models):
             try:

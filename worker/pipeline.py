@@ -154,7 +154,9 @@ class Pipeline:
         started = time.monotonic()
         llm_span = self._llm_span(job, model)
         call = asyncio.create_task(
-            self.planner.plan(agent=agent, request=request, model=model, on_tokens=on_tokens)
+            self.planner.plan(
+                agent=agent, request=request, model=model, on_tokens=on_tokens, messages=job.messages
+            )
         )
         try:
             interval = self.settings.heartbeat_s

@@ -81,7 +81,8 @@ class PreflightPhase:
     ) -> None:
         """Count the job against its tenant's quotas and reserve its worst-case spend."""
         model = request.model or self.settings.model
-        prompt_chars = sum(len(m["content"]) for m in build_messages(agent, request))
+        job.messages = build_messages(agent, request)  # (the planner sends these; built once)
+        prompt_chars = sum(len(m["content"]) for m in job.messages)
         price = self.settings.price_for(model)
         reservation = reservation_for(
             tenant, prompt_chars=prompt_chars, max_tokens=self.settings.max_tokens, price=price, model=model
