@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from governance.vocabulary import CancelReason, JobState
 from worker import codec, tracing
 from worker.clock import now_iso
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable, WaitTimeout
+from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import Keys
@@ -196,7 +196,7 @@ class PlanClient:
         self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
     ) -> str:
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
-            job_id = uuid.uuid4().hex
+            job_id = new_id()
             async with self._redis.pipeline(transaction=True) as pipe:
                 if idem_key:
                     await pipe.watch(idem_key)

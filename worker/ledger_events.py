@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from typing import Any
 
 from worker.clock import now_iso
+from worker.ids import new_id
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -27,7 +27,7 @@ def ledger_event(
 ) -> dict[str, Any]:
     """One ledger event: who, what, when, where, and the outcome."""
     return {
-        "event_id": uuid.uuid4().hex,
+        "event_id": new_id(),
         "kind": kind,
         "job_id": job_id,
         "agent_id": agent_id,
