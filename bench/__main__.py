@@ -201,6 +201,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     bench = Bench.open(args.redis_url)
     n: dict[str, float] = {}
     try:
+        # First, while this process is fresh: the drain measures the writer as `plangate ledger serve`
+        # runs it, a process doing nothing else (the in-worker writer shows as the scale runs' lag).
+        if "ledger" in only:
+            n |= await inproc.ledger_repeated(bench, plan.ledger_events, plan.repeats)
         if "overhead" in only:
             n |= await worker_runs.overhead(bench, plan.jobs, plan.concurrency, plan.repeats)
         if "streaming" in only:
@@ -220,8 +224,6 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             n |= await worker_runs.pickup(
                 bench, plan.probes, rate, plan.load_s, plan.concurrency, plan.idle_window_s
             )
-        if "ledger" in only:
-            n |= await inproc.ledger_repeated(bench, plan.ledger_events, plan.repeats)
         if "memory" in only:
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
     finally:
