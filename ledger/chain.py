@@ -66,13 +66,8 @@ def now_iso() -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
-def canonical(row: dict[str, Any]) -> str:
-    """The canonical text of a row: its chain columns as compact sorted-key JSON."""
-    return jsontext.canonical_dumps(_chain_content(row))
-
-
 def row_hash(row: dict[str, Any]) -> str:
-    """The SHA-256 (hex) of a row's canonical content (its UTF-8 text)."""
+    """The SHA-256 (hex) of a row's canonical text: its chain columns as compact sorted-key JSON, UTF-8."""
     return hashlib.sha256(jsontext.canonical_bytes(_chain_content(row))).hexdigest()
 
 

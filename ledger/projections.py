@@ -125,24 +125,16 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tu
 
 
 def project(
-    conn: sqlite3.Connection,
-    event: dict[str, Any],
-    payload_text: str | None = None,
-    search: SearchRows | None = None,
+    conn: sqlite3.Connection, event: dict[str, Any], payload_text: str | None, search: SearchRows
 ) -> None:
     """Update the read models for one newly recorded event (inside the caller's transaction).
 
     `payload_text`, when given, is `dumps(event["payload"])` already computed by the caller (the events
-    row holds the same text), so a terminal event's output is not serialised twice. With `search`, the
-    search row changes wait there for the batch's `search.flush(conn)`; without, they are made now.
+    row holds the same text), so a terminal event's output is not serialised twice. The search row
+    changes wait in `search` for the batch's `search.flush(conn)`.
 
     Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
     projections) in one call on its writer thread instead of one thread hop per statement."""
-    if search is None:
-        search = SearchRows()
-        project(conn, event, payload_text, search)
-        search.flush(conn)
-        return
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
