@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from bench.inproc import _backlog_event
+from bench.inproc import backlog_event
 from ledger import migrations
 from ledger.events import decode_entry
 from ledger.sqlite_store import _connect_writer, _insert_batch_sync
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     plan_text = answer_text([{"role": "user", "content": "Plan a rollout, then a rollback"}], "scripted")
     output = json.loads(plan_text)
-    raws = [codec.dumps(_backlog_event(number, args.mix, output)) for number in range(EVENTS)]
+    raws = [codec.dumps(backlog_event(number, args.mix, output)) for number in range(EVENTS)]
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "ledger.db"
         migrations.migrate_file(path)

@@ -36,7 +36,7 @@ def loads(text: str | bytes) -> Any:
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         try:
-            return orjson.loads(text)
+            return orjson.loads(data)  # (the UTF-8 bytes made for the check: no second encode)
         except orjson.JSONDecodeError:
             pass  # the stdlib names the problem (and reads NaN/Infinity, which orjson refuses)
     return json.loads(text, parse_constant=_constant)

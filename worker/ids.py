@@ -3,8 +3,8 @@
 The first 48 bits are the Unix time in milliseconds, the other 74 free bits random (`secrets`), so
 ids are as unguessable as a job id must be (a tenant-scoped client cannot probe them) and close to
 time order: the ledger's unique event_id index and its job_id indexes take new ids at their end
-instead of at random pages (about 15 % faster batches than uuid4 in `/tmp`-sized tests, more as the
-file outgrows the page cache; bench/README.md note 4).
+instead of at random pages (batches 13-16 % faster than with uuid4 ids in a 30,000-event test, more
+as the file outgrows the page cache; bench/README.md note 4).
 """
 
 from __future__ import annotations
