@@ -98,6 +98,21 @@ async def running(writer: LedgerWriter) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, timeout=5)
 
 
+def fail_commit(env: Env, monkeypatch: pytest.MonkeyPatch, on_call: int, error: Exception) -> None:
+    """Make the store's `on_call`-th batch (counting from 1) raise `error`; the others commit."""
+    real_insert = env.store.insert_prepared
+    calls = 0
+
+    async def insert(prepare: Callable[[], Any]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == on_call:
+            raise error
+        return await real_insert(prepare)
+
+    monkeypatch.setattr(env.store, "insert_prepared", insert)
+
+
 async def pending_count(env: Env) -> int:
     return (await env.redis.xpending(env.stream, GROUP))["pending"]
 
@@ -207,17 +222,7 @@ async def test_sqlite_failure_leaves_entries_unacked_until_committed(
 
 
 async def test_run_retries_after_sqlite_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_insert = env.store.insert_prepared
-    calls = 0
-
-    async def flaky(prepare: Callable[[], Any]) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise sqlite3.OperationalError("database is locked")
-        return await real_insert(prepare)
-
-    monkeypatch.setattr(env.store, "insert_prepared", flaky)
+    fail_commit(env, monkeypatch, on_call=1, error=sqlite3.OperationalError("database is locked"))
     writer = env.writer()
     await xadd_events(env, [make_event() for _ in range(10)])
     async with running(writer):
@@ -302,17 +307,7 @@ async def test_failure_mid_backlog_loses_and_repeats_nothing(
     events = [make_event() for _ in range(47)]
     await xadd_events(env, events)
     writer = env.writer(batch_size=10)
-    real_insert = env.store.insert_prepared
-    calls = 0
-
-    async def fails_third(prepare: Callable[[], Any]) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise sqlite3.OperationalError("disk I/O error")
-        return await real_insert(prepare)
-
-    monkeypatch.setattr(env.store, "insert_prepared", fails_third)
+    fail_commit(env, monkeypatch, on_call=3, error=sqlite3.OperationalError("disk I/O error"))
     with pytest.raises(sqlite3.OperationalError):
         await writer.drain_once()
     assert await env.store.count_events() == 20

@@ -5,34 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any
 
 from ledger.sqlite_store import LedgerStore
 from ledger.verify import verify_ledger
+from tests.unit.ledger_events import make_event
 
 # Columns that depend on when a batch was committed (recorded_at, and the hashes that cover it).
 _TIMED = {"recorded_at", "prev_hash", "row_hash"}
-
-
-def make_event(kind: str, job_id: str | None = "job-1", **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "kind": kind,
-        "job_id": job_id,
-        "agent_id": "agent-a",
-        "tenant_id": "tenant-t",
-        "created_at": "2026-11-25T13:36:00.123Z",
-        "attempt": 1,
-        "worker": "host:123",
-        "decision": None,
-        "reason": None,
-        "model": None,
-        "payload": {},
-    }
-    event.update(fields)
-    return event
 
 
 def mixed_events() -> list[dict[str, Any]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +14,7 @@ from ledger.events import decode_entry
 from ledger.migrations import LATEST
 from ledger.queries import show_job
 from ledger.sqlite_store import LedgerStore
+from tests.unit.ledger_events import make_event
 
 EVENT_KEYS = {
     "event_id",
@@ -31,26 +30,6 @@ EVENT_KEYS = {
     "model",
     "payload",
 }
-
-
-def make_event(kind: str, job_id: str = "job-1", **fields: Any) -> dict[str, Any]:
-    """An event as the producers write it."""
-    event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "kind": kind,
-        "job_id": job_id,
-        "agent_id": "agent-a",
-        "tenant_id": "tenant-t",
-        "created_at": "2026-11-25T13:36:00.123Z",
-        "attempt": 1,
-        "worker": "host:123",
-        "decision": None,
-        "reason": None,
-        "model": None,
-        "payload": {},
-    }
-    event.update(fields)
-    return event
 
 
 @pytest.fixture
