@@ -21,6 +21,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from governance.models import SEED_AGENT, AgentRecord
+from governance.registry import AgentRegistry
 from worker.keys import Keys
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -176,6 +178,7 @@ class Bench:
     ) -> list[subprocess.Popen[bytes]]:
         """`plangate worker` processes, returned once each one polls its queue."""
         env = self.worker_env(prefix, llm_url, concurrency, **extra)
+        await self.keyless_seed_agent(prefix)
         procs = [
             self.procs.start(
                 f"worker-{prefix.rstrip(':')}-{i}", [sys.executable, "-m", "worker.cli", "worker"], env
@@ -185,6 +188,16 @@ class Bench:
         host = socket.gethostname()
         await self._wait_keys(procs, [f"{prefix}health:{host}:{p.pid}" for p in procs])
         return procs
+
+    async def keyless_seed_agent(self, prefix: str) -> None:
+        """The benchmark opts out of agent keys for the seed agent (its jobs carry none), as the demo and
+        the tests do; a real deployment requires them."""
+        record = AgentRecord.model_validate({**SEED_AGENT.model_dump(), "keyless": True})
+        redis = self.redis()
+        try:
+            await AgentRegistry(redis, Keys(prefix)).put(record)
+        finally:
+            await redis.aclose()
 
     async def start_bare_worker(self, queue: str, llm_url: str, concurrency: int) -> subprocess.Popen[bytes]:
         """A bare arq worker (bench.bare_arq) on `queue`, returned once it polls."""

@@ -1,20 +1,31 @@
-"""Per-agent keys: issued once, stored only as a salted SHA-256, checked before PREFLIGHT."""
+"""Keys of agents and reviewers: issued once, stored only as a salted SHA-256, compared in constant
+time. An agent's jobs are checked before PREFLIGHT; a reviewer's decisions before they are recorded.
+
+Agent keys are required by default: an agent with no key issued is refused unless an operator
+marked it keyless (AgentRecord.keyless), which `plangate agents show` shows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from typing import Protocol
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from governance.models import AgentRecord
+from governance.policy import Refuse
+from governance.vocabulary import RefusalCode
+
 _SCHEME = "sha256"
+AGENT_KEY_PREFIX = "pgk_"
+REVIEWER_KEY_PREFIX = "pgr_"
 
 
-def issue_key() -> str:
-    """A new random agent key (shown once to the operator, never stored)."""
-    return "pgk_" + secrets.token_urlsafe(32)
+def issue_key(prefix: str = AGENT_KEY_PREFIX) -> str:
+    """A new random key (shown once to the operator, never stored)."""
+    return prefix + secrets.token_urlsafe(32)
 
 
 def hash_key(key: str, salt: str | None = None) -> str:
@@ -25,10 +36,8 @@ def hash_key(key: str, salt: str | None = None) -> str:
 
 
 def key_matches(stored: str | None, presented: str | None) -> bool:
-    """Whether a presented key matches the stored hash; an agent without a stored key needs none."""
-    if stored is None:
-        return True
-    if not presented:
+    """Whether a presented key matches the stored hash (never when either is missing)."""
+    if stored is None or not presented:
         return False
     try:
         scheme, salt, _ = stored.split("$", 2)
@@ -37,25 +46,47 @@ def key_matches(stored: str | None, presented: str | None) -> bool:
     return scheme == _SCHEME and hmac.compare_digest(hash_key(presented, salt), stored)
 
 
-class AgentKeyKeys(Protocol):
-    """The key name the store needs."""
+def check_agent_key(agent: AgentRecord, stored: str | None, presented: str | None) -> Refuse | None:
+    """Whether a job may act as `agent`: its key matches the one issued, or it has none issued and
+    the operator made the agent keyless. None when it may; the refusal otherwise."""
+    if stored is None:
+        if agent.keyless:
+            return None
+        return Refuse(
+            RefusalCode.UNAUTHENTICATED,
+            f"agent {agent.agent_id} needs a key and has none issued "
+            f"(`plangate agents issue-key {agent.agent_id}`, or `agents add ... --keyless`)",
+        )
+    if key_matches(stored, presented):
+        return None
+    return Refuse(RefusalCode.UNAUTHENTICATED, f"wrong or missing key for agent {agent.agent_id}")
 
-    def agent_key(self, agent_id: str) -> str: ...
 
+class KeyStore:
+    """Where the key hashes of one kind of principal (agents, reviewers) live."""
 
-class AgentKeyStore:
-    """Where an agent's key hash lives."""
-
-    def __init__(self, redis: Redis, keys: AgentKeyKeys) -> None:
+    def __init__(
+        self, redis: Redis, key_of: Callable[[str], str], ledger_stream: str, prefix: str = AGENT_KEY_PREFIX
+    ) -> None:
         self._redis = redis
-        self._keys = keys
+        self._key_of = key_of
+        self._ledger_stream = ledger_stream
+        self._prefix = prefix
 
-    async def stored(self, agent_id: str) -> str | None:
-        """The agent's key hash, or None when it has no key."""
-        return await self._redis.get(self._keys.agent_key(agent_id))
+    async def stored(self, ident: str) -> str | None:
+        """The key hash of `ident`, or None when none was issued."""
+        return await self._redis.get(self._key_of(ident))
 
-    async def issue(self, agent_id: str) -> str:
-        """Issue (or replace) the agent's key; returns the key itself, which is not kept."""
-        key = issue_key()
-        await self._redis.set(self._keys.agent_key(agent_id), hash_key(key))
+    async def issue(self, ident: str, ledger: dict[str, str]) -> str:
+        """Issue (or replace) the key of `ident`, with its ledger entry (which never holds the key);
+        returns the key itself, which is not kept."""
+        key = issue_key(self._prefix)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key_of(ident), hash_key(key))
+            pipe.xadd(self._ledger_stream, ledger)
+            await pipe.execute()
         return key
+
+    async def verify(self, ident: str, presented: str | None) -> bool:
+        """Whether `presented` is the key issued to `ident`."""
+        return key_matches(await self.stored(ident), presented)

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS, declared_word
 from governance.vocabulary import Decision
 
 MAX_DESCRIPTION_CHARS = 8_000
@@ -31,28 +32,11 @@ MAX_CONTEXT_DEPTH = 32
 MAX_LOCKS = 16
 MAX_WAIT_LOCK_S = 3_600.0
 
-# The seed's tier-0 observer metadata (LLM Planner agent).
 SEED_AGENT_ID = "llm-planner-001"
-TIER0_ALLOWED_SIDE_EFFECTS: tuple[str, ...] = (
-    "read_docs",
-    "read_inventory",
-    "read_logs",
-    "generate_plan",
-    "llm_inference",
-)
-TIER0_FORBIDDEN_ACTIONS: tuple[str, ...] = (
-    "ssh",
-    "create_vm",
-    "modify_vm",
-    "delete_vm",
-    "run_ansible",
-    "run_terraform",
-    "write_secrets",
-    "execute_shell",
-    "modify_files",
-)
 
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
+# No `:` in identifiers: it separates the parts of Redis key names (worker/keys.py), so an id with
+# one could name another record's key (agent `victim:key` would read agent `victim`'s key hash).
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
 ]
@@ -209,8 +193,27 @@ class AgentOutput(PlanDraft):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+def _normalized_names(names: list[str], what: str) -> list[str]:
+    """Names in their comparable form, each once, in the order given; a name that does not
+    normalise to a vocabulary-shaped word is refused."""
+    out: list[str] = []
+    for name in names:
+        word = declared_word(name)
+        if word is None:
+            raise ValueError(f"{what} {name!r} is not a vocabulary word (lower snake case, e.g. read_docs)")
+        if word not in out:
+            out.append(word)
+    return out
+
+
 class AgentRecord(BaseModel):
-    """An agent's governance metadata (the seed's AGENT_METADATA)."""
+    """An agent's governance metadata (the seed's AGENT_METADATA), deny-by-default.
+
+    `allowed_side_effects` is the only vocabulary its plans may use (default: the seed's read and
+    plan capabilities). The seed's forbidden actions apply to every agent, whatever its tier, plus
+    any in `forbidden_actions`; an operator lifts a seed item for one agent only by naming it in
+    `lifted_forbidden`, which `plangate agents show` shows and the ledger records.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -219,28 +222,37 @@ class AgentRecord(BaseModel):
     role: str = "observer"
     tier: int = Field(default=0, ge=0, le=4)
     confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
-    allowed_side_effects: list[str] = Field(default_factory=list)
+    allowed_side_effects: list[str] = Field(default_factory=lambda: list(SEED_ALLOWED_SIDE_EFFECTS))
     forbidden_actions: list[str] = Field(default_factory=list)
+    lifted_forbidden: list[str] = Field(default_factory=list)
     # Task types a tier >= 1 agent may plan for; empty means its tier's default. Tier 0 is fixed.
     allowed_task_types: list[str] = Field(default_factory=list)
-    # Error budget: this many failed or invalid-output jobs within the window suspend the agent.
+    # Error budget: this many failed jobs that were the agent's doing within the window suspend it.
     error_budget_limit: int = Field(default=5, ge=1)
     error_budget_window_s: int = Field(default=3_600, ge=1)
+    # Jobs need no key while none is issued: anyone who can submit may claim this agent. Off by
+    # default; an operator turns it on for an agent explicitly (the demo does, and says so).
+    keyless: bool = False
 
     @model_validator(mode="after")
-    def _tier0_defaults(self) -> AgentRecord:
-        # A tier-0 observer added without lists gets the seed's lists.
-        if self.tier == 0 and not self.allowed_side_effects and not self.forbidden_actions:
-            self.allowed_side_effects = list(TIER0_ALLOWED_SIDE_EFFECTS)
-            self.forbidden_actions = list(TIER0_FORBIDDEN_ACTIONS)
+    def _deny_by_default(self) -> AgentRecord:
+        self.allowed_side_effects = _normalized_names(self.allowed_side_effects, "allowed side effect")
+        lifted = _normalized_names(self.lifted_forbidden, "lifted forbidden action")
+        given = _normalized_names(self.forbidden_actions, "forbidden action")
+        forbidden = [a for a in (*SEED_FORBIDDEN_ACTIONS, *given) if a not in lifted]
+        self.lifted_forbidden = lifted
+        self.forbidden_actions = list(dict.fromkeys(forbidden))
         return self
 
 
-SEED_AGENT = AgentRecord(
-    agent_id=SEED_AGENT_ID,
-    role="observer",
-    tier=0,
-    confidence_threshold=0.7,
-    allowed_side_effects=list(TIER0_ALLOWED_SIDE_EFFECTS),
-    forbidden_actions=list(TIER0_FORBIDDEN_ACTIONS),
-)
+class ReviewerRecord(BaseModel):
+    """A human who may approve or reject one tenant's escalated plans (authenticated by a key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer_id: Identifier
+    tenant_id: Identifier = "default"
+    name: str = Field(default="", max_length=200)
+
+
+SEED_AGENT = AgentRecord(agent_id=SEED_AGENT_ID, role="observer", tier=0, confidence_threshold=0.7)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from governance.capabilities import BUILTIN_VOCABULARY, is_canonical, normalize, shown
 from governance.models import DEFAULT_TENANT, AgentRecord, AgentState, PlanDraft, PlanRequest, TenantRecord
-from governance.vocabulary import Decision, JobState, RefusalCode, TaskType
+from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode, ReviewDecision, TaskType
 
 # Task types a tier may plan for. A tier-0 observer reads, analyses and plans, nothing else;
 # tiers 1 and above default to the same and widen it per agent (AgentRecord.allowed_task_types).
@@ -47,6 +48,40 @@ class Verdict:
 
 
 ALLOW = Allow()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedJob:
+    """What policy needs to know of a job another request names (`handoff_from`, `retry_of`)."""
+
+    job_id: str
+    tenant_id: str
+    state: JobState
+    has_output: bool
+    review: ReviewDecision | None  # None: not reviewed
+
+
+def check_links(request: PlanRequest, handoff: LinkedJob | None, retry: LinkedJob | None) -> Refuse | None:
+    """A request may name only jobs of its own tenant, and hand off only a finished plan that a
+    reviewer did not reject. Another tenant's job reads exactly like one that does not exist."""
+    if request.handoff_from is not None:
+        if handoff is None or handoff.tenant_id != request.tenant_id:
+            return Refuse(
+                RefusalCode.BAD_REQUEST, f"cannot hand off from {request.handoff_from}: no such job"
+            )
+        if not handoff.has_output:
+            return Refuse(
+                RefusalCode.BAD_REQUEST,
+                f"cannot hand off from {handoff.job_id}: it ended {handoff.state.value}, not done",
+            )
+        if handoff.review is ReviewDecision.REJECTED:
+            return Refuse(
+                RefusalCode.BAD_REQUEST,
+                f"cannot hand off from {handoff.job_id}: its plan was rejected in review",
+            )
+    if request.retry_of is not None and (retry is None or retry.tenant_id != request.tenant_id):
+        return Refuse(RefusalCode.BAD_REQUEST, f"cannot retry {request.retry_of}: no such job")
+    return None
 
 
 def preflight(
@@ -90,53 +125,85 @@ def preflight(
             f"tier {agent.tier} may not plan task type {request.task_type!r} "
             f"(allowed: {', '.join(sorted(task_types))})",
         )
-    forbidden = [s for s in request.side_effects if s in agent.forbidden_actions]
+    forbidden = [s for s in request.side_effects if normalize(s) in agent.forbidden_actions]
     if forbidden:
         return Refuse(
             RefusalCode.FORBIDDEN_SIDE_EFFECT,
-            f"agent {agent.agent_id} is forbidden: {', '.join(forbidden)}",
+            f"agent {agent.agent_id} is forbidden: {', '.join(map(shown, forbidden))}",
         )
-    if agent.allowed_side_effects:
-        not_allowed = [s for s in request.side_effects if s not in agent.allowed_side_effects]
-        if not_allowed:
-            return Refuse(
-                RefusalCode.FORBIDDEN_SIDE_EFFECT,
-                f"agent {agent.agent_id} is not allowed: {', '.join(not_allowed)} "
-                f"(allowed: {', '.join(agent.allowed_side_effects)})",
-            )
+    not_allowed = [s for s in request.side_effects if normalize(s) not in agent.allowed_side_effects]
+    if not_allowed:
+        return Refuse(
+            RefusalCode.FORBIDDEN_SIDE_EFFECT,
+            f"agent {agent.agent_id} is not allowed: {', '.join(map(shown, not_allowed))} "
+            f"(allowed: {', '.join(agent.allowed_side_effects) or 'nothing'})",
+        )
     if not model_allowed:
         return Refuse(RefusalCode.MODEL_NOT_ALLOWED, f"model {request.model!r} is not on the allow-list")
     return ALLOW
 
 
-def counts_against_budget(state: JobState) -> bool:
-    """Failed jobs (LLM errors, invalid output, timeouts) spend the agent's error budget."""
-    return state is JobState.FAILED
+# The failures that are the agent's own doing: the planner answered, and its answer was not a plan.
+# Everything else (the endpoint down, rate limited, out of credits, slow or cut off; a worker that
+# died; plangate's own errors) says nothing about the agent and never suspends it.
+BUDGET_FAILURE_CODES: frozenset[str] = frozenset({FailureCode.INVALID_OUTPUT})
 
 
-def review_output(agent: AgentRecord, draft: PlanDraft) -> Verdict:
-    """Turn a parsed plan into the final decision: low confidence or a forbidden step escalates."""
+def counts_against_budget(state: JobState, code: str | None) -> bool:
+    """Whether a job that ended in `state` with failure `code` spends its agent's error budget."""
+    return state is JobState.FAILED and code in BUDGET_FAILURE_CODES
+
+
+def _name_problem(agent: AgentRecord, name: str, known: frozenset[str]) -> tuple[str, str, str] | None:
+    """Why a plan may not use `name`: (kind, the name as shown, why), or None when it is allowed."""
+    word = normalize(name)
+    if word in agent.forbidden_actions:
+        return "forbidden", word, f"which agent {agent.agent_id} may not do"
+    if word in agent.allowed_side_effects:
+        return None
+    if is_canonical(word) and word in known:
+        return "not_allowed", word, f"which is not on agent {agent.agent_id}'s allowed list"
+    return "unknown", shown(name), "which is not a known action or side effect"
+
+
+def review_output(
+    agent: AgentRecord, draft: PlanDraft, known: frozenset[str] = BUILTIN_VOCABULARY
+) -> Verdict:
+    """Turn a parsed plan into the final decision, deny-by-default: every action of every step and
+    every declared side effect must be on the agent's allowed list, or the plan escalates with a flag
+    naming it (`forbidden_`, `not_allowed_` or, outside the `known` vocabulary, `unknown_`).
+    Confidence below the agent's threshold escalates a plan that would otherwise stand."""
     flags: list[str] = []
     notes: list[str] = []
-    if draft.confidence < agent.confidence_threshold:
-        flags.append("low_confidence")
-        notes.append(
-            f"Confidence {draft.confidence:.2f} is below this agent's threshold "
-            f"{agent.confidence_threshold:.2f}: a human should review the plan."
-        )
-    forbidden = set(agent.forbidden_actions)
     for step in draft.plan:
         for action in step.actions:
-            if action in forbidden:
-                flags.append(f"forbidden_action:step_{step.step}:{action}")
+            problem = _name_problem(agent, action, known)
+            if problem is not None:
+                kind, word, why = problem
+                flags.append(f"{kind}_action:step_{step.step}:{word}")
                 notes.append(
-                    f"Step {step.step} ({step.title}) needs '{action}', which agent "
-                    f"{agent.agent_id} may not do: a human must carry it out or approve it."
+                    f"Step {step.step} ({step.title[:100]}) needs '{shown(action)}', {why}: "
+                    "a human must carry it out or approve it."
                 )
     for effect in draft.side_effects:
-        if effect in forbidden:
-            flags.append(f"forbidden_side_effect:{effect}")
-            notes.append(f"The plan declares the forbidden side effect '{effect}'.")
-    if flags and draft.decision in (Decision.EXECUTE, Decision.SKIP):
+        problem = _name_problem(agent, effect, known)
+        if problem is not None:
+            kind, word, why = problem
+            flags.append(f"{kind}_side_effect:{word}")
+            notes.append(f"The plan declares the side effect '{shown(effect)}', {why}.")
+    needs_human = bool(flags)  # a name outside the allowed list escalates whatever the LLM decided
+    if draft.confidence < agent.confidence_threshold:
+        flags.insert(0, "low_confidence")
+        notes.insert(
+            0,
+            f"Confidence {draft.confidence:.2f} is below this agent's threshold "
+            f"{agent.confidence_threshold:.2f}: a human should review the plan.",
+        )
+    if needs_human or (flags and draft.decision in (Decision.EXECUTE, Decision.SKIP)):
         return Verdict(Decision.ESCALATE, tuple(flags), tuple(notes))
     return Verdict(draft.decision, tuple(flags), tuple(notes))
+
+
+def has_unknown_names(verdict: Verdict) -> bool:
+    """Whether some flag calls a name unknown (the caller may look again with the extended vocabulary)."""
+    return any(f.startswith("unknown_") for f in verdict.flags)

@@ -65,6 +65,29 @@ class RefusalCode(StrEnum):
     BAD_REQUEST = "bad_request"
 
 
+class FailureCode(StrEnum):
+    """Why a job ended `failed`: a typed error from the LLM call, the pipeline or the watchdog."""
+
+    LLM_UNAVAILABLE = "llm_unavailable"
+    LLM_TIMEOUT = "llm_timeout"
+    LLM_RATE_LIMITED = "llm_rate_limited"
+    LLM_STREAM_ERROR = "llm_stream_error"
+    LLM_OUT_OF_CREDITS = "llm_out_of_credits"
+    LLM_REQUEST_REJECTED = "llm_request_rejected"
+    INVALID_OUTPUT = "invalid_output"
+    JOB_TIMEOUT = "job_timeout"
+    TRIES_EXHAUSTED = "tries_exhausted"
+    ABANDONED = "abandoned"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ReviewDecision(StrEnum):
+    """A human reviewer's decision on an escalated plan."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class CancelReason(StrEnum):
     """Why a job ended `cancelled`."""
 

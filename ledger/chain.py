@@ -56,6 +56,10 @@ _SOURCES = {
     "revoked": "operator",
     "restored": "operator",
     "budget_reset": "operator",
+    "agent_saved": "operator",
+    "key_issued": "operator",
+    "reviewer_saved": "operator",
+    "vocabulary_extended": "operator",
     "malformed": "ledger",
 }
 

@@ -16,6 +16,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from governance.models import SEED_AGENT, AgentRecord
+from worker.keys import Keys
 from worker.llm_stub import BEHAVIOURS, StubServer
 from worker.settings import Settings
 
@@ -115,6 +117,26 @@ def key_prefix(redis_url: str) -> Iterator[str]:
         client.close()
 
 
+def store_keyless_seed_agent(redis_url: str, key_prefix: str) -> AgentRecord:
+    """Store the seed agent keyless under `key_prefix` (jobs for it then need no key)."""
+    record = AgentRecord.model_validate({**SEED_AGENT.model_dump(), "keyless": True})
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = Keys(key_prefix)
+        client.set(keys.agent(record.agent_id), record.model_dump_json())
+        client.sadd(keys.agents(), record.agent_id)
+    finally:
+        client.close()
+    return record
+
+
+@pytest.fixture
+def keyless_seed_agent(redis_url: str, key_prefix: str) -> AgentRecord:
+    """The tests opt out of agent keys for the seed agent only: under this test's prefix it is stored
+    keyless, so jobs for it need no key. Every other agent needs one, as in a real deployment."""
+    return store_keyless_seed_agent(redis_url, key_prefix)
+
+
 @pytest.fixture
 async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
     """An async text client on the test database."""
@@ -131,8 +153,11 @@ async def stub() -> AsyncIterator[StubServer]:
 
 
 @pytest.fixture
-def settings(redis_url: str, key_prefix: str, tmp_path: Path, stub: StubServer) -> Settings:
-    """Settings for one test: its own prefix and ledger file, the stub as LLM, quick heartbeats."""
+def settings(
+    redis_url: str, key_prefix: str, tmp_path: Path, stub: StubServer, keyless_seed_agent: AgentRecord
+) -> Settings:
+    """Settings for one test: its own prefix and ledger file, the stub as LLM, quick heartbeats (and the
+    seed agent keyless)."""
     return Settings(
         redis_url=redis_url,
         key_prefix=key_prefix,

@@ -1,52 +1,140 @@
-"""Operator actions on agents: the kill switch, restoring, and resetting an error budget.
+"""Operator actions on governance: agents (save, keys, the kill switch, restoring, error budgets),
+reviewers, and the capability vocabulary.
 
-Each changes the agent's live state and puts its ledger event (who, why, when) in the same
-transaction.
+Each change carries its ledger event (who, why, when; never a key) in the same transaction.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 
+from governance.agent_keys import REVIEWER_KEY_PREFIX, KeyStore
 from governance.live_state import AgentStateStore
+from governance.models import AgentRecord, ReviewerRecord
+from governance.registry import (
+    AgentRegistry,
+    CapabilityVocabulary,
+    RegistryError,
+    ReviewerRegistry,
+    TenantRegistry,
+    check_words,
+    vocabulary_problems,
+)
 from worker import codec
 from worker.clock import now_iso
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 
+# Ledger event kinds of operator actions.
+AGENT_SAVED = "agent_saved"
+KEY_ISSUED = "key_issued"
+REVIEWER_SAVED = "reviewer_saved"
+VOCABULARY_EXTENDED = "vocabulary_extended"
+
+
+def agent_keys(redis: Redis, keys: Keys) -> KeyStore:
+    """Where agents' key hashes live."""
+    return KeyStore(redis, keys.agent_key, keys.ledger_stream())
+
+
+def reviewer_keys(redis: Redis, keys: Keys) -> KeyStore:
+    """Where reviewers' key hashes live."""
+    return KeyStore(redis, keys.reviewer_key, keys.ledger_stream(), prefix=REVIEWER_KEY_PREFIX)
+
+
+def _entry(
+    kind: str, agent_id: str | None, tenant_id: str | None, reason: str, payload: dict[str, Any]
+) -> dict[str, str]:
+    event = ledger_event(
+        kind, job_id=None, agent_id=agent_id, tenant_id=tenant_id, reason=reason or None, payload=payload
+    )
+    return {"e": codec.dumps(event)}
+
 
 class AgentAdmin:
-    """Revoke, restore and reset-budget, each recorded in the ledger."""
+    """Every operator change to agents, reviewers and the vocabulary, each recorded in the ledger."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._states = AgentStateStore(redis, keys)
+        self.agents = AgentRegistry(redis, keys)
+        self.tenants = TenantRegistry(redis, keys)
+        self.reviewers = ReviewerRegistry(redis, keys)
+        self.vocabulary = CapabilityVocabulary(redis, keys)
+        self._agent_keys = agent_keys(redis, keys)
+        self._reviewer_keys = reviewer_keys(redis, keys)
+
+    async def save_agent(self, record: AgentRecord, *, by: str, source: str = "cli") -> bool:
+        """Add or replace an agent after checking its lists against the vocabulary and its tenant;
+        returns False (and records nothing) when the stored record is already this one."""
+        problems = vocabulary_problems(record, await self.vocabulary.known())
+        if problems:
+            known = ", ".join(sorted(await self.vocabulary.known()))
+            raise BadRequest(
+                f"agent {record.agent_id}: {'; '.join(problems)}. Known words: {known} "
+                "(add more with `plangate vocabulary add WORD --reason ...`)"
+            )
+        if await self.tenants.get(record.tenant_id) is None:
+            raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
+        try:
+            if await self.agents.get(record.agent_id) == record:
+                return False
+        except RegistryError:
+            pass  # an unreadable stored record is replaced
+        payload = {"by": by, "source": source, "record": record.model_dump(mode="json")}
+        await self.agents.put(record, _entry(AGENT_SAVED, record.agent_id, record.tenant_id, "", payload))
+        return True
+
+    async def issue_agent_key(self, agent_id: str, *, by: str) -> str:
+        """Issue (or replace) an agent's key; returns the key, shown once and stored hashed."""
+        agent = await self.agents.get(agent_id)
+        if agent is None:
+            raise BadRequest(f"no agent with id {agent_id!r}")
+        entry = _entry(KEY_ISSUED, agent_id, agent.tenant_id, "", {"by": by, "for": "agent"})
+        return await self._agent_keys.issue(agent_id, entry)
+
+    async def save_reviewer(self, record: ReviewerRecord, *, by: str) -> str:
+        """Add or replace a reviewer and issue its key; returns the key, shown once and stored hashed."""
+        if await self.tenants.get(record.tenant_id) is None:
+            raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
+        payload = {"by": by, "record": record.model_dump(mode="json")}
+        await self.reviewers.put(record, _entry(REVIEWER_SAVED, None, record.tenant_id, "", payload))
+        entry = _entry(
+            KEY_ISSUED, None, record.tenant_id, "", {"by": by, "for": f"reviewer {record.reviewer_id}"}
+        )
+        return await self._reviewer_keys.issue(record.reviewer_id, entry)
+
+    async def add_vocabulary(
+        self, words: list[str], *, by: str, reason: str, source: str = "cli"
+    ) -> list[str]:
+        """Add capability words to the vocabulary; returns the ones that were new."""
+        if not reason.strip():
+            raise BadRequest("extending the vocabulary needs a reason (--reason)")
+        try:
+            normal = check_words(words)
+        except RegistryError as exc:
+            raise BadRequest(str(exc)) from exc
+        record = {"by": by, "at": now_iso(), "reason": reason, "source": source}
+        payload = {**record, "words": normal}
+        return await self.vocabulary.add(
+            normal, codec.dumps(record), _entry(VOCABULARY_EXTENDED, None, None, reason, payload)
+        )
 
     async def revoke(self, agent_id: str, *, reason: str, by: str) -> None:
         """Stop the agent: queued jobs are refused `revoked`, running ones end `cancelled`."""
         if not reason.strip():
             raise BadRequest("a revocation needs a reason (--reason)")
-        at = now_iso()
-        await self._states.revoke(agent_id, reason, by, at, self._entry("revoked", agent_id, reason, by))
+        entry = _entry("revoked", agent_id, None, reason, {"by": by, "reason": reason})
+        await self._states.revoke(agent_id, reason, by, now_iso(), entry)
 
     async def restore(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Lift a revocation."""
-        await self._states.restore(agent_id, by, now_iso(), self._entry("restored", agent_id, reason, by))
+        entry = _entry("restored", agent_id, None, reason, {"by": by, "reason": reason})
+        await self._states.restore(agent_id, by, now_iso(), entry)
 
     async def reset_budget(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Forget the agent's counted failures and lift its suspension."""
-        await self._states.reset_budget(
-            agent_id, by, now_iso(), self._entry("budget_reset", agent_id, reason, by)
-        )
-
-    @staticmethod
-    def _entry(kind: str, agent_id: str, reason: str, by: str) -> dict[str, str]:
-        event = ledger_event(
-            kind,
-            job_id=None,
-            agent_id=agent_id,
-            tenant_id=None,
-            reason=reason or None,
-            payload={"by": by, "reason": reason},
-        )
-        return {"e": codec.dumps(event)}
+        entry = _entry("budget_reset", agent_id, None, reason, {"by": by, "reason": reason})
+        await self._states.reset_budget(agent_id, by, now_iso(), entry)

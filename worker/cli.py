@@ -15,18 +15,25 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from governance.agent_keys import AgentKeyStore
+from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
 from governance.live_state import AgentStateStore, LockStore
-from governance.models import SEED_AGENT_ID, AgentRecord
-from governance.registry import AgentRegistry, RegistryError, TenantRegistry
+from governance.models import SEED_AGENT_ID, AgentRecord, ReviewerRecord
+from governance.registry import AgentRegistry, RegistryError
 from worker import codec
-from worker.admin import AgentAdmin
+from worker.admin import AgentAdmin, agent_keys
 from worker.cli_ledger import add_ledger_commands
 from worker.cli_render import render_event, render_status, status_json
 from worker.cli_stats import add_stats_commands
 from worker.cli_tenants import add_tenant_commands
 from worker.client import PlanClient, describe_validation_error
-from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
+from worker.errors import (
+    BadRequest,
+    JobNotFound,
+    PlangateError,
+    QueueUnavailable,
+    Unauthenticated,
+    WaitTimeout,
+)
 from worker.keys import Keys
 from worker.log_setup import configure_logging
 from worker.redis_conn import text_client
@@ -184,45 +191,54 @@ def _registry(redis: Redis, settings: Settings) -> AgentRegistry:
     return AgentRegistry(redis, Keys(settings.key_prefix))
 
 
+def _names(values: list[str]) -> list[str]:
+    """Repeatable name flags that may also be comma-separated (`--allow read_docs,read_logs`)."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    fields: dict[str, Any] = {
+        "agent_id": args.agent_id,
+        "role": args.role,
+        "tier": args.tier,
+        "confidence_threshold": args.confidence_threshold,
+        "forbidden_actions": _names(args.forbid),
+        "lifted_forbidden": _names(args.lift),
+        "allowed_task_types": args.task_type,
+        "error_budget_limit": args.error_budget,
+        "error_budget_window_s": args.error_window,
+        "tenant_id": args.tenant,
+        "keyless": args.keyless,
+    }
+    if args.allow:  # otherwise the seed's read and plan capabilities
+        fields["allowed_side_effects"] = _names(args.allow)
     try:
-        record = AgentRecord(
-            agent_id=args.agent_id,
-            role=args.role,
-            tier=args.tier,
-            confidence_threshold=args.confidence_threshold,
-            allowed_side_effects=args.allow,
-            forbidden_actions=args.forbid,
-            allowed_task_types=args.task_type,
-            error_budget_limit=args.error_budget,
-            error_budget_window_s=args.error_window,
-            tenant_id=args.tenant,
-        )
+        record = AgentRecord.model_validate(fields)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc, "agent")) from exc
     async with _redis(settings) as redis:
-        if await TenantRegistry(redis, Keys(settings.key_prefix)).get(record.tenant_id) is None:
-            raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
-        await _registry(redis, settings).put(record)
-        key = (
-            await AgentKeyStore(redis, Keys(settings.key_prefix)).issue(record.agent_id)
-            if args.issue_key
-            else None
-        )
+        admin = AgentAdmin(redis, Keys(settings.key_prefix))
+        changed = await admin.save_agent(record, by=args.by)
+        key = await admin.issue_agent_key(record.agent_id, by=args.by) if args.issue_key else None
     if args.json:
         _out(codec.dumps({**record.model_dump(mode="json"), **({"agent_key": key} if key else {})}))
     else:
-        _out(f"agent {record.agent_id} saved (tier {record.tier}, tenant {record.tenant_id})")
+        what = "saved" if changed else "unchanged (the stored record is the same)"
+        _out(f"agent {record.agent_id} {what} (tier {record.tier}, tenant {record.tenant_id})")
+        if record.lifted_forbidden:
+            _out(f"lifted forbidden actions (recorded in the ledger): {', '.join(record.lifted_forbidden)}")
         if key:
             _out(f"agent key (shown once; jobs must carry it, e.g. PLANGATE_AGENT_KEY): {key}")
+        elif record.keyless:
+            _out("keyless: anyone who can submit may claim this agent until a key is issued")
+        else:
+            _out(f"jobs need its key: issue one with `plangate agents issue-key {record.agent_id}`")
     return EXIT_OK
 
 
 async def cmd_agents_issue_key(args: argparse.Namespace, settings: Settings) -> int:
     async with _redis(settings) as redis:
-        if await _registry(redis, settings).get(args.agent_id) is None:
-            raise BadRequest(f"no agent with id {args.agent_id!r}")
-        key = await AgentKeyStore(redis, Keys(settings.key_prefix)).issue(args.agent_id)
+        key = await AgentAdmin(redis, Keys(settings.key_prefix)).issue_agent_key(args.agent_id, by=args.by)
     _out(key)  # the only time it is shown: it is stored hashed
     return EXIT_OK
 
@@ -235,28 +251,41 @@ async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
         _out(codec.dumps([r.model_dump(mode="json") for r in records]))
     else:
         for r in records:
-            _out(f"{r.agent_id}\ttier {r.tier}\t{r.role}\tthreshold {r.confidence_threshold:.2f}")
+            keyless = "\tkeyless" if r.keyless else ""
+            _out(
+                f"{r.agent_id}\ttier {r.tier}\t{r.role}\ttenant {r.tenant_id}"
+                f"\tthreshold {r.confidence_threshold:.2f}{keyless}"
+            )
     return EXIT_OK
 
 
 async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
+    keys = Keys(settings.key_prefix)
     async with _redis(settings) as redis:
         registry = _registry(redis, settings)
         record = await registry.get(args.agent_id)
         if record is None:
             raise BadRequest(f"no agent with id {args.agent_id!r}")
-        states = AgentStateStore(redis, Keys(settings.key_prefix))
+        states = AgentStateStore(redis, keys)
         state, raw_state = await states.read(record), await states.raw(record.agent_id)
-    shown = {**record.model_dump(mode="json"), "state": {**raw_state, **state.model_dump(mode="json")}}
+        has_key = await agent_keys(redis, keys).stored(record.agent_id) is not None
+    key = "issued" if has_key else ("none: keyless (anyone may submit as it)" if record.keyless else "none")
+    shown = {
+        **record.model_dump(mode="json"),
+        "key": key,
+        "state": {**raw_state, **state.model_dump(mode="json")},
+    }
     if args.json:
         _out(codec.dumps(shown))
     else:
         for name, value in shown.items():
             if name == "state":
-                for key, item in value.items():
-                    _out(f"state.{key}: {item}")
+                for key_name, item in value.items():
+                    _out(f"state.{key_name}: {item}")
+            elif isinstance(value, list):
+                _out(f"{name}: {', '.join(value) or '(none)'}")
             else:
-                _out(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+                _out(f"{name}: {value}")
     return EXIT_OK
 
 
@@ -277,6 +306,57 @@ async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_vocabulary(args: argparse.Namespace, settings: Settings) -> int:
+    async with _redis(settings) as redis:
+        admin = AgentAdmin(redis, Keys(settings.key_prefix))
+        if args.vocabulary_cmd == "add":
+            new = await admin.add_vocabulary(_names(args.word), by=args.by, reason=args.reason)
+            _out(f"added: {', '.join(new)}" if new else "nothing new: every word is known already")
+            return EXIT_OK
+        added = {word: codec.loads(raw) for word, raw in (await admin.vocabulary.added()).items()}
+    words = sorted(BUILTIN_VOCABULARY | set(added))
+    if args.json:
+        _out(
+            codec.dumps([{"word": w, "builtin": w in BUILTIN_VOCABULARY, **added.get(w, {})} for w in words])
+        )
+        return EXIT_OK
+    for word in words:
+        if word in added:
+            entry = added[word]
+            _out(f"{word}\tadded by {entry.get('by')} at {entry.get('at')}: {entry.get('reason')}")
+        else:
+            kind = "seed, forbidden to every agent" if word in SEED_FORBIDDEN_ACTIONS else "seed"
+            _out(f"{word}\t{kind}")
+    return EXIT_OK
+
+
+async def cmd_reviewers(args: argparse.Namespace, settings: Settings) -> int:
+    async with _redis(settings) as redis:
+        admin = AgentAdmin(redis, Keys(settings.key_prefix))
+        if args.reviewers_cmd == "add":
+            try:
+                record = ReviewerRecord(reviewer_id=args.reviewer_id, tenant_id=args.tenant, name=args.name)
+            except ValidationError as exc:
+                raise BadRequest(describe_validation_error(exc, "reviewer")) from exc
+            key = await admin.save_reviewer(record, by=args.by)
+            if args.json:
+                _out(codec.dumps({**record.model_dump(mode="json"), "reviewer_key": key}))
+            else:
+                _out(f"reviewer {record.reviewer_id} saved for tenant {record.tenant_id}")
+                _out(
+                    f"reviewer key (shown once; `plangate review` reads it from PLANGATE_REVIEWER_KEY): {key}"
+                )
+            return EXIT_OK
+        records = await admin.reviewers.list()
+    if args.json:
+        _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+    elif not records:
+        _out("no reviewers (add one with `plangate reviewers add ID --tenant T`)")
+    for r in [] if args.json else records:
+        _out(f"{r.reviewer_id}\ttenant {r.tenant_id}\t{r.name}")
+    return EXIT_OK
+
+
 async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
     async with _redis(settings) as redis:
         holders = await LockStore(redis, Keys(settings.key_prefix)).holders()
@@ -291,22 +371,27 @@ async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    key = settings.reviewer_key.get_secret_value() if settings.reviewer_key else None
     async with PlanClient.connect(settings) as client:
-        desk = client.review_desk()
+        desk = await client.review_desk(args.by, key)
         if args.review_cmd == "list":
             pending = await desk.pending()
             if args.json:
                 _out(codec.dumps([s.model_dump(mode="json") for s in pending]))
             elif not pending:
-                _out("no plans waiting for review")
+                _out(f"no plans of tenant {desk.reviewer.tenant_id} waiting for review")
             for status in [] if args.json else pending:
                 flags = ", ".join(status.output.metadata.get("flags", [])) if status.output else ""
                 _out(f"{status.job_id}\tagent {status.agent_id}\tfinished {status.finished_at}\t{flags}")
             return EXIT_OK
-        status = await desk.decide(
-            args.job_id, approve=args.review_cmd == "approve", by=args.by, note=args.note
-        )
-        _show(status, args)
+        status = await desk.decide(args.job_id, approve=args.review_cmd == "approve", note=args.note)
+        if args.json:
+            _out(status_json(status))
+        else:
+            verb = "approved" if args.review_cmd == "approve" else "rejected"
+            _out(
+                f"job {status.job_id} {verb} by reviewer {desk.reviewer.reviewer_id} (recorded in the ledger)"
+            )
     return EXIT_OK
 
 
@@ -445,22 +530,60 @@ def build_parser() -> argparse.ArgumentParser:
     agents = sub.add_parser("agents", help="the agent registry").add_subparsers(
         dest="agents_cmd", required=True
     )
-    p = agents.add_parser("add", help="add or replace an agent")
+    p = agents.add_parser(
+        "add",
+        help="add or replace an agent (deny-by-default: see --allow, --forbid, --lift)",
+        description="Add or replace an agent. Its plans may use only the capabilities it is allowed (by "
+        "default the seed's read and plan ones); the seed's forbidden actions apply to every agent, whatever "
+        "its tier, unless lifted for it with --lift. Every name must be in the vocabulary "
+        "(`plangate vocabulary list`). The change is recorded in the ledger.",
+    )
     p.add_argument("agent_id")
-    p.add_argument("--role", default="observer")
-    p.add_argument("--tier", type=int, default=0)
-    p.add_argument("--allow", action="append", default=[], help="an allowed side effect (repeatable)")
-    p.add_argument("--forbid", action="append", default=[], help="a forbidden action (repeatable)")
+    p.add_argument("--role", default="observer", help="the agent's role (default observer)")
+    p.add_argument("--tier", type=int, default=0, help="governance tier 0-4 (default 0, the observer)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a capability its plans may use (repeatable or comma-separated); replaces the default "
+        f"{', '.join(SEED_ALLOWED_SIDE_EFFECTS)}",
+    )
+    p.add_argument(
+        "--forbid",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a forbidden action on top of the seed's (repeatable or comma-separated)",
+    )
+    p.add_argument(
+        "--lift",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="lift one of the seed's forbidden actions for this agent (repeatable; shown by `agents show`)",
+    )
     p.add_argument("--confidence-threshold", type=float, default=0.7, help="below it a plan escalates")
     p.add_argument(
         "--task-type", action="append", default=[], help="a task type a tier>=1 agent may plan (repeatable)"
     )
     p.add_argument(
-        "--error-budget", type=int, default=5, help="failed jobs that suspend the agent (default 5)"
+        "--error-budget",
+        type=int,
+        default=5,
+        help="failed jobs of its own doing (invalid_output) that suspend the agent (default 5)",
     )
     p.add_argument("--error-window", type=int, default=3600, help="seconds the failures are counted over")
     p.add_argument("--tenant", default="default", help="the tenant the agent belongs to (default 'default')")
     p.add_argument("--issue-key", action="store_true", help="issue an agent key that its jobs must carry")
+    p.add_argument(
+        "--keyless",
+        action="store_true",
+        help="let jobs claim this agent without a key while none is issued (not recommended)",
+    )
+    p.add_argument(
+        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
+    )
     _add_json(p)
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")
@@ -485,23 +608,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
     p.add_argument("agent_id")
+    p.add_argument(
+        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
+    )
     p.set_defaults(run=cmd_agents_issue_key)
+
+    vocabulary = sub.add_parser(
+        "vocabulary", help="the capability words agents and plans may name"
+    ).add_subparsers(dest="vocabulary_cmd", required=True)
+    p = vocabulary.add_parser(
+        "list", help="every known capability word: the seed's and those operators added"
+    )
+    _add_json(p)
+    p.set_defaults(run=cmd_vocabulary)
+    p = vocabulary.add_parser(
+        "add",
+        help="add capability words (lower snake case) so agents may be allowed or forbidden them",
+        description="Add capability words to the vocabulary. A plan naming a word outside it always "
+        "escalates; agents add --allow/--forbid refuse words outside it. Recorded in the ledger.",
+    )
+    p.add_argument("word", nargs="+", help="the words (e.g. read_metrics)")
+    p.add_argument("--reason", required=True, help="why (recorded in the ledger)")
+    p.add_argument("--by", default=_operator(), help="who (default: the current user)")
+    p.set_defaults(run=cmd_vocabulary)
+
+    reviewers = sub.add_parser(
+        "reviewers", help="the humans who review a tenant's escalated plans"
+    ).add_subparsers(dest="reviewers_cmd", required=True)
+    p = reviewers.add_parser("add", help="add (or replace) a reviewer and issue its key, printed once")
+    p.add_argument("reviewer_id")
+    p.add_argument(
+        "--tenant", default="default", help="the tenant whose plans it reviews (default 'default')"
+    )
+    p.add_argument("--name", default="", help="the reviewer's full name (shown with its decisions)")
+    p.add_argument(
+        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
+    )
+    _add_json(p)
+    p.set_defaults(run=cmd_reviewers)
+    p = reviewers.add_parser("list", help="list reviewers")
+    _add_json(p)
+    p.set_defaults(run=cmd_reviewers)
 
     locks = sub.add_parser("locks", help="resource locks").add_subparsers(dest="locks_cmd", required=True)
     p = locks.add_parser("list", help="who holds which resource lock")
     _add_json(p)
     p.set_defaults(run=cmd_locks_list)
 
-    review = sub.add_parser("review", help="human review of escalated plans").add_subparsers(
-        dest="review_cmd", required=True
-    )
+    review = sub.add_parser(
+        "review",
+        help="human review of escalated plans (as an authenticated reviewer)",
+        description="Human review of escalated plans. Every command acts as the reviewer named by --by, "
+        "authenticated by its key in PLANGATE_REVIEWER_KEY (`plangate reviewers add`), and sees only "
+        "that reviewer's tenant's jobs.",
+    ).add_subparsers(dest="review_cmd", required=True)
     p = review.add_parser("list", help="plans that ended ESCALATE and wait for a human")
+    p.add_argument("--by", required=True, metavar="REVIEWER_ID", help="your reviewer id")
     _add_json(p)
     p.set_defaults(run=cmd_review)
     for name in ("approve", "reject"):
         p = review.add_parser(name, help=f"{name} an escalated plan (once per job; recorded in the ledger)")
         p.add_argument("job_id")
-        p.add_argument("--by", required=True, help="the reviewer's name")
+        p.add_argument("--by", required=True, metavar="REVIEWER_ID", help="your reviewer id")
         p.add_argument("--note", default="", help="why")
         _add_json(p)
         p.set_defaults(run=cmd_review)
@@ -573,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(run(args, settings))
         coro: Awaitable[int] = run(args, settings)
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (BadRequest, JobNotFound, CLIError, RegistryError) as exc:
+    except (BadRequest, JobNotFound, CLIError, RegistryError, Unauthenticated) as exc:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_BAD_INPUT
     except QueueUnavailable as exc:

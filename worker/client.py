@@ -18,17 +18,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from governance.models import PlanRequest
+from governance.policy import check_links
 from governance.vocabulary import CancelReason, JobState
 from worker import codec, tracing
 from worker.clock import now_iso
-from worker.errors import BadRequest, JobNotFound, QueueUnavailable, WaitTimeout
+from worker.errors import BadRequest, JobNotFound, QueueUnavailable, Unauthenticated, WaitTimeout
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.redis_conn import text_client
-from worker.review import ReviewDesk
+from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
@@ -129,8 +130,7 @@ class PlanClient:
                 f"allow-list: {', '.join(self._settings.allowed_models) or 'empty'})"
             )
         try:
-            if req.handoff_from:
-                req = await self._with_handoff(req)
+            req = await self._check_links(req)
             return await self._enqueue(req, key)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
@@ -156,26 +156,26 @@ class PlanClient:
             raise JobNotFound(status.job_id)  # the same answer as for a job that does not exist
         return status
 
-    async def _with_handoff(self, req: PlanRequest) -> PlanRequest:
-        """Carry the earlier job's plan into this request's context (read-only material)."""
-        assert req.handoff_from is not None
-        try:
-            earlier = self._visible(await self._status.read(req.handoff_from))
-        except JobNotFound as exc:
-            raise BadRequest(f"cannot hand off from {req.handoff_from}: no such job") from exc
-        if earlier.tenant_id != req.tenant_id:
-            raise BadRequest(f"cannot hand off from {req.handoff_from}: no such job")  # ids are not probed
-        if earlier.output is None:
-            raise BadRequest(
-                f"cannot hand off from {req.handoff_from}: it ended {earlier.state.value}, not done"
-            )
-        handoff = {
-            "job_id": earlier.job_id,
-            "agent_id": earlier.agent_id,
-            "output": earlier.output.model_dump(mode="json"),
-        }
-        context = {**(req.context or {}), "handoff": handoff}
+    async def _check_links(self, req: PlanRequest) -> PlanRequest:
+        """The jobs a request names must be its tenant's (and a handoff a plan not rejected in review);
+        a handoff carries the earlier job's plan into this request's context (read-only material)."""
+        handoff = await self._linked(req.handoff_from)
+        retry = await self._linked(req.retry_of)
+        refusal = check_links(req, handoff.linked() if handoff else None, retry.linked() if retry else None)
+        if refusal is not None:
+            raise BadRequest(refusal.reason)
+        if handoff is None:
+            return req
+        context = {**(req.context or {}), "handoff": handoff.handoff()}
         return to_request({**req.model_dump(mode="json", exclude_none=True), "context": context})
+
+    async def _linked(self, job_id: str | None) -> JobStatus | None:
+        if job_id is None:
+            return None
+        try:
+            return self._visible(await self._status.read(job_id))
+        except JobNotFound:
+            return None
 
     async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
         """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
@@ -364,9 +364,16 @@ class PlanClient:
         since_ms = int((time.time() - window_s) * 1000)
         return int(await self._redis.zcount(self._keys.workers(), since_ms, "+inf"))
 
-    def review_desk(self) -> ReviewDesk:
-        """Escalated jobs waiting for a human, and the approve/reject decision."""
-        return ReviewDesk(self._redis, self._keys, self._status)
+    async def review_desk(self, reviewer_id: str, reviewer_key: str | None) -> ReviewDesk:
+        """The desk of an authenticated reviewer: its tenant's escalated jobs and the approve/reject
+        decision. Unauthenticated for a wrong key; a tenant-scoped client opens only its tenant's desk."""
+        try:
+            reviewer = await authenticate_reviewer(self._redis, self._keys, reviewer_id, reviewer_key)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
+            raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
+        return ReviewDesk(self._redis, self._keys, self._status, reviewer)
 
     def _redacted_url(self) -> str:
         url = self._settings.redis_url

@@ -10,11 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from governance.models import SEED_AGENT_ID
+from governance.models import SEED_AGENT, SEED_AGENT_ID, AgentRecord
 from ledger.queries import show_job
+from worker.admin import AgentAdmin
 from worker.cli_render import render_event, render_output, render_status
 from worker.client import PlanClient
 from worker.embedded_redis import EmbeddedRedis
+from worker.keys import Keys
 from worker.llm_stub import BEHAVIOURS, StubServer
 from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
@@ -59,6 +61,14 @@ async def run_demo(args: argparse.Namespace) -> int:
             worker_task = asyncio.create_task(worker.async_run())
             client = PlanClient(embedded.text_client(), settings)
             try:
+                # The demo opts out of agent keys for its one agent; a real deployment requires them.
+                demo_agent = AgentRecord.model_validate({**SEED_AGENT.model_dump(), "keyless": True})
+                admin = AgentAdmin(embedded.text_client(), Keys(settings.key_prefix))
+                await admin.save_agent(demo_agent, by="plangate demo", source="demo")
+                _say(
+                    f"AGENT KEYS ARE OFF for the demo's agent {SEED_AGENT_ID} (keyless): a real deployment "
+                    "requires a key per agent."
+                )
                 job_id = await client.submit(
                     {
                         "agent_id": SEED_AGENT_ID,
@@ -96,6 +106,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     _say("  export OPENROUTER_API_KEY=...          # or PLANGATE_LLM_API_KEY and PLANGATE_LLM_BASE_URL")
     _say("  export PLANGATE_MODEL=openai/gpt-4o-mini")
     _say("  plangate worker                                       # as many as you like, on any machine")
+    _say(f"  export PLANGATE_AGENT_KEY=$(plangate agents issue-key {SEED_AGENT_ID})  # agents need keys")
     _say('  plangate submit --description "..." --wait')
     return 0 if status.state.value == "done" else 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from governance.vocabulary import FailureCode
+
 
 class PlangateError(Exception):
     """Base of every error plangate raises on purpose."""
@@ -17,6 +19,10 @@ class JobNotFound(PlangateError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+
+
+class Unauthenticated(PlangateError):
+    """A key did not prove the identity it was presented for (unknown id or wrong key, alike)."""
 
 
 class NotReviewable(BadRequest):
@@ -40,7 +46,7 @@ class LLMError(PlangateError):
     """The LLM call did not produce a usable answer. `retryable` says whether to try again."""
 
     retryable: bool = False
-    code: str = "llm_error"
+    code: str = "llm_error"  # every subclass names its FailureCode
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -51,43 +57,43 @@ class LLMUnavailable(LLMError):
     """Connect errors and 5xx answers."""
 
     retryable = True
-    code = "llm_unavailable"
+    code: str = FailureCode.LLM_UNAVAILABLE
 
 
 class LLMTimeout(LLMError):
     """The request or the stream timed out."""
 
     retryable = True
-    code = "llm_timeout"
+    code: str = FailureCode.LLM_TIMEOUT
 
 
 class LLMRateLimited(LLMError):
     """429 from the endpoint; `retry_after` carries its Retry-After."""
 
     retryable = True
-    code = "llm_rate_limited"
+    code: str = FailureCode.LLM_RATE_LIMITED
 
 
 class LLMStreamError(LLMError):
     """An error event inside a 200 stream, or a stream cut before it finished."""
 
     retryable = True
-    code = "llm_stream_error"
+    code: str = FailureCode.LLM_STREAM_ERROR
 
 
 class LLMOutOfCredits(LLMError):
     """402: the account has no credits. Retrying would not help."""
 
-    code = "llm_out_of_credits"
+    code: str = FailureCode.LLM_OUT_OF_CREDITS
 
 
 class LLMRequestRejected(LLMError):
     """A 4xx that is the request's fault (bad model, bad parameters)."""
 
-    code = "llm_request_rejected"
+    code: str = FailureCode.LLM_REQUEST_REJECTED
 
 
 class InvalidOutput(LLMError):
     """The LLM's answer did not validate as a plan, even after the repair round."""
 
-    code = "invalid_output"
+    code: str = FailureCode.INVALID_OUTPUT

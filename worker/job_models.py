@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from governance.models import AgentOutput
-from governance.vocabulary import JobState, Phase
+from governance.policy import LinkedJob
+from governance.vocabulary import JobState, Phase, ReviewDecision
 from worker import codec
 
 # Fields of the status hash that hold JSON rather than plain text.
@@ -31,8 +32,8 @@ class JobError(BaseModel):
 class Review(BaseModel):
     """A human's decision on an escalated plan."""
 
-    decision: str  # "approved" | "rejected"
-    by: str
+    decision: ReviewDecision
+    by: str  # the authenticated reviewer's id
     note: str = ""
     at: str
 
@@ -59,6 +60,25 @@ class JobStatus(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.state.terminal
+
+    def handoff(self) -> dict[str, Any]:
+        """This job's plan as a later job's read-only context (`handoff_from`)."""
+        assert self.output is not None
+        return {
+            "job_id": self.job_id,
+            "agent_id": self.agent_id,
+            "output": self.output.model_dump(mode="json"),
+        }
+
+    def linked(self) -> LinkedJob:
+        """What policy needs of this job when another request names it (handoff, retry)."""
+        return LinkedJob(
+            self.job_id,
+            self.tenant_id,
+            self.state,
+            self.output is not None,
+            self.review.decision if self.review else None,
+        )
 
     @classmethod
     def from_hash(cls, job_id: str, raw: dict[str, str]) -> JobStatus:

@@ -1,11 +1,25 @@
-"""Every Redis key plangate owns, built in one place (arq's own keys stay arq's)."""
+"""Every Redis key plangate owns, built in one place (arq's own keys stay arq's).
+
+The parts of a key are separated by `:`. An id that is part of a key may not contain one (the
+identifier pattern of governance.models refuses it, and the builders here check again), so no id
+can name another record's key: agent `victim:key` would otherwise be agent `victim`'s key hash.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.errors import BadRequest
+
 LEDGER_GROUP = "ledger-writer"
 JOB_EVENTS_MAXLEN = 500
+SEPARATOR = ":"
+
+
+def _part(value: str, what: str) -> str:
+    if SEPARATOR in value:
+        raise BadRequest(f"{what} {value!r} may not contain {SEPARATOR!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,15 +30,15 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         """The job's status hash."""
-        return f"{self.prefix}job:{job_id}"
+        return f"{self.prefix}job:{_part(job_id, 'job id')}"
 
     def job_events(self, job_id: str) -> str:
         """The job's capped event stream (phases, progress, the terminal event)."""
-        return f"{self.prefix}job:{job_id}:events"
+        return f"{self.prefix}job:{_part(job_id, 'job id')}:events"
 
     def idempotency(self, tenant_id: str, key: str) -> str:
         """Maps a tenant's idempotency key to the job id it created."""
-        return f"{self.prefix}idem:{tenant_id}:{key}"
+        return f"{self.prefix}idem:{_part(tenant_id, 'tenant id')}:{key}"
 
     def running(self) -> str:
         """Running jobs by last heartbeat (sorted set, ms): how the watchdog finds abandoned ones."""
@@ -64,7 +78,7 @@ class Keys:
 
     def agent(self, agent_id: str) -> str:
         """An agent's registry record (JSON)."""
-        return f"{self.prefix}agent:{agent_id}"
+        return f"{self.prefix}agent:{_part(agent_id, 'agent id')}"
 
     def agents(self) -> str:
         """The set of registered agent ids."""
@@ -72,11 +86,11 @@ class Keys:
 
     def agent_key(self, agent_id: str) -> str:
         """The salted SHA-256 of an agent's key (when it has one)."""
-        return f"{self.prefix}agent:{agent_id}:key"
+        return f"{self.prefix}agent:{_part(agent_id, 'agent id')}:key"
 
     def tenant(self, tenant_id: str) -> str:
         """A tenant's record (JSON)."""
-        return f"{self.prefix}tenant:{tenant_id}"
+        return f"{self.prefix}tenant:{_part(tenant_id, 'tenant id')}"
 
     def tenants(self) -> str:
         """The set of registered tenant ids."""
@@ -84,27 +98,27 @@ class Keys:
 
     def tenant_running(self, tenant_id: str) -> str:
         """A tenant's running jobs (sorted set, admitted at ms): its concurrency."""
-        return f"{self.prefix}quota:{tenant_id}:running"
+        return f"{self.prefix}quota:{_part(tenant_id, 'tenant id')}:running"
 
     def tenant_minute(self, tenant_id: str) -> str:
         """A tenant's admissions over the last minute (sorted set, ms): its jobs per minute."""
-        return f"{self.prefix}quota:{tenant_id}:minute"
+        return f"{self.prefix}quota:{_part(tenant_id, 'tenant id')}:minute"
 
     def tenant_day(self, tenant_id: str, day: str) -> str:
         """A tenant's token and cost account for one UTC day: reserved, used, reserved_cost, cost."""
-        return f"{self.prefix}quota:{tenant_id}:day:{day}"
+        return f"{self.prefix}quota:{_part(tenant_id, 'tenant id')}:day:{day}"
 
     def usage(self, tenant_id: str, day: str) -> str:
         """Usage totals of a tenant for one UTC day, per agent and in all (hash)."""
-        return f"{self.prefix}usage:{tenant_id}:{day}"
+        return f"{self.prefix}usage:{_part(tenant_id, 'tenant id')}:{day}"
 
     def agent_state(self, agent_id: str) -> str:
         """An agent's live state: revoked, suspended, and the tracker's phase, job and heartbeat."""
-        return f"{self.prefix}agent:{agent_id}:state"
+        return f"{self.prefix}agent:{_part(agent_id, 'agent id')}:state"
 
     def agent_errors(self, agent_id: str) -> str:
         """An agent's failed jobs in its error-budget window (sorted set, scored by time in ms)."""
-        return f"{self.prefix}agent:{agent_id}:errors"
+        return f"{self.prefix}agent:{_part(agent_id, 'agent id')}:errors"
 
     def lock(self, resource: str) -> str:
         """A resource lock: the holding job's id, with a TTL renewed by its heartbeat."""
@@ -114,6 +128,22 @@ class Keys:
         """Index of the resources that may be locked (for `plangate locks list`)."""
         return f"{self.prefix}locks"
 
-    def review_pending(self) -> str:
-        """Jobs that ended ESCALATE and wait for a human (sorted set, scored by time in ms)."""
-        return f"{self.prefix}review:pending"
+    def review_pending(self, tenant_id: str) -> str:
+        """A tenant's jobs that ended ESCALATE and wait for a human (sorted set, scored by time in ms)."""
+        return f"{self.prefix}review:pending:{_part(tenant_id, 'tenant id')}"
+
+    def reviewer(self, reviewer_id: str) -> str:
+        """A reviewer's record (JSON): who may decide which tenant's escalated plans."""
+        return f"{self.prefix}reviewer:{_part(reviewer_id, 'reviewer id')}"
+
+    def reviewers(self) -> str:
+        """The set of registered reviewer ids."""
+        return f"{self.prefix}reviewers"
+
+    def reviewer_key(self, reviewer_id: str) -> str:
+        """The salted SHA-256 of a reviewer's key."""
+        return f"{self.prefix}reviewer:{_part(reviewer_id, 'reviewer id')}:key"
+
+    def capabilities(self) -> str:
+        """Capability words operators added to the seed's vocabulary (hash: word -> who, when, why)."""
+        return f"{self.prefix}capabilities"

@@ -16,7 +16,7 @@ def ledger_event(
     kind: str,
     *,
     job_id: str | None,
-    agent_id: str,
+    agent_id: str | None,
     tenant_id: str | None,
     attempt: int = 0,
     worker: str | None = None,

@@ -13,12 +13,14 @@ from typing import Any
 
 import structlog
 
-_SECRET_WORDS = ("api_key", "apikey", "authorization", "password", "secret", "token_value", "agent_key")
+_SECRET_WORDS = (
+    "api_key", "apikey", "authorization", "password", "secret", "token_value", "agent_key", "reviewer_key",
+)  # fmt: skip
 REDACTED = "***"
 
 
 # Keys that look like ours (agent keys) or an LLM provider's, wherever they appear in a message.
-_SECRET_TEXT = re.compile(r"\b(pgk_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,})")
+_SECRET_TEXT = re.compile(r"\b((?:pgk|pgr)_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,})")
 
 
 def redact_secrets(
@@ -28,7 +30,7 @@ def redact_secrets(
     for key, value in list(event_dict.items()):
         if any(word in key.lower() for word in _SECRET_WORDS):
             event_dict[key] = REDACTED
-        elif isinstance(value, str) and ("pgk_" in value or "sk-" in value):
+        elif isinstance(value, str) and ("pgk_" in value or "pgr_" in value or "sk-" in value):
             event_dict[key] = _SECRET_TEXT.sub(REDACTED, value)
     return event_dict
 

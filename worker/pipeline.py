@@ -21,13 +21,14 @@ from governance.models import (
     AgentRecord,
     PlanRequest,
 )
-from governance.policy import Refuse, Verdict, counts_against_budget, review_output
+from governance.policy import Refuse, Verdict, counts_against_budget, has_unknown_names, review_output
 from governance.quota import NOW_MS
-from governance.registry import AgentRegistry
-from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
+from governance.registry import AgentRegistry, CapabilityVocabulary
+from governance.vocabulary import CancelReason, Decision, FailureCode, JobState, Phase, RefusalCode
 from worker import __version__, codec, metrics, tracing
 from worker.clock import now_iso
 from worker.errors import LLMError
+from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
 from worker.llm_stream import LLMPlanner, LLMResult
@@ -38,7 +39,7 @@ from worker.tracing import TRACE_FIELD
 
 logger = structlog.get_logger(__name__)
 
-_AGENT_ID = re.compile(IDENTIFIER_PATTERN)
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _LOCK_POLL_S = 0.1
 
 
@@ -58,7 +59,8 @@ class Pipeline:
         self.keys = Keys(settings.key_prefix)
         self.status = status
         self.registry = registry
-        self.preflight_phase = PreflightPhase(settings, redis, registry, self._ledger)
+        self.preflight_phase = PreflightPhase(settings, redis, registry, status, self._ledger)
+        self.vocabulary = CapabilityVocabulary(redis, self.keys)
         self.planner = planner
         self.lock_ttl_ms = lock_ttl_ms(settings)
         self.tracing = tracing.enabled(settings.tracing)
@@ -89,7 +91,9 @@ class Pipeline:
         try:
             if job.tries > self.settings.job_tries:
                 message = f"the job was tried {job.tries - 1} times (JOB_TRIES={self.settings.job_tries})"
-                return await self.record_end(job, JobState.FAILED, error=("tries_exhausted", message))
+                return await self.record_end(
+                    job, JobState.FAILED, error=(FailureCode.TRIES_EXHAUSTED, message)
+                )
             async with asyncio.timeout(self.settings.job_timeout_s):
                 request, agent = await self.preflight_phase.check(job, raw_request)
                 result = await self.plan(job, agent, request)
@@ -108,7 +112,7 @@ class Pipeline:
             return await self.record_end(job, JobState.CANCELLED, error=(exc.reason.value, message))
         except TimeoutError:
             message = f"job ran past JOB_TIMEOUT_S={self.settings.job_timeout_s:g}s"
-            return await self.record_end(job, JobState.FAILED, error=("job_timeout", message))
+            return await self.record_end(job, JobState.FAILED, error=(FailureCode.JOB_TIMEOUT, message))
         except Fenced:
             return await self._fenced(job)
         except RetryJob:
@@ -118,15 +122,22 @@ class Pipeline:
             await asyncio.shield(self._hand_back(job))
             raise
         except Exception as exc:  # the boundary: a bad job must end as a record, never crash the worker
-            job.log.exception("job failed unexpectedly")
-            error = ("internal_error", f"{type(exc).__name__}: {exc}")
-            return await self.record_end(job, JobState.FAILED, error=error)
+            incident = new_id()
+            job.log.exception("job failed unexpectedly", incident=incident)
+            # The record names the error's type and the incident only: an exception's text may quote
+            # data (another record, a key hash) that the submitter must not see. The log has it all.
+            message = f"{type(exc).__name__} inside the worker (incident {incident}, in the worker's log)"
+            return await self.record_end(job, JobState.FAILED, error=(FailureCode.INTERNAL_ERROR, message))
 
     async def _claim(self, job_id: str, raw_request: Any) -> JobRun | None:
         raw = raw_request if isinstance(raw_request, dict) else {}
+        # Ids that are not identifiers never reach a key name (they could name another record's key);
+        # PREFLIGHT refuses such a request as bad_request.
         agent_id, tenant_id = str(raw.get("agent_id", "?")), str(raw.get("tenant_id", "default"))
+        agent_id = agent_id if _IDENTIFIER.match(agent_id) else "?"
+        tenant_id = tenant_id if _IDENTIFIER.match(tenant_id) else "?"
         claim = await self.status.start(
-            job_id, agent_id if _AGENT_ID.match(agent_id) else None, stale_after_s=self.settings.stale_after_s
+            job_id, agent_id if agent_id != "?" else None, stale_after_s=self.settings.stale_after_s
         )
         log = logger.bind(job_id=job_id, agent_id=agent_id, tenant_id=tenant_id, attempt=claim.attempt)
         if claim.attempt is None:
@@ -178,8 +189,12 @@ class Pipeline:
     ) -> AgentOutput:
         """VALIDATE: apply the agent's governance to the parsed plan."""
         await self._beat(job, Phase.VALIDATE)
-        verdict: Verdict = review_output(agent, result.draft)
         draft = result.draft
+        verdict: Verdict = review_output(agent, draft)
+        if has_unknown_names(
+            verdict
+        ):  # the plan names words beyond the seed's: operators may have added them
+            verdict = review_output(agent, draft, await self.vocabulary.known())
         notes = "\n".join(n for n in (draft.notes_for_humans, *verdict.notes) if n)
         return AgentOutput(
             **draft.model_dump(exclude={"decision", "notes_for_humans"}),
@@ -251,7 +266,7 @@ class Pipeline:
             event = job.event(state.value, reason=error[0], payload=payload)
             fields = {"error": detail, "reason_code": error[0], "progress": {"tokens": job.tokens}}
         charge = None
-        if job.agent is not None and counts_against_budget(state):
+        if job.agent is not None and counts_against_budget(state, error[0] if error else None):
             suspension = job.event(
                 "suspended",
                 reason=RefusalCode.ERROR_BUDGET_EXHAUSTED.value,

@@ -11,20 +11,24 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from governance.agent_keys import AgentKeyStore, key_matches
+from governance.agent_keys import check_agent_key
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
-from governance.policy import Refuse, preflight
+from governance.policy import Refuse, check_links, preflight
 from governance.quota import NOW_MS, QuotaStore, reservation_for, utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import RefusalCode
 from worker import codec
+from worker.admin import agent_keys
 from worker.client import describe_validation_error
+from worker.errors import JobNotFound
+from worker.job_models import JobStatus
 from worker.job_payload import MALFORMED_FIELD
 from worker.job_run import JobRun, Refused
 from worker.keys import Keys
 from worker.prompt import build_messages
 from worker.settings import Settings
+from worker.status_store import StatusStore
 
 _LOCK_POLL_S = 0.1
 
@@ -34,12 +38,15 @@ Emit = Callable[..., Awaitable[None]]
 class PreflightPhase:
     """The checks of PREFLIGHT, in order; raises Refused with the first failing one."""
 
-    def __init__(self, settings: Settings, redis: Redis, registry: AgentRegistry, emit: Emit) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis, registry: AgentRegistry, status: StatusStore, emit: Emit
+    ) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.registry = registry
+        self.status = status
         self.agent_states = AgentStateStore(redis, self.keys)
-        self.agent_keys = AgentKeyStore(redis, self.keys)
+        self.agent_keys = agent_keys(redis, self.keys)
         self.tenants = TenantRegistry(redis, self.keys)
         self.quotas = QuotaStore(redis, self.keys)
         self.lock_store = LockStore(redis, self.keys)
@@ -59,12 +66,12 @@ class PreflightPhase:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
-        presented = request.agent_key.get_secret_value() if request.agent_key else None
-        if not key_matches(await self.agent_keys.stored(request.agent_id), presented):
-            raise Refused(
-                Refuse(RefusalCode.UNAUTHENTICATED, f"wrong or missing key for agent {request.agent_id}")
-            )
         agent = job.agent = await self.registry.get(request.agent_id)
+        if agent is not None:
+            presented = request.agent_key.get_secret_value() if request.agent_key else None
+            refusal = check_agent_key(agent, await self.agent_keys.stored(agent.agent_id), presented)
+            if refusal is not None:
+                raise Refused(refusal)
         state = await self.agent_states.read(agent) if agent else AgentState()
         tenant = await self.tenants.get(request.tenant_id)
         allowed = self.settings.model_allowed(request.model)
@@ -72,9 +79,33 @@ class PreflightPhase:
         if isinstance(verdict, Refuse):
             raise Refused(verdict)
         assert agent is not None and tenant is not None  # preflight refuses unknown ones
+        request = await self._check_links(request)
         await self._admit(job, agent, tenant, request)
         await self._take_locks(job, request)
         return request, agent
+
+    async def _check_links(self, request: PlanRequest) -> PlanRequest:
+        """The jobs a request names must be its tenant's (and a handoff a plan not rejected); the
+        handed-off plan in the context is the earlier job's own, whatever the producer put there."""
+        handoff = await self._read(request.handoff_from)
+        retry = await self._read(request.retry_of)
+        refusal = check_links(
+            request, handoff.linked() if handoff else None, retry.linked() if retry else None
+        )
+        if refusal is not None:
+            raise Refused(refusal)
+        if handoff is None:
+            return request
+        context = {**(request.context or {}), "handoff": handoff.handoff()}
+        return request.model_copy(update={"context": context})
+
+    async def _read(self, job_id: str | None) -> JobStatus | None:
+        if job_id is None:
+            return None
+        try:
+            return await self.status.read(job_id)
+        except JobNotFound:
+            return None
 
     async def _admit(
         self, job: JobRun, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest

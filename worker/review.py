@@ -1,19 +1,27 @@
-"""Human review of escalated plans: the queue of jobs waiting, and the one-time decision on each."""
+"""Human review of escalated plans: a tenant's queue of jobs waiting, and the one-time decision on each.
+
+A desk belongs to one authenticated reviewer and sees and decides only the reviewer's tenant's
+jobs; another tenant's job reads exactly like one that does not exist. The ledger records the
+reviewer's id as authenticated by its key, never a name the caller typed.
+"""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from governance.vocabulary import Decision, JobState
+from governance.models import ReviewerRecord
+from governance.registry import ReviewerRegistry
+from governance.vocabulary import Decision, JobState, ReviewDecision
 from worker import codec
+from worker.admin import reviewer_keys
 from worker.clock import now_iso
-from worker.errors import JobNotFound, NotReviewable
+from worker.errors import JobNotFound, NotReviewable, Unauthenticated
 from worker.job_models import JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.status_store import StatusStore
 
-# KEYS: status, review queue, ledger. ARGV: job id, review json, ledger event json.
+# KEYS: status, the tenant's review queue, ledger. ARGV: job id, review json, ledger event json.
 # Returns 1 recorded, -1 unknown job, 0 not an escalated plan, -2 reviewed already.
 _DECIDE = f"""
 local f = redis.call('HMGET', KEYS[1], 'state', 'decision', 'review')
@@ -27,46 +35,68 @@ return 1
 """
 
 
-class ReviewDesk:
-    """Lists escalated jobs and records a human's approve or reject, once per job."""
+async def authenticate_reviewer(
+    redis: Redis, keys: Keys, reviewer_id: str, key: str | None
+) -> ReviewerRecord:
+    """The reviewer whose key this is; Unauthenticated for an unknown reviewer or a wrong key
+    (the same answer for both, so reviewer ids cannot be probed)."""
+    record = await ReviewerRegistry(redis, keys).get(reviewer_id)
+    if record is None or not await reviewer_keys(redis, keys).verify(reviewer_id, key):
+        raise Unauthenticated(
+            f"reviewer {reviewer_id!r} is unknown or the key is wrong (the key is in PLANGATE_REVIEWER_KEY)"
+        )
+    return record
 
-    def __init__(self, redis: Redis, keys: Keys, status: StatusStore) -> None:
+
+class ReviewDesk:
+    """One reviewer's desk: lists its tenant's escalated jobs and records approve or reject, once per job."""
+
+    def __init__(self, redis: Redis, keys: Keys, status: StatusStore, reviewer: ReviewerRecord) -> None:
         self._redis = redis
         self._keys = keys
         self._status = status
+        self.reviewer = reviewer
+        self._queue = keys.review_pending(reviewer.tenant_id)
         self._decide = redis.register_script(_DECIDE)
 
     async def pending(self) -> list[JobStatus]:
-        """Escalated jobs not reviewed yet, oldest first (entries whose status expired are dropped)."""
+        """The tenant's escalated jobs not reviewed yet, oldest first (expired ones are dropped)."""
         waiting: list[JobStatus] = []
-        for job_id in await self._redis.zrange(self._keys.review_pending(), 0, -1):
+        for job_id in await self._redis.zrange(self._queue, 0, -1):
             try:
                 waiting.append(await self._status.read(job_id))
             except JobNotFound:
-                await self._redis.zrem(self._keys.review_pending(), job_id)
+                await self._redis.zrem(self._queue, job_id)
         return waiting
 
-    async def decide(self, job_id: str, *, approve: bool, by: str, note: str = "") -> JobStatus:
-        """Record the human decision in the job's status and in the ledger."""
+    async def decide(self, job_id: str, *, approve: bool, note: str = "") -> JobStatus:
+        """Record this reviewer's decision in the job's status and in the ledger."""
         status = await self._status.read(job_id)
-        decision = "approved" if approve else "rejected"
-        review = {"decision": decision, "by": by, "note": note, "at": now_iso()}
+        if status.tenant_id != self.reviewer.tenant_id:
+            raise JobNotFound(job_id)  # another tenant's job: as if it did not exist
+        decision = ReviewDecision.APPROVED if approve else ReviewDecision.REJECTED
+        by = self.reviewer.reviewer_id
+        review = {"decision": decision.value, "by": by, "note": note, "at": now_iso()}
         event = ledger_event(
-            f"review_{decision}",
+            f"review_{decision.value}",
             job_id=job_id,
             agent_id=status.agent_id,
             tenant_id=status.tenant_id,
             attempt=status.attempt,
             decision=Decision.ESCALATE.value,
-            reason=decision,
-            payload={"reviewer": by, "note": note},
+            reason=decision.value,
+            payload={"reviewer": by, "reviewer_name": self.reviewer.name, "note": note},
         )
-        keys = [self._keys.job(job_id), self._keys.review_pending(), self._keys.ledger_stream()]
+        keys = [self._keys.job(job_id), self._queue, self._keys.ledger_stream()]
         outcome = int(await self._decide(keys=keys, args=[job_id, codec.dumps(review), codec.dumps(event)]))
         if outcome == -1:
             raise JobNotFound(job_id)
         if outcome == 0:
-            raise NotReviewable(f"job {job_id} is not an escalated plan (state {status.state.value})")
+            what = status.output.decision.value if status.output else status.state.value
+            raise NotReviewable(
+                f"job {job_id} is not an escalated plan ({what}): only plans that ended ESCALATE wait "
+                "for review"
+            )
         if outcome == -2:
             raise NotReviewable(f"job {job_id} was reviewed already")
         return await self._status.read(job_id)

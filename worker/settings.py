@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     )
     model: str = "openai/gpt-4o-mini"
     agent_key: SecretStr | None = Field(default=None, description="the submitting agent's key (CLI submit)")
+    reviewer_key: SecretStr | None = Field(default=None, description="the reviewer's key (CLI review)")
     allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     model_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,

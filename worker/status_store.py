@@ -193,7 +193,7 @@ class StatusStore:
             k.ledger_stream(),
             k.agent_state(job.agent_id),
             k.agent_errors(job.agent_id),
-            k.review_pending(),
+            k.review_pending(job.tenant_id),
             k.locks(),
             k.running(),
             k.failed(),

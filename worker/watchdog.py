@@ -14,7 +14,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from governance.vocabulary import JobState
+from governance.vocabulary import FailureCode, JobState
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
@@ -122,7 +122,7 @@ class Watchdog:
         return taken
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
-        detail = {"type": "abandoned", "message": "its worker died and the job's payload is gone"}
+        detail = {"type": FailureCode.ABANDONED.value, "message": "its worker died and the job's payload is gone"}
         # A fresh event (the takeover's was never written), and the job's own tenant and quota day so
         # that its reservation is settled on the right account.
         failed = ledger_event(
@@ -132,7 +132,7 @@ class Watchdog:
             tenant_id=event["tenant_id"],
             attempt=attempt,
             worker=WORKER_NAME,
-            reason="abandoned",
+            reason=FailureCode.ABANDONED.value,
             payload={"error": detail},
         )
         ref = JobRef(
@@ -142,5 +142,5 @@ class Watchdog:
             quota_day=fields["q_day"] or "",
         )
         await self._status.record(
-            ref, attempt, JobState.FAILED, failed, {"error": detail, "reason_code": "abandoned"}
+            ref, attempt, JobState.FAILED, failed, {"error": detail, "reason_code": FailureCode.ABANDONED.value}
         )

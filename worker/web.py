@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from governance.registry import TenantRegistry
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
 from worker import codec
@@ -172,12 +173,15 @@ class LiveView:
 
     async def jobs(self) -> dict[str, Any]:
         """Queued (oldest first), running (oldest heartbeat first) and recently finished jobs."""
+        tenants = [t.tenant_id for t in await TenantRegistry(self._redis, self._keys).list()]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrange(self._settings.queue_name, 0, LIST_LIMIT - 1)
             pipe.zrange(self._keys.running(), 0, LIST_LIMIT - 1)
             pipe.zrevrange(self._keys.failed(), 0, RECENT_LIMIT - 1)
-            pipe.zrevrange(self._keys.review_pending(), 0, RECENT_LIMIT - 1)
-            queued, running, failed, review = await pipe.execute()
+            for tenant_id in tenants:
+                pipe.zrevrange(self._keys.review_pending(tenant_id), 0, RECENT_LIMIT - 1)
+            queued, running, failed, *reviews = await pipe.execute()
+        review = [job_id for pending in reviews for job_id in pending]
         self._remember([*queued, *running])
         remembered = list(reversed(self._seen))[:_CANDIDATES]
         found = [*failed, *review, *remembered, *await self._ledger_job_ids()]

@@ -22,6 +22,7 @@ from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
+from worker.admin import AgentAdmin
 from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
@@ -98,6 +99,19 @@ async def stop_ledger_writer(writer: LedgerWriter, task: asyncio.Task[None]) -> 
     await writer.store.close()
 
 
+async def load_agents(redis: Redis, settings: Settings) -> None:
+    """Apply the agents file: its vocabulary words, then its agents, each change recorded in the
+    ledger (a record that is already stored as it is records nothing)."""
+    assert settings.agents_file is not None
+    source = f"agents file {settings.agents_file}"
+    declared = load_agents_file(settings.agents_file)
+    admin = AgentAdmin(redis, Keys(settings.key_prefix))
+    if declared.vocabulary:
+        await admin.add_vocabulary(declared.vocabulary, by=WORKER_NAME, reason=source, source=source)
+    for record in declared.agents:
+        await admin.save_agent(record, by=WORKER_NAME, source=source)
+
+
 def build_worker(
     settings: Settings,
     *,
@@ -122,8 +136,7 @@ def build_worker(
         ctx["text_redis"] = redis
         registry = AgentRegistry(redis, keys)
         if settings.agents_file is not None:
-            for record in load_agents_file(settings.agents_file):
-                await registry.put(record)
+            await load_agents(redis, settings)
         status = StatusStore(
             redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from governance.models import AgentRecord
 from tests.conftest import free_port
 from worker.llm_stub import BEHAVIOURS
 
@@ -52,8 +53,11 @@ def llm_stub_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def e2e_env(redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str) -> dict[str, str]:
-    """The environment a deployment would set: Redis, prefix, LLM endpoint, ledger file."""
+def e2e_env(
+    redis_url: str, key_prefix: str, tmp_path: Path, llm_stub_url: str, keyless_seed_agent: AgentRecord
+) -> dict[str, str]:
+    """The environment a deployment would set: Redis, prefix, LLM endpoint, ledger file (and the seed
+    agent keyless)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
     env.update(
         PLANGATE_REDIS_URL=redis_url,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from governance.models import TIER0_FORBIDDEN_ACTIONS
+from governance.capabilities import SEED_FORBIDDEN_ACTIONS
 from tests.e2e.conftest import plangate_cmd
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def test_agents_add_list_show(redis_url: str, key_prefix: str) -> None:
     assert added.returncode == 0, added.stderr
     shown = json.loads(_run(env, "agents", "show", "observer-9", "--json").stdout)
     assert shown["tier"] == 0 and shown["confidence_threshold"] == 0.85
-    assert shown["forbidden_actions"] == list(TIER0_FORBIDDEN_ACTIONS)
+    assert shown["forbidden_actions"] == list(SEED_FORBIDDEN_ACTIONS)
 
     custom = _run(
         env,
@@ -116,12 +116,26 @@ def test_governance_from_the_command_line(
         ).stdout
     )
     assert escalated["output"]["decision"] == "ESCALATE"
-    pending = json.loads(_run(env, "review", "list", "--json").stdout)
+    dana = json.loads(_run(env, "reviewers", "add", "dana", "--json").stdout)["reviewer_key"]
+    erin = json.loads(_run(env, "reviewers", "add", "erin", "--json").stdout)["reviewer_key"]
+    as_dana = {**env, "PLANGATE_REVIEWER_KEY": dana}
+    unauthenticated = _run(env, "review", "list", "--by", "dana")  # no key
+    assert unauthenticated.returncode == 2 and "PLANGATE_REVIEWER_KEY" in unauthenticated.stderr
+    impostor = _run(
+        {**env, "PLANGATE_REVIEWER_KEY": erin}, "review", "approve", escalated["job_id"], "--by", "dana"
+    )
+    assert impostor.returncode == 2 and "key is wrong" in impostor.stderr
+    pending = json.loads(_run(as_dana, "review", "list", "--by", "dana", "--json").stdout)
     assert [p["job_id"] for p in pending] == [escalated["job_id"]]
-    approved = _run(env, "review", "approve", escalated["job_id"], "--by", "dana", "--note", "ok", "--json")
+    approved = _run(
+        as_dana, "review", "approve", escalated["job_id"], "--by", "dana", "--note", "ok", "--json"
+    )
     assert json.loads(approved.stdout)["review"]["by"] == "dana"
-    again = _run(env, "review", "reject", escalated["job_id"], "--by", "erin")
+    again = _run(
+        {**env, "PLANGATE_REVIEWER_KEY": erin}, "review", "reject", escalated["job_id"], "--by", "erin"
+    )
     assert again.returncode == 2 and "already" in again.stderr
+    assert dana not in approved.stdout + approved.stderr
 
     handoff = json.loads(
         _run(
@@ -149,3 +163,51 @@ def test_governance_from_the_command_line(
     assert _run(env, "agents", "restore", "llm-planner-001", "--by", "ops").returncode == 0
     assert _run(env, "agents", "reset-budget", "llm-planner-001", "--by", "ops").returncode == 0
     assert json.loads(_run(env, "submit", "--description", "x", "--wait", "--json").stdout)["state"] == "done"
+
+
+def test_deny_by_default_governance_from_the_command_line(redis_url: str, key_prefix: str) -> None:
+    env = {**os.environ, "PLANGATE_REDIS_URL": redis_url, "PLANGATE_KEY_PREFIX": key_prefix}
+    unknown = _run(env, "agents", "add", "dba", "--allow", "drop_database")
+    assert unknown.returncode == 2 and len(unknown.stderr.splitlines()) == 1
+    assert "unknown allowed side effect: drop_database" in unknown.stderr and "read_docs" in unknown.stderr
+    clash = _run(env, "agents", "add", "ops", "--tier", "1", "--allow", "run_terraform")
+    assert clash.returncode == 2 and "--lift" in clash.stderr
+    typo = _run(env, "agents", "add", "ops", "--allow", "read docs")
+    assert typo.returncode == 2 and "not a vocabulary word" in typo.stderr
+
+    assert _run(env, "vocabulary", "add", "read_metrics").returncode == 2  # a reason is required
+    added = _run(env, "vocabulary", "add", "read_metrics", "--reason", "dashboards", "--by", "olga")
+    assert added.returncode == 0 and "read_metrics" in added.stdout
+    words = {w["word"]: w for w in json.loads(_run(env, "vocabulary", "list", "--json").stdout)}
+    assert words["read_metrics"]["by"] == "olga" and words["ssh"]["builtin"]
+
+    saved = _run(
+        env,
+        "agents",
+        "add",
+        "ops",
+        "--tier",
+        "1",
+        "--allow",
+        "read_metrics,run_terraform",
+        "--lift",
+        "run_terraform",
+    )
+    assert (
+        saved.returncode == 0
+        and "lifted forbidden actions" in saved.stdout
+        and "issue-key ops" in saved.stdout
+    )
+    shown = json.loads(_run(env, "agents", "show", "ops", "--json").stdout)
+    assert shown["lifted_forbidden"] == ["run_terraform"] and "ssh" in shown["forbidden_actions"]
+    assert shown["keyless"] is False and shown["key"] == "none"
+    text = _run(env, "agents", "show", "ops").stdout
+    assert "lifted_forbidden: run_terraform" in text and "key: none" in text
+
+    _run(env, "agents", "add", "open-door", "--keyless")
+    assert json.loads(_run(env, "agents", "show", "open-door", "--json").stdout)["key"].startswith(
+        "none: keyless"
+    )
+    assert _run(env, "agents", "issue-key", "ops").stdout.startswith("pgk_")
+    assert json.loads(_run(env, "agents", "show", "ops", "--json").stdout)["key"] == "issued"
+    assert _run(env, "agents", "add", "victim:key").returncode == 2

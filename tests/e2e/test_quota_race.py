@@ -42,7 +42,7 @@ async def test_limits_hold_under_a_race(
         tokens_per_day=TOKENS_PER_DAY,
     )
     await TenantRegistry(redis, keys).put(limits)
-    await AgentRegistry(redis, keys).put(AgentRecord(agent_id="acme-planner", tenant_id="acme"))
+    await AgentRegistry(redis, keys).put(AgentRecord(agent_id="acme-planner", tenant_id="acme", keyless=True))
     start_workers(3, concurrency="8")
     settings = Settings(
         redis_url=e2e_env["PLANGATE_REDIS_URL"],

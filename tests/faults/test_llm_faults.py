@@ -32,6 +32,7 @@ NOT_FAULTS = {
     "scripted-slow",
     "scripted-low-confidence",
     "scripted-forbidden-step",
+    "scripted-hostile-actions",
     "scripted-fallback",
 }
 

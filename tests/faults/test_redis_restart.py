@@ -12,7 +12,7 @@ import pytest
 import redis as sync_redis
 
 from governance.vocabulary import JobState
-from tests.conftest import _redis_binary, free_port
+from tests.conftest import _redis_binary, free_port, store_keyless_seed_agent
 from tests.faults.conftest import FAULT_REPORT
 from worker.client import PlanClient
 from worker.errors import QueueUnavailable
@@ -85,6 +85,7 @@ async def test_jobs_survive_a_redis_restart(
     own_redis: OwnRedis, e2e_env: dict[str, str], start_workers: Start
 ) -> None:
     e2e_env["PLANGATE_REDIS_URL"] = own_redis.url  # the workers and the client use our own server
+    store_keyless_seed_agent(own_redis.url, e2e_env["PLANGATE_KEY_PREFIX"])
     start_workers(2)
     settings = Settings(
         redis_url=own_redis.url,

@@ -13,7 +13,7 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from governance.live_state import AgentStateStore, LockStore
-from governance.models import SEED_AGENT
+from governance.models import SEED_AGENT, ReviewerRecord
 from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
 from worker.admin import AgentAdmin
@@ -132,9 +132,12 @@ async def _true(value: bool) -> bool:
 async def test_five_failures_spend_a_budget_of_five_until_reset(
     client: PlanClient, worker: Worker, redis: Redis, settings: Settings, stub: StubServer
 ) -> None:
-    failing = await asyncio.gather(*(client.submit(_request(model="scripted-500")) for _ in range(5)))
+    # invalid_output is the agent's own doing (test_deny_by_default shows the codes that are not)
+    failing = await asyncio.gather(
+        *(client.submit(_request(model="scripted-invalid-json")) for _ in range(5))
+    )
     for status in await asyncio.gather(*(client.wait(j, timeout=WAIT_S) for j in failing)):
-        assert status.state is JobState.FAILED and status.error and status.error.type == "llm_unavailable"
+        assert status.state is JobState.FAILED and status.error and status.error.type == "invalid_output"
 
     calls = len(stub.requests)
     sixth = await client.wait(await client.submit(_request()), timeout=WAIT_S)
@@ -192,23 +195,26 @@ async def test_the_tracker_shows_phase_job_and_heartbeat(
 
 
 async def test_an_escalated_plan_is_reviewed_once(
-    client: PlanClient, worker: Worker, settings: Settings
+    client: PlanClient, worker: Worker, redis: Redis, settings: Settings
 ) -> None:
+    admin = AgentAdmin(redis, Keys(settings.key_prefix))
+    dana_key = await admin.save_reviewer(ReviewerRecord(reviewer_id="dana"), by="test")
+    erin_key = await admin.save_reviewer(ReviewerRecord(reviewer_id="erin"), by="test")
     escalated = await client.wait(
         await client.submit(_request(model="scripted-forbidden-step")), timeout=WAIT_S
     )
     plain = await client.wait(await client.submit(_request()), timeout=WAIT_S)
     assert escalated.output and escalated.output.decision is Decision.ESCALATE
-    desk = client.review_desk()
+    desk = await client.review_desk("dana", dana_key)
     assert [s.job_id for s in await desk.pending()] == [escalated.job_id]
 
-    reviewed = await desk.decide(escalated.job_id, approve=True, by="dana", note="terraform step done by ops")
+    reviewed = await desk.decide(escalated.job_id, approve=True, note="terraform step done by ops")
     assert reviewed.review and (reviewed.review.decision, reviewed.review.by) == ("approved", "dana")
     assert (await client.status(escalated.job_id)).review == reviewed.review
     with pytest.raises(NotReviewable, match="already"):
-        await desk.decide(escalated.job_id, approve=False, by="erin")
+        await (await client.review_desk("erin", erin_key)).decide(escalated.job_id, approve=False)
     with pytest.raises(NotReviewable, match="not an escalated plan"):
-        await desk.decide(plain.job_id, approve=True, by="dana")
+        await desk.decide(plain.job_id, approve=True)
     assert await desk.pending() == []
 
     ledger = await _ledger_kinds(settings, escalated.job_id, {"done", "review_approved"})

@@ -8,17 +8,22 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
-from governance.registry import AgentRegistry, RegistryError, load_agents_file
+from governance.registry import AgentRegistry, CapabilityVocabulary, RegistryError, load_agents_file
+from worker import codec
+from worker.admin import AGENT_SAVED, VOCABULARY_EXTENDED
+from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.settings import Settings
+from worker.worker_app import load_agents
 
 pytestmark = pytest.mark.integration
 
 
-async def test_put_get_list(redis: Redis, settings: Settings) -> None:
-    registry = AgentRegistry(redis, Keys(settings.key_prefix))
+async def test_put_get_list(redis: Redis, key_prefix: str) -> None:
+    registry = AgentRegistry(redis, Keys(key_prefix))
     assert await registry.get("nobody") is None
     assert await registry.get(SEED_AGENT.agent_id) == SEED_AGENT  # out of the box
+    assert not SEED_AGENT.keyless  # which needs a key like every agent
     analyst = AgentRecord(
         agent_id="analyst-7", tier=1, allowed_side_effects=["read_logs"], confidence_threshold=0.9
     )
@@ -37,16 +42,47 @@ async def test_a_corrupt_stored_record_is_a_typed_error(redis: Redis, settings: 
 def test_agents_file(tmp_path: Path) -> None:
     path = tmp_path / "agents.toml"
     path.write_text(
+        '[vocabulary]\nadd = ["read_metrics", "Query_DB"]\n\n'
         '[[agents]]\nagent_id = "capacity-planner"\ntier = 0\nconfidence_threshold = 0.8\n\n'
-        '[[agents]]\nagent_id = "ops-1"\ntier = 1\nrole = "operator"\nallowed_side_effects = ["read_logs"]\n'
+        '[[agents]]\nagent_id = "ops-1"\ntier = 1\nrole = "operator"\n'
+        'allowed_side_effects = ["read_metrics"]\n'
     )
-    records = load_agents_file(path)
-    assert [r.agent_id for r in records] == ["capacity-planner", "ops-1"]
-    assert records[0].forbidden_actions == SEED_AGENT.forbidden_actions  # tier 0 gets the seed lists
-    assert records[1].forbidden_actions == []
+    declared = load_agents_file(path)
+    assert declared.vocabulary == ["read_metrics", "query_db"]
+    assert [r.agent_id for r in declared.agents] == ["capacity-planner", "ops-1"]
+    for record in declared.agents:  # every tier gets the seed's forbidden list
+        assert record.forbidden_actions == SEED_AGENT.forbidden_actions
     path.write_text('[[agents]]\nagent_id = "x"\ntier = "high"\n')
     with pytest.raises(RegistryError, match="invalid agent"):
+        load_agents_file(path)
+    path.write_text('[vocabulary]\nadd = ["drop table"]\n')
+    with pytest.raises(RegistryError, match="not a capability word"):
         load_agents_file(path)
     path.write_text("not toml = = =")
     with pytest.raises(RegistryError, match="cannot read"):
         load_agents_file(path)
+
+
+async def test_the_worker_applies_the_agents_file_and_records_each_change_once(
+    redis: Redis, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "agents.toml"
+    path.write_text(
+        '[vocabulary]\nadd = ["read_metrics"]\n\n'
+        '[[agents]]\nagent_id = "metrics-reader"\nallowed_side_effects = ["read_metrics", "generate_plan"]\n'
+    )
+    configured = settings.model_copy(update={"agents_file": path})
+    keys = Keys(settings.key_prefix)
+    await load_agents(redis, configured)
+    await load_agents(redis, configured)  # a second worker start changes nothing and records nothing
+    stored = await AgentRegistry(redis, keys).get("metrics-reader")
+    assert stored is not None and stored.allowed_side_effects == ["read_metrics", "generate_plan"]
+    assert "read_metrics" in await CapabilityVocabulary(redis, keys).known()
+    kinds = [codec.loads(f["e"])["kind"] for _, f in await redis.xrange(keys.ledger_stream())]
+    assert kinds == [VOCABULARY_EXTENDED, AGENT_SAVED]
+    # a file naming a word nobody added is refused with the vocabulary listed
+    path.write_text('[[agents]]\nagent_id = "x"\nallowed_side_effects = ["drop_database"]\n')
+    with pytest.raises(
+        BadRequest, match=r"unknown allowed side effect: drop_database.*Known words:.*read_docs"
+    ):
+        await load_agents(redis, configured)

@@ -155,7 +155,7 @@ async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_te
     keys = Keys(settings.key_prefix)
     acme = TenantRecord(tenant_id="acme", tokens_per_day=100_000)
     await TenantRegistry(redis, keys).put(acme)
-    await AgentRegistry(redis, keys).put(AgentRecord(agent_id="acme-planner", tenant_id="acme"))
+    await AgentRegistry(redis, keys).put(AgentRecord(agent_id="acme-planner", tenant_id="acme", keyless=True))
     job_id = await client.submit(_request(agent_id="acme-planner", tenant_id="acme"))
     await _abandon(redis, settings, job_id, agent_id="acme-planner")
     day = utc_day()

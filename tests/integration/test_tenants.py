@@ -10,11 +10,11 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.agent_keys import AgentKeyStore
 from governance.models import AgentRecord, TenantRecord
 from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import JobState, Phase, RefusalCode
+from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
@@ -25,11 +25,15 @@ pytestmark = pytest.mark.integration
 WAIT_S = 20.0
 
 
-async def _tenant(redis: Redis, settings: Settings, tenant: TenantRecord, *agents: str) -> None:
+async def _tenant(
+    redis: Redis, settings: Settings, tenant: TenantRecord, *agents: str, keyless: bool = True
+) -> None:
+    """A tenant and its agents; the agents are keyless (an explicit opt-out) unless a test needs keys."""
     keys = Keys(settings.key_prefix)
     await TenantRegistry(redis, keys).put(tenant)
     for agent_id in agents:
-        await AgentRegistry(redis, keys).put(AgentRecord(agent_id=agent_id, tenant_id=tenant.tenant_id))
+        record = AgentRecord(agent_id=agent_id, tenant_id=tenant.tenant_id, keyless=keyless)
+        await AgentRegistry(redis, keys).put(record)
 
 
 def _request(agent: str, tenant: str, **fields: object) -> dict[str, object]:
@@ -84,10 +88,20 @@ async def _first(client: PlanClient, job_id: str) -> object:
 async def test_agent_keys_are_checked_before_preflight(
     client: PlanClient, worker: Worker, redis: Redis, settings: Settings, stub: object
 ) -> None:
-    await _tenant(redis, settings, TenantRecord(tenant_id="acme"), "acme-planner", "acme-other")
-    keys = AgentKeyStore(redis, Keys(settings.key_prefix))
-    key, other_key = await keys.issue("acme-planner"), await keys.issue("acme-other")
-    assert key.startswith("pgk_") and key not in (await keys.stored("acme-planner") or "")
+    await _tenant(
+        redis,
+        settings,
+        TenantRecord(tenant_id="acme"),
+        "acme-planner",
+        "acme-other",
+        "acme-new",
+        keyless=False,
+    )
+    admin = AgentAdmin(redis, Keys(settings.key_prefix))
+    key = await admin.issue_agent_key("acme-planner", by="test")
+    other_key = await admin.issue_agent_key("acme-other", by="test")
+    stored = await agent_keys(redis, Keys(settings.key_prefix)).stored("acme-planner")
+    assert key.startswith("pgk_") and key not in (stored or "")
 
     async with PlanClient.connect(settings, agent_key=key) as keyed:
         good = await keyed.wait(await keyed.submit(_request("acme-planner", "acme")), WAIT_S)
@@ -103,6 +117,13 @@ async def test_agent_keys_are_checked_before_preflight(
     assert key not in wrong.model_dump_json() and key not in str(
         await redis.hgetall(Keys(settings.key_prefix).job(good.job_id))
     )
+    # keys are required by default: an agent with none issued cannot be claimed, with or without one
+    for presented in (None, key):
+        unkeyed = await client.wait(
+            await client.submit(_request("acme-new", "acme", agent_key=presented)), WAIT_S
+        )
+        assert unkeyed.refusal and unkeyed.refusal.code == RefusalCode.UNAUTHENTICATED
+        assert "issue-key acme-new" in unkeyed.refusal.reason
 
 
 async def test_token_quota_refuses_and_reservations_always_settle(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
 from governance.models import (
     MAX_CONTEXT_BYTES,
     SEED_AGENT,
-    TIER0_ALLOWED_SIDE_EFFECTS,
-    TIER0_FORBIDDEN_ACTIONS,
     AgentOutput,
     AgentRecord,
     PlanDraft,
@@ -61,12 +60,50 @@ def test_limits_at_the_edge_are_accepted() -> None:
     assert len(req.constraints) == 50
 
 
-def test_tier0_agent_without_lists_gets_the_seed_lists() -> None:
+def test_every_agent_gets_the_seed_lists_whatever_its_tier_or_allow_list() -> None:
     agent = AgentRecord(agent_id="observer-2")
-    assert agent.allowed_side_effects == list(TIER0_ALLOWED_SIDE_EFFECTS)
-    assert agent.forbidden_actions == list(TIER0_FORBIDDEN_ACTIONS)
-    tier1 = AgentRecord(agent_id="operator-1", tier=1, allowed_side_effects=["read_logs"])
-    assert tier1.forbidden_actions == []
+    assert agent.allowed_side_effects == list(SEED_ALLOWED_SIDE_EFFECTS)
+    assert agent.forbidden_actions == list(SEED_FORBIDDEN_ACTIONS)
+    for record in (
+        AgentRecord(agent_id="operator-1", tier=1),
+        AgentRecord(agent_id="operator-2", tier=3, allowed_side_effects=["read_logs"]),
+        AgentRecord(
+            agent_id="observer-3", allowed_side_effects=["read_docs"], forbidden_actions=["read_logs"]
+        ),
+    ):
+        assert set(SEED_FORBIDDEN_ACTIONS) <= set(record.forbidden_actions), record.agent_id
+        assert record.lifted_forbidden == []
+
+
+def test_only_an_explicit_lift_removes_a_seed_forbidden_action() -> None:
+    agent = AgentRecord(agent_id="ops", tier=2, lifted_forbidden=["Run_Terraform"], forbidden_actions=["ssh"])
+    assert agent.lifted_forbidden == ["run_terraform"]
+    assert "run_terraform" not in agent.forbidden_actions
+    assert "ssh" in agent.forbidden_actions and agent.forbidden_actions.count("ssh") == 1
+    # the stored form reads back as the same record
+    assert AgentRecord.model_validate_json(agent.model_dump_json()) == agent
+
+
+def test_agent_names_are_normalised_and_must_be_words() -> None:
+    fullwidth_read_logs = "\uff32\uff25\uff21\uff24_\uff2c\uff2f\uff27\uff33"
+    agent = AgentRecord(agent_id="a", allowed_side_effects=[" Read_Docs", "read_docs", fullwidth_read_logs])
+    assert agent.allowed_side_effects == ["read_docs", "read_logs"]
+    for bad in (
+        "rm -rf /",
+        "drop table",
+        "read_docs\u200b",
+        "",
+    ):  # an operator's typo is refused, not guessed
+        with pytest.raises(ValidationError, match="not a vocabulary word"):
+            AgentRecord(agent_id="a", allowed_side_effects=[bad])
+
+
+@pytest.mark.parametrize("agent_id", ["victim:key", "a:b", "x:state"])
+def test_identifiers_may_not_contain_the_key_separator(agent_id: str) -> None:
+    with pytest.raises(ValidationError):
+        AgentRecord(agent_id=agent_id)
+    with pytest.raises(BadRequest, match="agent_id"):
+        to_request(_request(agent_id=agent_id))
 
 
 def test_seed_agent_matches_the_seed_metadata() -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
 from governance.models import (
     SEED_AGENT,
-    TIER0_ALLOWED_SIDE_EFFECTS,
-    TIER0_FORBIDDEN_ACTIONS,
     AgentRecord,
     PlanDraft,
     PlanRequest,
@@ -31,9 +30,9 @@ def test_system_prompt_states_identity_tier_lists_and_schema() -> None:
     assert "'observer'" in text
     assert "tier 0" in text
     assert "never execute" in text
-    for effect in TIER0_ALLOWED_SIDE_EFFECTS:
+    for effect in SEED_ALLOWED_SIDE_EFFECTS:
         assert effect in text
-    for action in TIER0_FORBIDDEN_ACTIONS:
+    for action in SEED_FORBIDDEN_ACTIONS:
         assert action in text
     assert plan_schema_text() in text
     assert json.loads(plan_schema_text()) == PlanDraft.model_json_schema()
@@ -45,15 +44,16 @@ def test_system_prompt_follows_the_agent_record() -> None:
         role="reviewer",
         tier=2,
         allowed_side_effects=["read_logs"],
-        forbidden_actions=["delete_vm"],
+        forbidden_actions=["read_inventory"],
+        lifted_forbidden=["delete_vm"],
     )
     text = build_messages(agent, REQUEST)[0]["content"]
     assert "ops-reviewer" in text and "'reviewer'" in text and "tier 2" in text
     allowed_line = next(line for line in text.splitlines() if line.startswith("Allowed side effects"))
     forbidden_line = next(line for line in text.splitlines() if line.startswith("Forbidden actions"))
     assert allowed_line.endswith("read_logs.")
-    assert forbidden_line.endswith("delete_vm.")
-    assert "run_terraform" not in text
+    assert forbidden_line.endswith("read_inventory.") and "delete_vm" not in forbidden_line
+    assert "ssh" in forbidden_line and "run_terraform" in forbidden_line  # the seed's list holds for all
 
 
 def test_user_message_carries_the_task_as_json() -> None:
