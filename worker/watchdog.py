@@ -122,7 +122,10 @@ class Watchdog:
         return taken
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
-        detail = {"type": FailureCode.ABANDONED.value, "message": "its worker died and the job's payload is gone"}
+        detail = {
+            "type": FailureCode.ABANDONED.value,
+            "message": "its worker died and the job's payload is gone",
+        }
         # A fresh event (the takeover's was never written), and the job's own tenant and quota day so
         # that its reservation is settled on the right account.
         failed = ledger_event(
@@ -142,5 +145,9 @@ class Watchdog:
             quota_day=fields["q_day"] or "",
         )
         await self._status.record(
-            ref, attempt, JobState.FAILED, failed, {"error": detail, "reason_code": FailureCode.ABANDONED.value}
+            ref,
+            attempt,
+            JobState.FAILED,
+            failed,
+            {"error": detail, "reason_code": FailureCode.ABANDONED.value},
         )
