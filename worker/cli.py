@@ -1,4 +1,4 @@
-"""The `plangate` command. Exit codes: 0 success, 1 timeout, 2 bad input, 3 queue unavailable."""
+"""The `plangate` command. Exit codes: EXIT_CODES_TEXT below (also in `plangate --help`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECT
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import SEED_AGENT_ID, AgentRecord, ReviewerRecord
 from governance.registry import AgentRegistry, RegistryError
+from governance.vocabulary import JobState
 from worker import codec
 from worker.admin import AgentAdmin, agent_keys
 from worker.cli_ledger import add_ledger_commands
@@ -41,10 +42,34 @@ from worker.settings import Settings
 from worker.web import add_web_commands
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+# `wait` and `submit --wait`: 0 only for done; each other ending has its own code.
+EXIT_REFUSED, EXIT_FAILED, EXIT_CANCELLED = 4, 5, 6
+EXIT_OF_STATE = {
+    JobState.DONE: EXIT_OK,
+    JobState.REFUSED: EXIT_REFUSED,
+    JobState.FAILED: EXIT_FAILED,
+    JobState.CANCELLED: EXIT_CANCELLED,
+}
+EXIT_CODES_TEXT = (
+    "Exit codes: 0 success (for wait and submit --wait: the job ended done), 1 timeout, 2 bad input or "
+    "unknown job, 3 Redis unreachable, 4 the job was refused, 5 it failed, 6 it was cancelled."
+)
+NO_WORKER_NOTICE_S = 3.0
 
 
 class CLIError(PlangateError):
     """A usage problem found by the CLI itself (exit code 2)."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
 
 
 def _out(text: str) -> None:
@@ -90,6 +115,9 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         request["model"] = args.model
     key = settings.agent_key.get_secret_value() if settings.agent_key else None
     async with PlanClient.connect(settings, agent_key=key) as client:
+        if args.tenant is None:  # the agent's own tenant
+            agent = await client.agent(args.agent)
+            request["tenant_id"] = agent.tenant_id if agent else "default"
         job_id = await client.submit(request)
         if not args.wait:
             status = await client.status(job_id)
@@ -99,16 +127,37 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _wait_and_show(client: PlanClient, job_id: str, args: argparse.Namespace) -> int:
+    waiting = asyncio.ensure_future(client.wait(job_id, timeout=args.timeout))
     try:
-        status = await client.wait(job_id, timeout=args.timeout)
+        done, _ = await asyncio.wait({waiting}, timeout=min(NO_WORKER_NOTICE_S, args.timeout))
+        if not done:
+            await _say_if_no_worker(client, job_id)
+        status = await waiting
     except WaitTimeout as exc:
         status = await client.status(job_id)
         if args.json:
             _out(status_json(status))
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_TIMEOUT
+    finally:
+        if not waiting.done():
+            waiting.cancel()
     _show(status, args)
-    return EXIT_OK
+    return EXIT_OF_STATE[status.state]
+
+
+async def _say_if_no_worker(client: PlanClient, job_id: str) -> None:
+    """A job that waits in the queue with no worker alive waits forever: say so, keep waiting."""
+    from worker.watchdog import liveness_window_s
+
+    status = await client.status(job_id)
+    if status.state is JobState.QUEUED and not await client.healthy_workers(
+        liveness_window_s(client.settings)
+    ):
+        sys.stderr.write(
+            f"plangate: job {job_id} is still queued and no worker of queue {client.settings.queue_name} "
+            "is alive (start one with `plangate worker`); still waiting\n"
+        )
 
 
 def _show(status: Any, args: argparse.Namespace) -> None:
@@ -132,6 +181,11 @@ async def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     live = sys.stdout.isatty() and not args.json
     async with PlanClient.connect(settings) as client:
+        status = await client.status(args.job_id)
+        if status.state is JobState.QUEUED and not args.json:
+            ahead = await client.queue_position(args.job_id)
+            where = f" ({ahead} ahead of it in the queue, running ones included)" if ahead else ""
+            _out(f"job {args.job_id} is queued: waiting for a worker{where}")
         async for event in client.watch(args.job_id):
             if args.json:
                 _out(event.model_dump_json())
@@ -144,7 +198,13 @@ async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
-        _show(await client.cancel(args.job_id), args)
+        status = await client.cancel(args.job_id)
+    if args.json:
+        _out(status_json(status))
+    elif status.state is JobState.CANCELLED:
+        _out(f"job {status.job_id} cancelled")
+    else:
+        _out(f"job {status.job_id} is {status.state.value}: cancel requested, it stops at its next heartbeat")
     return EXIT_OK
 
 
@@ -441,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Redis (poll it by job id) and in an append-only SQLite ledger. Configuration comes from "
             "PLANGATE_* environment variables (see README). Try `plangate demo` first."
         ),
-        epilog="Exit codes: 0 success, 1 timeout, 2 bad input or unknown job, 3 Redis unreachable.",
+        epilog=EXIT_CODES_TEXT,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -454,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--side-effect", action="append", default=[], help="a side effect the plan may need (repeatable)"
     )
     p.add_argument("--context", help="read-only context as a JSON object, or @FILE (at most 64 KiB)")
-    p.add_argument("--tenant", default="default", help="tenant id (default 'default')")
+    p.add_argument("--tenant", help="tenant id (default: the agent's own tenant)")
     p.add_argument("--project", help="the tenant's project this plan is for")
     p.add_argument(
         "--model", help="model to use instead of PLANGATE_MODEL (must be on PLANGATE_ALLOWED_MODELS)"
@@ -468,14 +528,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--wait-lock",
-        type=float,
+        type=seconds,
         default=0.0,
         metavar="S",
         help="wait up to S seconds for held locks (default 0)",
     )
     p.add_argument("--handoff-from", metavar="JOB_ID", help="carry that finished job's plan in as context")
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
+    p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait with --wait (default 300)")
     _add_json(p)
     p.set_defaults(run=cmd_submit)
 
@@ -488,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("job_id")
         if name == "wait":
-            p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+            p.add_argument(
+                "--timeout", type=seconds, default=300.0, help="seconds to wait (default 300; 0: only look)"
+            )
         _add_json(p)
         p.set_defaults(run=fn)
 

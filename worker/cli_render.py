@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from governance.vocabulary import Decision
 from worker.job_models import JobEvent, JobStatus
 
 
@@ -26,6 +27,14 @@ def render_status(status: JobStatus, out: TextIO) -> None:
         out.write(f"  {status.state.value}: {status.error.type} — {status.error.message}\n")
     if status.output:
         render_output(status.output.model_dump(mode="json"), out)
+    if status.review:
+        r = status.review
+        note = f": {r.note}" if r.note else ""
+        out.write(f"  review: {r.decision.value} by {r.by} at {r.at}{note}\n")
+    elif status.output and status.output.decision is Decision.ESCALATE:
+        out.write("  review: pending (`plangate review approve|reject JOB_ID --by REVIEWER`)\n")
+    if status.cancel_requested and not status.terminal:
+        out.write("  cancel requested: it stops at its next heartbeat\n")
 
 
 def render_output(output: dict[str, Any], out: TextIO) -> None:

@@ -17,12 +17,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from governance.models import PlanRequest
+from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
+from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, JobState
 from worker import codec, tracing
 from worker.clock import now_iso
-from worker.errors import BadRequest, JobNotFound, QueueUnavailable, Unauthenticated, WaitTimeout
+from worker.errors import (
+    BadRequest,
+    JobNotFound,
+    NotCancellable,
+    QueueUnavailable,
+    Unauthenticated,
+    WaitTimeout,
+)
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
@@ -109,6 +117,15 @@ class PlanClient:
         settings = settings or Settings()
         redis = text_client(settings.redis_url)
         return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this client was made with."""
+        return self._settings
+
+    async def agent(self, agent_id: str) -> AgentRecord | None:
+        """An agent's record (the built-in seed agent included); None when unknown."""
+        return await AgentRegistry(self._redis, self._keys).get(agent_id)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -247,7 +264,15 @@ class PlanClient:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
-        """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds."""
+        """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds
+        (0: only look; a finished job's status is returned whatever the timeout)."""
+        if timeout is not None and timeout < 0:
+            raise BadRequest(f"timeout must be 0 or more seconds, not {timeout:g}")
+        status = await self.status(job_id)
+        if status.terminal:
+            return status
+        if timeout == 0:
+            raise WaitTimeout(job_id, 0.0)
         try:
             async with asyncio.timeout(timeout):
                 async for _ in self.watch(job_id):
@@ -287,8 +312,11 @@ class PlanClient:
                     return
 
     async def cancel(self, job_id: str) -> JobStatus:
-        """Cancel a job: at once when still queued; a running job stops at its next heartbeat."""
+        """Cancel a job: at once when still queued; a running job stops at its next heartbeat (its
+        status shows `cancel_requested` until then). NotCancellable when it has ended already."""
         status = await self.status(job_id)
+        if status.terminal:
+            raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
             reason = CancelReason.BY_SUBMITTER.value
             detail = {"type": reason, "message": "cancelled while queued"}
@@ -309,8 +337,7 @@ class PlanClient:
                     pipe.delete(job_key_prefix + job_id)
                     await pipe.execute()
                 return await self.status(job_id)
-        if status.state in (JobState.QUEUED, JobState.RUNNING):
-            await self._status.request_cancel(job_id)
+        await self._status.request_cancel(job_id)  # running (or it started as we recorded)
         return await self.status(job_id)
 
     async def failed(self, limit: int = 100) -> list[JobStatus]:
@@ -358,6 +385,11 @@ class PlanClient:
         return [
             usage_row(tenant_id, day.isoformat(), raw) for day, raw in zip(days, raws, strict=True) if raw
         ]
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """How many entries are ahead of a queued job in the queue (running ones included); None when
+        it is not in the queue."""
+        return await self._redis.zrank(self._settings.queue_name, job_id)
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue beat within the last `window_s` seconds."""

@@ -25,6 +25,10 @@ class Unauthenticated(PlangateError):
     """A key did not prove the identity it was presented for (unknown id or wrong key, alike)."""
 
 
+class NotCancellable(BadRequest):
+    """The job ended already: there is nothing to cancel."""
+
+
 class NotReviewable(BadRequest):
     """Only a job that ended `done` with decision ESCALATE can be reviewed, and only once."""
 

@@ -56,6 +56,7 @@ class JobStatus(BaseModel):
     refusal: Refusal | None = None
     error: JobError | None = None
     review: Review | None = None
+    cancel_requested: bool = False  # a running job asked to stop: it does at its next heartbeat
 
     @property
     def terminal(self) -> bool:
