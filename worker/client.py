@@ -113,8 +113,11 @@ class PlanClient:
         agent_id: str | None = None,
         agent_key: str | None = None,
     ) -> PlanClient:
-        """A client on its own connection pool to `settings.redis_url`."""
+        """A client on its own connection pool to `settings.redis_url`; its jobs carry `agent_key`, or
+        else `settings.agent_key` (PLANGATE_AGENT_KEY)."""
         settings = settings or Settings()
+        if agent_key is None and settings.agent_key is not None:
+            agent_key = settings.agent_key.get_secret_value()
         redis = text_client(settings.redis_url)
         return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
 
