@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class FailureCode(StrEnum):
+    """Why a job ended `failed` when no LLM error says why (an LLMError carries its own `code`)."""
+
+    TRIES_EXHAUSTED = "tries_exhausted"  # the job was tried JOB_TRIES times
+    JOB_TIMEOUT = "job_timeout"  # it ran past JOB_TIMEOUT_S
+    INTERNAL_ERROR = "internal_error"  # an unexpected error in the pipeline
+    ABANDONED = "abandoned"  # its worker died, and the arq job was gone when another took over
+    PAYLOAD_LOST = "payload_lost"  # arq's payload of the queued job is missing or empty
+    PAYLOAD_UNREADABLE = "payload_unreadable"  # arq's payload or try count of the queued job is unusable
+
 
 class PlangateError(Exception):
     """Base of every error plangate raises on purpose."""
@@ -91,3 +104,7 @@ class InvalidOutput(LLMError):
     """The LLM's answer did not validate as a plan, even after the repair round."""
 
     code = "invalid_output"
+
+
+class UnreadablePayload(PlangateError):
+    """arq's payload of a job is not a plan call (not JSON, another function, other arguments)."""

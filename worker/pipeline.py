@@ -27,7 +27,7 @@ from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, Decision, JobState, Phase, RefusalCode
 from worker import __version__, codec, metrics, tracing
 from worker.clock import now_iso
-from worker.errors import LLMError
+from worker.errors import FailureCode, LLMError
 from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
 from worker.llm_stream import LLMPlanner, LLMResult
@@ -89,7 +89,9 @@ class Pipeline:
         try:
             if job.tries > self.settings.job_tries:
                 message = f"the job was tried {job.tries - 1} times (JOB_TRIES={self.settings.job_tries})"
-                return await self.record_end(job, JobState.FAILED, error=("tries_exhausted", message))
+                return await self.record_end(
+                    job, JobState.FAILED, error=(FailureCode.TRIES_EXHAUSTED, message)
+                )
             async with asyncio.timeout(self.settings.job_timeout_s):
                 request, agent = await self.preflight_phase.check(job, raw_request)
                 result = await self.plan(job, agent, request)
@@ -108,7 +110,7 @@ class Pipeline:
             return await self.record_end(job, JobState.CANCELLED, error=(exc.reason.value, message))
         except TimeoutError:
             message = f"job ran past JOB_TIMEOUT_S={self.settings.job_timeout_s:g}s"
-            return await self.record_end(job, JobState.FAILED, error=("job_timeout", message))
+            return await self.record_end(job, JobState.FAILED, error=(FailureCode.JOB_TIMEOUT, message))
         except Fenced:
             return await self._fenced(job)
         except RetryJob:
@@ -119,7 +121,7 @@ class Pipeline:
             raise
         except Exception as exc:  # the boundary: a bad job must end as a record, never crash the worker
             job.log.exception("job failed unexpectedly")
-            error = ("internal_error", f"{type(exc).__name__}: {exc}")
+            error = (FailureCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return await self.record_end(job, JobState.FAILED, error=error)
 
     async def _claim(self, job_id: str, raw_request: Any) -> JobRun | None:

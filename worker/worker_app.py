@@ -22,6 +22,7 @@ from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
+from worker.errors import FailureCode
 from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
@@ -144,6 +145,9 @@ def build_worker(
             llm_base_url=settings.llm_base_url,
         )
 
+    async def on_drop(ctx: dict[str, Any], job_id: str, code: FailureCode, message: str) -> None:
+        await ctx["watchdog"].fail_dropped(job_id, code, message)
+
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "watchdog" in ctx:
             ctx["watchdog"].stop()
@@ -158,6 +162,7 @@ def build_worker(
 
     return WakeableWorker(
         wake_channel=keys.wake(),
+        on_drop=on_drop,
         functions=[
             func(
                 run_plan_job,
