@@ -75,10 +75,12 @@ class FailureCode(StrEnum):
     LLM_OUT_OF_CREDITS = "llm_out_of_credits"
     LLM_REQUEST_REJECTED = "llm_request_rejected"
     INVALID_OUTPUT = "invalid_output"
-    JOB_TIMEOUT = "job_timeout"
-    TRIES_EXHAUSTED = "tries_exhausted"
-    ABANDONED = "abandoned"
-    INTERNAL_ERROR = "internal_error"
+    JOB_TIMEOUT = "job_timeout"  # it ran past JOB_TIMEOUT_S
+    TRIES_EXHAUSTED = "tries_exhausted"  # the job was tried JOB_TRIES times
+    ABANDONED = "abandoned"  # its worker died, and the arq job was gone when another took over
+    PAYLOAD_LOST = "payload_lost"  # arq's payload of the queued job is missing or empty
+    PAYLOAD_UNREADABLE = "payload_unreadable"  # arq's payload or try count of the queued job is unusable
+    INTERNAL_ERROR = "internal_error"  # an unexpected error in the pipeline
 
 
 class ReviewDecision(StrEnum):

@@ -20,6 +20,7 @@ from governance.vocabulary import TERMINAL_STATES, JobState
 from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
+from worker.queue_counts import add_queue_reads, queue_counts_of
 from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.watchdog import liveness_window_s
@@ -56,7 +57,7 @@ async def collect_stats(
     keys = Keys(settings.key_prefix)
     stamps = minute_stamps(now, minutes)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(settings.queue_name)
+        add_queue_reads(pipe, settings, now_ms)
         pipe.zrange(keys.running(), 0, -1, withscores=True)
         pipe.zrange(keys.workers(), 0, -1, withscores=True)
         for stamp in stamps:
@@ -67,8 +68,9 @@ async def collect_stats(
     for reply in replies[:-1]:
         if isinstance(reply, Exception):
             raise reply
-    queue_depth, running, workers = replies[0], replies[1], replies[2]
-    minute_hashes: list[dict[str, str]] = replies[3 : 3 + minutes]
+    queue = queue_counts_of(*replies[:3])
+    running, workers = replies[3], replies[4]
+    minute_hashes: list[dict[str, str]] = replies[5 : 5 + minutes]
     ledger_length, pending = replies[-2], replies[-1]
     if isinstance(pending, ResponseError):  # NOGROUP: no writer has created the group yet
         pending = {"pending": 0}
@@ -97,7 +99,8 @@ async def collect_stats(
     return {
         "at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
         "queue": settings.queue_name,
-        "queue_depth": int(queue_depth),
+        "queue_depth": queue.waiting,
+        "queue_deferred": queue.deferred,
         "running": len(running),
         "running_by_worker": dict(sorted(running_by_worker.items())),
         "oldest_running_heartbeat_age_s": None if oldest_age is None else round(oldest_age, 3),
@@ -127,7 +130,8 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
     finished = stats["finished"]
     lines = [
         f"plangate stats  queue {stats['queue']}  at {stats['at']}",
-        f"queue depth      {stats['queue_depth']}",
+        f"queue depth      {stats['queue_depth']}  (waiting for a worker)",
+        f"deferred         {stats['queue_deferred']}  (retries and deferred jobs, not due yet)",
         f"running          {stats['running']}"
         + (f"  (oldest heartbeat {age:.1f}s ago)" if age is not None else ""),
         *(f"  {worker:<30} {n}" for worker, n in stats["running_by_worker"].items()),
@@ -181,7 +185,8 @@ def add_stats_commands(sub: Any) -> None:
     """Register `plangate stats`."""
     p = sub.add_parser(
         "stats",
-        help="queue depth, running jobs, live workers, jobs per minute, refusals, failures, ledger backlog",
+        help="queue depth (jobs waiting for a worker), deferred and running jobs, live workers, jobs per "
+        "minute, refusals, failures, ledger backlog",
         description="The queue at a glance, from cheap Redis reads. Per-minute counts are kept 2 hours.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (with --watch: one per line)")

@@ -101,3 +101,7 @@ class InvalidOutput(LLMError):
     """The LLM's answer did not validate as a plan, even after the repair round."""
 
     code: str = FailureCode.INVALID_OUTPUT
+
+
+class UnreadablePayload(PlangateError):
+    """arq's payload of a job is not a plan call (not JSON, another function, other arguments)."""

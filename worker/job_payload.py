@@ -1,15 +1,20 @@
-"""The arq job payload: JSON in, and a decoder that never raises.
+"""The arq job payload: JSON in, a strict decoder, and why arq would drop a job it cannot run.
 
-arq fails a job it cannot decode (or whose function it does not know) without calling us,
-which would leave the job's status `queued` forever. So whatever bytes are in Redis, the
-decoder hands arq a well-formed `plan` call, and the pipeline refuses what is not a request.
+A payload that is a `plan` call reaches the pipeline whatever its request holds, and the pipeline
+refuses what is not a request (`bad_request`). A payload that is no plan call at all (not JSON,
+another function, other arguments) raises: arq then drops the job without calling us, as it does
+when the payload is gone or its try count is past the limit, and the worker's drop hook
+(wakeable_worker) ends the job `failed` with the code `unrunnable` names, instead of leaving its
+status `queued` forever.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from governance.vocabulary import FailureCode
 from worker import codec
+from worker.errors import UnreadablePayload
 
 JOB_FUNCTION = "plan"
 MALFORMED_FIELD = "__malformed_payload__"
@@ -21,18 +26,18 @@ def encode_job(data: dict[str, Any]) -> bytes:
 
 
 def decode_job(raw: bytes | str) -> dict[str, Any]:
-    """arq's job deserializer; a payload that is not ours becomes a call the pipeline will refuse."""
+    """arq's job deserializer: a plan call, or UnreadablePayload for anything else."""
     try:
         data = codec.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        return _malformed(f"not JSON: {exc}")
+        raise UnreadablePayload(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
-        return _malformed("not a JSON object")
+        raise UnreadablePayload("not a JSON object")
     args, kwargs = data.get("a"), data.get("k", {})
     if data.get("f") != JOB_FUNCTION:
-        return _malformed(f"unknown job function {data.get('f')!r}")
+        raise UnreadablePayload(f"unknown job function {str(data.get('f'))[:80]!r}")
     if not isinstance(args, list) or len(args) != 2 or not isinstance(kwargs, dict) or kwargs:
-        return _malformed("expected exactly the arguments (job_id, request)")
+        raise UnreadablePayload("expected exactly the arguments (job_id, request)")
     job_try, enqueued = data.get("t"), data.get("et", 0)
     return {
         "f": JOB_FUNCTION,
@@ -48,5 +53,33 @@ def request_of(args: tuple[Any, ...]) -> Any:
     return args[1] if len(args) == 2 else {MALFORMED_FIELD: "missing request"}
 
 
-def _malformed(why: str) -> dict[str, Any]:
-    return {"f": JOB_FUNCTION, "a": [None, {MALFORMED_FIELD: why}], "k": {}, "t": None, "et": 0}
+def unrunnable(raw: bytes | str | None, tries: bytes | str | None, max_tries: int) -> tuple[FailureCode, str]:
+    """Why arq drops a job without running it, from its payload and arq's try counter of it."""
+    if raw is None:
+        return FailureCode.PAYLOAD_LOST, "arq's payload of the job is gone"
+    if not raw:
+        return FailureCode.PAYLOAD_LOST, "arq's payload of the job is empty"
+    try:
+        payload_try = decode_job(raw)["t"]
+    except UnreadablePayload as exc:
+        return FailureCode.PAYLOAD_UNREADABLE, f"arq's payload of the job is unreadable: {exc}"
+    problem = try_count_problem(tries, max_tries, payload_try)
+    return FailureCode.PAYLOAD_UNREADABLE, problem or "arq could not start the job"
+
+
+def try_count_problem(
+    tries: bytes | str | None, max_tries: int, payload_try: int | None = None
+) -> str | None:
+    """What is wrong with arq's try counter of a job (its retry key, or the payload's `t`), if anything."""
+    if tries is None:
+        counted = 0
+    else:
+        try:
+            counted = int(tries)
+        except ValueError:
+            shown = tries.decode("utf-8", "replace") if isinstance(tries, bytes) else tries
+            return f"arq's try counter of the job is not a number ({shown[:40]!r})"
+    count = max(counted, payload_try or 0)
+    if count >= max_tries:
+        return f"arq counts {count} tries of the job (its limit is {max_tries})"
+    return None

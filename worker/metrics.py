@@ -1,8 +1,8 @@
 """Prometheus metrics of a worker process, served on PLANGATE_METRICS_PORT (0 = off).
 
 Process-local counters and histograms are updated by the pipeline; the queue-wide gauges (queue
-depth, oldest heartbeat, ledger lag) are refreshed from Redis by the watchdog. Label values are
-bounded: states, phases, decisions, reason codes and model names, never job ids.
+depth, deferred jobs, oldest heartbeat, ledger lag) are refreshed from Redis by the watchdog. Label
+values are bounded: states, phases, decisions, reason codes and model names, never job ids.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from worker.keys import LEDGER_GROUP, Keys
+from worker.queue_counts import add_queue_reads, queue_counts_of
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -44,7 +45,10 @@ TOKENS_PER_SECOND = Histogram(
 TOKENS = Counter("plangate_llm_tokens_total", "LLM tokens by kind and model", ["kind", "model"])
 LLM_RETRIES = Counter("plangate_llm_retries_total", "LLM calls retried, by cause", ["cause"])
 RUNNING = Gauge("plangate_jobs_running", "Jobs this worker is running now")
-QUEUE_DEPTH = Gauge("plangate_queue_depth", "Jobs waiting in the queue")
+QUEUE_DEPTH = Gauge("plangate_queue_depth", "Jobs waiting for a worker (due now, not running)")
+QUEUE_DEFERRED = Gauge(
+    "plangate_queue_deferred", "Jobs in the queue deferred to a later time (retries), not due yet"
+)
 OLDEST_HEARTBEAT_AGE = Gauge(
     "plangate_oldest_heartbeat_age_seconds", "Heartbeat age of the oldest running job"
 )
@@ -93,13 +97,15 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
     """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog)."""
     keys = Keys(settings.key_prefix)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(settings.queue_name)
+        add_queue_reads(pipe, settings, int(time.time() * 1000))
         pipe.zrange(keys.running(), 0, 0, withscores=True)
         pipe.xlen(keys.ledger_stream())
         pipe.get(keys.stats_submitted())
-        depth, oldest, length, submitted = await pipe.execute()
+        *counts, oldest, length, submitted = await pipe.execute()
+    queue = queue_counts_of(*counts)
     QUEUE_COUNTERS.submitted = float(submitted or 0)
-    QUEUE_DEPTH.set(depth)
+    QUEUE_DEPTH.set(queue.waiting)
+    QUEUE_DEFERRED.set(queue.deferred)
     OLDEST_HEARTBEAT_AGE.set(max(0.0, time.time() - oldest[0][1] / 1000) if oldest else 0.0)
     LEDGER_STREAM_LENGTH.set(length)
     try:

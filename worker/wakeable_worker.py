@@ -6,7 +6,12 @@ wake channel in the same transaction that enqueues; every worker listens and pol
 poll stays as the fallback (a missed message, a deferred retry), so a lost wake-up costs latency,
 never a job. Pub/sub is plain Redis that DragonflyDB runs; it costs nothing while idle.
 
-This overrides arq's `Worker.main` loop and hooks its slot-release callback (arq 0.26-0.28).
+It also tells plangate about a job arq drops without running it (its payload gone, empty or not a
+plan call, its try count past the limit or not a number): arq only deletes such a job, which would
+leave its status `queued` forever, so the drop hook records it first (see job_payload.unrunnable).
+
+This overrides arq's `Worker.main` loop, `run_job` and `finish_failed_job`, and hooks its
+slot-release callback (arq 0.26-0.28).
 """
 
 from __future__ import annotations
@@ -14,14 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from arq.connections import create_pool, log_redis_info
+from arq.constants import job_key_prefix, retry_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError
 
+from governance.vocabulary import FailureCode
+from worker.job_payload import try_count_problem, unrunnable
+
 log = structlog.get_logger(__name__)
+
+DropHook = Callable[[dict[str, Any], str, FailureCode, str], Awaitable[None]]
+"""Called with (worker ctx, job id, code, message) before arq drops a job it could not start."""
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 MIN_POLL_GAP_S = 0.01
@@ -30,10 +43,11 @@ MIN_POLL_GAP_S = 0.01
 class WakeableWorker(Worker):
     """An arq Worker whose poll loop also wakes on a pub/sub message and when a job ends."""
 
-    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wake_channel: str, on_drop: DropHook | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wake_channel = wake_channel
         self.wake = asyncio.Event()
+        self.on_drop = on_drop
 
     async def main(self) -> None:  # arq's main, with an event in place of its fixed sleep
         if self._pool is None:
@@ -80,6 +94,29 @@ class WakeableWorker(Worker):
             await asyncio.gather(*self.tasks.values())
             return True
         return False
+
+    async def run_job(self, job_id: str, score: int) -> None:  # arq's, with its try counter guarded
+        try:
+            await super().run_job(job_id, score)
+        except ResponseError:
+            # arq's first step INCRs the job's try counter; one that is not a number (or would overflow)
+            # fails every time, and the error would end this worker's loop. Drop the job instead.
+            if try_count_problem(await self.pool.get(retry_key_prefix + job_id), self.max_tries) is None:
+                raise  # the counter is fine: not ours to handle
+            log.error("arq cannot count the job's tries; dropping it", job_id=job_id)
+            await self.finish_failed_job(job_id, None)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        # arq calls this only for a job it drops without calling the job function: record it first,
+        # so a Redis error here leaves the job in the queue for a later try instead of lost.
+        if self.on_drop is not None:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                pipe.get(job_key_prefix + job_id)
+                pipe.get(retry_key_prefix + job_id)
+                raw, tries = await pipe.execute()
+            code, message = unrunnable(raw, tries, self.max_tries)
+            await self.on_drop(self.ctx, job_id, code, message)
+        await super().finish_failed_job(job_id, result_data)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

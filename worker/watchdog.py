@@ -3,6 +3,7 @@
 A running job whose heartbeat is older than HEARTBEAT_TIMEOUT_S lost its worker (killed,
 frozen, cut off). arq alone would wait for the job timeout plus 10 s; the watchdog returns it
 to the queue at once, fenced so the old attempt can no longer record, and records the takeover.
+A job that can never run again (its arq payload gone, see `fail_dropped`) ends `failed` instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from governance.vocabulary import FailureCode, JobState
+from governance.vocabulary import FailureCode, JobState, Phase
+from worker import codec, metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
@@ -87,7 +89,7 @@ class Watchdog:
         taken = 0
         for job_id, cutoff_ms in await self._status.stale(self._settings.stale_after_s):
             fields = await self._status.fields(
-                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "q_day"
+                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "q_day", "request"
             )
             if fields["attempt"] is None:
                 await self._redis.zrem(self._keys.running(), job_id)  # its status expired
@@ -109,7 +111,7 @@ class Watchdog:
                 taken += 1
                 bound.warning("took over an abandoned job", abandoned_by=fields["worker"])
             elif outcome == -1:
-                await self._fail_lost(job_id, attempt, fields, event)
+                await self._fail_lost(job_id, attempt, fields)
                 bound.error("abandoned job had no arq payload left; recorded failed")
         self.taken_over += taken
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
@@ -121,33 +123,72 @@ class Watchdog:
                 log.warning("freed jobs whose picking worker died before starting them", jobs=freed)
         return taken
 
-    async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
-        detail = {
-            "type": FailureCode.ABANDONED.value,
-            "message": "its worker died and the job's payload is gone",
-        }
-        # A fresh event (the takeover's was never written), and the job's own tenant and quota day so
-        # that its reservation is settled on the right account.
+    async def _fail_lost(self, job_id: str, attempt: int, fields: dict[str, str | None]) -> None:
+        message = "its worker died and the job's payload is gone"
+        await self._fail(job_id, attempt, fields, FailureCode.ABANDONED, message)
+
+    async def fail_dropped(self, job_id: str, code: FailureCode, message: str) -> bool:
+        """End a queued job `failed` (`code`) that arq drops without running it (its payload is gone
+        or unusable): else its status would say `queued` forever. False when it is not queued."""
+        names = ("state", "attempt", "agent_id", "tenant_id", "q_day", "request")
+        fields = await self._status.fields(job_id, *names)
+        if fields["state"] != JobState.QUEUED.value:
+            return False  # unknown (a hand-made entry), ended already (cancelled), or running elsewhere
+        recorded = await self._fail(job_id, None, fields, code, message)
+        if recorded:
+            bound = log.bind(job_id=job_id, agent_id=fields["agent_id"], tenant_id=fields["tenant_id"])
+            bound.error("arq dropped a job it could not start; recorded failed", reason=code, detail=message)
+        return recorded
+
+    async def _fail(
+        self,
+        job_id: str,
+        attempt: int | None,
+        fields: dict[str, str | None],
+        code: FailureCode,
+        message: str,
+    ) -> bool:
+        """The one terminal write of a job no attempt can finish: status, event, ledger entry, and its
+        quota and locks settled (`attempt=None`: only while it is still queued)."""
+        detail = {"type": code.value, "message": message}
+        agent_id = fields["agent_id"] or "?"
+        # The job's own tenant, quota day and locks, so that what it holds is settled on the right account.
         failed = ledger_event(
             JobState.FAILED.value,
             job_id=job_id,
-            agent_id=event["agent_id"],
-            tenant_id=event["tenant_id"],
-            attempt=attempt,
+            agent_id=agent_id,
+            tenant_id=fields["tenant_id"],
+            attempt=attempt if attempt is not None else int(fields.get("attempt") or 0),
             worker=WORKER_NAME,
-            reason=FailureCode.ABANDONED.value,
+            reason=code.value,
             payload={"error": detail},
         )
         ref = JobRef(
             job_id,
-            fields["agent_id"] or "?",
+            agent_id,
+            locks=_locks_of(fields.get("request")),
             tenant_id=fields["tenant_id"] or "default",
             quota_day=fields["q_day"] or "",
         )
-        await self._status.record(
+        recorded = await self._status.record(
             ref,
             attempt,
             JobState.FAILED,
             failed,
-            {"error": detail, "reason_code": FailureCode.ABANDONED.value},
+            {"error": detail, "reason_code": code.value},
+            phase=None if attempt is None else Phase.RECORD,
         )
+        if recorded:
+            metrics.JOBS_FINISHED.labels(JobState.FAILED.value, "").inc()
+            metrics.FAILURES.labels(code.value).inc()
+        return recorded
+
+
+def _locks_of(request_json: str | None) -> tuple[str, ...]:
+    """The locks a job's request names (kept in its status hash), so the terminal write releases them."""
+    try:
+        request = codec.loads(request_json or "{}")
+    except ValueError:
+        return ()
+    locks = request.get("locks") if isinstance(request, dict) else None
+    return tuple(lock for lock in locks if isinstance(lock, str)) if isinstance(locks, list) else ()

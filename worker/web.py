@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.registry import TenantRegistry
+from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
 from worker import codec
@@ -171,17 +172,35 @@ class LiveView:
             return []
         return [e["job_id"] for e in reversed(events) if e.get("job_id")]
 
+    async def _waiting(self, running_count: int) -> list[str]:
+        """Jobs waiting for a worker, oldest first: due in arq's queue and not running.
+
+        arq's queue holds a job until it finishes and a deferred retry with a future score, so
+        read the due entries only, enough of them to fill the list after the running ones are
+        left out (each running job is a due entry).
+        """
+        now_ms = int(utcnow().timestamp() * 1000)
+        due = await self._redis.zrangebyscore(
+            self._settings.queue_name, "-inf", now_ms, start=0, num=LIST_LIMIT + running_count
+        )
+        if not due:
+            return []
+        running = await self._redis.zmscore(self._keys.running(), due)
+        return [job_id for job_id, beat in zip(due, running, strict=True) if beat is None][:LIST_LIMIT]
+
     async def jobs(self) -> dict[str, Any]:
-        """Queued (oldest first), running (oldest heartbeat first) and recently finished jobs."""
+        """Queued (waiting for a worker, oldest first), running (oldest heartbeat first) and recently
+        finished jobs."""
         tenants = [t.tenant_id for t in await TenantRegistry(self._redis, self._keys).list()]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(self._settings.queue_name, 0, LIST_LIMIT - 1)
+            pipe.zcard(self._keys.running())
             pipe.zrange(self._keys.running(), 0, LIST_LIMIT - 1)
             pipe.zrevrange(self._keys.failed(), 0, RECENT_LIMIT - 1)
             for tenant_id in tenants:
                 pipe.zrevrange(self._keys.review_pending(tenant_id), 0, RECENT_LIMIT - 1)
-            queued, running, failed, *reviews = await pipe.execute()
+            running_count, running, failed, *reviews = await pipe.execute()
         review = [job_id for pending in reviews for job_id in pending]
+        queued = await self._waiting(running_count)
         self._remember([*queued, *running])
         remembered = list(reversed(self._seen))[:_CANDIDATES]
         found = [*failed, *review, *remembered, *await self._ledger_job_ids()]
@@ -194,7 +213,11 @@ class LiveView:
         return {
             "at": now.isoformat().replace("+00:00", "Z"),
             "queue": self._settings.queue_name,
-            "queued": [job_row(statuses[j], now) for j in queued if j in statuses],
+            "queued": [
+                job_row(statuses[j], now)
+                for j in queued
+                if j in statuses and statuses[j].state is JobState.QUEUED
+            ],
             "running": [job_row(statuses[j], now) for j in running if j in statuses],
             "recent": [job_row(s, now) for s in finished[:RECENT_LIMIT]],
         }
@@ -340,6 +363,17 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0]
 
 
+def _port(text: str) -> int:
+    """argparse type of --port: a whole number 0..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {port}")
+    return port
+
+
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
     values = query.get(name)
     if not values:
@@ -365,7 +399,12 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[st
             where = settings.redis_url.rsplit("@", 1)[-1]
             raise QueueUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
         server = WebServer(LiveView(redis, settings), host, port)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:  # the port is taken, or not ours to bind: a setting to change
+            raise BadRequest(
+                f"plangate web cannot listen on {host} port {port}: {exc.strerror or exc}"
+            ) from exc
         try:
             on_ready(server.url)
             await stop.wait()
@@ -395,5 +434,10 @@ def add_web_commands(sub: Any) -> None:
         "progress) and each job's events, plan and ledger record. Loopback only: it has no login.",
     )
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
     p.set_defaults(run=cmd_web, sync=True)

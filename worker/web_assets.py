@@ -107,11 +107,25 @@ function renderLists(jobs) {
 }
 
 function renderStats(stats) {
-  document.getElementById('stats').textContent =
-    'queue depth ' + stats.queue_depth + ' \u00b7 running ' + stats.running +
+  const header = document.getElementById('stats');
+  header.removeAttribute('data-job');
+  header.removeAttribute('data-state');
+  header.textContent =
+    'queue depth ' + stats.queue_depth + ' \u00b7 deferred ' + stats.queue_deferred +
+    ' \u00b7 running ' + stats.running +
     ' \u00b7 workers live ' + stats.workers_live + ' of ' + stats.workers_known +
     ' \u00b7 ' + stats.jobs_per_minute + ' jobs/min \u00b7 ledger backlog ' + stats.ledger_pending +
     ' \u00b7 at ' + stats.at;
+}
+
+// A job's page heads with the job (id, state, attempt, agent, tenant); the queue's numbers are on the list.
+function renderJobHeader(s) {
+  const header = document.getElementById('stats');
+  header.setAttribute('data-job', s.job_id);
+  header.setAttribute('data-state', s.state);
+  const phase = s.state === 'running' && s.phase ? ' (' + s.phase + ')' : '';
+  header.textContent = 'job ' + s.job_id + ' \u00b7 ' + s.state + phase +
+    ' \u00b7 attempt ' + s.attempt + ' \u00b7 agent ' + s.agent_id + ' \u00b7 tenant ' + s.tenant_id;
 }
 
 function field(name, value) {
@@ -188,7 +202,9 @@ async function tick() {
   document.getElementById('detail').hidden = job === null;
   try {
     if (job !== null) {
-      renderDetail(await getJSON('/api/jobs/' + encodeURIComponent(job)));
+      const detail = await getJSON('/api/jobs/' + encodeURIComponent(job));
+      renderDetail(detail);
+      renderJobHeader(detail.status);
     } else {
       const [jobs, stats] = await Promise.all([getJSON('/api/jobs'), getJSON('/api/stats')]);
       renderLists(jobs);
@@ -196,6 +212,8 @@ async function tick() {
     }
     setNotice('');
   } catch (err) {
+    const header = document.getElementById('stats');
+    if (job !== null && header.getAttribute('data-job') !== job) header.textContent = 'job ' + job;
     setNotice('cannot refresh: ' + (err && err.message ? err.message : err));
   } finally {
     setTimeout(tick, POLL_MS);

@@ -17,6 +17,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
+from governance.vocabulary import FailureCode
 from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
@@ -157,6 +158,9 @@ def build_worker(
             llm_base_url=settings.llm_base_url,
         )
 
+    async def on_drop(ctx: dict[str, Any], job_id: str, code: FailureCode, message: str) -> None:
+        await ctx["watchdog"].fail_dropped(job_id, code, message)
+
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "watchdog" in ctx:
             ctx["watchdog"].stop()
@@ -171,6 +175,7 @@ def build_worker(
 
     return WakeableWorker(
         wake_channel=keys.wake(),
+        on_drop=on_drop,
         functions=[
             func(
                 run_plan_job,

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -54,6 +55,8 @@ class _Page(HTMLParser):
         self.fields: dict[str, str] = {}  # data-field -> text
         self.step_titles: list[str] = []
         self.ids: set[str] = set()
+        self.header: dict[str, str] = {}  # attributes of the header line (#stats)
+        self.header_text = ""
         self._table: str | None = None
         self._text: list[str] | None = None
         self._field: str | None = None
@@ -74,13 +77,17 @@ class _Page(HTMLParser):
             self.detail = a
         elif (tag == "strong" and a.get("class") == "title") or (tag == "dd" and "data-field" in a):
             self._text, self._field = [], a.get("data-field")
+        elif tag == "p" and a.get("id") == "stats":
+            self.header, self._text, self._field = a, [], "#stats"
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self._table = None
-        elif tag in ("strong", "dd") and self._text is not None:
+        elif tag in ("strong", "dd", "p") and self._text is not None:
             text = "".join(self._text)
-            if self._field is None:
+            if self._field == "#stats":
+                self.header_text = text
+            elif self._field is None:
                 self.step_titles.append(text)
             else:
                 self.fields[self._field] = text
@@ -184,7 +191,9 @@ def test_live_view_follows_a_streaming_job(
 ) -> None:
     base, _ = web
     start_workers(1)
-    assert "running" in dump_dom(base + "/").ids  # the page renders (and Chromium is warm)
+    first = dump_dom(base + "/")
+    assert "running" in first.ids  # the page renders (and Chromium is warm)
+    assert first.header_text.startswith("queue depth 0 \u00b7 deferred 0 \u00b7 running 0"), first.header_text
     _wait_for_worker(redis_url, key_prefix)
 
     submitted = subprocess.run(
@@ -216,6 +225,10 @@ def test_live_view_follows_a_streaming_job(
             break
         assert time.monotonic() < deadline, f"the ledger record never showed done: {dict(page.kinds)}"
     assert page.detail["data-job"] == job_id and page.detail["data-state"] == "done"
+    # The header names the job and its state (it used to stay at "loading..." on a job's page).
+    assert page.header.get("data-job") == job_id and page.header.get("data-state") == "done"
+    assert page.header_text.startswith(f"job {job_id} \u00b7 done \u00b7 attempt 1"), page.header_text
+    assert "agent llm-planner-001" in page.header_text and "tenant default" in page.header_text
     assert page.step_titles[0] == "Gather read-only context"
     assert page.step_titles[-1] == "Hand the plan to a human for review"
     assert page.fields["decision"] == "EXECUTE"
@@ -225,7 +238,8 @@ def test_live_view_follows_a_streaming_job(
     # Markup in a description is shown as text, never parsed.
     assert page.fields["description"] == _DESCRIPTION
     assert "injected" not in page.ids
-    assert dump_dom(f"{base}/#{job_id}").detail.get("data-state") == "done"
+    by_hash = dump_dom(f"{base}/#{job_id}")
+    assert by_hash.detail.get("data-state") == "done" and by_hash.header.get("data-job") == job_id
 
 
 def test_web_is_read_only_and_answers_known_paths_only(web: tuple[str, subprocess.Popen]) -> None:
@@ -248,3 +262,23 @@ def test_web_is_read_only_and_answers_known_paths_only(web: tuple[str, subproces
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_web_refuses_bad_flags_with_one_line(e2e_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {
+            ("--host", "0.0.0.0"): "loopback only",
+            ("--port", "99999"): "a port is 0..65535",
+            ("--port", "http"): "not a port number",
+            ("--port", str(port)): f"cannot listen on 127.0.0.1 port {port}",
+        }
+        for flags, message in cases.items():
+            result = subprocess.run(
+                plangate_cmd("web", *flags), env=e2e_env, capture_output=True, text=True, timeout=30
+            )
+            lines = [line for line in result.stderr.splitlines() if not line.startswith("usage:")]
+            assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (flags, result.stderr)
+            assert "Traceback" not in result.stderr

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode
-from ledger.queries import show_job
+from ledger.queries import EventFilter, read_only, show_job, tail
 from worker import codec
 from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
 from worker.client import PlanClient
@@ -58,6 +58,21 @@ async def _ledger(settings: Settings, job_id: str, kind: str) -> list[dict[str, 
 
     await _until(present, f"{kind} of {job_id} in the ledger")
     return events
+
+
+async def _ledger_rows(settings: Settings, kind: str) -> list[dict[str, Any]]:
+    """The ledger's rows of `kind` (events of no job, e.g. operator changes), once there are some."""
+    rows: list[dict[str, Any]] = []
+
+    async def present() -> bool:
+        nonlocal rows
+        if settings.ledger_path.exists():
+            async with read_only(settings.ledger_path) as conn:
+                rows = await tail(conn, EventFilter(kind=kind), 100)
+        return bool(rows)
+
+    await _until(present, f"{kind} rows in the ledger")
+    return rows
 
 
 async def _as_hostile_producer(
@@ -147,9 +162,8 @@ async def test_a_lifted_forbidden_action_is_shown_and_recorded_and_then_plans_pa
     assert not await admin.save_agent(record, by="olga")  # unchanged: nothing new recorded
     status = await client.wait(await client.submit(_request("ops", model="scripted-forbidden-step")), WAIT_S)
     assert status.output is not None and status.output.decision is Decision.EXECUTE
-    entries = [codec.loads(f["e"]) for _, f in await redis.xrange(Keys(settings.key_prefix).ledger_stream())]
-    saved = [e for e in entries if e["kind"] == AGENT_SAVED and e["agent_id"] == "ops"]
-    assert len(saved) == 1 and saved[0]["payload"]["by"] == "olga"
+    saved = [e for e in await _ledger_rows(settings, AGENT_SAVED) if e["agent_id"] == "ops"]
+    assert len(saved) == 1 and saved[0]["payload"]["by"] == "olga" and saved[0]["reviewer"] == "olga"
     assert saved[0]["payload"]["record"]["lifted_forbidden"] == ["run_terraform"]
 
 

@@ -14,7 +14,7 @@ from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
 from worker import codec
 from worker.client import PlanClient
-from worker.errors import BadRequest, JobNotFound, WaitTimeout
+from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub import StubServer
@@ -224,7 +224,9 @@ async def test_cancel_a_queued_job(client: PlanClient, settings: Settings) -> No
     status = await client.cancel(job_id)
     assert status.state is JobState.CANCELLED
     assert status.error is not None and status.error.type == "cancelled_by_submitter"
-    again = await client.cancel(job_id)
+    with pytest.raises(NotCancellable, match="already ended cancelled"):
+        await client.cancel(job_id)  # once finished, nothing to cancel: the record stays as it was
+    again = await client.status(job_id)
     assert again.state is JobState.CANCELLED and again.finished_at == status.finished_at
 
 

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 import redis as sync_redis
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from governance.vocabulary import JobState, Phase
 from tests.conftest import free_port
 from worker import codec
-from worker.cli_stats import collect_stats, minute_stamps
+from worker.cli_stats import collect_stats, minute_stamps, render_stats
+from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
+from worker.llm_stub import StubServer
+from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.watchdog import liveness_window_s
+from worker.web import LiveView
+from worker.worker_app import build_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +56,17 @@ def _plangate(*args: str) -> list[str]:
 
 
 async def _write_scene(redis: Redis, settings: Settings) -> None:
-    """A queue of 4, 4 running jobs on 2 workers (one status expired), 3 known workers, 4 minutes of
-    counts (one outside a 10-minute window) and a ledger stream of 5 entries with 2 pending."""
+    """4 jobs waiting and 2 deferred, 4 running jobs on 2 workers (one status expired; arq's queue
+    holds them too), 3 known workers, 4 minutes of counts (one outside a 10-minute window) and a
+    ledger stream of 5 entries with 2 pending."""
     keys = Keys(settings.key_prefix)
     window_ms = int(liveness_window_s(settings) * 1000)
-    await redis.zadd(settings.queue_name, {f"queued-{i}": NOW_MS + i for i in range(4)})
-    await redis.zadd(
-        keys.running(),
-        {"job-a": NOW_MS - 3000, "job-b": NOW_MS - 500, "job-c": NOW_MS - 1000, "job-gone": NOW_MS - 7250},
-    )
+    running = {"job-a": NOW_MS - 3000, "job-b": NOW_MS - 500, "job-c": NOW_MS - 1000}
+    running["job-gone"] = NOW_MS - 7250
+    waiting = {f"queued-{i}": NOW_MS - 1000 + i for i in range(3)} | {"queued-3": NOW_MS}  # due: now included
+    deferred = {"retry-1": NOW_MS + 1, "retry-2": NOW_MS + 60_000}
+    await redis.zadd(settings.queue_name, {**waiting, **deferred, **{j: NOW_MS - 9000 for j in running}})
+    await redis.zadd(keys.running(), running)
     await redis.hset(keys.job("job-a"), mapping={"state": "running", "worker": "host-1:11"})
     await redis.hset(keys.job("job-b"), mapping={"state": "running", "worker": "host-1:11"})
     await redis.hset(keys.job("job-c"), mapping={"state": "running", "worker": "host-2:22"})
@@ -92,6 +105,7 @@ async def test_collect_stats_counts_exactly(redis: Redis, stats_settings: Settin
 
     assert stats["queue"] == f"{stats_settings.key_prefix}queue"
     assert stats["queue_depth"] == 4
+    assert stats["queue_deferred"] == 2
     assert stats["running"] == 4
     assert stats["running_by_worker"] == {"host-1:11": 2, "host-2:22": 1, "unknown": 1}
     assert stats["oldest_running_heartbeat_age_s"] == 7.25
@@ -112,6 +126,10 @@ async def test_collect_stats_counts_exactly(redis: Redis, stats_settings: Settin
     assert stats["cancellations"] == {"revoked": 1}
     assert stats["ledger_stream_length"] == 5
     assert stats["ledger_pending"] == 2
+    shown = io.StringIO()
+    render_stats(stats, shown)
+    lines = shown.getvalue().splitlines()
+    assert lines[1].split()[:3] == ["queue", "depth", "4"] and lines[2].split()[:2] == ["deferred", "2"]
 
 
 async def test_a_shorter_window_counts_only_its_minutes(redis: Redis, stats_settings: Settings) -> None:
@@ -127,7 +145,8 @@ async def test_a_shorter_window_counts_only_its_minutes(redis: Redis, stats_sett
 
 async def test_empty_deployment_and_stream_without_group(redis: Redis, stats_settings: Settings) -> None:
     stats = await collect_stats(redis, stats_settings, now=NOW)
-    assert (stats["queue_depth"], stats["running"], stats["workers_live"]) == (0, 0, 0)
+    counts = (stats["queue_depth"], stats["queue_deferred"], stats["running"], stats["workers_live"])
+    assert counts == (0, 0, 0, 0)
     assert stats["oldest_running_heartbeat_age_s"] is None
     assert (stats["ledger_stream_length"], stats["ledger_pending"]) == (0, 0)
 
@@ -149,7 +168,7 @@ def test_cli_json(stats_settings: Settings, redis_url: str, key_prefix: str) -> 
     with sync_redis.Redis.from_url(redis_url, decode_responses=True) as redis:
         redis.hset(keys.stats_minute(this_minute), mapping={"done": 2, "failed": 1, "failed:llm_timeout": 1})
         redis.hset(keys.stats_minute(last_minute), mapping={"refused": 3, "refused:revoked": 3})
-        redis.zadd(stats_settings.queue_name, {"q1": 1, "q2": 2})
+        redis.zadd(stats_settings.queue_name, {"q1": 1, "q2": 2, "later": int(now * 1000) + 3_600_000})
 
     result = subprocess.run(
         _plangate("stats", "--json"),
@@ -162,6 +181,7 @@ def test_cli_json(stats_settings: Settings, redis_url: str, key_prefix: str) -> 
     assert result.returncode == 0, result.stderr
     stats = codec.loads(result.stdout)
     assert stats["queue_depth"] == 2
+    assert stats["queue_deferred"] == 1
     assert stats["minutes"] == 10
     assert stats["finished"] == {"done": 2, "refused": 3, "failed": 1, "cancelled": 0}
     assert stats["refusals"] == {"revoked": 3}
@@ -214,3 +234,58 @@ def test_cli_watch_redraws_until_ctrl_c(redis_url: str, key_prefix: str) -> None
     assert shown.count("\x1b[H\x1b[2J") >= 2
     assert f"queue {key_prefix}queue" in shown
     assert proc.returncode == 0, err
+
+
+@contextlib.asynccontextmanager
+async def _worker(settings: Settings) -> AsyncIterator[None]:
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await stop_worker(worker)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _wait_running(client: PlanClient, job_ids: list[str], count: int) -> list[str]:
+    """The jobs of `job_ids` streaming their answer, once `count` of them are (poll with a deadline)."""
+    deadline = time.monotonic() + 30
+    while True:
+        running = [j for j in job_ids if (await client.status(j)).phase is Phase.PLAN]
+        if len(running) >= count:
+            return running
+        assert time.monotonic() < deadline, f"only {len(running)} of {count} jobs started"
+        await asyncio.sleep(0.05)
+
+
+async def test_queue_depth_counts_only_jobs_waiting_for_a_worker(
+    redis: Redis, settings: Settings, stub: StubServer
+) -> None:
+    """arq's queue holds running jobs and deferred retries too: neither is waiting for a worker."""
+    settings = settings.model_copy(update={"concurrency": 2})
+    stub.slow_seconds = 60.0  # the two running jobs stay in PLAN while we look
+    job = {"agent_id": "llm-planner-001", "description": "Plan the capacity check", "model": "scripted-slow"}
+    async with PlanClient.connect(settings) as client:
+        deferred = await client.submit({**job, "model": "scripted"})
+        await redis.zincrby(settings.queue_name, 600_000, deferred)  # as arq's Retry(defer=600) moves it
+        slow = [await client.submit(job) for _ in range(3)]
+        async with _worker(settings):
+            running = await _wait_running(client, slow, 2)
+            waiting = [j for j in slow if j not in running]
+
+            stats = await collect_stats(redis, settings)
+            await refresh_queue_gauges(redis, settings)
+            jobs = await LiveView(redis, settings).jobs()
+
+            for job_id in [deferred, *slow]:
+                await client.cancel(job_id)  # ends the slow streams at their next heartbeat
+            for job_id in slow:
+                assert (await client.wait(job_id, timeout=30)).state is JobState.CANCELLED
+
+    assert (stats["queue_depth"], stats["running"]) == (1, 2)
+    assert REGISTRY.get_sample_value("plangate_queue_depth") == 1
+    assert [row["job_id"] for row in jobs["queued"]] == waiting
+    assert sorted(row["job_id"] for row in jobs["running"]) == sorted(running)
+    assert stats.get("queue_deferred") == 1
+    assert REGISTRY.get_sample_value("plangate_queue_deferred") == 1

@@ -13,14 +13,16 @@ from hypothesis import strategies as st
 
 from governance.models import PlanRequest
 from governance.registry import AgentRegistry
-from governance.vocabulary import RefusalCode
+from governance.vocabulary import FailureCode, RefusalCode
 from worker.client import to_request
-from worker.errors import BadRequest
-from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
+from worker.errors import BadRequest, UnreadablePayload
+from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of, try_count_problem, unrunnable
 from worker.keys import Keys
 from worker.pipeline import JobRun, Pipeline, Refused
 from worker.settings import Settings
 from worker.status_store import StatusStore
+
+_CALL = encode_job({"t": None, "f": JOB_FUNCTION, "a": ["job-1", {"agent_id": "a"}], "k": {}, "et": 0})
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
@@ -60,26 +62,69 @@ def test_any_request_validates_or_raises_bad_request(data: dict[str, Any]) -> No
 
 
 @given(st.binary(max_size=500))
-def test_the_payload_decoder_never_raises_on_bytes(raw: bytes) -> None:
-    _check_decoded(decode_job(raw))
+def test_the_payload_decoder_decodes_a_call_or_raises_unreadable_on_bytes(raw: bytes) -> None:
+    _check_decoded(raw)
 
 
 @given(json_values)
-def test_the_payload_decoder_never_raises_on_json(value: Any) -> None:
-    _check_decoded(decode_job(json.dumps(value).encode()))
+def test_the_payload_decoder_decodes_a_call_or_raises_unreadable_on_json(value: Any) -> None:
+    _check_decoded(json.dumps(value).encode())
 
 
 @given(st.dictionaries(st.sampled_from(["f", "a", "k", "t", "et", "x"]), json_values, max_size=6))
-def test_a_hand_crafted_payload_becomes_a_call_the_pipeline_can_refuse(fields: dict[str, Any]) -> None:
-    decoded = decode_job(json.dumps(fields).encode())
-    _check_decoded(decoded)
+def test_a_hand_crafted_payload_is_a_call_the_pipeline_can_refuse_or_unreadable(
+    fields: dict[str, Any],
+) -> None:
+    is_call = (
+        fields.get("f") == JOB_FUNCTION
+        and isinstance(fields.get("a"), list)
+        and len(fields["a"]) == 2
+        and fields.get("k", {}) == {}
+    )
+    assert _check_decoded(json.dumps(fields).encode()) is is_call
 
 
-def _check_decoded(decoded: dict[str, Any]) -> None:
+@given(st.dictionaries(st.sampled_from(["agent_id", "description", "x"]), json_values, max_size=3))
+def test_a_plan_call_decodes_whatever_its_request_holds(request: dict[str, Any]) -> None:
+    payload = {"t": None, "f": JOB_FUNCTION, "a": ["job-1", request], "k": {}, "et": 0}
+    assert _check_decoded(encode_job(payload))
+
+
+def _check_decoded(raw: bytes) -> bool:
+    """Whether `raw` decoded to a well-formed plan call; the only other outcome is UnreadablePayload."""
+    try:
+        decoded = decode_job(raw)
+    except UnreadablePayload as exc:
+        assert str(exc)
+        return False
     assert decoded["f"] == JOB_FUNCTION and decoded["k"] == {}
     assert isinstance(decoded["a"], list) and len(decoded["a"]) == 2
     assert decoded["t"] is None or isinstance(decoded["t"], int)
     assert isinstance(decoded["et"], int)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("raw", "tries", "code", "message"),
+    [
+        (None, None, FailureCode.PAYLOAD_LOST, "gone"),
+        (b"", b"1", FailureCode.PAYLOAD_LOST, "empty"),
+        (b"\x80garbage", None, FailureCode.PAYLOAD_UNREADABLE, "not JSON"),
+        (b'{"f": "rm", "a": [], "k": {}}', None, FailureCode.PAYLOAD_UNREADABLE, "unknown job function 'rm'"),
+        (_CALL, b"1000001", FailureCode.PAYLOAD_UNREADABLE, "arq counts 1000001 tries"),
+        (_CALL, b"many", FailureCode.PAYLOAD_UNREADABLE, "not a number ('many')"),
+        (_CALL.replace(b'"t":null', b'"t":5000000'), b"1", FailureCode.PAYLOAD_UNREADABLE, "counts 5000000"),
+        (_CALL, b"1", FailureCode.PAYLOAD_UNREADABLE, "arq could not start the job"),
+    ],
+)
+def test_why_arq_drops_a_job(raw: bytes | None, tries: bytes | None, code: FailureCode, message: str) -> None:
+    found_code, found_message = unrunnable(raw, tries, 1_000_000)
+    assert found_code is code and message in found_message
+
+
+def test_a_sane_try_counter_has_no_problem() -> None:
+    assert try_count_problem(None, 10) is None and try_count_problem(b"9", 10) is None
+    assert try_count_problem("10", 10) == "arq counts 10 tries of the job (its limit is 10)"
 
 
 def test_our_own_payload_round_trips() -> None:
@@ -102,7 +147,8 @@ def test_json_bombs_are_refused_at_submit() -> None:
         cursor = cursor["a"]
     with pytest.raises(BadRequest, match="nested"):
         to_request({"agent_id": "a", "description": "x", "context": deep})
-    assert decode_job(("[" * 100_000 + "]" * 100_000).encode())["a"][1]  # the decoder survives too
+    with pytest.raises(UnreadablePayload, match="nested"):  # the decoder survives too
+        decode_job(("[" * 100_000 + "]" * 100_000).encode())
 
 
 @pytest.fixture(scope="module")
