@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from governance.vocabulary import Decision
+from governance.vocabulary import SEED_AGENT_ID, Decision
 
 MAX_DESCRIPTION_CHARS = 8_000
 MAX_CONSTRAINTS = 50
@@ -31,8 +31,7 @@ MAX_CONTEXT_DEPTH = 32
 MAX_LOCKS = 16
 MAX_WAIT_LOCK_S = 3_600.0
 
-# The seed's tier-0 observer metadata (LLM Planner agent).
-SEED_AGENT_ID = "llm-planner-001"
+# The seed's tier-0 observer metadata (LLM Planner agent, SEED_AGENT_ID).
 TIER0_ALLOWED_SIDE_EFFECTS: tuple[str, ...] = (
     "read_docs",
     "read_inventory",

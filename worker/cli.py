@@ -1,37 +1,36 @@
-"""The `plangate` command. Exit codes: 0 success, 1 timeout, 2 bad input, 3 queue unavailable."""
+"""The `plangate` command. Exit codes: 0 success, 1 timeout, 2 bad input, 3 queue unavailable.
+
+Agents poll by running it, so it starts light: building the parser imports no third-party package, and
+each command imports what it needs when it runs (`status` needs redis-py, the settings and the status
+model; not arq, the LLM client or the worker). tests/unit/test_cli_startup.py holds that.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from governance.agent_keys import AgentKeyStore
-from governance.live_state import AgentStateStore, LockStore
-from governance.models import SEED_AGENT_ID, AgentRecord
-from governance.registry import AgentRegistry, RegistryError, TenantRegistry
+from governance.vocabulary import SEED_AGENT_ID
 from worker import codec
-from worker.admin import AgentAdmin
 from worker.cli_ledger import add_ledger_commands
 from worker.cli_render import render_event, render_status, status_json
 from worker.cli_stats import add_stats_commands
+from worker.cli_subparsers import Commands
 from worker.cli_tenants import add_tenant_commands
-from worker.client import PlanClient, describe_validation_error
+from worker.cli_web import add_web_commands
 from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailable, WaitTimeout
 from worker.keys import Keys
-from worker.log_setup import configure_logging
-from worker.redis_conn import text_client
-from worker.settings import Settings
-from worker.web import add_web_commands
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from governance.registry import AgentRegistry
+    from worker.client import PlanClient
+    from worker.settings import Settings
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -61,6 +60,8 @@ def _parse_context(value: str | None) -> dict[str, Any] | None:
 
 
 async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     request: dict[str, Any] = {
         "agent_id": args.agent,
         "tenant_id": args.tenant,
@@ -112,17 +113,23 @@ def _show(status: Any, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         _show(await client.status(args.job_id), args)
     return EXIT_OK
 
 
 async def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         return await _wait_and_show(client, args.job_id, args)
 
 
 async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     live = sys.stdout.isatty() and not args.json
     async with PlanClient.connect(settings) as client:
         async for event in client.watch(args.job_id):
@@ -136,6 +143,8 @@ async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         _show(await client.cancel(args.job_id), args)
     return EXIT_OK
@@ -145,6 +154,8 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.heap import freeze_startup_objects
     from worker.worker_process import serve
 
@@ -156,7 +167,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.demo import run_demo
+    from worker.log_setup import configure_logging
 
     # The demo's own output is the point; worker logs only when something goes wrong.
     configure_logging("WARNING")
@@ -164,6 +178,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.llm_stub import serve_forever
 
     try:
@@ -177,14 +193,25 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Redis:
+    from worker.redis_conn import text_client
+
     return text_client(settings.redis_url)
 
 
 def _registry(redis: Redis, settings: Settings) -> AgentRegistry:
+    from governance.registry import AgentRegistry
+
     return AgentRegistry(redis, Keys(settings.key_prefix))
 
 
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from governance.agent_keys import AgentKeyStore
+    from governance.models import AgentRecord
+    from governance.registry import TenantRegistry
+    from worker.client import describe_validation_error
+
     try:
         record = AgentRecord(
             agent_id=args.agent_id,
@@ -219,6 +246,8 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_issue_key(args: argparse.Namespace, settings: Settings) -> int:
+    from governance.agent_keys import AgentKeyStore
+
     async with _redis(settings) as redis:
         if await _registry(redis, settings).get(args.agent_id) is None:
             raise BadRequest(f"no agent with id {args.agent_id!r}")
@@ -240,6 +269,8 @@ async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
+    from governance.live_state import AgentStateStore
+
     async with _redis(settings) as redis:
         registry = _registry(redis, settings)
         record = await registry.get(args.agent_id)
@@ -261,6 +292,9 @@ async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import AgentAdmin
+
+    args.by = args.by or _operator()
     async with _redis(settings) as redis:
         registry = _registry(redis, settings)
         if await registry.get(args.agent_id) is None:
@@ -278,6 +312,8 @@ async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
+    from governance.live_state import LockStore
+
     async with _redis(settings) as redis:
         holders = await LockStore(redis, Keys(settings.key_prefix)).holders()
     if args.json:
@@ -291,6 +327,8 @@ async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         desk = client.review_desk()
         if args.review_cmd == "list":
@@ -311,6 +349,8 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         if args.failed_cmd == "retry":
             new_id = await client.retry(args.job_id)
@@ -329,6 +369,7 @@ async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
     from worker.watchdog import liveness_window_s
 
     async with PlanClient.connect(settings) as client:
@@ -347,7 +388,8 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the job's status object as JSON (for scripts)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `plangate` parser: every command's arguments, or only those of command `only` (see Commands)."""
     parser = argparse.ArgumentParser(
         prog="plangate",
         description=(
@@ -358,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit codes: 0 success, 1 timeout, 2 bad input or unknown job, 3 Redis unreachable.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), only)
 
     p = sub.add_parser("submit", help="submit a planning job", description="Submit a planning job.")
     p.add_argument("--agent", default=SEED_AGENT_ID, help=f"agent id (default {SEED_AGENT_ID})")
@@ -480,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = agents.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("agent_id")
         p.add_argument("--reason", required=name == "revoke", help="why (recorded in the ledger)")
-        p.add_argument("--by", default=_operator(), help="who (default: the current user)")
+        # Resolved when the command runs: the user lookup reads /etc/passwd, and `--help` need not.
+        p.add_argument("--by", help="who (default: the current user)")
         p.set_defaults(run=cmd_agents_admin)
 
     p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
@@ -540,7 +583,7 @@ def _operator() -> str:
 
 
 def _stub_description() -> str:
-    from worker.llm_stub import BEHAVIOURS
+    from worker.llm_stub_behaviours import BEHAVIOURS
 
     lines = [
         "Run the scripted OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for offline use.",
@@ -552,9 +595,26 @@ def _stub_description() -> str:
     return "\n".join(lines)
 
 
+def _command_in(argv: list[str] | None) -> str:
+    """The command `argv` names (its first word), or "" when it starts with an option such as --help."""
+    words = sys.argv[1:] if argv is None else argv
+    return words[0] if words and not words[0].startswith("-") else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plangate` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
+    # Imported once the command is known: `--help` and usage errors exit above without them.
+    import asyncio
+
+    from pydantic import ValidationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from governance.registry import RegistryError
+    from worker.log_setup import configure_logging
+    from worker.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:

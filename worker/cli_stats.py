@@ -6,23 +6,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any, TextIO
-
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from typing import TYPE_CHECKING, Any, TextIO
 
 from governance.vocabulary import TERMINAL_STATES, JobState
 from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
-from worker.redis_conn import text_client
-from worker.settings import Settings
-from worker.watchdog import liveness_window_s
+
+if TYPE_CHECKING:  # `plangate --help` registers this command without redis-py, pydantic or the worker
+    from redis.asyncio import Redis
+
+    from worker.settings import Settings
 
 # The per-minute hashes expire after two hours (lifecycle_lua RECORD), so no window reaches further.
 MAX_MINUTES = 120
@@ -49,6 +47,10 @@ async def collect_stats(
     redis: Redis, settings: Settings, minutes: int = DEFAULT_MINUTES, *, now: float | None = None
 ) -> dict[str, Any]:
     """The queue's numbers right now (see the README's `plangate stats`); `redis` decodes responses."""
+    from redis.exceptions import ResponseError
+
+    from worker.watchdog import liveness_window_s
+
     if not 1 <= minutes <= MAX_MINUTES:
         raise BadRequest(f"--minutes must be between 1 and {MAX_MINUTES} (per-minute stats are kept 2 hours)")
     now = time.time() if now is None else now
@@ -150,6 +152,10 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
 
 
 async def _show(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from worker.redis_conn import text_client
+
     async with text_client(settings.redis_url) as redis:
         while True:
             stats = await collect_stats(redis, settings, args.minutes)
@@ -167,6 +173,8 @@ async def _show(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the stats once, or redraw them every --watch seconds until Ctrl-C (exit 0)."""
+    import asyncio
+
     if args.watch is not None and args.watch <= 0:
         raise BadRequest("--watch needs a positive number of seconds")
     try:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 LEDGER_GROUP = "ledger-writer"
 JOB_EVENTS_MAXLEN = 500
 
+# arq's own key prefixes (arq.constants), spelled again here: importing arq.constants runs arq's package
+# __init__, which imports its whole worker, and the CLI's status path must not. A unit test holds them equal.
+ARQ_JOB_KEY_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_KEY_PREFIX = "arq:in-progress:"
 
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """Key builder for one deployment's prefix (default ``plangate:``)."""
+
+class Keys(NamedTuple):
+    """Key builder for one deployment's prefix (default ``plangate:``).
+
+    A NamedTuple (immutable, compared by prefix) rather than a dataclass: dataclasses imports inspect,
+    a tenth of what `plangate --help` may cost (bench/cli_startup.py)."""
 
     prefix: str = "plangate:"
 

@@ -16,12 +16,13 @@ import contextlib
 import time
 from typing import Any
 
-import structlog
 from arq.connections import create_pool, log_redis_info
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError
 
-log = structlog.get_logger(__name__)
+from plangate_base.logs import get_logger
+
+log = get_logger(__name__)
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 MIN_POLL_GAP_S = 0.01

@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from governance.vocabulary import JobState
+from plangate_base.logs import get_logger
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
 ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own timeout records first
