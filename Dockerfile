@@ -12,11 +12,12 @@ COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY governance ./governance
 COPY ledger ./ledger
+COPY plangate_base ./plangate_base
 # Install, then drop the sources: the package lives in site-packages.
 # /ledger belongs to the unprivileged user so a named volume mounted there (which Docker seeds with
 # this directory's owner) holds the SQLite ledger and its signing key.
 RUN pip install . \
-    && rm -rf /app/worker /app/governance /app/ledger \
+    && rm -rf /app/worker /app/governance /app/ledger /app/plangate_base \
     && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin plangate \
     && mkdir /ledger \
     && chown plangate:plangate /ledger

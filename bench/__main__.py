@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import inproc, worker_runs
+from bench import cli_startup, inproc, worker_runs
 from bench.infra import Bench
 from bench.report import Row, as_json, render
 from worker.log_setup import configure_logging
 
-SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory")
+SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Plan:
     ledger_events: int = 30_000  # per drain; `repeats` drains of each mix, alternating
     in_flight: int = 500
     memory_stream_s: float = 8.0
+    startup_runs: int = 15
 
 
 QUICK = Plan(
@@ -61,6 +62,7 @@ QUICK = Plan(
     ledger_events=5_000,
     in_flight=100,
     memory_stream_s=1.5,
+    startup_runs=3,
 )
 
 
@@ -179,6 +181,8 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
         label = f"{n['memory.in_flight']:.0f} jobs in flight (of {plan.in_flight})"
         target, met = ("<= 120 MiB", peak <= 120) if plan.in_flight >= 500 else ("", None)
         rows.append(Row(section, label, f"{peak:.0f} MiB", target, met))
+    if "startup.help_s" in n:
+        rows += cli_startup.rows(n)
     return rows
 
 
@@ -226,6 +230,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             )
         if "memory" in only:
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
+        if "startup" in only:
+            n |= await cli_startup.startup(bench, plan.startup_runs)
     finally:
         await bench.close()
     return n

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS, declared_word
-from governance.vocabulary import Decision
+from governance.vocabulary import SEED_AGENT_ID, Decision
 
 MAX_DESCRIPTION_CHARS = 8_000
 MAX_CONSTRAINTS = 50
@@ -32,7 +32,6 @@ MAX_CONTEXT_DEPTH = 32
 MAX_LOCKS = 16
 MAX_WAIT_LOCK_S = 3_600.0
 
-SEED_AGENT_ID = "llm-planner-001"
 
 # No `:` in identifiers: it separates the parts of Redis key names (worker/keys.py), so an id with
 # one could name another record's key (agent `victim:key` would read agent `victim`'s key hash).

@@ -103,3 +103,7 @@ class TaskType(StrEnum):
     PLAN = "plan"
     ANALYZE = "analyze"
     REVIEW = "review"
+
+
+SEED_AGENT_ID = "llm-planner-001"
+"""The seed's tier-0 observer (the LLM Planner agent): registered by default, the CLI's default agent."""

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger import signing
 from ledger.chain import now_iso
 from ledger.sqlite_store import LedgerStore
+from plangate_base.logs import get_logger
 
 ANCHOR_FIELDS: tuple[str, ...] = ("head_seq", "head_hash", "row_count", "created_at", "key_id")
 """What an anchor's signature covers (everything but the signature)."""
@@ -84,7 +84,7 @@ class Anchorer:
         self.interval_s = interval_s
         self.latest: dict[str, Any] | None = None
         self._due = 0.0
-        self._log = structlog.get_logger(__name__)
+        self._log = get_logger(__name__)
 
     async def maybe(self, force: bool = False) -> dict[str, Any] | None:
         """Anchor the head if the interval has passed (or `force`) and it moved since the last anchor."""

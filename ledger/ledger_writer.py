@@ -15,13 +15,13 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from ledger.anchors import Anchorer
 from ledger.events import decode_entry
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
+from plangate_base.logs import get_logger
 
 Entry = tuple[str, dict[str, str] | None]
 
@@ -80,7 +80,7 @@ class LedgerWriter:
         # (a re-delivered event_id is skipped by the store).
         self._prefetched: list[Entry] | None = None
         self._unacked: list[str] = []
-        self._log = structlog.get_logger(__name__).bind(stream=stream_key, group=group, consumer=consumer)
+        self._log = get_logger(__name__).bind(stream=stream_key, group=group, consumer=consumer)
 
     def stop(self) -> None:
         """Ask run() to return; it does within about block_ms, after committing the batch in hand."""

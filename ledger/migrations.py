@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import structlog
-
 from ledger import chain
 from ledger.errors import MigrationError, SchemaTooNew
+from plangate_base.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -1,32 +1,28 @@
-"""The `plangate` command. Exit codes: EXIT_CODES_TEXT below (also in `plangate --help`)."""
+"""The `plangate` command. Exit codes: EXIT_CODES_TEXT below (also in `plangate --help`).
+
+Agents poll by running it, so it starts light: building the parser imports no third-party package, and
+each command imports what it needs when it runs (`status` needs redis-py, the settings and the status
+model; not arq, the LLM client or the worker). tests/unit/test_cli_startup.py holds that.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING, Any
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
-from governance.live_state import AgentStateStore, LockStore
-from governance.models import SEED_AGENT_ID, AgentRecord, ReviewerRecord
-from governance.registry import AgentRegistry, RegistryError
-from governance.vocabulary import JobState
+from governance.vocabulary import SEED_AGENT_ID, JobState
 from worker import codec
-from worker.admin import AgentAdmin, agent_keys
 from worker.cli_ledger import add_ledger_commands
 from worker.cli_render import render_event, render_status, status_json
 from worker.cli_stats import add_stats_commands
+from worker.cli_subparsers import Commands
 from worker.cli_tenants import add_tenant_commands
-from worker.client import PlanClient, describe_validation_error
+from worker.cli_web import add_web_commands
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -36,10 +32,13 @@ from worker.errors import (
     WaitTimeout,
 )
 from worker.keys import Keys
-from worker.log_setup import configure_logging
-from worker.redis_conn import text_client
-from worker.settings import Settings
-from worker.web import add_web_commands
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from governance.registry import AgentRegistry
+    from worker.client import PlanClient
+    from worker.settings import Settings
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 # `wait` and `submit --wait`: 0 only for done; each other ending has its own code.
@@ -93,6 +92,8 @@ def _parse_context(value: str | None) -> dict[str, Any] | None:
 
 
 async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     request: dict[str, Any] = {
         "agent_id": args.agent,
         "tenant_id": args.tenant,
@@ -127,6 +128,8 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _wait_and_show(client: PlanClient, job_id: str, args: argparse.Namespace) -> int:
+    import asyncio
+
     waiting = asyncio.ensure_future(client.wait(job_id, timeout=args.timeout))
     try:
         done, _ = await asyncio.wait({waiting}, timeout=min(NO_WORKER_NOTICE_S, args.timeout))
@@ -148,11 +151,9 @@ async def _wait_and_show(client: PlanClient, job_id: str, args: argparse.Namespa
 
 async def _say_if_no_worker(client: PlanClient, job_id: str) -> None:
     """A job that waits in the queue with no worker alive waits forever: say so, keep waiting."""
-    from worker.watchdog import liveness_window_s
-
     status = await client.status(job_id)
     if status.state is JobState.QUEUED and not await client.healthy_workers(
-        liveness_window_s(client.settings)
+        client.settings.liveness_window_s
     ):
         sys.stderr.write(
             f"plangate: job {job_id} is still queued and no worker of queue {client.settings.queue_name} "
@@ -168,17 +169,23 @@ def _show(status: Any, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         _show(await client.status(args.job_id), args)
     return EXIT_OK
 
 
 async def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         return await _wait_and_show(client, args.job_id, args)
 
 
 async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     live = sys.stdout.isatty() and not args.json
     async with PlanClient.connect(settings) as client:
         status = await client.status(args.job_id)
@@ -197,6 +204,8 @@ async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         status = await client.cancel(args.job_id)
     if args.json:
@@ -212,6 +221,8 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.heap import freeze_startup_objects
     from worker.worker_process import serve
 
@@ -223,7 +234,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.demo import run_demo
+    from worker.log_setup import configure_logging
 
     # The demo's own output is the point; worker logs only when something goes wrong.
     configure_logging("WARNING")
@@ -231,6 +245,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from worker.llm_stub import serve_forever
 
     try:
@@ -244,10 +260,14 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Redis:
+    from worker.redis_conn import text_client
+
     return text_client(settings.redis_url)
 
 
 def _registry(redis: Redis, settings: Settings) -> AgentRegistry:
+    from governance.registry import AgentRegistry
+
     return AgentRegistry(redis, Keys(settings.key_prefix))
 
 
@@ -257,6 +277,12 @@ def _names(values: list[str]) -> list[str]:
 
 
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from governance.models import AgentRecord
+    from worker.admin import AgentAdmin
+    from worker.client import describe_validation_error
+
     fields: dict[str, Any] = {
         "agent_id": args.agent_id,
         "role": args.role,
@@ -297,6 +323,8 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_issue_key(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import AgentAdmin
+
     async with _redis(settings) as redis:
         key = await AgentAdmin(redis, Keys(settings.key_prefix)).issue_agent_key(args.agent_id, by=args.by)
     _out(key)  # the only time it is shown: it is stored hashed
@@ -320,6 +348,9 @@ async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
+    from governance.live_state import AgentStateStore
+    from worker.admin import agent_keys
+
     keys = Keys(settings.key_prefix)
     async with _redis(settings) as redis:
         registry = _registry(redis, settings)
@@ -350,6 +381,8 @@ async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import AgentAdmin
+
     async with _redis(settings) as redis:
         registry = _registry(redis, settings)
         if await registry.get(args.agent_id) is None:
@@ -367,6 +400,8 @@ async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_vocabulary(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.admin import AgentAdmin
+
     async with _redis(settings) as redis:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
         if args.vocabulary_cmd == "add":
@@ -391,6 +426,12 @@ async def cmd_vocabulary(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_reviewers(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from governance.models import ReviewerRecord
+    from worker.admin import AgentAdmin
+    from worker.client import describe_validation_error
+
     async with _redis(settings) as redis:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
         if args.reviewers_cmd == "add":
@@ -418,6 +459,8 @@ async def cmd_reviewers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
+    from governance.live_state import LockStore
+
     async with _redis(settings) as redis:
         holders = await LockStore(redis, Keys(settings.key_prefix)).holders()
     if args.json:
@@ -431,6 +474,8 @@ async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     key = settings.reviewer_key.get_secret_value() if settings.reviewer_key else None
     async with PlanClient.connect(settings) as client:
         desk = await client.review_desk(args.by, key)
@@ -456,6 +501,8 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     async with PlanClient.connect(settings) as client:
         if args.failed_cmd == "retry":
             new_id = await client.retry(args.job_id)
@@ -474,10 +521,10 @@ async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.watchdog import liveness_window_s
+    from worker.client import PlanClient
 
     async with PlanClient.connect(settings) as client:
-        alive = await client.healthy_workers(liveness_window_s(settings))
+        alive = await client.healthy_workers(settings.liveness_window_s)
     if alive:
         _out(f"ok: {alive} worker(s) of queue {settings.queue_name} alive")
         return EXIT_OK
@@ -492,7 +539,8 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the job's status object as JSON (for scripts)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `plangate` parser: every command's arguments, or only those of command `only` (see Commands)."""
     parser = argparse.ArgumentParser(
         prog="plangate",
         description=(
@@ -503,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=EXIT_CODES_TEXT,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), only)
 
     p = sub.add_parser("submit", help="submit a planning job", description="Submit a planning job.")
     p.add_argument("--agent", default=SEED_AGENT_ID, help=f"agent id (default {SEED_AGENT_ID})")
@@ -643,9 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let jobs claim this agent without a key while none is issued (not recommended)",
     )
-    p.add_argument(
-        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
-    )
+    p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
     _add_json(p)
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")
@@ -665,14 +711,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = agents.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("agent_id")
         p.add_argument("--reason", required=name == "revoke", help="why (recorded in the ledger)")
-        p.add_argument("--by", default=_operator(), help="who (default: the current user)")
+        # Resolved when the command runs: the user lookup reads /etc/passwd, and `--help` need not.
+        p.add_argument("--by", help="who (default: the current user)")
         p.set_defaults(run=cmd_agents_admin)
 
     p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
     p.add_argument("agent_id")
-    p.add_argument(
-        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
-    )
+    p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
     p.set_defaults(run=cmd_agents_issue_key)
 
     vocabulary = sub.add_parser(
@@ -691,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("word", nargs="+", help="the words (e.g. read_metrics)")
     p.add_argument("--reason", required=True, help="why (recorded in the ledger)")
-    p.add_argument("--by", default=_operator(), help="who (default: the current user)")
+    p.add_argument("--by", help="who (default: the current user)")
     p.set_defaults(run=cmd_vocabulary)
 
     reviewers = sub.add_parser(
@@ -703,9 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tenant", default="default", help="the tenant whose plans it reviews (default 'default')"
     )
     p.add_argument("--name", default="", help="the reviewer's full name (shown with its decisions)")
-    p.add_argument(
-        "--by", default=_operator(), help="who (recorded in the ledger; default: the current user)"
-    )
+    p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
     _add_json(p)
     p.set_defaults(run=cmd_reviewers)
     p = reviewers.add_parser("list", help="list reviewers")
@@ -770,7 +813,7 @@ def _operator() -> str:
 
 
 def _stub_description() -> str:
-    from worker.llm_stub import BEHAVIOURS
+    from worker.llm_stub_behaviours import BEHAVIOURS
 
     lines = [
         "Run the scripted OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for offline use.",
@@ -782,9 +825,28 @@ def _stub_description() -> str:
     return "\n".join(lines)
 
 
+def _command_in(argv: list[str] | None) -> str:
+    """The command `argv` names (its first word), or "" when it starts with an option such as --help."""
+    words = sys.argv[1:] if argv is None else argv
+    return words[0] if words and not words[0].startswith("-") else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plangate` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
+    if getattr(args, "by", "") is None:  # an operator's `--by`, not given: the current user
+        args.by = _operator()
+    # Imported once the command is known: `--help` and usage errors exit above without them.
+    import asyncio
+
+    from pydantic import ValidationError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from governance.registry import RegistryError
+    from worker.log_setup import configure_logging
+    from worker.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:

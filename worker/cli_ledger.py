@@ -4,25 +4,22 @@ compact, serve). Ledger errors become one-line messages with exit code 2; a fail
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from ledger import anchors as ledger_anchors
-from ledger import queries
 from ledger.errors import LedgerError
 from worker import codec
 from worker.cli_render import render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
-from worker.settings import Settings
+
+if TYPE_CHECKING:  # `plangate --help` registers these commands without the ledger's or Redis's code
+    from ledger import queries
+    from worker.settings import Settings
 
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
 _FOLLOW_POLL_S = 0.5
@@ -59,6 +56,8 @@ def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitabl
 
 
 def _filter(args: argparse.Namespace) -> queries.EventFilter:
+    from ledger import queries
+
     return queries.EventFilter(
         agent_id=args.agent,
         tenant_id=args.tenant,
@@ -80,6 +79,10 @@ def _line(event: dict[str, Any]) -> str:
 
 @_ledger_errors
 async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger import queries
+
     path = ledger_path(args, settings)
     if not await asyncio.to_thread(path.exists):
         raise BadRequest(f"no ledger at {path} (set PLANGATE_LEDGER_PATH or --ledger)")
@@ -101,6 +104,10 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
 
 @_ledger_errors
 async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger import queries
+
     path, flt = ledger_path(args, settings), _filter(args)
     async with queries.read_only(path) as conn:
         events = await queries.tail(conn, flt, args.n)
@@ -117,6 +124,8 @@ async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 @_ledger_errors
 async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger import queries
+
     found = await queries.search(ledger_path(args, settings), " ".join(args.text), _filter(args), args.limit)
     for job in found:
         if args.json:
@@ -128,6 +137,10 @@ async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int
 
 @_ledger_errors
 async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger import queries
+
     out = await asyncio.to_thread(open, args.output, "w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     try:
@@ -144,6 +157,11 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
 
 async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
     """The anchor published to Redis, or None when there is none or Redis does not answer."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from ledger import anchors as ledger_anchors
+
     redis = Redis.from_url(
         settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2
     )
@@ -158,6 +176,9 @@ async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
 
 @_ledger_errors
 async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger import anchors as ledger_anchors
     from ledger.signing import load_public_key, public_key_path
     from ledger.verify import verify_ledger
 
@@ -194,6 +215,11 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
 
 @_ledger_errors
 async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger import anchors as ledger_anchors
+    from ledger import queries
+
     kept = await queries.list_anchors(ledger_path(args, settings))
     if args.export:
         count = await asyncio.to_thread(ledger_anchors.export_anchors, kept, args.export)
@@ -210,6 +236,8 @@ async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> in
 
 @_ledger_errors
 async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from ledger.migrations import LATEST, migrate_file
 
     done = await asyncio.to_thread(migrate_file, ledger_path(args, settings), args.to)
@@ -220,6 +248,8 @@ async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> in
 
 @_ledger_errors
 async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     from ledger.compaction import compact
     from ledger.signing import load_private_key
 
@@ -236,6 +266,10 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 
 @_ledger_errors
 async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from redis.asyncio import Redis
+
     from worker.heap import freeze_startup_objects
     from worker.log_setup import configure_logging
     from worker.worker_app import start_ledger_writer, stop_ledger_writer

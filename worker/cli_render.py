@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from governance.vocabulary import Decision
-from worker.job_models import JobEvent, JobStatus
+
+if TYPE_CHECKING:  # the status model is pydantic, which `plangate --help` and `ledger show` do without
+    from worker.job_models import JobEvent, JobStatus
 
 
 def status_json(status: JobStatus) -> str:

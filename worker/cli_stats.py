@@ -6,24 +6,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any, TextIO
-
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from typing import TYPE_CHECKING, Any, TextIO
 
 from governance.vocabulary import TERMINAL_STATES, JobState
 from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
-from worker.queue_counts import add_queue_reads, queue_counts_of
-from worker.redis_conn import text_client
-from worker.settings import Settings
-from worker.watchdog import liveness_window_s
+
+if TYPE_CHECKING:  # `plangate --help` registers this command without redis-py, pydantic or the worker
+    from redis.asyncio import Redis
+
+    from worker.settings import Settings
 
 # The per-minute hashes expire after two hours (lifecycle_lua RECORD), so no window reaches further.
 MAX_MINUTES = 120
@@ -50,6 +47,10 @@ async def collect_stats(
     redis: Redis, settings: Settings, minutes: int = DEFAULT_MINUTES, *, now: float | None = None
 ) -> dict[str, Any]:
     """The queue's numbers right now (see the README's `plangate stats`); `redis` decodes responses."""
+    from redis.exceptions import ResponseError
+
+    from worker.queue_counts import add_queue_reads, queue_counts_of
+
     if not 1 <= minutes <= MAX_MINUTES:
         raise BadRequest(f"--minutes must be between 1 and {MAX_MINUTES} (per-minute stats are kept 2 hours)")
     now = time.time() if now is None else now
@@ -85,7 +86,7 @@ async def collect_stats(
             owners = await pipe.execute()
         running_by_worker.update(owner or "unknown" for owner in owners)
 
-    window_ms = int(liveness_window_s(settings) * 1000)
+    window_ms = int(settings.liveness_window_s * 1000)
     live = [name for name, beat in workers if beat >= now_ms - window_ms]
     per_minute = []
     totals: Counter[str] = Counter()
@@ -154,6 +155,10 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
 
 
 async def _show(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from worker.redis_conn import text_client
+
     async with text_client(settings.redis_url) as redis:
         while True:
             stats = await collect_stats(redis, settings, args.minutes)
@@ -171,6 +176,8 @@ async def _show(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the stats once, or redraw them every --watch seconds until Ctrl-C (exit 0)."""
+    import asyncio
+
     if args.watch is not None and args.watch <= 0:
         raise BadRequest("--watch needs a positive number of seconds")
     try:

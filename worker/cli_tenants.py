@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from governance.models import TenantRecord
-from governance.quota import utc_day
-from governance.registry import TenantRegistry
 from worker import codec
-from worker.client import PlanClient, describe_validation_error
 from worker.errors import BadRequest
 from worker.keys import Keys
-from worker.redis_conn import text_client
-from worker.settings import Settings
+
+if TYPE_CHECKING:  # `plangate --help` registers these commands without redis-py or pydantic
+    from worker.settings import Settings
 
 _LIMITS = ("max_concurrent", "jobs_per_minute", "tokens_per_day", "cost_per_day_usd")
 
@@ -27,6 +22,14 @@ def _out(text: str) -> None:
 
 
 async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from governance.models import TenantRecord
+    from governance.quota import utc_day
+    from governance.registry import TenantRegistry
+    from worker.client import describe_validation_error
+    from worker.redis_conn import text_client
+
     keys = Keys(settings.key_prefix)
     async with text_client(settings.redis_url) as redis:
         registry = TenantRegistry(redis, keys)
@@ -70,6 +73,8 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_usage(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
     try:
         since = date.fromisoformat(args.since)
     except ValueError as exc:

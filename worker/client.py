@@ -8,9 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import structlog
-from arq.constants import job_key_prefix
-from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,7 +18,8 @@ from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, JobState
-from worker import codec, tracing
+from plangate_base.logs import get_logger
+from worker import codec
 from worker.clock import now_iso
 from worker.errors import (
     BadRequest,
@@ -34,14 +32,14 @@ from worker.errors import (
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
-from worker.keys import Keys
+from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
 from worker.ledger_events import ledger_event
 from worker.redis_conn import text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _WATCH_BLOCK_MS = 1000
 _IDEMPOTENT_SUBMIT_TRIES = 5
@@ -200,6 +198,8 @@ class PlanClient:
     async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
         """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
         The agent key goes only into the arq payload the worker reads, never the status or ledger."""
+        from worker import tracing  # OpenTelemetry, when installed, is for submitters only
+
         idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
         payload = req.model_dump(mode="json", exclude_none=True)
         for_worker = {**payload, "agent_key": agent_key} if agent_key else payload
@@ -215,6 +215,10 @@ class PlanClient:
     async def _enqueue_once(
         self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
     ) -> str:
+        # Importing any part of arq runs its package __init__, which imports its whole worker:
+        # only submit needs arq, so status, wait, watch and cancel do without.
+        from arq.jobs import serialize_job
+
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = new_id()
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -246,7 +250,7 @@ class PlanClient:
                 )
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
-                pipe.psetex(job_key_prefix + job_id, ttl * 1000, job)
+                pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
                 pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
@@ -337,7 +341,7 @@ class PlanClient:
                 # The arq job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zrem(self._settings.queue_name, job_id)
-                    pipe.delete(job_key_prefix + job_id)
+                    pipe.delete(ARQ_JOB_KEY_PREFIX + job_id)
                     await pipe.execute()
                 return await self.status(job_id)
         await self._status.request_cancel(job_id)  # running (or it started as we recorded)

@@ -7,7 +7,7 @@ can name another record's key: agent `victim:key` would otherwise be agent `vict
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.errors import BadRequest
 
@@ -22,9 +22,17 @@ def _part(value: str, what: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """Key builder for one deployment's prefix (default ``plangate:``)."""
+# arq's own key prefixes (arq.constants), spelled again here: importing arq.constants runs arq's package
+# __init__, which imports its whole worker, and the CLI's status path must not. A unit test holds them equal.
+ARQ_JOB_KEY_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_KEY_PREFIX = "arq:in-progress:"
+
+
+class Keys(NamedTuple):
+    """Key builder for one deployment's prefix (default ``plangate:``).
+
+    A NamedTuple (immutable, compared by prefix) rather than a dataclass: dataclasses imports inspect,
+    a tenth of what `plangate --help` may cost (bench/cli_startup.py)."""
 
     prefix: str = "plangate:"
 

@@ -35,10 +35,10 @@ from urllib.parse import urlsplit
 
 import anyio
 import openai
-import structlog
 from pydantic import ValidationError
 
 from governance.models import AgentRecord, PlanDraft, PlanRequest
+from plangate_base.logs import get_logger
 from worker.errors import (
     InvalidOutput,
     LLMError,
@@ -64,7 +64,7 @@ try:  # a faster JSON parser for stream events when installed (the `fast` extra)
 except ImportError:  # pragma: no cover - depends on the environment
     _load_event = json.loads
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 try:  # the aiohttp transport (openai[aiohttp]); LLM_HTTP=httpx works without it
     import aiohttp as _AIOHTTP

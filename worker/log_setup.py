@@ -1,4 +1,4 @@
-"""structlog configuration, done once at process entry.
+"""structlog configuration, done once at process entry (library code without it: plangate_base/logs.py).
 
 JSON off a terminal, readable on one, secrets redacted.
 """
@@ -6,33 +6,12 @@ JSON off a terminal, readable on one, secrets redacted.
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_SECRET_WORDS = (
-    "api_key", "apikey", "authorization", "password", "secret", "token_value", "agent_key", "reviewer_key",
-)  # fmt: skip
-REDACTED = "***"
-
-
-# Keys that look like ours (agent keys) or an LLM provider's, wherever they appear in a message.
-_SECRET_TEXT = re.compile(r"\b((?:pgk|pgr)_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,})")
-
-
-def redact_secrets(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """Replace the value of any field whose name says it holds a secret, and key-like text anywhere."""
-    for key, value in list(event_dict.items()):
-        if any(word in key.lower() for word in _SECRET_WORDS):
-            event_dict[key] = REDACTED
-        elif isinstance(value, str) and ("pgk_" in value or "pgr_" in value or "sk-" in value):
-            event_dict[key] = _SECRET_TEXT.sub(REDACTED, value)
-    return event_dict
+from plangate_base.logs import redact_secrets
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:

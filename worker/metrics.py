@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import time
 
-import structlog
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from plangate_base.logs import get_logger
 from worker.keys import LEDGER_GROUP, Keys
 from worker.queue_counts import add_queue_reads, queue_counts_of
 from worker.settings import Settings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

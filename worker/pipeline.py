@@ -11,7 +11,6 @@ import re
 import time
 from typing import Any
 
-import structlog
 from arq.worker import RetryJob
 from redis.asyncio import Redis
 
@@ -25,6 +24,7 @@ from governance.policy import Refuse, Verdict, counts_against_budget, has_unknow
 from governance.quota import NOW_MS
 from governance.registry import AgentRegistry, CapabilityVocabulary
 from governance.vocabulary import CancelReason, Decision, FailureCode, JobState, Phase, RefusalCode
+from plangate_base.logs import get_logger
 from worker import __version__, codec, metrics, tracing
 from worker.clock import now_iso
 from worker.errors import LLMError
@@ -37,7 +37,7 @@ from worker.settings import Settings
 from worker.status_store import Beat, BudgetCharge, Spend, StatusStore
 from worker.tracing import TRACE_FIELD
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _LOCK_POLL_S = 0.1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from arq.connections import RedisSettings
+from typing import TYPE_CHECKING
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from arq.connections import RedisSettings
 
 _RETRY_ON = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
 
@@ -35,6 +39,8 @@ def text_client(url: str, *, retries: int = CLIENT_RETRIES) -> Redis:
 
 def arq_settings(url: str) -> RedisSettings:
     """arq's connection settings for a worker: the same retries on dropped connections."""
+    from arq.connections import RedisSettings  # arq's import is its whole worker: workers only
+
     settings = RedisSettings.from_dsn(url)
     settings.conn_timeout = 2
     settings.conn_retries = 10

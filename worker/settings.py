@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         return self.heartbeat_timeout_s or 10 * self.heartbeat_s
 
     @property
+    def watchdog_interval_s(self) -> float:
+        """How often a worker's watchdog looks: often enough that recovery takes about HEARTBEAT_TIMEOUT_S."""
+        return min(self.heartbeat_s, self.stale_after_s / 4)
+
+    @property
+    def liveness_window_s(self) -> float:
+        """How recent a worker's beat must be for `plangate health` (and stats) to count it alive."""
+        return max(3 * self.watchdog_interval_s, 5.0)
+
+    @property
     def queue_name(self) -> str:
         """The arq queue this deployment uses (under our key prefix)."""
         return f"{self.key_prefix}queue"

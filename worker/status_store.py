@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.asyncio import Redis
 
 from governance.quota import utc_day
@@ -23,7 +22,7 @@ from worker import lifecycle_lua as lua
 from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
-from worker.keys import JOB_EVENTS_MAXLEN, Keys
+from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, JOB_EVENTS_MAXLEN, Keys
 
 
 def _now_ms() -> int:
@@ -252,9 +251,9 @@ class StatusStore:
             self._keys.job_events(job_id),
             self._keys.running(),
             self._keys.ledger_stream(),
-            in_progress_key_prefix + job_id,
+            ARQ_IN_PROGRESS_KEY_PREFIX + job_id,
             self._queue_name,
-            job_key_prefix + job_id,
+            ARQ_JOB_KEY_PREFIX + job_id,
         ]
         owner = await self.fields(job_id, "agent_id", "tenant_id", "q_day")
         keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
@@ -271,7 +270,9 @@ class StatusStore:
         ids = await self._redis.zrangebyscore(self._queue_name, "-inf", cutoff, start=0, num=limit)
         if not ids:
             return 0
-        keys = [key for job_id in ids for key in (self._keys.job(job_id), in_progress_key_prefix + job_id)]
+        keys = [
+            key for job_id in ids for key in (self._keys.job(job_id), ARQ_IN_PROGRESS_KEY_PREFIX + job_id)
+        ]
         args = [int(mark_ttl_s * 1000), int(older_than_s * 1000)]
         return int(await self._release_lost(keys=keys, args=args))
 

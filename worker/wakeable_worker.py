@@ -22,16 +22,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from arq.connections import create_pool, log_redis_info
 from arq.constants import job_key_prefix, retry_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError
 
 from governance.vocabulary import FailureCode
+from plangate_base.logs import get_logger
 from worker.job_payload import try_count_problem, unrunnable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DropHook = Callable[[dict[str, Any], str, FailureCode, str], Awaitable[None]]
 """Called with (worker ctx, job id, code, message) before arq drops a job it could not start."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from governance.vocabulary import FailureCode, JobState, Phase
+from plangate_base.logs import get_logger
 from worker import codec, metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
@@ -23,25 +23,15 @@ from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
 ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own timeout records first
 
 
-def liveness_window_s(settings: Settings) -> float:
-    """How recent a worker's beat must be for `plangate health` to count it alive."""
-    return max(3 * watchdog_interval_s(settings), 5.0)
-
-
 def in_progress_ttl_s(settings: Settings) -> float:
     """The TTL arq gives its in-progress mark: its job timeout (ours plus a margin) plus 10 s."""
     return settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S + 10
-
-
-def watchdog_interval_s(settings: Settings) -> float:
-    """How often the watchdog looks: often enough that recovery takes about HEARTBEAT_TIMEOUT_S."""
-    return min(settings.heartbeat_s, settings.stale_after_s / 4)
 
 
 class Watchdog:
@@ -62,7 +52,7 @@ class Watchdog:
 
     async def run(self) -> None:
         """Beat and sweep every interval until stopped; Redis errors are logged and retried."""
-        interval = watchdog_interval_s(self._settings)
+        interval = self._settings.watchdog_interval_s
         while not self._stop.is_set():
             try:
                 await self.beat()

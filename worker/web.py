@@ -7,13 +7,11 @@ Nothing here writes: there is no POST route, and every other path is a 404.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import re
 import signal
 import sqlite3
-import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -21,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import structlog
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,8 +28,10 @@ from governance.registry import TenantRegistry
 from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base.logs import get_logger
 from worker import codec
 from worker.cli_stats import DEFAULT_MINUTES, collect_stats
+from worker.cli_web import DEFAULT_PORT
 from worker.client import PlanClient
 from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
@@ -42,9 +41,8 @@ from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.web_assets import APP_CSS, APP_JS, INDEX_HTML
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
-DEFAULT_PORT = 8090
 LIST_LIMIT = 50  # queued and running rows shown
 RECENT_LIMIT = 25  # finished rows shown
 _LEDGER_TAIL = 200  # ledger events scanned for recent job ids
@@ -363,17 +361,6 @@ def _host_name(header: str) -> str:
     return header.rsplit(":", 1)[0]
 
 
-def _port(text: str) -> int:
-    """argparse type of --port: a whole number 0..65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {port}")
-    return port
-
-
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
     values = query.get(name)
     if not values:
@@ -412,32 +399,3 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[st
             await server.stop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-
-
-def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the live view until Ctrl-C or SIGTERM (exit 0); its URL goes to stdout."""
-
-    def ready(url: str) -> None:
-        sys.stdout.write(f"plangate web: {url}\n")
-        sys.stdout.flush()
-
-    asyncio.run(serve(settings, args.host, args.port, ready))
-    return 0
-
-
-def add_web_commands(sub: Any) -> None:
-    """Register `plangate web`."""
-    p = sub.add_parser(
-        "web",
-        help="a read-only live view of queued, running and recent jobs in the browser",
-        description="Serve a read-only page of queued, running and recent jobs (phase, heartbeat age, "
-        "progress) and each job's events, plan and ledger record. Loopback only: it has no login.",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=_port,
-        default=DEFAULT_PORT,
-        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
-    )
-    p.set_defaults(run=cmd_web, sync=True)

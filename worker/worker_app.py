@@ -11,7 +11,6 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from redis.asyncio import Redis
@@ -23,6 +22,7 @@ from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
+from plangate_base.logs import get_logger
 from worker.admin import AgentAdmin
 from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
@@ -36,7 +36,7 @@ from worker.status_store import StatusStore
 from worker.wakeable_worker import WakeableWorker
 from worker.watchdog import ARQ_TIMEOUT_MARGIN_S, Watchdog
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _ARQ_MAX_TRIES = 1_000_000
 

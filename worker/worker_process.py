@@ -12,15 +12,15 @@ import asyncio
 import contextlib
 import signal
 
-import structlog
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from plangate_base.logs import get_logger
 from worker.settings import Settings
 from worker.worker_app import build_worker
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from governance.models import AgentOutput
 from governance.vocabulary import JobState, Phase
 from tests.e2e.conftest import plangate_cmd
+from worker.cli import EXIT_REFUSED
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings
@@ -114,7 +115,7 @@ def test_cli_submit_wait_json_unknown_agent_and_slow_status(
     AgentOutput.model_validate(status["output"])
 
     refused = _cli(e2e_env, "submit", "--agent", "ghost", "--description", "x", "--wait", "--json")
-    assert refused.returncode == 0, refused.stderr
+    assert refused.returncode == EXIT_REFUSED, refused.stderr
     assert json.loads(refused.stdout)["refusal"]["code"] == "unknown_agent"
 
     bad = _cli(e2e_env, "submit", "--description", "x" * 8_001)

@@ -18,7 +18,6 @@ from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
-from worker.watchdog import liveness_window_s
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +109,7 @@ async def test_tries_are_counted_and_exhausted_jobs_fail_into_the_dead_letter_vi
 
 async def _until_alive(client: PlanClient, settings: Settings) -> None:
     deadline = time.monotonic() + WAIT_S
-    while not await client.healthy_workers(liveness_window_s(settings)):
+    while not await client.healthy_workers(settings.liveness_window_s):
         assert time.monotonic() < deadline, "the worker never beat"
         await asyncio.sleep(0.05)
 

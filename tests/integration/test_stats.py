@@ -29,7 +29,6 @@ from worker.keys import LEDGER_GROUP, Keys
 from worker.llm_stub import StubServer
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
-from worker.watchdog import liveness_window_s
 from worker.web import LiveView
 from worker.worker_app import build_worker, stop_worker
 
@@ -60,7 +59,7 @@ async def _write_scene(redis: Redis, settings: Settings) -> None:
     holds them too), 3 known workers, 4 minutes of counts (one outside a 10-minute window) and a
     ledger stream of 5 entries with 2 pending."""
     keys = Keys(settings.key_prefix)
-    window_ms = int(liveness_window_s(settings) * 1000)
+    window_ms = int(settings.liveness_window_s * 1000)
     running = {"job-a": NOW_MS - 3000, "job-b": NOW_MS - 500, "job-c": NOW_MS - 1000}
     running["job-gone"] = NOW_MS - 7250
     waiting = {f"queued-{i}": NOW_MS - 1000 + i for i in range(3)} | {"queued-3": NOW_MS}  # due: now included
