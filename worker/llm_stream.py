@@ -559,6 +559,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event completed by this chunk of the body."""
+        if not chunk:
+            return []
         if self._after_cr:
             self._after_cr = False
             if chunk.startswith(b"\n"):

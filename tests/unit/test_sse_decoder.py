@@ -55,6 +55,7 @@ def test_any_chunking_gives_the_events_of_the_whole_body(
 def test_crlf_cut_between_its_two_bytes_ends_one_line_not_two() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"") == []  # an empty read in between changes nothing
     assert decoder.feed(b"\n\r") == [b"a"]  # the LF completes the CRLF; the CR is the blank line
     assert decoder.feed(b"\ndata: b\n\n") == [b"b"]
 
