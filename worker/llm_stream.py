@@ -522,7 +522,9 @@ class LLMPlanner:
 def _not_http(cause: BaseException) -> LLMUnavailable:
     """The endpoint's port answered something that is not an HTTP response (another service, a broken
     proxy), as the HTTP parser of either transport saw it. Retried like a refused connection."""
-    detail = " ".join(str(getattr(cause, "message", None) or cause).split())[:300]  # aiohttp's spans lines
+    # aiohttp's message spans lines and points at the bad byte with a caret of its own
+    words = str(getattr(cause, "message", None) or cause).split()
+    detail = " ".join(word for word in words if word != "^")[:300]
     return LLMUnavailable(f"LLM endpoint's answer is not valid HTTP: {detail}")
 
 
