@@ -72,6 +72,7 @@ class FailureCode(StrEnum):
     LLM_TIMEOUT = "llm_timeout"
     LLM_RATE_LIMITED = "llm_rate_limited"
     LLM_STREAM_ERROR = "llm_stream_error"
+    LLM_ANSWER_TOO_LARGE = "llm_answer_too_large"  # a line or the whole answer past its size cap
     LLM_OUT_OF_CREDITS = "llm_out_of_credits"
     LLM_REQUEST_REJECTED = "llm_request_rejected"
     INVALID_OUTPUT = "invalid_output"

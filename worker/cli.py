@@ -81,7 +81,7 @@ def _out(text: str) -> None:
 def _parse_context(value: str | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    text = _read_context_file(value[1:]) if value.startswith("@") else value
     try:
         data = codec.loads(text)
     except ValueError as exc:
@@ -89,6 +89,26 @@ def _parse_context(value: str | None) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise CLIError("--context must be a JSON object")
     return data
+
+
+def _read_context_file(path: str) -> str:
+    """The text of `--context @FILE`: at most MAX_CONTEXT_BYTES of UTF-8, read without reading more
+    (so `@/dev/zero` or a huge log is refused at once, not loaded into memory)."""
+    from governance.models import MAX_CONTEXT_BYTES
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONTEXT_BYTES + 1)
+    except OSError as exc:
+        raise CLIError(f"--context @{path}: cannot read it: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONTEXT_BYTES:
+        raise CLIError(f"--context @{path} is larger than the context limit of {MAX_CONTEXT_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(
+            f"--context @{path} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})"
+        ) from exc
 
 
 async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -831,9 +851,46 @@ def _command_in(argv: list[str] | None) -> str:
     return words[0] if words and not words[0].startswith("-") else ""
 
 
+def _not_utf8(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """Which argument, if any, is not UTF-8 text. Python hands such bytes over as lone surrogates,
+    which no JSON encoder or Redis client accepts: refuse them here, naming the argument."""
+    for dest, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str):
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                try:
+                    shown = repr(item.encode("utf-8", "surrogateescape")[:60])
+                except UnicodeEncodeError:  # a surrogate that did not come from undecodable bytes
+                    shown = ascii(item[:60])
+                return f"argument {_arg_names(parser).get(dest, dest)} is not valid UTF-8: {shown}"
+    return None
+
+
+def _arg_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each argument's dest and how a user writes it (its long option, or its name), in every subcommand."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                names.update({k: v for k, v in _arg_names(subparser).items() if k not in names})
+        elif action.option_strings:
+            names.setdefault(action.dest, max(action.option_strings, key=len))
+        else:
+            names.setdefault(action.dest, str(action.metavar or action.dest))
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plangate` console script."""
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    parser = build_parser(_command_in(argv))
+    args = parser.parse_args(argv)
+    problem = _not_utf8(args, parser)
+    if problem:
+        sys.stderr.write(f"plangate: {problem}\n")
+        return EXIT_BAD_INPUT
     if getattr(args, "by", "") is None:  # an operator's `--by`, not given: the current user
         args.by = _operator()
     # Imported once the command is known: `--help` and usage errors exit above without them.

@@ -85,6 +85,15 @@ class LLMStreamError(LLMError):
     code: str = FailureCode.LLM_STREAM_ERROR
 
 
+class LLMAnswerTooLarge(LLMError):
+    """The stream outgrew a size cap (one SSE line, or the whole answer) before the model finished.
+
+    Not retried on the same model: an endpoint that ignored max_tokens or never ends its stream does
+    it again, and each try costs up to the cap in time and tokens. A fallback model may behave."""
+
+    code: str = FailureCode.LLM_ANSWER_TOO_LARGE
+
+
 class LLMOutOfCredits(LLMError):
     """402: the account has no credits. Retrying would not help."""
 

@@ -11,7 +11,11 @@ bounds the wait for the response head and every gap inside a stream. SSE comment
 (`: keep-alive`, OpenRouter's `: OPENROUTER PROCESSING`) are bytes too and reset that timer: that
 is what they are for, and a provider that is still thinking must not be cut off. There is no
 wall-clock cap per attempt (a long answer that keeps streaming is legitimate); JOB_TIMEOUT_S
-bounds the whole job.
+bounds the whole job. What a stream may send is capped instead: one SSE line (or event) at
+LLM_MAX_LINE_BYTES, the whole answer at LLM_MAX_ANSWER_BYTES (`LLMAnswerTooLarge`), so a broken or
+hostile endpoint (one endless line, a stream that never finishes) ends the call in bounded time and
+memory; the reader's work per read is linear in the bytes read, and it yields to the event loop at
+least once per MiB, so the job's heartbeat keeps beating meanwhile.
 
 The SDK opens the stream (request, auth, status errors); the events are read here from the raw
 response (`SSEDecoder`) as plain dicts, without the SDK's per-chunk model objects: that costs a
@@ -28,6 +32,7 @@ import json
 import random
 import re
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +46,7 @@ from governance.models import AgentRecord, PlanDraft, PlanRequest
 from plangate_base.logs import get_logger
 from worker.errors import (
     InvalidOutput,
+    LLMAnswerTooLarge,
     LLMError,
     LLMOutOfCredits,
     LLMRateLimited,
@@ -71,9 +77,20 @@ try:  # the aiohttp transport (openai[aiohttp]); LLM_HTTP=httpx works without it
 except ImportError:  # pragma: no cover - depends on the environment
     _AIOHTTP = None  # type: ignore[assignment]
 
+# aiohttp's errors that the SDK's aiohttp transport passes on unmapped: its HTTP parser's (an answer
+# that is not HTTP, e.g. another service on the port) arrive as ClientResponseError "400, Bad status line".
+_AIOHTTP_ERRORS: tuple[type[BaseException], ...] = (_AIOHTTP.ClientError,) if _AIOHTTP is not None else ()
 # What the SDK maps to APITimeoutError / APIConnectionError while reading a stream.
 _READ_TIMEOUTS: tuple[type[BaseException], ...] = (_transport.TimeoutException,)
-_READ_ERRORS: tuple[type[BaseException], ...] = (_transport.RequestError, ssl.SSLError, anyio.EndOfStream)
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    _transport.RequestError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    *_AIOHTTP_ERRORS,
+)
+# Give the event loop a turn after this many body bytes, however the transport buffers: a fast
+# stream must not starve the job's heartbeat (or other jobs) between two reads that never suspend.
+_YIELD_EVERY_BYTES = 1024 * 1024
 # After [DONE], how long to read what is left of the body (so an HTTP/1.1 connection is reused).
 _DRAIN_S = 0.1
 
@@ -155,13 +172,15 @@ def models_to_try(model: str, fallbacks: list[str]) -> list[str]:
 def falls_back(error: LLMError) -> bool:
     """Whether a failed model is worth replacing by the next fallback model.
 
-    Yes for transient errors that outlived their retries (the model or its route is down) and for
+    Yes for transient errors that outlived their retries (the model or its route is down), for
     a rejected request (an unknown or retired model id, a parameter this model lacks: another model
-    may accept it, at the cost of one quick request). No for out-of-credits (the account is empty
-    for every model) and for invalid output: the endpoint works and the model answered, so falling
-    back would spend tokens twice and hide a prompt or model problem the record should show.
+    may accept it, at the cost of one quick request) and for an answer past a size cap (that model or
+    its route ignores max_tokens or never ends; the next one is held to the same caps). No for
+    out-of-credits (the account is empty for every model) and for invalid output: the endpoint works
+    and the model answered, so falling back would spend tokens twice and hide a prompt or model
+    problem the record should show.
     """
-    return error.retryable or isinstance(error, LLMRequestRejected)
+    return error.retryable or isinstance(error, (LLMRequestRejected, LLMAnswerTooLarge))
 
 
 def is_openrouter(base_url: str) -> bool:
@@ -253,6 +272,8 @@ def _typed(exc: openai.APIError, model: str, timeout: openai.Timeout, *, streami
     if isinstance(exc, openai.APIConnectionError):
         if streaming:
             return LLMStreamError(f"LLM stream cut before it finished: {exc.message} (model {model})")
+        if isinstance(exc.__cause__, _transport.RemoteProtocolError):
+            return _not_http(exc.__cause__)
         return LLMUnavailable(f"LLM endpoint unreachable: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -406,27 +427,40 @@ class LLMPlanner:
         mode: str,
         progress: _Progress,
     ) -> _Completion:
-        """One HTTP call: open the stream and read it to the end."""
-        stream = await self._client.chat.completions.create(
-            model=model,
-            messages=[],  # the real ones are in extra_body (see _sdk_options), which replaces this
-            stream=True,
-            stream_options={"include_usage": True},
-            max_tokens=self._settings.max_tokens,
-            **_sdk_options(request_options(self._base_url, mode), messages),
-        )
+        """One HTTP call: open the stream and read it to the end (at most LLM_MAX_ANSWER_BYTES of it)."""
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=[],  # the real ones are in extra_body (see _sdk_options), which replaces this
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=self._settings.max_tokens,
+                **_sdk_options(request_options(self._base_url, mode), messages),
+            )
+        except _AIOHTTP_ERRORS as exc:
+            raise _not_http(exc) from exc
         parts: list[str] = []
         answered_model: str | None = None
         finish: str | None = None
         usage: dict[str, Any] | None = None
         on_tokens, base = progress.on_tokens, progress.chunks
         response = stream.response
-        decoder = SSEDecoder()
+        max_line, max_answer = self._settings.llm_max_line_bytes, self._settings.llm_max_answer_bytes
+        decoder = SSEDecoder(max_line)
         body = response.aiter_bytes()
+        received, next_yield = 0, _YIELD_EVERY_BYTES
         done = False
         try:
             try:
                 async for data in body:
+                    received += len(data)
+                    if received > max_answer:
+                        raise LLMAnswerTooLarge(
+                            f"LLM answer passed LLM_MAX_ANSWER_BYTES={max_answer} before the model finished"
+                        )
+                    if received >= next_yield:
+                        next_yield = received + _YIELD_EVERY_BYTES
+                        await asyncio.sleep(0)
                     for payload in decoder.feed(data):
                         if payload.startswith(b"[DONE]"):
                             done = True
@@ -462,6 +496,8 @@ class LLMPlanner:
                 await _drain(body)
         except openai.APIError as exc:
             raise _typed(exc, model, self._timeout, streaming=True) from exc
+        except LLMAnswerTooLarge as exc:
+            raise LLMAnswerTooLarge(f"{exc} (model {model})") from None
         except json.JSONDecodeError as exc:  # a data line that is not JSON (a broken proxy)
             raise LLMStreamError(f"LLM stream sent a malformed event (model {model})") from exc
         finally:
@@ -483,6 +519,15 @@ class LLMPlanner:
         return _Completion(text="".join(parts), model=answered, usage=usage_dict, mode=mode, finish=finish)
 
 
+def _not_http(cause: BaseException) -> LLMUnavailable:
+    """The endpoint's port answered something that is not an HTTP response (another service, a broken
+    proxy), as the HTTP parser of either transport saw it. Retried like a refused connection."""
+    # aiohttp's message spans lines and points at the bad byte with a caret of its own
+    words = str(getattr(cause, "message", None) or cause).split()
+    detail = " ".join(word for word in words if word != "^")[:300]
+    return LLMUnavailable(f"LLM endpoint's answer is not valid HTTP: {detail}")
+
+
 def _disconnected(err: BaseException) -> bool:
     """A closed connection that the aiohttp transport reports as a timeout (it maps every aiohttp
     ClientConnectionError, ServerDisconnectedError included, to httpx's ConnectTimeout)."""
@@ -499,36 +544,77 @@ class SSEDecoder:
 
     Comment lines (`: keep-alive`) and the `event`, `id` and `retry` fields carry nothing plangate
     uses; lines end in LF, CRLF or CR; an event ends at a blank line; several `data` lines of one
-    event are joined with LF (the SSE rules the SDK's decoder follows).
+    event are joined with LF (the SSE rules the SDK's decoder follows). Linear in the bytes fed: only
+    a new chunk is searched for line ends, and the pieces of an unfinished line are joined once, when
+    it ends. A line, or the data of one event, longer than `max_line` raises LLMAnswerTooLarge.
     """
 
-    __slots__ = ("_buffer", "_data")
+    __slots__ = ("_after_cr", "_data", "_data_size", "_max_line", "_partial", "_partial_size")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line: int | None = None) -> None:
+        self._max_line = max_line if max_line is not None else sys.maxsize
+        self._partial: list[bytes] = []  # the pieces of the line not ended yet
+        self._partial_size = 0
+        self._after_cr = False  # the last chunk ended in CR: an LF opening the next one completes a CRLF
         self._data: list[bytes] = []
+        self._data_size = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event completed by this chunk of the body."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        held_cr = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):  # maybe half of a CRLF: decide when the next chunk comes
-                buffer, held_cr = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop() + held_cr
+        if not chunk:
+            return []
+        if self._after_cr:
+            self._after_cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # the start of a line that has not ended yet
+        partial = self._partial
+        if partial:
+            if not lines:
+                self._hold(rest)
+                return []
+            partial.append(lines[0])
+            lines[0] = b"".join(partial)
+            self._partial, self._partial_size = [], 0
+        if rest:
+            self._hold(rest)
+        limit = self._max_line
         events: list[bytes] = []
         data = self._data
+        size = self._data_size
         for line in lines:
             if not line:
                 if data:
                     events.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data = self._data = []
-            elif line.startswith(b"data:"):
+                    size = 0
+                continue
+            if len(line) > limit:
+                raise _line_too_long(limit)
+            if line.startswith(b"data:"):
                 value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
+                value = value[1:] if value.startswith(b" ") else value
+                data.append(value)
+                size += len(value)  # the data lines of one event are parsed as one
+                if size > limit:
+                    raise _line_too_long(limit)
+        self._data_size = size
         return events
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep the start of a line that has not ended yet."""
+        self._partial.append(piece)
+        self._partial_size += len(piece)
+        if self._partial_size > self._max_line:
+            raise _line_too_long(self._max_line)
+
+
+def _line_too_long(limit: int) -> LLMAnswerTooLarge:
+    return LLMAnswerTooLarge(f"LLM stream sent a line longer than LLM_MAX_LINE_BYTES={limit}")
 
 
 def _stream_error(error: Any, request: Any) -> openai.APIError:

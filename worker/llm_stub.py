@@ -21,6 +21,9 @@ log = get_logger(__name__)
 
 DEFAULT_BEHAVIOUR = "scripted"
 DEFAULT_CHUNKS = 40
+HUGE_LINE_BYTES = 64 * 1024 * 1024
+NOT_HTTP = b"SSH-2.0-OpenSSH_9.6 plangate-stub\r\n"
+_PIECE = 64 * 1024  # bytes per write of a huge line
 STALL_AFTER_CHUNKS = 3
 RETRY_AFTER_S = 1
 _FLAKY = frozenset({"scripted-429", "scripted-cut", "scripted-midstream-error"})
@@ -174,10 +177,13 @@ class StubServer:
         stall_seconds: float = 30.0,
         first_token_seconds: float = 0.0,
         stream_seconds: float = 0.0,
+        huge_line_bytes: int = HUGE_LINE_BYTES,
     ) -> None:
         """`chunks`: content deltas per answer; `first_token_seconds` and `stream_seconds`: the latency
-        profile of every streamed answer that has none of its own (benchmarks)."""
+        profile of every streamed answer that has none of its own (benchmarks); `huge_line_bytes`: the
+        length of scripted-huge-line's line."""
         self.host = host
+        self.huge_line_bytes = huge_line_bytes
         self.port = port
         self.chunks = chunks
         self.first_token_seconds = first_token_seconds
@@ -339,6 +345,10 @@ class StubServer:
         model = str(payload.get("model") or DEFAULT_BEHAVIOUR)
         behaviour = behaviour_of(model)
         messages = payload["messages"]
+        if behaviour == "scripted-not-http":
+            writer.write(NOT_HTTP)
+            await writer.drain()
+            raise _Cut
         fmt = payload.get("response_format")
         fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
         if fmt_type not in (None, "text", "json_object", "json_schema"):
@@ -447,6 +457,8 @@ class StubServer:
         created: int,
         model: str,
     ) -> None:
+        if behaviour in ("scripted-huge-line", "scripted-endless"):
+            return await self._flood(send, chunk, behaviour, pieces)
         slow = behaviour == "scripted-slow"
         gap = (self.slow_seconds if slow else self.stream_seconds) / max(1, len(pieces))
         if self.first_token_seconds and not slow:
@@ -473,6 +485,29 @@ class StubServer:
                 body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
                 await send(f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n")
             await send("data: [DONE]\n\n")
+
+    async def _flood(self, send: Any, chunk: Any, behaviour: str, pieces: list[str]) -> None:
+        """More than a client should accept: one line of `huge_line_bytes`, or deltas without end.
+        A client that hangs up ends it (the next write fails). Each write also gives the event loop a
+        turn: drain() only waits once the socket is full, and a stub in the client's own process must
+        not starve it."""
+        if behaviour == "scripted-endless":
+            # Built once: the stub spends its CPU on the socket, not on JSON, however long it runs.
+            batch = "".join(chunk({"content": piece}) for piece in pieces)
+            while True:
+                await send(batch)
+                await asyncio.sleep(0)
+        head, _, tail = chunk({"role": "assistant", "content": "\x00"}).partition("\\u0000")
+        await send(head)
+        filler = "x" * _PIECE
+        count = self.huge_line_bytes // _PIECE
+        gap = self.stream_seconds / max(1, count)
+        for _ in range(count):
+            await send(filler)
+            await asyncio.sleep(gap)
+        await send(tail)
+        await send(chunk({}, "stop"))
+        await send("data: [DONE]\n\n")
 
 
 async def serve_forever(host: str, port: int) -> None:

@@ -21,6 +21,12 @@ BEHAVIOURS: dict[str, str] = {
     "scripted-stall": "200, a few chunks, then silence for `stall_seconds` (30 s by default), then the rest",
     "scripted-empty": "always a 200 answer that finishes (stop) without any content",
     "scripted-schema-invalid": "always valid JSON that is not a plan (confidence 7, no decision)",
+    "scripted-huge-line": "streamed: one content delta on one SSE line of `huge_line_bytes` (64 MiB by "
+    "default) over `stream_seconds` (0: as fast as the client reads), then the end (a client's line cap "
+    "stops it first)",
+    "scripted-endless": "streamed: content deltas without end, as fast as the client reads (a client's "
+    "answer cap stops it)",
+    "scripted-not-http": "answers bytes that are not HTTP (an SSH banner), then hangs up",
     "scripted-hostile-actions": "a confident EXECUTE plan whose steps need shell, root, database and cluster "
     "actions under disguised names, with undeclared side effects (HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS)",
 }

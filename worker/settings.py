@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, description="default 10 x HEARTBEAT_S")
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     llm_idle_timeout_s: float = Field(default=30.0, gt=0, description="longest silence inside a stream")
+    llm_max_line_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="longest SSE line (or event) an LLM stream may send"
+    )
+    llm_max_answer_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="most bytes one streamed LLM answer may take (SSE framing included)",
+    )
     llm_http: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
         description="the openai client's HTTP transport: aiohttp (less CPU per streamed chunk) or httpx",

@@ -7,10 +7,12 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from governance.capabilities import SEED_FORBIDDEN_ACTIONS
+from governance.models import MAX_CONTEXT_BYTES
 from tests.e2e.conftest import plangate_cmd
 
 pytestmark = pytest.mark.e2e
@@ -18,6 +20,76 @@ pytestmark = pytest.mark.e2e
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(plangate_cmd(*args), env=env, capture_output=True, text=True, timeout=120)
+
+
+def _run_bytes(env: dict[str, str], *args: bytes) -> subprocess.CompletedProcess[str]:
+    """The command with arguments given as raw bytes, as a shell passes them (any bytes, not only UTF-8)."""
+    command = [os.fsencode(part) for part in plangate_cmd()] + list(args)
+    return subprocess.run(command, env=env, capture_output=True, text=True, errors="replace", timeout=120)
+
+
+def _one_line_bad_input(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("plangate: ")
+    return result.stderr
+
+
+_NO_REDIS = {**os.environ, "PLANGATE_REDIS_URL": "redis://127.0.0.1:1/0"}  # reaching it is exit 3
+
+
+def test_context_file_up_to_the_limit_is_read_and_a_bigger_one_refused_unread(tmp_path: Path) -> None:
+    padding = MAX_CONTEXT_BYTES - len(json.dumps({"log": ""}))
+    at_limit = tmp_path / "at-limit.json"
+    at_limit.write_text(json.dumps({"log": "x" * padding}))
+    assert at_limit.stat().st_size == MAX_CONTEXT_BYTES
+    accepted = _run(_NO_REDIS, "submit", "--description", "Plan it", "--context", f"@{at_limit}")
+    assert accepted.returncode == 3, accepted.stderr  # past every check of the request: only Redis is missing
+
+    over = tmp_path / "over.json"
+    over.write_text(json.dumps({"log": "x" * (padding + 1)}))
+    refused = _one_line_bad_input(_run(_NO_REDIS, "submit", "--description", "x", "--context", f"@{over}"))
+    assert f"--context @{over} is larger than the context limit of {MAX_CONTEXT_BYTES} bytes" in refused
+    # An endless file is refused after MAX_CONTEXT_BYTES + 1 bytes, not read to the end.
+    endless = _one_line_bad_input(_run(_NO_REDIS, "submit", "--description", "x", "--context", "@/dev/zero"))
+    assert "@/dev/zero is larger than the context limit" in endless
+
+
+def test_a_missing_unreadable_or_non_utf8_context_file_is_bad_input(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    out = _one_line_bad_input(_run(_NO_REDIS, "submit", "--description", "x", "--context", f"@{missing}"))
+    assert f"@{missing}" in out and "No such file" in out
+    out = _one_line_bad_input(_run(_NO_REDIS, "submit", "--description", "x", "--context", f"@{tmp_path}"))
+    assert f"@{tmp_path}" in out and "directory" in out
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"note": "café"}'.encode("latin-1"))
+    out = _one_line_bad_input(_run(_NO_REDIS, "submit", "--description", "x", "--context", f"@{latin1}"))
+    assert f"@{latin1} is not UTF-8 text (byte 13 is 0xe9)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ([b"submit", b"--description", b"Plan the caf\xe9 rollout"], "--description"),
+        (
+            [b"submit", b"--description", b"x", b"--constraint", b"ok", b"--constraint", b"\xff"],
+            "--constraint",
+        ),
+        ([b"submit", b"--description", b"x", b"--side-effect", b"read_\xc3"], "--side-effect"),
+        ([b"submit", b"--description", b"x", b"--context", b'{"a": "\xff"}'], "--context"),
+        ([b"status", b"\xffjob"], "job_id"),
+        ([b"cancel", b"\xffjob"], "job_id"),
+        ([b"agents", b"revoke", b"llm-planner-001", b"--reason", b"\x80", b"--by", b"ops"], "--reason"),
+        ([b"review", b"approve", b"job-1", b"--by", b"ops", b"--note", b"\xed\xa0\x80"], "--note"),
+    ],
+    ids=["description", "constraint", "side-effect", "context", "status", "cancel", "revoke", "review"],
+)
+def test_an_argument_that_is_not_utf8_is_bad_input_naming_it(
+    redis_url: str, key_prefix: str, args: list[bytes], named: str
+) -> None:
+    env = {**os.environ, "PLANGATE_REDIS_URL": redis_url, "PLANGATE_KEY_PREFIX": key_prefix}
+    out = _one_line_bad_input(_run_bytes(env, *args))
+    assert f"argument {named} is not valid UTF-8: b'" in out
 
 
 def test_agents_add_list_show(redis_url: str, key_prefix: str) -> None:

@@ -13,6 +13,7 @@ from governance.models import SEED_AGENT, PlanRequest
 from worker import errors, llm_stream
 from worker.errors import (
     InvalidOutput,
+    LLMAnswerTooLarge,
     LLMError,
     LLMOutOfCredits,
     LLMRateLimited,
@@ -54,6 +55,9 @@ WITH_RETRY: dict[str, tuple[type[LLMResult] | type[LLMError], str]] = {
     "scripted-empty": (InvalidOutput, "the answer was empty"),
     "scripted-stall": (LLMTimeout, "LLM stream idle for more than 0.3s (model scripted-stall)"),
     "scripted-no-json-schema": (LLMResult, ""),
+    "scripted-huge-line": (LLMAnswerTooLarge, "LLM stream sent a line longer than LLM_MAX_LINE_BYTES="),
+    "scripted-endless": (LLMAnswerTooLarge, "LLM answer passed LLM_MAX_ANSWER_BYTES="),
+    "scripted-not-http": (LLMUnavailable, "LLM endpoint's answer is not valid HTTP: Bad status line"),
     CLOSED_PORT: (LLMUnavailable, "LLM endpoint unreachable"),
 }
 # The transient faults again, with no retry allowed: each must fail typed, naming its cause.

@@ -14,6 +14,7 @@ from governance.models import SEED_AGENT, PlanRequest
 from worker import llm_stream
 from worker.errors import (
     InvalidOutput,
+    LLMAnswerTooLarge,
     LLMOutOfCredits,
     LLMRequestRejected,
     LLMTimeout,
@@ -158,6 +159,74 @@ async def test_connection_closed_without_an_answer_is_unavailable_not_a_timeout(
     async with server:
         with pytest.raises(LLMUnavailable, match="after 2 attempts"):
             await _plan(f"http://127.0.0.1:{port}/v1", "scripted", llm_max_retries=1)
+
+
+async def _raw_server(answer: bytes | None) -> asyncio.Server:
+    """A port that does not speak HTTP: it hangs up at once (None), or reads the request and answers
+    `answer` (bytes that are not an HTTP response), then hangs up."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if answer is None:
+            writer.transport.abort()
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (None, "unreachable"),
+        (b"\x00\x01 not an HTTP response\r\n\r\n", "not valid HTTP"),
+        (b"HTTP/1.1 abc OK\r\n\r\n", "not valid HTTP"),
+    ],
+    ids=["closes-at-once", "garbage", "bad-status-line"],
+)
+async def test_a_port_that_does_not_answer_http_is_unavailable(answer: bytes | None, words: str) -> None:
+    server = await _raw_server(answer)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(LLMUnavailable, match=rf"{words}.*after 2 attempts"):
+            await _plan(f"http://127.0.0.1:{port}/v1", "scripted", llm_max_retries=1)
+
+
+async def test_the_stubs_not_http_answer_is_unavailable(stub: StubServer) -> None:
+    with pytest.raises(LLMUnavailable, match=r"not valid HTTP: .*after 2 attempts"):
+        await _plan(stub.base_url, "scripted-not-http", llm_max_retries=1)
+    assert len(stub.requests) == 2
+
+
+async def test_a_huge_line_ends_the_call_at_the_line_cap_without_retry(stub: StubServer) -> None:
+    with pytest.raises(LLMAnswerTooLarge) as caught:
+        await _plan(stub.base_url, "scripted-huge-line", llm_max_retries=3)
+    assert str(caught.value) == (
+        "LLM stream sent a line longer than LLM_MAX_LINE_BYTES=4194304 (model scripted-huge-line)"
+    )
+    assert caught.value.code == "llm_answer_too_large" and not caught.value.retryable
+    assert len(stub.requests) == 1  # not retried on the same model
+    # The client hung up mid-line (the stub's line is 64 MiB) and the stub noticed.
+    await _eventually(lambda: stub.open_streams == 0)
+    assert stub.abandoned_streams == 1
+
+
+async def test_an_endless_stream_ends_the_call_at_the_answer_cap(stub: StubServer) -> None:
+    counts: list[int] = []
+    with pytest.raises(LLMAnswerTooLarge, match=r"passed LLM_MAX_ANSWER_BYTES=2097152 before the model"):
+        await _plan(stub.base_url, "scripted-endless", counts, llm_max_answer_bytes=2 * 1024 * 1024)
+    assert len(stub.requests) == 1
+    assert counts and counts == sorted(counts)  # it streamed content until the cap
+    await _eventually(lambda: stub.open_streams == 0)
+    assert stub.abandoned_streams == 1
+
+
+async def test_an_answer_past_a_cap_falls_back_to_the_next_model(stub: StubServer) -> None:
+    result = await _plan(stub.base_url, "scripted-huge-line", fallback_models=["scripted"])
+    assert result.model == "scripted" and result.draft.plan
+    assert [r["model"] for r in stub.requests] == ["scripted-huge-line", "scripted"]
 
 
 async def test_other_4xx_is_rejected_without_retry(stub: StubServer) -> None:

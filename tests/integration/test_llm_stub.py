@@ -330,3 +330,37 @@ async def test_schema_invalid_is_json_but_not_a_plan(client: openai.AsyncOpenAI)
         with pytest.raises(ValidationError) as caught:
             PlanDraft.model_validate_json(content)
         assert {error["loc"][0] for error in caught.value.errors()} == {"confidence", "decision"}
+
+
+async def test_huge_line_is_one_content_delta_of_the_configured_size() -> None:
+    async with StubServer(huge_line_bytes=1024 * 1024) as huge:
+        status, _headers, body, complete = await _raw(
+            huge.port, "POST", "/v1/chat/completions", _chat("scripted-huge-line", stream=True)
+        )
+    line, *rest = _events(body)
+    assert status == 200 and complete and rest[-1] == "[DONE]"
+    assert len(line) > 1024 * 1024 and json.loads(line)["choices"][0]["delta"]["content"] == "x" * 1024 * 1024
+    assert json.loads(rest[0])["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_endless_streams_deltas_until_the_client_hangs_up(stub: StubServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", stub.port)
+    data = json.dumps(_chat("scripted-endless", stream=True)).encode()
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+    writer.write(head.encode() + data)
+    seen = b""
+    while len(seen) < 4 * 1024 * 1024:  # far more than the plan it repeats
+        seen += await asyncio.wait_for(reader.read(65536), timeout=5)
+    assert b'"finish_reason": "stop"' not in seen and seen.count(b'"content": ') > 1_000
+    writer.close()
+    await writer.wait_closed()
+    await _eventually(lambda: stub.open_streams == 0 and stub.abandoned_streams == 1)
+
+
+async def test_not_http_answers_a_banner_and_hangs_up(stub: StubServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", stub.port)
+    data = json.dumps(_chat("scripted-not-http", stream=True)).encode()
+    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    assert answer.startswith(b"SSH-2.0-") and not answer.startswith(b"HTTP/")

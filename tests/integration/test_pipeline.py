@@ -169,6 +169,9 @@ async def test_validate_decisions_and_recovered_llm_faults(
         ("scripted-invalid-json", "invalid_output"),
         ("scripted-500", "llm_unavailable"),
         ("scripted-402", "llm_out_of_credits"),
+        ("scripted-huge-line", "llm_answer_too_large"),
+        ("scripted-endless", "llm_answer_too_large"),
+        ("scripted-not-http", "llm_unavailable"),
     ],
 )
 async def test_llm_failures_end_failed_with_a_typed_error(
