@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from ledger import chain
+from ledger import chain, projections
 from ledger.errors import MigrationError, SchemaTooNew
 
 log = structlog.get_logger(__name__)
@@ -24,7 +24,10 @@ log = structlog.get_logger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 # Steps SQL cannot do (SHA-256 over rows), run after a migration's SQL in the same transaction.
-_PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], int]] = {2: chain.backfill}
+_PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], int]] = {
+    2: chain.backfill,
+    5: projections.rebuild_search,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from governance.vocabulary import JobState
 from worker.keys import Keys
-from worker.ledger_events import WORKER_NAME, ledger_event
+from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -122,7 +122,7 @@ class Watchdog:
         return taken
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict, event: dict) -> None:
-        detail = {"type": "abandoned", "message": "its worker died and the job's payload is gone"}
+        payload = error_payload("abandoned", "its worker died and the job's payload is gone")
         # A fresh event (the takeover's was never written), and the job's own tenant and quota day so
         # that its reservation is settled on the right account.
         failed = ledger_event(
@@ -133,7 +133,7 @@ class Watchdog:
             attempt=attempt,
             worker=WORKER_NAME,
             reason="abandoned",
-            payload={"error": detail},
+            payload=payload,
         )
         ref = JobRef(
             job_id,
@@ -142,5 +142,5 @@ class Watchdog:
             quota_day=fields["q_day"] or "",
         )
         await self._status.record(
-            ref, attempt, JobState.FAILED, failed, {"error": detail, "reason_code": "abandoned"}
+            ref, attempt, JobState.FAILED, failed, {"error": payload["error"], "reason_code": "abandoned"}
         )
