@@ -6,16 +6,20 @@ import argparse
 import asyncio
 import contextlib
 import shlex
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from governance.models import SEED_AGENT_ID
+from ledger.errors import LedgerError
+from ledger.migrations import migrate_file
 from ledger.queries import show_job
-from ledger.signing import default_key_path, public_key_path
+from ledger.signing import default_key_path, load_or_create_key, public_key_path
 from worker.cli_render import render_event, render_output, render_status
 from worker.client import PlanClient
 from worker.embedded_redis import EmbeddedRedis
+from worker.errors import BadRequest
 from worker.llm_stub import BEHAVIOURS, StubServer
 from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
@@ -36,6 +40,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     embedded = EmbeddedRedis()
     ledger_path, earlier = await asyncio.to_thread(_ledger_file, args.ledger)
+    await asyncio.to_thread(_open_ledger, ledger_path)
     async with StubServer(host="127.0.0.1", port=0) as stub:
         settings = Settings(
             redis_url="redis://embedded",  # not dialled: the embedded clients are passed in
@@ -117,6 +122,18 @@ def _follow_up(ledger_path: Path, job_id: str) -> None:
         "(--no-redis: the anchors the demo published went with its in-process Redis; the file keeps its own.)"
     )
     _say("A next `plangate demo` here appends to this file; delete it (and its .key files) to start afresh.")
+
+
+def _open_ledger(path: Path) -> None:
+    """Create (or migrate) the demo's ledger file and its signing key now, so a path it cannot use fails at
+    once in one line, not inside the worker's start, where the demo would wait for a job that never runs."""
+    try:
+        migrate_file(path)
+        load_or_create_key(default_key_path(path))
+    except (OSError, sqlite3.Error, LedgerError) as exc:
+        raise BadRequest(
+            f"cannot keep the demo's ledger at {path}: {exc} (name another with --ledger)"
+        ) from exc
 
 
 def _ledger_file(named: Path | None) -> tuple[Path, bool]:

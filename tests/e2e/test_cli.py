@@ -83,6 +83,17 @@ def test_demo_runs_embedded_with_nothing_configured(tmp_path: Path) -> None:
     assert "PLANGATE_REDIS_URL" in out  # says how to point it at a real server
 
 
+def test_a_demo_ledger_it_cannot_keep_is_one_line_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory\n")
+    started = time.monotonic()
+    demo = _run(_bare_env(), "demo", "--model", "scripted", "--ledger", str(tmp_path / "a-file" / "x.db"))
+    assert demo.returncode == 2 and time.monotonic() - started < 30, demo
+    assert (
+        demo.stderr.startswith("plangate: cannot keep the demo's ledger at ")
+        and len(demo.stderr.splitlines()) == 1
+    )
+
+
 def _printed_commands(out: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.startswith("  plangate ledger ")]
 
