@@ -4,7 +4,6 @@ snapshots and the full-text search index. They are derived data; only the events
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 from ledger import jsontext
@@ -193,19 +192,31 @@ def search_text(value: Any) -> str:
 
     A step's title, description, actions and risks are indexed, not the JSON punctuation and field names
     around them (which would make "title" match every plan)."""
-    return "\n".join(_texts(value))
-
-
-def _texts(value: Any) -> Iterator[str]:
     if isinstance(value, str):
-        if value:
-            yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _texts(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _texts(item)
+        return value
+    parts: list[str] = []
+    _collect_text(value, parts)
+    return "\n".join(parts)
+
+
+def _collect_text(value: Any, parts: list[str]) -> None:
+    # The writer's hot path: a plan is a list of flat dicts of text and lists of text, so a list of text
+    # is joined at once and only other shapes cost a call per level.
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        if isinstance(item, str):
+            if item:
+                parts.append(item)
+        elif isinstance(item, list):
+            try:
+                joined = "\n".join(item)
+            except TypeError:  # not only text
+                _collect_text(item, parts)
+            else:
+                if joined:
+                    parts.append(joined)
+        elif isinstance(item, dict):
+            _collect_text(item, parts)
 
 
 _REBUILD_CHUNK = 1000

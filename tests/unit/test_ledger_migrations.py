@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import migrations
 from ledger.compaction import compact
 from ledger.errors import CompactionError, SchemaTooNew
+from ledger.projections import search_text
 from ledger.queries import EventFilter, export_events, search, show_job
 from ledger.sqlite_store import LedgerStore
 from ledger.verify import verify_ledger
-from tests.unit.ledger_events import job_events
+from tests.unit.ledger_events import agent_output, job_events
 
 
 def v1_row(n: int) -> tuple[Any, ...]:
@@ -145,6 +146,19 @@ async def test_search_finds_a_job_by_a_word_of_its_plan(tmp_path: Path) -> None:
     exported = [e async for e in export_events(path, EventFilter(kind="done", since="2026-11-25"))]
     assert [e["job_id"] for e in exported] == ["j-1", "j-2"]
     assert [e async for e in export_events(path, EventFilter(since="2026-11-26T00:00:00+00:00"))] == []
+
+
+def test_the_plan_is_indexed_as_its_text() -> None:
+    plan = agent_output("Restart the kafka brokers").model_dump(mode="json")["plan"]
+    # Every text of every step, in order; no field names, no step numbers.
+    texts = [
+        text
+        for step in plan
+        for text in (step["title"], step["description"], *step["actions"], *step["risks"])
+    ]
+    assert search_text(plan).splitlines() == texts
+    assert search_text({"a": [1, "x", {"b": "y", "c": None}, ["p", 2]], "d": "", "e": []}) == "x\ny\np"
+    assert search_text("notes") == "notes" and search_text(None) == ""
 
 
 async def test_a_version_4_file_gets_its_plans_indexed(tmp_path: Path) -> None:
