@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import chain, signing
+from ledger import chain, migrations, signing
 from ledger.errors import CompactionError
 from ledger.queries import normalize_time
 from ledger.verify import verify_ledger
@@ -66,19 +66,41 @@ def _cut_point(conn: sqlite3.Connection, before: str) -> tuple[int, str] | None:
 def _write_archive(conn: sqlite3.Connection, target: Path, through_seq: int) -> int:
     """Copy rows up to `through_seq`, the earlier checkpoints and the anchors they cover into `target`.
 
-    The archive has the ledger's tables, so `plangate ledger verify ARCHIVE` checks it like a ledger."""
+    The archive is a ledger file of the ledger's schema version (its tables, append-only triggers and
+    migrations table), so `plangate ledger verify ARCHIVE` checks it like a ledger and finds nothing
+    missing. One file (no WAL beside it), so its SHA-256 covers all of it."""
+    _create_archive(target, migrations.current_version(conn))
     conn.execute("ATTACH DATABASE ? AS arc", (str(target),))
     try:
         conn.execute("BEGIN")
-        conn.execute("CREATE TABLE arc.events AS SELECT * FROM main.events WHERE seq <= ?", (through_seq,))
-        conn.execute("CREATE TABLE arc.checkpoints AS SELECT * FROM main.checkpoints")
-        conn.execute(
-            "CREATE TABLE arc.anchors AS SELECT * FROM main.anchors WHERE head_seq <= ?", (through_seq,)
+        copies = (
+            ("events", " WHERE seq <= ?", (through_seq,)),
+            ("checkpoints", "", ()),
+            ("anchors", " WHERE head_seq <= ?", (through_seq,)),
         )
+        for table, where, params in copies:
+            columns = ", ".join(f'"{name}"' for name in _columns(conn, table))
+            copy = f"INSERT INTO arc.{table} ({columns}) SELECT {columns} FROM main.{table}{where}"
+            conn.execute(copy, params)
         conn.execute("COMMIT")
         return int(conn.execute("SELECT count(*) FROM arc.events").fetchone()[0])
     finally:
         conn.execute("DETACH DATABASE arc")
+
+
+def _create_archive(target: Path, version: int) -> None:
+    """A new, empty ledger file at `target`, migrated to `version`, in rollback-journal mode."""
+    archive = sqlite3.connect(target, isolation_level=None, timeout=10.0)
+    try:
+        archive.execute("PRAGMA journal_mode = DELETE")
+        archive.execute("PRAGMA synchronous = FULL")
+        migrations.migrate(archive, version)
+    finally:
+        archive.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
 
 
 def _cut(

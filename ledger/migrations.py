@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ledger import chain
+from ledger import chain, projections
 from ledger.errors import MigrationError, SchemaTooNew
 from plangate_base.logs import get_logger
 
@@ -23,7 +23,10 @@ log = get_logger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 # Steps SQL cannot do (SHA-256 over rows), run after a migration's SQL in the same transaction.
-_PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], int]] = {2: chain.backfill}
+_PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], int]] = {
+    2: chain.backfill,
+    5: projections.rebuild_search,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from ledger import jsontext
 from ledger.events import SUBMITTED, TERMINAL_KINDS, dumps
 
 AGENT_KINDS = frozenset({"revoked", "restored", "suspended", "budget_reset"})
@@ -165,19 +166,95 @@ def project(
                 event.get("tenant_id"),
                 kind,
                 event.get("decision"),
-                event.get("reason") or _text(fields.get("code")),
+                event.get("reason") or _outcome_code(fields),
                 event.get("model"),
                 event.get("created_at"),
                 None if payload is None else payload_text if payload_text is not None else dumps(payload),
             ),
         )
-        output = fields.get("output")
-        if isinstance(output, dict):
-            search.set(
-                event["job_id"],
-                plan=_text(output.get("steps")) or "",
-                notes=_text(output.get("notes_for_humans")) or "",
-            )
+        columns = outcome_search_columns(fields)
+        if columns is not None:
+            search.set(event["job_id"], **columns)
+
+
+def outcome_search_columns(payload: Any) -> dict[str, str] | None:
+    """The plan and notes columns of a job's search row from its terminal event's payload (None: no plan).
+
+    A done event's payload carries the AgentOutput under "output"; its steps are the "plan" list."""
+    output = payload.get("output") if isinstance(payload, dict) else None
+    if not isinstance(output, dict):
+        return None
+    return {"plan": search_text(output.get("plan")), "notes": search_text(output.get("notes_for_humans"))}
+
+
+def search_text(value: Any) -> str:
+    """The words of a value for the search index: its text, one piece a line (keys and numbers left out).
+
+    A step's title, description, actions and risks are indexed, not the JSON punctuation and field names
+    around them (which would make "title" match every plan)."""
+    if isinstance(value, str):
+        return value
+    parts: list[str] = []
+    _collect_text(value, parts)
+    return "\n".join(parts)
+
+
+def _collect_text(value: Any, parts: list[str]) -> None:
+    # The writer's hot path: a plan is a list of flat dicts of text and lists of text, so a list of text
+    # is joined at once and only other shapes cost a call per level.
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        if isinstance(item, str):
+            if item:
+                parts.append(item)
+        elif isinstance(item, list):
+            try:
+                joined = "\n".join(item)
+            except TypeError:  # not only text
+                _collect_text(item, parts)
+            else:
+                if joined:
+                    parts.append(joined)
+        elif isinstance(item, dict):
+            _collect_text(item, parts)
+
+
+_REBUILD_CHUNK = 1000
+
+
+def rebuild_search(conn: sqlite3.Connection) -> int:
+    """Refill the search index from the jobs projection (a migration step); returns how many rows it wrote.
+
+    `job_search` must be empty (the migration recreates it). The jobs rows hold each job's description and
+    its terminal event's payload as recorded (also for jobs whose events were compacted into an archive),
+    so the index comes out as the writer now builds it."""
+    written, last = 0, 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, job_id, description, output FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (last, _REBUILD_CHUNK),
+        ).fetchall()
+        if not rows:
+            return written
+        inserts = []
+        for rowid, job_id, description, output in rows:
+            columns = outcome_search_columns(_payload(output)) or {"plan": "", "notes": ""}
+            inserts.append((rowid, job_id, description or "", columns["plan"], columns["notes"]))
+        conn.executemany(
+            "INSERT INTO job_search (rowid, job_id, description, plan, notes) VALUES (?, ?, ?, ?, ?)", inserts
+        )
+        written += len(inserts)
+        last = rows[-1][0]
+
+
+def _payload(text: str | None) -> Any:
+    """A recorded payload's data (None for no text, or text that is not JSON: such a row gets no plan)."""
+    if not text:
+        return None
+    try:
+        return jsontext.loads(text)
+    except ValueError:
+        return None
 
 
 def _tenant_and_project(conn: sqlite3.Connection, event: dict[str, Any], fields: dict) -> None:
@@ -210,6 +287,15 @@ def _agent_snapshot(conn: sqlite3.Connection, event: dict[str, Any], fields: dic
             event.get("created_at"),
         ),
     )
+
+
+def _outcome_code(fields: dict) -> str | None:
+    """The code a terminal payload names (its refusal's code, its error's type), for an event without one."""
+    for name, code in (("refusal", "code"), ("error", "type")):
+        detail = fields.get(name)
+        if isinstance(detail, dict) and isinstance(detail.get(code), str):
+            return detail[code]
+    return None
 
 
 def _text(value: Any) -> str | None:

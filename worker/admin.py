@@ -54,6 +54,11 @@ def _entry(
     return {"e": codec.dumps(event)}
 
 
+def agent_change_entry(kind: str, agent_id: str, *, reason: str, by: str) -> dict[str, str]:
+    """The ledger entry of a change to an agent's live state (revoked, restored, budget_reset)."""
+    return _entry(kind, agent_id, None, reason, {"by": by, "reason": reason})
+
+
 class AgentAdmin:
     """Every operator change to agents, reviewers and the vocabulary, each recorded in the ledger."""
 
@@ -126,15 +131,15 @@ class AgentAdmin:
         """Stop the agent: queued jobs are refused `revoked`, running ones end `cancelled`."""
         if not reason.strip():
             raise BadRequest("a revocation needs a reason (--reason)")
-        entry = _entry("revoked", agent_id, None, reason, {"by": by, "reason": reason})
+        entry = agent_change_entry("revoked", agent_id, reason=reason, by=by)
         await self._states.revoke(agent_id, reason, by, now_iso(), entry)
 
     async def restore(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Lift a revocation."""
-        entry = _entry("restored", agent_id, None, reason, {"by": by, "reason": reason})
+        entry = agent_change_entry("restored", agent_id, reason=reason, by=by)
         await self._states.restore(agent_id, by, now_iso(), entry)
 
     async def reset_budget(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Forget the agent's counted failures and lift its suspension."""
-        entry = _entry("budget_reset", agent_id, None, reason, {"by": by, "reason": reason})
+        entry = agent_change_entry("budget_reset", agent_id, reason=reason, by=by)
         await self._states.reset_budget(agent_id, by, now_iso(), entry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -644,7 +645,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default="scripted-slow", help="scripted behaviour to use (default scripted-slow)"
     )
-    p.add_argument("--ledger", type=Path, help="ledger file (default: a temporary file)")
+    p.add_argument(
+        "--ledger",
+        type=Path,
+        help="ledger file, kept afterwards (default ./plangate-demo-ledger.db; never PLANGATE_LEDGER_PATH)",
+    )
     p.set_defaults(run=cmd_demo, sync=True)
 
     p = sub.add_parser(
@@ -919,9 +924,18 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[..., Any] = args.run
     try:
         if getattr(args, "sync", False):
-            return int(run(args, settings))
-        coro: Awaitable[int] = run(args, settings)
-        return asyncio.run(coro)  # type: ignore[arg-type]
+            code = int(run(args, settings))
+        else:
+            coro: Awaitable[int] = run(args, settings)
+            code = asyncio.run(coro)  # type: ignore[arg-type]
+        sys.stdout.flush()  # (a closed pipe shows here, not in the interpreter's flush at exit)
+        return code
+    except BrokenPipeError:
+        # The reader went away (`plangate ledger export | head`): stop quietly, like any Unix filter.
+        # Python's documented way: point stdout at devnull so the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except (BadRequest, JobNotFound, CLIError, RegistryError, Unauthenticated) as exc:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_BAD_INPUT

@@ -4,6 +4,7 @@ compact, serve). Ledger errors become one-line messages with exit code 2; a fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import signal
 import sys
@@ -126,13 +127,16 @@ async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int:
     from ledger import queries
 
-    found = await queries.search(ledger_path(args, settings), " ".join(args.text), _filter(args), args.limit)
+    text = " ".join(args.text)
+    found = await queries.search(ledger_path(args, settings), text, _filter(args), args.limit)
     for job in found:
         if args.json:
             _out(codec.dumps(job))
         else:
             _out(f"{job['job_id']}  {job['state']:<9} {job['decision'] or '':<10} {job['snippet']}")
-    return EXIT_OK if found or args.json else EXIT_BAD_LEDGER
+    if not found and not args.json:  # (--json prints no line: an empty JSON-lines list)
+        sys.stderr.write(f"plangate: no jobs match {text!r}\n")
+    return EXIT_OK
 
 
 @_ledger_errors
@@ -143,10 +147,13 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
 
     out = await asyncio.to_thread(open, args.output, "w", encoding="utf-8") if args.output else sys.stdout
     count = 0
+    # aclosing: when writing fails (a closed pipe) the reader's connection closes here, in this loop.
+    events = contextlib.aclosing(queries.export_events(ledger_path(args, settings), _filter(args)))
     try:
-        async for event in queries.export_events(ledger_path(args, settings), _filter(args)):
-            out.write(codec.dumps(event) + "\n")
-            count += 1
+        async with events as rows:
+            async for event in rows:
+                out.write(codec.dumps(event) + "\n")
+                count += 1
     finally:
         if out is not sys.stdout:
             out.close()

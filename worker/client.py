@@ -33,7 +33,7 @@ from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
-from worker.ledger_events import ledger_event
+from worker.ledger_events import error_payload, ledger_event
 from worker.redis_conn import text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
@@ -326,16 +326,16 @@ class PlanClient:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
             reason = CancelReason.BY_SUBMITTER.value
-            detail = {"type": reason, "message": "cancelled while queued"}
+            payload = error_payload(reason, "cancelled while queued")
             event = ledger_event(
                 JobState.CANCELLED.value,
                 job_id=job_id,
                 agent_id=status.agent_id,
                 tenant_id=status.tenant_id,
                 reason=reason,
-                payload={"error": detail},
+                payload=payload,
             )
-            fields = {"error": detail, "reason_code": reason}
+            fields = {"error": payload["error"], "reason_code": reason}
             ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
             if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
                 # The arq job would only be skipped by the worker; removing it saves the work.

@@ -6,6 +6,7 @@ import os
 import socket
 from typing import Any
 
+from governance.models import AgentOutput
 from worker.clock import now_iso
 from worker.ids import new_id
 
@@ -40,3 +41,20 @@ def ledger_event(
         "model": model,
         "payload": payload or {},
     }
+
+
+def done_payload(output: AgentOutput, usage: dict[str, Any]) -> dict[str, Any]:
+    """A done event's payload: the AgentOutput as JSON data, the LLM call's usage, the governance flags."""
+    flags = output.metadata.get("flags") or []
+    return {"output": output.model_dump(mode="json"), "usage": usage, "flags": flags}
+
+
+def refused_payload(code: str, reason: str) -> dict[str, Any]:
+    """A refused event's payload: the refusal's code and why."""
+    return {"refusal": {"code": code, "reason": reason}}
+
+
+def error_payload(error_type: str, message: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A failed or cancelled event's payload: the typed error, and the usage when the LLM call had begun."""
+    detail = {"type": error_type, "message": message}
+    return {"error": detail} if usage is None else {"error": detail, "usage": usage}

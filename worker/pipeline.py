@@ -31,6 +31,7 @@ from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
+from worker.ledger_events import done_payload, error_payload, refused_payload
 from worker.llm_stream import LLMPlanner, LLMResult
 from worker.preflight import PreflightPhase, lock_ttl_ms
 from worker.settings import Settings
@@ -219,15 +220,15 @@ class Pipeline:
 
     async def record_done(self, job: JobRun, output: AgentOutput, result: LLMResult) -> str:
         """RECORD a plan: terminal status, result and ledger event in one transaction."""
-        output_json = output.model_dump(mode="json")
-        flags = output.metadata.get("flags") or []
+        payload = done_payload(output, result.usage)
+        output_json, flags = payload["output"], payload["flags"]
         escalated = output.decision is Decision.ESCALATE
         event = job.event(
             JobState.DONE.value,
             decision=output.decision.value,
             reason=",".join(flags) or None,
             model=result.model,
-            payload={"output": output_json, "usage": result.usage, "flags": flags},
+            payload=payload,
         )
         fields = {
             "output": output_json,
@@ -250,21 +251,20 @@ class Pipeline:
     ) -> str:
         """RECORD a refusal, a failure or a cancellation."""
         if refusal is not None:
-            detail = {"code": refusal.code.value, "reason": refusal.reason}
-            event = job.event(state.value, reason=refusal.code.value, payload={"refusal": detail})
-            fields = {"refusal": detail, "reason_code": refusal.code.value}
+            payload = refused_payload(refusal.code.value, refusal.reason)
+            event = job.event(state.value, reason=refusal.code.value, payload=payload)
+            fields = {"refusal": payload["refusal"], "reason_code": refusal.code.value}
         else:
             assert error is not None
-            detail = {"type": error[0], "message": error[1]}
             spent = job.spend
             usage = {
                 "prompt_tokens": spent.prompt_tokens,
                 "completion_tokens": spent.completion_tokens,
                 "estimated": True,
             }
-            payload = {"error": detail, "usage": usage} if job.llm_started else {"error": detail}
+            payload = error_payload(*error, usage if job.llm_started else None)
             event = job.event(state.value, reason=error[0], payload=payload)
-            fields = {"error": detail, "reason_code": error[0], "progress": {"tokens": job.tokens}}
+            fields = {"error": payload["error"], "reason_code": error[0], "progress": {"tokens": job.tokens}}
         charge = None
         if job.agent is not None and counts_against_budget(state, error[0] if error else None):
             suspension = job.event(

@@ -18,7 +18,7 @@ from governance.vocabulary import FailureCode, JobState, Phase
 from plangate_base.logs import get_logger
 from worker import codec, metrics
 from worker.keys import Keys
-from worker.ledger_events import WORKER_NAME, ledger_event
+from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -140,7 +140,7 @@ class Watchdog:
     ) -> bool:
         """The one terminal write of a job no attempt can finish: status, event, ledger entry, and its
         quota and locks settled (`attempt=None`: only while it is still queued)."""
-        detail = {"type": code.value, "message": message}
+        payload = error_payload(code.value, message)
         agent_id = fields["agent_id"] or "?"
         # The job's own tenant, quota day and locks, so that what it holds is settled on the right account.
         failed = ledger_event(
@@ -151,7 +151,7 @@ class Watchdog:
             attempt=attempt if attempt is not None else int(fields.get("attempt") or 0),
             worker=WORKER_NAME,
             reason=code.value,
-            payload={"error": detail},
+            payload=payload,
         )
         ref = JobRef(
             job_id,
@@ -165,7 +165,7 @@ class Watchdog:
             attempt,
             JobState.FAILED,
             failed,
-            {"error": detail, "reason_code": code.value},
+            {"error": payload["error"], "reason_code": code.value},
             phase=None if attempt is None else Phase.RECORD,
         )
         if recorded:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +20,8 @@ from tests.e2e.conftest import plangate_cmd
 pytestmark = pytest.mark.e2e
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(plangate_cmd(*args), env=env, capture_output=True, text=True, timeout=120)
+def _run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(plangate_cmd(*args), env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def _run_bytes(env: dict[str, str], *args: bytes) -> subprocess.CompletedProcess[str]:
@@ -134,16 +136,74 @@ def test_unreachable_redis_is_one_clear_line(key_prefix: str) -> None:
     assert listed.returncode == 3 and listed.stderr.startswith("plangate: cannot reach Redis")
 
 
-def test_demo_runs_embedded_with_nothing_configured(tmp_path: object) -> None:
+def _bare_env() -> dict[str, str]:
+    """A user's environment with nothing of plangate's configured (and no Redis listening)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_") and k != "OPENROUTER_API_KEY"}
     env["PLANGATE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens: the demo must not need it
-    result = _run(env, "demo", "--model", "scripted")
+    return env
+
+
+def test_demo_runs_embedded_with_nothing_configured(tmp_path: Path) -> None:
+    env = _bare_env()
+    result = _run(env, "demo", "--model", "scripted", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "EMBEDDED" in out and "PREFLIGHT" in out and "VALIDATE" in out
     assert ": done" in out and "decision EXECUTE" in out
     assert "Ledger record" in out and "submitted" in out
     assert "PLANGATE_REDIS_URL" in out  # says how to point it at a real server
+
+
+def test_a_demo_ledger_it_cannot_keep_is_one_line_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory\n")
+    started = time.monotonic()
+    demo = _run(_bare_env(), "demo", "--model", "scripted", "--ledger", str(tmp_path / "a-file" / "x.db"))
+    assert demo.returncode == 2 and time.monotonic() - started < 30, demo
+    assert (
+        demo.stderr.startswith("plangate: cannot keep the demo's ledger at ")
+        and len(demo.stderr.splitlines()) == 1
+    )
+
+
+def _printed_commands(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.startswith("  plangate ledger ")]
+
+
+def test_the_demo_keeps_its_ledger_and_its_printed_commands_work(tmp_path: Path) -> None:
+    env = _bare_env()
+    # The commands are run as a user pastes them: by a shell, `plangate` found on PATH.
+    script = Path(sys.executable).parent / "plangate"
+    assert script.exists(), f"no plangate console script beside {sys.executable}"
+    env["PATH"] = f"{script.parent}{os.pathsep}{env.get('PATH', '')}"
+    runs = []
+    for _ in range(2):  # a second run in the same directory appends to the same file
+        demo = _run(env, "demo", "--model", "scripted", cwd=tmp_path)
+        assert demo.returncode == 0, demo.stderr
+        runs.append(demo.stdout)
+    ledger = tmp_path / "plangate-demo-ledger.db"
+    assert f"Ledger file: {ledger} (kept)" in runs[0]
+    assert f"Ledger file: {ledger} (kept after the demo" in runs[1]
+    job_ids = [re.search(r"Submitted job (\w+)", out)[1] for out in runs]  # type: ignore[index]
+    for out, job_id in zip(runs, job_ids, strict=True):
+        show, verify = _printed_commands(out)
+        assert show.startswith(f"plangate ledger show {job_id} ")
+        shown = subprocess.run(show, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and f"job {job_id}: 2 ledger events" in shown.stdout, shown
+        assert "done" in shown.stdout and "decision EXECUTE" in shown.stdout
+        # The anchors the demo published lived in its in-process Redis; the file's own still check out.
+        checked = subprocess.run(verify, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        # each run records three rows: its keyless agent saved, the job submitted, the job done
+        rows = 3 * len(runs)
+        assert checked.returncode == 0 and f"ok: {rows} rows" in checked.stdout, checked
+        assert f"anchor: row {rows}" in checked.stdout and "no public key" not in checked.stdout
+        assert "warning" not in checked.stdout and "BAD" not in checked.stdout, checked.stdout
+    names = {p.name for p in tmp_path.iterdir()}  # (and SQLite's -wal and -shm while they last)
+    assert {
+        "plangate-demo-ledger.db",
+        "plangate-demo-ledger.db.key",
+        "plangate-demo-ledger.db.key.pub",
+    } <= names
+    assert all(name.startswith("plangate-demo-ledger.db") for name in names), names
 
 
 def test_governance_from_the_command_line(

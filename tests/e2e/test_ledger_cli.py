@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import sqlite3
 import subprocess
-import uuid
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,11 @@ import pytest
 import redis as sync_redis
 
 from ledger.anchors import make_anchor
+from ledger.migrations import LATEST
 from ledger.signing import load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from tests.e2e.conftest import plangate_cmd
+from tests.unit.ledger_events import agent_output, done_event, submitted_event
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +42,25 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(plangate_cmd("ledger", *args), env=env, capture_output=True, text=True, timeout=60)
 
 
-def job_events(job_id: str, description: str, step: str, agent: str = "planner-a") -> list[dict[str, Any]]:
-    base = {"job_id": job_id, "agent_id": agent, "tenant_id": "acme", "worker": "host-1:42"}
-    output = {"steps": [{"title": step, "description": "carefully"}], "notes_for_humans": ["call Bob"]}
+def job_events(
+    job_id: str, description: str, plan_for: str, agent: str = "planner-a"
+) -> list[dict[str, Any]]:
+    """A job's submitted and done events as the client and RECORD build them; its plan is the scripted
+    plan for `plan_for`."""
+    who = {"agent_id": agent, "tenant_id": "acme"}
     return [
-        {**base, "event_id": uuid.uuid4().hex, "kind": "submitted", "created_at": "2026-11-01T10:00:00.000Z",
-         "payload": {"task_type": "plan", "description": description}},
-        {**base, "event_id": uuid.uuid4().hex, "kind": "done", "decision": "EXECUTE", "model": "m",
-         "created_at": "2026-11-01T10:00:05.000Z", "payload": {"output": output}},
-    ]  # fmt: skip
+        submitted_event(job_id, description, created_at="2026-11-01T10:00:00.000Z", **who),
+        done_event(
+            job_id, agent_output(plan_for), worker="host-1:42", created_at="2026-11-01T10:00:05.000Z", **who
+        ),
+    ]
 
 
 @pytest.fixture
 async def ledger(cli_env: dict[str, str]) -> Path:
     path = Path(cli_env["PLANGATE_LEDGER_PATH"])
-    assert "migrations applied: 1, 2, 3, 4" in run(cli_env, "migrate").stdout
+    every = ", ".join(str(version) for version in range(1, LATEST + 1))
+    assert f"migrations applied: {every}" in run(cli_env, "migrate").stdout
     store = await LedgerStore.open(path)
     try:
         await store.insert_events(job_events("job-kafka", "Rotate certificates", "Restart the kafka brokers"))
@@ -80,7 +89,10 @@ async def test_search_tail_export_show(cli_env: dict[str, str], ledger: Path) ->
     assert found.returncode == 0 and found.stdout.split()[0] == "job-kafka", found.stderr
     as_json = [json.loads(line) for line in run(cli_env, "search", "postgres", "--json").stdout.splitlines()]
     assert [j["job_id"] for j in as_json] == ["job-pg"]
-    assert run(cli_env, "search", "nothing-like-this").returncode == 1
+    none = run(cli_env, "search", "nothing-like-this")
+    assert (none.returncode, none.stdout) == (0, "") and "no jobs match" in none.stderr, none
+    none_json = run(cli_env, "search", "nothing-like-this", "--json")
+    assert (none_json.returncode, none_json.stdout) == (0, ""), none_json  # an empty JSON-lines list
     assert run(cli_env, "search", "kafka", "--agent", "b", "--json").stdout == ""
 
     tail = run(cli_env, "tail", "-n", "3", "--json").stdout.splitlines()
@@ -134,5 +146,92 @@ async def test_compact_keeps_the_chain_verifiable(
     done = run(cli_env, "compact", "--before", "2999-01-01", "--archive", str(archive))
     assert done.returncode == 0 and "archived 4 rows" in done.stdout, done.stderr
     assert "ok: 4 rows" in run(cli_env, "verify").stdout
-    assert "ok: 4 rows" in run(cli_env, "verify", str(archive)).stdout
+    checked = run(cli_env, "verify", str(archive))
+    assert checked.returncode == 0 and "ok: 4 rows" in checked.stdout, checked
+    assert "warning" not in checked.stdout  # an archive is sealed like a ledger: nothing is missing
     assert run(cli_env, "search", "kafka").returncode == 0  # the read models stay
+
+
+def plangate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(plangate_cmd(*args), env=env, capture_output=True, text=True, timeout=120)
+
+
+def wait_recorded(env: dict[str, str], job_id: str, kind: str = "done") -> None:
+    """Return once the ledger writer has committed the job's `kind` event (poll with a deadline)."""
+    deadline = time.monotonic() + 60
+    while True:
+        shown = run(env, "show", job_id, "--json")
+        if shown.returncode == 0 and kind in {e["kind"] for e in json.loads(shown.stdout)["events"]}:
+            return
+        assert time.monotonic() < deadline, f"the ledger never held {kind} of {job_id}: {shown.stderr}"
+        time.sleep(0.1)
+
+
+def test_real_jobs_are_searchable_by_their_steps_and_compact_into_a_clean_archive(
+    e2e_env: dict[str, str], start_workers: Callable[..., list[subprocess.Popen]], tmp_path: Path
+) -> None:
+    [worker] = start_workers(1)
+    descriptions = ["Resize the search cluster", "Rotate the database passwords", "Patch the bastion hosts"]
+    jobs = []
+    for description in descriptions:
+        done = plangate(e2e_env, "submit", "--description", description, "--wait", "--json")
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        # "rollback" is a word of the scripted plan's last step only: not of the description or the notes.
+        assert "rollback" in json.dumps(record["output"]["plan"])
+        assert "rollback" not in description + record["output"]["notes_for_humans"]
+        jobs.append(record["job_id"])
+    for job_id in jobs:
+        wait_recorded(e2e_env, job_id)
+    found = run(e2e_env, "search", "rollback", "--json")
+    assert found.returncode == 0 and {
+        json.loads(line)["job_id"] for line in found.stdout.splitlines()
+    } == set(jobs), found
+    worker.send_signal(signal.SIGTERM)  # the writer signs its last head and lets go of the file
+    assert worker.wait(timeout=30) == 0
+
+    archive = tmp_path / "old.db"
+    compacted = run(e2e_env, "compact", "--before", "2999-01-01", "--archive", str(archive))
+    assert compacted.returncode == 0 and "archived" in compacted.stdout, compacted
+    for target in (str(archive), "--no-redis"):  # the archive, then the ledger behind its checkpoint
+        checked = run(e2e_env, "verify", target)
+        assert checked.returncode == 0 and "ok:" in checked.stdout, checked
+        assert "warning" not in checked.stdout and "BAD" not in checked.stdout, checked.stdout
+    report = json.loads(run(e2e_env, "verify", str(archive), "--json").stdout)
+    assert report["ok"] and report["warnings"] == [] and report["rows"] >= 2 * len(jobs), report
+    found = run(e2e_env, "search", "rollback", "--json")  # the read models stay with the ledger
+    assert {json.loads(line)["job_id"] for line in found.stdout.splitlines()} == set(jobs)
+
+
+@pytest.fixture
+async def long_ledger(cli_env: dict[str, str]) -> Path:
+    """A ledger of 1,200 jobs: some 3 MB of JSON lines, far more than a pipe holds."""
+    path = Path(cli_env["PLANGATE_LEDGER_PATH"])
+    store = await LedgerStore.open(path)
+    try:
+        for n in range(0, 1200, 200):
+            await store.insert_events(
+                [e for i in range(n, n + 200) for e in job_events(f"job-{i}", f"Job {i}", "Drain the pool")]
+            )
+    finally:
+        await store.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export",),
+        ("tail", "-n", "5000"),
+        ("tail", "-n", "5000", "--json"),
+        ("search", "rollback", "--limit", "5000"),
+    ],
+    ids=["export", "tail", "tail-json", "search"],
+)
+def test_a_closed_pipe_ends_a_long_listing_quietly(
+    cli_env: dict[str, str], long_ledger: Path, args: tuple[str, ...]
+) -> None:
+    command = f"set -o pipefail; {shlex.join(plangate_cmd('ledger', *args))} | head -n1"
+    piped = subprocess.run(["bash", "-c", command], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr  # (pipefail: plangate's own status)
+    assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1

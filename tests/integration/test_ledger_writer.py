@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from ledger.ledger_writer import LedgerWriter
 from ledger.sqlite_store import LedgerStore
+from tests.unit.ledger_events import submitted_event
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +49,9 @@ async def env(redis: aioredis.Redis, key_prefix: str, tmp_path: Path) -> AsyncIt
         await store.close()
 
 
-def make_event(kind: str = "submitted", job_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "kind": kind,
-        "job_id": job_id or uuid.uuid4().hex,
-        "agent_id": "agent-a",
-        "tenant_id": "tenant-t",
-        "created_at": "2026-11-25T13:36:00.123Z",
-        "attempt": 1,
-        "worker": "host:1",
-        "decision": None,
-        "reason": None,
-        "model": None,
-        "payload": {"task_type": "plan", "description": "d"},
-    }
-    event.update(fields)
-    return event
+def make_event() -> dict[str, Any]:
+    """The submitted event of a job of its own, as the client builds it."""
+    return submitted_event(uuid.uuid4().hex)
 
 
 async def xadd_events(env: Env, events: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,14 @@ from typing import Any
 
 from ledger.sqlite_store import LedgerStore
 from ledger.verify import verify_ledger
-from tests.unit.ledger_events import make_event
+from tests.unit.ledger_events import (
+    agent_event,
+    agent_output,
+    done_event,
+    make_event,
+    refused_event,
+    submitted_event,
+)
 
 # Columns that depend on when a batch was committed (recorded_at, and the hashes that cover it).
 _TIMED = {"recorded_at", "prev_hash", "row_hash"}
@@ -21,24 +28,11 @@ def mixed_events() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for i in range(12):
         job = f"job-{i % 5}"
-        events.append(
-            make_event(
-                "submitted",
-                job,
-                payload={"task_type": "plan", "description": f"rotate key {i}", "context": {"project": "p1"}},
-            )
-        )
-        events.append(
-            make_event(
-                "done",
-                job,
-                decision="EXECUTE",
-                payload={"output": {"steps": [{"title": f"step é {i}"}], "notes_for_humans": "ok"}},
-            )
-        )
-        events.append(make_event("refused", job, reason="budget", payload=None))
-        events.append(make_event("revoked", None, agent_id=f"agent-{i % 3}", payload={"by": "op"}))
-        events.append(make_event("restored", None, agent_id=f"agent-{i % 3}", payload={"reason": "fixed"}))
+        events.append(submitted_event(job, f"rotate key {i}", request={"context": {"project": "p1"}}))
+        events.append(done_event(job, agent_output(f"step é {i}")))
+        events.append(refused_event(job, "error_budget_exhausted"))
+        events.append(agent_event("revoked", f"agent-{i % 3}", "leaked key"))
+        events.append(agent_event("restored", f"agent-{i % 3}", "fixed"))
         events.append(make_event("suspended", job, payload={"policy_version": "pv-2"}))
     events.append(dict(events[0]))  # re-delivered inside the batch
     events.append(dict(events[7]))
@@ -54,7 +48,8 @@ def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             rows = conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
             out[table] = [tuple(v for k, v in zip(r.keys(), r, strict=True) if k not in _TIMED) for r in rows]
         out["job_search"] = [tuple(r) for r in conn.execute("SELECT rowid, * FROM job_search ORDER BY rowid")]
-        for words in ('"rotate"', '"step"', '"rotate" "ok"', '"11"'):  # the index itself, not only its rows
+        # The index itself, not only its rows: description, plan, description and notes, a number.
+        for words in ('"rotate"', '"rollback"', '"rotate" "scripted"', '"11"'):
             sql = "SELECT rowid FROM job_search WHERE job_search MATCH ? ORDER BY rowid"
             found = conn.execute(sql, (words,))
             out[f"match {words}"] = [tuple(r) for r in found]
@@ -79,7 +74,10 @@ async def test_one_batch_equals_one_event_at_a_time(tmp_path: Path) -> None:
     dumped = table_dump(tmp_path / "batched.db")
     assert dumped == table_dump(tmp_path / "single.db")
     assert len(dumped["agents"]) == 36 and len(dumped["job_search"]) == 5
-    assert len(dumped['match "rotate" "ok"']) == 5  # description (submitted) and notes (done) of one row
+    assert (
+        len(dumped['match "rotate" "scripted"']) == 5
+    )  # description (submitted) and notes (done) of one row
+    assert len(dumped['match "rollback"']) == 5  # a word of a step: the plan is indexed
     assert verify_ledger(tmp_path / "batched.db").ok
     assert verify_ledger(tmp_path / "single.db").ok
 

@@ -16,27 +16,14 @@ from ledger import chain
 from ledger.anchors import make_anchor
 from ledger.sqlite_store import LedgerStore
 from ledger.verify import DELETED, EDITED, FORGED, INSERTED, REWRITTEN, TRUNCATED, verify_ledger
+from tests.unit.ledger_events import done_event
 
 ROWS = 30
 
 
-def make_event(kind: str = "done", **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "kind": kind,
-        "job_id": uuid.uuid4().hex,
-        "agent_id": "agent-a",
-        "tenant_id": "tenant-t",
-        "created_at": "2026-11-25T13:36:00.123Z",
-        "attempt": 1,
-        "worker": "host-a:123",
-        "decision": "EXECUTE",
-        "reason": None,
-        "model": "m",
-        "payload": {"output": {"steps": [{"title": "step"}]}},
-    }
-    event.update(fields)
-    return event
+def a_done_event() -> dict[str, Any]:
+    """A done event of a job of its own, recorded by worker host-a."""
+    return done_event(uuid.uuid4().hex, worker="host-a:123")
 
 
 @pytest.fixture
@@ -46,7 +33,7 @@ async def ledger(tmp_path: Path) -> Path:
     store = await LedgerStore.open(path, policy_version="policy-7")
     try:
         for _ in range(3):
-            await store.insert_events([make_event() for _ in range(ROWS // 3)])
+            await store.insert_events([a_done_event() for _ in range(ROWS // 3)])
     finally:
         await store.close()
     return path

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import chain, jsontext
+from tests.unit.ledger_events import done_event
 
 
 def stdlib_canonical(content: dict[str, Any]) -> str:
@@ -53,7 +54,7 @@ def test_values_orjson_refuses_or_writes_differently_go_to_the_stdlib(value: Any
 
 def test_row_hash_is_unchanged_by_the_fast_path() -> None:
     row = {name: f"{name}-é-\u2028-\x01" for name in chain.CHAIN_COLUMNS}
-    row.update(seq=7, attempt=2, schema_version=4, payload=stdlib_dumps({"output": {"steps": ["a", "b"]}}))
+    row.update(seq=7, attempt=2, schema_version=4, payload=stdlib_dumps(done_event()["payload"]))
     expected = chain.hashlib.sha256(stdlib_canonical(row).encode("utf-8")).hexdigest()
     assert chain.row_hash(row) == expected
     assert chain.row_hash({**row, "extra": "ignored"}) == expected  # only the chain columns are hashed

@@ -14,7 +14,15 @@ from ledger.events import decode_entry
 from ledger.migrations import LATEST
 from ledger.queries import show_job
 from ledger.sqlite_store import LedgerStore
-from tests.unit.ledger_events import make_event
+from tests.unit.ledger_events import (
+    agent_output,
+    done_event,
+    failed_event,
+    make_event,
+    refused_event,
+    submitted_event,
+)
+from worker.ledger_events import error_payload
 
 EVENT_KEYS = {
     "event_id",
@@ -60,10 +68,11 @@ async def test_reinsert_is_idempotent(store: LedgerStore) -> None:
 
 
 async def test_redelivered_terminal_event_does_not_reproject(store: LedgerStore) -> None:
-    done = make_event("done", decision="EXECUTE", payload={"steps": [1]})
-    await store.insert_events([make_event("submitted"), done])
+    done = done_event()
+    await store.insert_events([submitted_event(), done])
     # A different terminal event later wins; re-delivering the first one must not undo that.
-    await store.insert_events([make_event("cancelled", reason="by_submitter")])
+    cancelled = error_payload("by_submitter", "cancelled while queued")
+    await store.insert_events([make_event("cancelled", reason="by_submitter", payload=cancelled)])
     await store.insert_events([done])
     job = await store.job("job-1")
     assert job is not None
@@ -71,10 +80,7 @@ async def test_redelivered_terminal_event_does_not_reproject(store: LedgerStore)
 
 
 async def test_projection_submitted_then_done(store: LedgerStore) -> None:
-    submitted = make_event(
-        "submitted",
-        payload={"task_type": "plan", "description": "plan the migration", "constraints": ["no downtime"]},
-    )
+    submitted = submitted_event(description="plan the migration", request={"constraints": ["no downtime"]})
     await store.insert_events([submitted])
     job = await store.job("job-1")
     assert job is not None
@@ -84,14 +90,7 @@ async def test_projection_submitted_then_done(store: LedgerStore) -> None:
     assert job["submitted_at"] == submitted["created_at"]
     assert job["finished_at"] is None
 
-    plan = {"decision": "EXECUTE", "steps": [{"title": "a"}], "confidence": 0.9}
-    done = make_event(
-        "done",
-        decision="EXECUTE",
-        model="m-1",
-        created_at="2026-11-25T13:37:00.000Z",
-        payload=plan,
-    )
+    done = done_event(model="m-1", created_at="2026-11-25T13:37:00.000Z")
     await store.insert_events([done])
     job = await store.job("job-1")
     assert job is not None
@@ -99,32 +98,38 @@ async def test_projection_submitted_then_done(store: LedgerStore) -> None:
     assert job["decision"] == "EXECUTE"
     assert job["model"] == "m-1"
     assert job["finished_at"] == "2026-11-25T13:37:00.000Z"
-    assert job["output"] == plan
+    assert job["output"] == done["payload"]
+    assert job["output"]["output"]["plan"][0]["title"] == "Gather read-only context"
     assert job["task_type"] == "plan"  # kept from the submitted event
 
 
 async def test_projection_refused_carries_reason(store: LedgerStore) -> None:
     await store.insert_events(
         [
-            make_event("submitted", job_id="j-r"),
-            make_event("refused", job_id="j-r", reason="revoked", payload={"code": "revoked", "reason": "x"}),
-            make_event("submitted", job_id="j-q"),
+            submitted_event("j-r"),
+            refused_event("j-r", "revoked"),
+            submitted_event("j-q"),
             # No top-level reason: the refusal code in the payload is used.
-            make_event("refused", job_id="j-q", payload={"code": "quota_exceeded", "reason": "over"}),
+            refused_event("j-q", "quota_exceeded", reason=None),
+            submitted_event("j-f"),
+            failed_event("j-f", "llm_unavailable", reason=None),  # and a failure's error type
         ]
     )
     refused = await store.job("j-r")
     assert refused is not None
     assert (refused["state"], refused["reason"]) == ("refused", "revoked")
-    assert refused["output"] == {"code": "revoked", "reason": "x"}
+    assert refused["output"] == {"refusal": {"code": "revoked", "reason": "refused: revoked"}}
     quota = await store.job("j-q")
     assert quota is not None
     assert (quota["state"], quota["reason"]) == ("refused", "quota_exceeded")
+    failed = await store.job("j-f")
+    assert failed is not None
+    assert (failed["state"], failed["reason"]) == ("failed", "llm_unavailable")
 
 
 async def test_projection_is_order_independent(store: LedgerStore) -> None:
-    await store.insert_events([make_event("failed", reason="llm_timeout", payload={"type": "llm_timeout"})])
-    await store.insert_events([make_event("submitted", payload={"task_type": "review"})])
+    await store.insert_events([failed_event(error_type="llm_timeout")])
+    await store.insert_events([submitted_event(request={"task_type": "review"})])
     job = await store.job("job-1")
     assert job is not None
     assert job["state"] == "failed"
@@ -149,8 +154,8 @@ async def test_events_for_job_in_seq_order(store: LedgerStore) -> None:
 
 
 async def test_show_job_shape(store: LedgerStore) -> None:
-    submitted = make_event("submitted", payload={"task_type": "plan", "description": "d"})
-    done = make_event("done", decision="ESCALATE", model="m", payload={"steps": []})
+    submitted = submitted_event()
+    done = done_event(output=agent_output(behaviour="scripted-low-confidence"), model="m")
     await store.insert_events([submitted, done])
 
     shown = await show_job(store.path, "job-1")
@@ -160,7 +165,7 @@ async def test_show_job_shape(store: LedgerStore) -> None:
     assert [e["event_id"] for e in shown["events"]] == [submitted["event_id"], done["event_id"]]
     for event in shown["events"]:
         assert EVENT_KEYS <= set(event)
-    assert shown["events"][1]["payload"] == {"steps": []}
+    assert shown["events"][1]["payload"] == done["payload"]
     assert shown["events"][1]["decision"] == "ESCALATE"
     assert shown["events"][0]["recorded_at"].endswith("Z")
 
@@ -261,7 +266,7 @@ def test_decode_entry_malformed(fields: dict[str, str], problem: str) -> None:
 
 
 def test_decode_entry_valid() -> None:
-    wire = make_event("done", decision="EXECUTE", payload={"steps": []})
+    wire = done_event()
     event, problem = decode_entry("1-0", {"e": json.dumps(wire)})
     assert problem is None
     assert event == wire
