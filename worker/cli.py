@@ -556,8 +556,8 @@ async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
 # --- the parser -----------------------------------------------------------------------------
 
 
-def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the job's status object as JSON (for scripts)")
+def _add_json(p: argparse.ArgumentParser, prints: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {prints} as JSON, for scripts")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -572,6 +572,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ),
         epilog=EXIT_CODES_TEXT,
     )
+    parser.add_argument("--version", action=_Version)
     sub = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), only)
 
     p = sub.add_parser("submit", help="submit a planning job", description="Submit a planning job.")
@@ -605,9 +606,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--handoff-from", metavar="JOB_ID", help="carry that finished job's plan in as context")
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
     p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait with --wait (default 300)")
-    _add_json(p)
+    _add_json(p, "the job's status object (with --wait: its final one)")
     p.set_defaults(run=cmd_submit)
 
+    JSON_PRINTS = {
+        "status": "the job's status object",
+        "wait": "the job's final status object",
+        "watch": "each event of the job, one JSON object per line",
+        "cancel": "the job's status object after the cancel",
+    }
     for name, fn, text in (
         ("status", cmd_status, "print a job's status"),
         ("wait", cmd_wait, "wait for a job to finish and print its status"),
@@ -615,12 +622,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ("cancel", cmd_cancel, "cancel a job (queued: at once; running: at its next heartbeat)"),
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("job_id")
+        p.add_argument("job_id", help="the job's id (as submit printed it)")
         if name == "wait":
             p.add_argument(
                 "--timeout", type=seconds, default=300.0, help="seconds to wait (default 300; 0: only look)"
             )
-        _add_json(p)
+        _add_json(p, JSON_PRINTS[name])
         p.set_defaults(run=fn)
 
     p = sub.add_parser("worker", help="run a worker", description="Run an arq worker for the planning queue.")
@@ -640,7 +647,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "the scripted LLM endpoint on loopback, a worker and the ledger writer. Needs no server and no key.",
     )
     p.add_argument(
-        "--description", default="Roll out a new version of the web service to the staging cluster"
+        "--description",
+        default="Roll out a new version of the web service to the staging cluster",
+        help="what to plan (default: a staging rollout)",
     )
     p.add_argument(
         "--model", default="scripted-slow", help="scripted behaviour to use (default scripted-slow)"
@@ -658,8 +667,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=_stub_description(),
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8088, help="TCP port (default 8088; 0 picks a free one)")
     p.set_defaults(run=cmd_llm_stub, sync=True)
 
     agents = sub.add_parser("agents", help="the agent registry").add_subparsers(
@@ -673,7 +682,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "its tier, unless lifted for it with --lift. Every name must be in the vocabulary "
         "(`plangate vocabulary list`). The change is recorded in the ledger.",
     )
-    p.add_argument("agent_id")
+    p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
     p.add_argument("--role", default="observer", help="the agent's role (default observer)")
     p.add_argument("--tier", type=int, default=0, help="governance tier 0-4 (default 0, the observer)")
     p.add_argument(
@@ -717,16 +726,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="let jobs claim this agent without a key while none is issued (not recommended)",
     )
     p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
-    _add_json(p)
+    _add_json(p, "the saved agent record (and agent_key with --issue-key)")
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")
-    _add_json(p)
+    _add_json(p, "every agent record, as a list")
     p.set_defaults(run=cmd_agents_list)
     p = agents.add_parser(
         "show", help="show one agent, its live state and the tracker (phase, job, heartbeat)"
     )
-    p.add_argument("agent_id")
-    _add_json(p)
+    p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
+    _add_json(p, "the agent's record, whether a key is issued, and its live state")
     p.set_defaults(run=cmd_agents_show)
     for name, text in (
         ("revoke", "the kill switch: refuse the agent's queued jobs and stop its running ones"),
@@ -734,14 +743,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ("reset-budget", "forget the agent's counted failures and lift its suspension"),
     ):
         p = agents.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("agent_id")
+        p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
         p.add_argument("--reason", required=name == "revoke", help="why (recorded in the ledger)")
         # Resolved when the command runs: the user lookup reads /etc/passwd, and `--help` need not.
         p.add_argument("--by", help="who (default: the current user)")
         p.set_defaults(run=cmd_agents_admin)
 
     p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
-    p.add_argument("agent_id")
+    p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
     p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
     p.set_defaults(run=cmd_agents_issue_key)
 
@@ -751,7 +760,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = vocabulary.add_parser(
         "list", help="every known capability word: the seed's and those operators added"
     )
-    _add_json(p)
+    _add_json(p, "every word (word, builtin, and by/at/reason for added ones), as a list")
     p.set_defaults(run=cmd_vocabulary)
     p = vocabulary.add_parser(
         "add",
@@ -768,21 +777,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "reviewers", help="the humans who review a tenant's escalated plans"
     ).add_subparsers(dest="reviewers_cmd", required=True)
     p = reviewers.add_parser("add", help="add (or replace) a reviewer and issue its key, printed once")
-    p.add_argument("reviewer_id")
+    p.add_argument("reviewer_id", help="the reviewer's id (what `review --by` names)")
     p.add_argument(
         "--tenant", default="default", help="the tenant whose plans it reviews (default 'default')"
     )
     p.add_argument("--name", default="", help="the reviewer's full name (shown with its decisions)")
     p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
-    _add_json(p)
+    _add_json(p, "the reviewer record and its reviewer_key")
     p.set_defaults(run=cmd_reviewers)
     p = reviewers.add_parser("list", help="list reviewers")
-    _add_json(p)
+    _add_json(p, "every reviewer record, as a list")
     p.set_defaults(run=cmd_reviewers)
 
     locks = sub.add_parser("locks", help="resource locks").add_subparsers(dest="locks_cmd", required=True)
     p = locks.add_parser("list", help="who holds which resource lock")
-    _add_json(p)
+    _add_json(p, "each held lock (resource, job_id, ttl_ms), as a list")
     p.set_defaults(run=cmd_locks_list)
 
     review = sub.add_parser(
@@ -794,26 +803,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ).add_subparsers(dest="review_cmd", required=True)
     p = review.add_parser("list", help="plans that ended ESCALATE and wait for a human")
     p.add_argument("--by", required=True, metavar="REVIEWER_ID", help="your reviewer id")
-    _add_json(p)
+    _add_json(p, "the status objects of the jobs waiting for review, as a list")
     p.set_defaults(run=cmd_review)
     for name in ("approve", "reject"):
         p = review.add_parser(name, help=f"{name} an escalated plan (once per job; recorded in the ledger)")
-        p.add_argument("job_id")
+        p.add_argument("job_id", help="the escalated job's id")
         p.add_argument("--by", required=True, metavar="REVIEWER_ID", help="your reviewer id")
         p.add_argument("--note", default="", help="why")
-        _add_json(p)
+        _add_json(p, "the job's status object, with its review")
         p.set_defaults(run=cmd_review)
 
     failed = sub.add_parser("failed", help="the dead-letter view of failed jobs").add_subparsers(
         dest="failed_cmd", required=True
     )
     p = failed.add_parser("list", help="jobs that ended failed (tries exhausted, timeouts, LLM errors)")
-    p.add_argument("--limit", type=int, default=100)
-    _add_json(p)
+    p.add_argument("--limit", type=int, default=100, help="at most this many, newest first (default 100)")
+    _add_json(p, "the status objects of the failed jobs, newest first, as a list")
     p.set_defaults(run=cmd_failed)
     p = failed.add_parser("retry", help="submit a failed job's request again as a new job")
-    p.add_argument("job_id")
-    _add_json(p)
+    p.add_argument("job_id", help="the failed job's id")
+    _add_json(p, "the new job's status object")
     p.set_defaults(run=cmd_failed)
 
     p = sub.add_parser(
@@ -888,10 +897,38 @@ def _arg_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     return names
 
 
+def _quiet_on_closed_pipe() -> int:
+    """The reader went away (`plangate ledger export | head`): stop quietly, like any Unix filter.
+    Python's documented way: point stdout at devnull so the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+class _Version(argparse.Action):
+    """`plangate --version`: the installed package's version (looked up only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print plangate's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("plangate")
+        except PackageNotFoundError:
+            text = "unknown (not installed)"
+        sys.stdout.write(f"plangate {text}\n")
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `plangate` console script."""
     parser = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # `plangate --help | head`
+        return _quiet_on_closed_pipe()
     problem = _not_utf8(args, parser)
     if problem:
         sys.stderr.write(f"plangate: {problem}\n")
@@ -931,11 +968,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # (a closed pipe shows here, not in the interpreter's flush at exit)
         return code
     except BrokenPipeError:
-        # The reader went away (`plangate ledger export | head`): stop quietly, like any Unix filter.
-        # Python's documented way: point stdout at devnull so the flush at exit cannot fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+        return _quiet_on_closed_pipe()
     except (BadRequest, JobNotFound, CLIError, RegistryError, Unauthenticated) as exc:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_BAD_INPUT

@@ -319,20 +319,20 @@ def add_ledger_commands(sub: Any) -> None:
         return p
 
     p = command("show", cmd_ledger_show, "a job's ledger events")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job's id")
     p.add_argument("--json", action="store_true", help='print {"job_id": ..., "events": [...]} as JSON')
 
     p = command("tail", cmd_ledger_tail, "the latest events (and, with --follow, new ones as they commit)")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--kind", help="only this kind of event")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--json", action="store_true", help="print each event as one JSON object per line")
     _add_filters(p)
 
     p = command("search", cmd_ledger_search, "find jobs by words of their description, plan or notes")
-    p.add_argument("text", nargs="+")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("text", nargs="+", help="words to find (SQLite FTS5 syntax)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many jobs, best first (default 50)")
+    p.add_argument("--json", action="store_true", help="print each matching job as one JSON object per line")
     _add_filters(p)
 
     p = command("export", cmd_ledger_export, "export events as JSON lines")
@@ -345,11 +345,11 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--public-key", help="Ed25519 public key (PEM) (default LEDGER_SIGNING_KEY + '.pub')")
     p.add_argument("--anchors", help="anchors exported earlier (JSON lines) to check against")
     p.add_argument("--no-redis", action="store_true", help="do not fetch the anchor published to Redis")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
 
     p = command("anchors", cmd_ledger_anchors, "list the signed anchors of the chain head")
     p.add_argument("--export", metavar="FILE", help="write them as JSON lines to FILE (keep it elsewhere)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the anchors as a JSON list, for scripts")
 
     p = command("migrate", cmd_ledger_migrate, "apply the schema migrations (the writer does it at start)")
     p.add_argument("--to", type=int, help="stop at this version (default the latest)")

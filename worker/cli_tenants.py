@@ -68,7 +68,13 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
         _out(codec.dumps(shown))
     else:
         for name, value in shown.items():
-            _out(f"{name}: {value}")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _out(f"{name}.{key}: {item}")
+            elif isinstance(value, list):
+                _out(f"{name}: {', '.join(map(str, value)) or '(none)'}")
+            else:
+                _out(f"{name}: {'(none)' if value is None or value == '' else value}")
     return 0
 
 
@@ -105,25 +111,31 @@ def add_tenant_commands(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="tenants: who owns agents and projects, and their quotas")
     tsub = tenants.add_subparsers(dest="tenants_cmd", required=True)
     p = tsub.add_parser("add", help="add or replace a tenant and its quotas")
-    p.add_argument("tenant_id")
-    p.add_argument("--name", default="")
+    p.add_argument("tenant_id", help="the tenant's id (letters, digits and _.@-; no ':')")
+    p.add_argument("--name", default="", help="a display name")
     p.add_argument("--project", action="append", default=[], help="a project of this tenant (repeatable)")
     p.add_argument("--max-concurrent", type=int, help="running jobs at once, across all workers")
     p.add_argument("--jobs-per-minute", type=int, help="jobs admitted per rolling minute")
     p.add_argument("--tokens-per-day", type=int, help="LLM tokens per UTC day (reserved before each call)")
     p.add_argument("--cost-per-day-usd", type=float, help="USD per UTC day (needs PLANGATE_MODEL_PRICES)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the saved tenant record as JSON, for scripts")
     p.set_defaults(run=cmd_tenants)
     p = tsub.add_parser("list", help="list tenants")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json", action="store_true", help="print every tenant record as a JSON list, for scripts"
+    )
     p.set_defaults(run=cmd_tenants)
     p = tsub.add_parser("show", help="a tenant, its quotas and today's account")
-    p.add_argument("tenant_id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("tenant_id", help="the tenant's id")
+    p.add_argument(
+        "--json", action="store_true", help="print the tenant record and today's account as JSON, for scripts"
+    )
     p.set_defaults(run=cmd_tenants)
 
     p = sub.add_parser("usage", help="LLM tokens and cost per tenant, agent and day")
-    p.add_argument("--tenant", required=True)
+    p.add_argument("--tenant", required=True, help="the tenant's id")
     p.add_argument("--since", required=True, help="first UTC day, e.g. 2026-11-01")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object per day, as a list, for scripts"
+    )
     p.set_defaults(run=cmd_usage)

@@ -112,3 +112,14 @@ def test_submit_takes_the_tenant_from_the_agents_record(
     result = _run(env, "submit", "--agent", "acme-planner", "--description", "Plan it", "--wait", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["tenant_id"] == "acme"
+
+
+def test_tenants_show_prints_readable_values(e2e_env: dict[str, str]) -> None:
+    assert (
+        _run(e2e_env, "tenants", "add", "acme", "--project", "apollo", "--max-concurrent", "3").returncode
+        == 0
+    )
+    shown = _run(e2e_env, "tenants", "show", "acme").stdout.splitlines()
+    assert "projects: apollo" in shown and "max_concurrent: 3" in shown and "tokens_per_day: (none)" in shown
+    assert any(line.startswith("today.running: ") for line in shown)
+    assert not any("{" in line or "[" in line or "None" in line for line in shown), shown
