@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ledger import anchors as ledger_anchors
@@ -22,6 +21,7 @@ from worker import codec
 from worker.cli_render import render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
+from worker.redis_conn import check_redis, text_client
 from worker.settings import Settings
 
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
@@ -144,16 +144,12 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
 
 async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
     """The anchor published to Redis, or None when there is none or Redis does not answer."""
-    redis = Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2
-    )
     try:
-        return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
-    except (RedisError, OSError) as exc:
+        async with text_client(settings.redis_url) as redis:
+            return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
+    except (RedisError, OSError) as exc:  # a wrong URL too (RedisSetupError)
         sys.stderr.write(f"plangate: no anchor from Redis ({exc}); checking the file's own anchors\n")
         return None
-    finally:
-        await redis.aclose()
 
 
 @_ledger_errors
@@ -244,14 +240,17 @@ async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     freeze_startup_objects()
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    await check_redis(settings.redis_url)  # a wrong setting: one line and exit code 3, not endless retries
+    redis = text_client(settings.redis_url, service=True)
     try:
         writer, task = await start_ledger_writer(redis, settings, lock_ttl_s=args.lock_ttl)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, writer.stop)
-        await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
-        await stop_ledger_writer(writer, task)
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, writer.stop)
+            await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
+        finally:
+            await stop_ledger_writer(writer, task)  # closes the ledger file whatever happened
     finally:
         await redis.aclose()
     return EXIT_OK

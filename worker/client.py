@@ -27,7 +27,7 @@ from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
-from worker.redis_conn import text_client
+from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -360,20 +360,16 @@ class PlanClient:
         ]
 
     async def healthy_workers(self, window_s: float) -> int:
-        """How many workers of this queue beat within the last `window_s` seconds."""
+        """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
         since_ms = int((time.time() - window_s) * 1000)
-        return int(await self._redis.zcount(self._keys.workers(), since_ms, "+inf"))
+        return int(await self._redis.zcount(self._keys.workers_accepting(), since_ms, "+inf"))
 
     def review_desk(self) -> ReviewDesk:
         """Escalated jobs waiting for a human, and the approve/reject decision."""
         return ReviewDesk(self._redis, self._keys, self._status)
 
     def _redacted_url(self) -> str:
-        url = self._settings.redis_url
-        if "@" in url:
-            scheme, _, rest = url.partition("://")
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return url
+        return redacted(self._settings.redis_url)
 
 
 __all__ = ["JOB_FUNCTION", "PlanClient"]

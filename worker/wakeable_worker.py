@@ -6,13 +6,14 @@ wake channel in the same transaction that enqueues; every worker listens and pol
 poll stays as the fallback (a missed message, a deferred retry), so a lost wake-up costs latency,
 never a job. Pub/sub is plain Redis that DragonflyDB runs; it costs nothing while idle.
 
-This overrides arq's `Worker.main` loop and hooks its slot-release callback (arq 0.26-0.28).
+This overrides arq's `Worker.main` loop and `close`, and hooks its slot-release callback (arq 0.26-0.28).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 log = structlog.get_logger(__name__)
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+_HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
 MIN_POLL_GAP_S = 0.01
 
 
@@ -34,6 +36,7 @@ class WakeableWorker(Worker):
         super().__init__(*args, **kwargs)
         self.wake_channel = wake_channel
         self.wake = asyncio.Event()
+        self._closed = False
 
     async def main(self) -> None:  # arq's main, with an event in place of its fixed sleep
         if self._pool is None:
@@ -80,6 +83,32 @@ class WakeableWorker(Worker):
             await asyncio.gather(*self.tasks.values())
             return True
         return False
+
+    async def close(self) -> None:
+        """arq's close, made to finish: on_shutdown runs and the pool is closed even when Redis is gone.
+
+        arq's own stops at its first failing step (deleting the health key) and leaves the resources
+        on_startup opened (the ledger file's thread among them) open, so the process never exits.
+        A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        try:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            try:
+                async with asyncio.timeout(_HEALTH_KEY_DELETE_S):
+                    await self.pool.delete(self.health_check_key)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("could not delete the health key; it expires by itself", error=str(exc))
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+        finally:
+            pool, self._pool = self._pool, None
+            await pool.aclose(close_connection_pool=True)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

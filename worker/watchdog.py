@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 from redis.asyncio import Redis
@@ -28,7 +29,7 @@ ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own 
 
 
 def liveness_window_s(settings: Settings) -> float:
-    """How recent a worker's beat must be for `plangate health` to count it alive."""
+    """How recent a worker's beat must be for `plangate health` to count it."""
     return max(3 * watchdog_interval_s(settings), 5.0)
 
 
@@ -45,8 +46,16 @@ def watchdog_interval_s(settings: Settings) -> float:
 class Watchdog:
     """Beats for this worker and takes over jobs whose heartbeat went stale."""
 
-    def __init__(self, settings: Settings, redis: Redis, status: StatusStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        status: StatusStore,
+        *,
+        accepting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._settings = settings
+        self._accepting = accepting
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._status = status
@@ -75,11 +84,18 @@ class Watchdog:
                 pass
 
     async def beat(self) -> None:
-        """Say this worker is alive (for `plangate health`)."""
+        """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
         now_ms = int(time.time() * 1000)
+        pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
+        accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.workers(), {WORKER_NAME: now_ms})
-            pipe.zremrangebyscore(self._keys.workers(), "-inf", now_ms - _PRUNE_WORKERS_AFTER_S * 1000)
+            pipe.zremrangebyscore(self._keys.workers(), "-inf", pruned)
+            if accepting:
+                pipe.zadd(self._keys.workers_accepting(), {WORKER_NAME: now_ms})
+            else:  # draining: health stops counting it now, not when its last beat ages out
+                pipe.zrem(self._keys.workers_accepting(), WORKER_NAME)
+            pipe.zremrangebyscore(self._keys.workers_accepting(), "-inf", pruned)
             await pipe.execute()
 
     async def sweep(self) -> int:
