@@ -341,7 +341,8 @@ async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         _out(f"ok: {alive} worker(s) of queue {settings.queue_name} taking jobs")
         return EXIT_OK
     sys.stderr.write(
-        f"plangate: no worker of queue {settings.queue_name} takes jobs (none beat recently, or all drain)\n"
+        f"plangate: no worker of queue {settings.queue_name} takes jobs"
+        " (none beat recently, or all are draining)\n"
     )
     return EXIT_TIMEOUT
 

@@ -72,6 +72,7 @@ class _Handshake:
     def __init__(self, url: str, *, strict: bool) -> None:
         self._where = _where(url)
         self._strict = strict
+        self._tls_hint = "" if url.startswith("rediss:") else " (a TLS port needs rediss://)"
 
     async def run(self, conn: Connection) -> None:
         """Initialise a new connection (redis-py calls it in place of `on_connect`)."""
@@ -87,10 +88,8 @@ class _Handshake:
         except BusyLoadingError:
             raise  # Redis is loading its data set: wait for it like for a restart
         except (TimeoutError, RedisTimeoutError):
-            problem = (
-                f"no Redis reply within {HANDSHAKE_TIMEOUT_S:g}s "
-                "(is a Redis server on that port? a TLS port needs rediss://)"
-            )
+            waited = f"{HANDSHAKE_TIMEOUT_S:g}s"
+            problem = f"no Redis reply within {waited}: is a Redis server there?{self._tls_hint}"
             retry_as = RedisTimeoutError
         except InvalidResponse as exc:
             problem = f"not a Redis server there ({_short(exc)})"
@@ -99,7 +98,7 @@ class _Handshake:
         except ResponseError as exc:
             problem = f"connection setup refused ({_short(exc)})"
         except (RedisConnectionError, OSError) as exc:
-            problem = f"the connection broke during the handshake ({_short(exc)}; a TLS port needs rediss://)"
+            problem = f"the connection broke during the handshake ({_short(exc)}){self._tls_hint}"
         else:
             if reply == "PONG":
                 self._strict = False

@@ -8,6 +8,7 @@ to the queue at once, fenced so the old attempt can no longer record, and record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -68,7 +69,8 @@ class Watchdog:
         self._stop.set()
 
     async def run(self) -> None:
-        """Beat and sweep every interval until stopped; Redis errors are logged and retried."""
+        """Beat and sweep every interval until stopped, then say this worker takes no more jobs; Redis
+        errors are logged and retried."""
         interval = watchdog_interval_s(self._settings)
         while not self._stop.is_set():
             try:
@@ -82,6 +84,9 @@ class Watchdog:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+        # Stopped: health stops counting this worker now, not when its last beat ages out.
+        with contextlib.suppress(RedisError):
+            await self._redis.zrem(self._keys.workers_accepting(), WORKER_NAME)
 
     async def beat(self) -> None:
         """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""

@@ -91,7 +91,7 @@ async def start_ledger_writer(
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
 
 
-STOP_TIMEOUT_S = 1.0
+STOP_TIMEOUT_S = 2.0
 """How long, beyond its own wait, a task that talks to Redis gets to stop at shutdown: when it needs longer
 Redis is gone (its retries would take tens of seconds), so it is cancelled."""
 

@@ -231,8 +231,9 @@ def _assert_refused(env: dict[str, str], commands: list[str], expect: str) -> No
 
 
 # Each bad setting through the commands that take different paths to Redis: a one-shot client, the
-# producer API, a service's start-up probe (worker, ledger writer). Every command: the silent server.
-_SAMPLE = ["status", "submit", "worker", "ledger serve"]
+# producer API, the health probe, a service's start-up probe (worker, ledger writer). Every command: the
+# silent server.
+_SAMPLE = ["status", "submit", "health", "worker", "ledger serve"]
 
 
 @pytest.fixture

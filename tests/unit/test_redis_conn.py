@@ -12,11 +12,7 @@ from redis.exceptions import ReadOnlyError
 from ledger.ledger_writer import LedgerWriter
 from worker import client
 from worker.errors import QueueUnavailable
-from worker.keys import Keys
 from worker.redis_conn import READ_TIMEOUT_S, RedisSetupError, arq_settings, check_url, redacted, refusal
-from worker.settings import Settings
-from worker.status_store import StatusStore
-from worker.watchdog import Watchdog
 
 
 @pytest.mark.parametrize(
@@ -62,19 +58,3 @@ def test_the_blocking_reads_stay_well_below_the_read_timeout() -> None:
     # A socket timeout shorter than a BLOCK would break watch/wait and the ledger writer.
     blocks_ms = [client._WATCH_BLOCK_MS, inspect.signature(LedgerWriter).parameters["block_ms"].default]
     assert max(blocks_ms) / 1000 * 2 <= READ_TIMEOUT_S
-
-
-async def test_a_draining_worker_beats_but_is_not_counted_by_health() -> None:
-    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
-    settings = Settings(key_prefix="unit-health:")
-    accepting = True
-    status = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60)
-    watchdog = Watchdog(settings, redis, status, accepting=lambda: accepting)
-    plan_client = client.PlanClient(redis, settings)
-    await watchdog.beat()
-    assert await plan_client.healthy_workers(60) == 1
-    accepting = False  # the worker started draining
-    await watchdog.beat()
-    assert await plan_client.healthy_workers(60) == 0
-    assert await redis.zcard(Keys(settings.key_prefix).workers()) == 1  # still alive, for `plangate stats`
-    await redis.aclose()
