@@ -21,7 +21,7 @@ from worker import codec
 from worker.cli_render import render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
-from worker.redis_conn import check_redis, text_client
+from worker.redis_conn import text_client, wait_for_redis
 from worker.settings import Settings
 
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
@@ -240,14 +240,21 @@ async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     freeze_startup_objects()
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
-    await check_redis(settings.redis_url)  # a wrong setting: one line and exit code 3, not endless retries
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # A wrong setting: one line and exit code 3, not endless retries; a Redis not up yet is waited for.
+    if not await wait_for_redis(settings.redis_url, stop):
+        return EXIT_OK
     redis = text_client(settings.redis_url, service=True)
     try:
         writer, task = await start_ledger_writer(redis, settings, lock_ttl_s=args.lock_ttl)
         try:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, writer.stop)
+            if stop.is_set():  # a signal while the ledger file was opened
+                writer.stop()
             await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
         finally:
             await stop_ledger_writer(writer, task)  # closes the ledger file whatever happened

@@ -9,9 +9,11 @@ After that, the same failures are an outage and are retried like a refused conne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from urllib.parse import urlsplit
 
+import structlog
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, parse_url
@@ -24,12 +26,16 @@ from redis.utils import str_if_bytes
 
 from worker.errors import QueueUnavailable
 
+log = structlog.get_logger(__name__)
+
 _RETRY_ON = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
 
 # A client gives up after about 3 s so its caller gets QueueUnavailable instead of a hang; a
 # worker rides out a restart of a few tens of seconds before its supervisor starts it over.
 CLIENT_RETRIES = 4
 WORKER_RETRIES = 20
+
+_WAIT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 CONNECT_TIMEOUT_S = 2.0
 HANDSHAKE_TIMEOUT_S = 2.0
@@ -144,7 +150,7 @@ def text_client(url: str, *, service: bool = False) -> Redis:
 
     A one-shot client (the CLI, a producer) fails fast on a wrong setting; a `service` client (a worker,
     the ledger writer) retries longer and treats every failure as an outage (its process checked the
-    setting at start with `check_redis`)."""
+    setting at start with `wait_for_redis`)."""
     check_url(url)
     return Redis.from_url(
         url,
@@ -160,12 +166,31 @@ def text_client(url: str, *, service: bool = False) -> Redis:
 
 async def check_redis(url: str) -> None:
     """Connect once and PING: QueueUnavailable (RedisSetupError for a wrong setting) within seconds when
-    Redis cannot be used. Services call it at start; then they ride out outages for as long as they run."""
+    Redis cannot be used."""
     async with text_client(url) as redis:
         try:
             await redis.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {redacted(url)}: {exc}") from exc
+
+
+async def wait_for_redis(url: str, stop: asyncio.Event) -> bool:
+    """A service's start: wait (with backoff, logging each try) while Redis cannot be reached, as when it
+    is still starting; raise RedisSetupError at once for a wrong setting. False when `stop` is set first."""
+    failures = 0
+    while True:
+        try:
+            await check_redis(url)
+            return True
+        except RedisSetupError:
+            raise
+        except QueueUnavailable as exc:
+            delay = _WAIT_BACKOFF_S[min(failures, len(_WAIT_BACKOFF_S) - 1)]
+            failures += 1
+            log.warning("waiting for Redis", error=str(exc), retry_in_s=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+            return False
 
 
 def arq_settings(url: str) -> RedisSettings:

@@ -3,8 +3,9 @@
 First SIGTERM/SIGINT: stop taking jobs and let running ones finish for up to SHUTDOWN_GRACE_S;
 then hand the rest back to the queue (their try is not spent). A second signal hands them back
 at once. If Redis stays unreachable longer than the connection retries cover, the worker is
-rebuilt and started again with backoff instead of exiting; a Redis that cannot be used at start
-(a wrong setting) ends the process instead. Every way out closes the worker's resources.
+rebuilt and started again with backoff instead of exiting. At start, a Redis that is not up yet is
+waited for, and a wrong setting (not Redis there, login refused) ends the process. Every way out
+closes the worker's resources.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from worker.redis_conn import check_redis
+from worker.redis_conn import wait_for_redis
 from worker.settings import Settings
 from worker.worker_app import build_worker
 
@@ -48,13 +49,15 @@ class _Signals:
 async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool = True) -> None:
     """Run a worker until a signal (or, with burst, an empty queue); restart it after Redis outages.
 
-    A Redis setting that is wrong from the start (not Redis there, login refused, nothing listening)
-    raises QueueUnavailable within seconds instead of starting over and over."""
-    await check_redis(settings.redis_url)
+    A Redis setting that is wrong from the start (not Redis there, login or database refused) raises
+    RedisSetupError within seconds instead of starting over and over; a Redis that is not up yet is
+    waited for."""
     signals = _Signals()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals, sig)
+    if not await wait_for_redis(settings.redis_url, signals.graceful):
+        return
     failures = 0
     while True:
         worker = build_worker(settings, burst=burst, ledger_writer=ledger_writer, handle_signals=False)

@@ -8,12 +8,13 @@ import argparse
 import datetime
 import http.server
 import os
+import signal
 import socketserver
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -232,8 +233,9 @@ def _assert_refused(env: dict[str, str], commands: list[str], expect: str) -> No
 
 # Each bad setting through the commands that take different paths to Redis: a one-shot client, the
 # producer API, the health probe, a service's start-up probe (worker, ledger writer). Every command: the
-# silent server.
-_SAMPLE = ["status", "submit", "health", "worker", "ledger serve"]
+# silent server. Services wait for a Redis that is not up yet instead (a closed port, tested below).
+_ONE_SHOT = ["status", "submit", "health"]
+_SAMPLE = [*_ONE_SHOT, "worker", "ledger serve"]
 
 
 @pytest.fixture
@@ -275,7 +277,8 @@ def test_a_bad_setting_is_one_line_and_exit_3(
     setting: str, bad_urls: dict[str, tuple[str, str]], key_prefix: str, tmp_path: Path
 ) -> None:
     url, expect = bad_urls[setting]
-    _assert_refused(_env(url, key_prefix, tmp_path), _SAMPLE, expect)
+    commands = _ONE_SHOT if setting == "closed port" else _SAMPLE
+    _assert_refused(_env(url, key_prefix, tmp_path), commands, expect)
 
 
 def test_every_command_gives_up_on_a_server_that_never_answers(
@@ -294,3 +297,34 @@ def test_a_read_only_replica_is_one_line_and_exit_3(key_prefix: str, tmp_path: P
         _assert_refused(env, ["submit", "tenants add"], "read only replica")
     finally:
         replica.close()
+
+
+def test_services_started_before_redis_wait_for_it(
+    e2e_env: dict[str, str], start_plangate: Callable[..., subprocess.Popen], tmp_path: Path
+) -> None:
+    """Nothing listens yet (Redis still starting): the worker and the ledger writer wait, then run."""
+    server = OwnRedis(tmp_path)
+    e2e_env["PLANGATE_REDIS_URL"] = server.url  # its port, before the server runs
+    services = {
+        "worker": start_plangate("worker", "worker"),
+        "ledger": start_plangate("ledger", "ledger", "serve"),
+    }
+    try:
+        for name, proc in services.items():
+            _wait_in_log(tmp_path / f"{name}-0.log", proc, "waiting for Redis")
+        server.start()
+        _wait_in_log(tmp_path / "worker-0.log", services["worker"], '"worker started"')
+        _wait_in_log(tmp_path / "ledger-0.log", services["ledger"], "ledger_writer_started")
+        for proc in services.values():
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=30) for proc in services.values()] == [0, 0]
+    finally:
+        server.close()
+
+
+def _wait_in_log(log: Path, proc: subprocess.Popen, text: str) -> None:
+    deadline = time.monotonic() + 60
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        assert proc.poll() is None, f"exited ({proc.returncode}) before logging {text!r}: {log.read_text()}"
+        assert time.monotonic() < deadline, f"no {text!r} in {log.name}"
+        time.sleep(0.1)
