@@ -244,11 +244,16 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
+    from pydantic import ValidationError
+
     from worker.heap import freeze_startup_objects
     from worker.worker_process import serve
 
     if args.concurrency is not None:
-        settings = settings.model_copy(update={"concurrency": args.concurrency})
+        try:
+            settings = settings.with_changes(concurrency=args.concurrency)
+        except ValidationError as exc:
+            raise CLIError(f"--concurrency {args.concurrency}: {exc.errors()[0]['msg']}") from exc
     freeze_startup_objects()
     asyncio.run(serve(settings, burst=args.burst, ledger_writer=not args.no_ledger_writer))
     return EXIT_OK
@@ -547,9 +552,12 @@ async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
         alive = await client.healthy_workers(settings.liveness_window_s)
     if alive:
-        _out(f"ok: {alive} worker(s) of queue {settings.queue_name} alive")
+        _out(f"ok: {alive} worker(s) of queue {settings.queue_name} taking jobs")
         return EXIT_OK
-    sys.stderr.write(f"plangate: no worker of queue {settings.queue_name} heartbeated recently\n")
+    sys.stderr.write(
+        f"plangate: no worker of queue {settings.queue_name} takes jobs"
+        " (none beat recently, or all are draining)\n"
+    )
     return EXIT_TIMEOUT
 
 
@@ -827,8 +835,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "health",
-        help="exit 0 when a worker of this queue heartbeated recently (container probes)",
-        description="Exit 0 when a worker of this queue heartbeated recently, 1 otherwise.",
+        help="exit 0 when a worker of this queue takes jobs (container probes)",
+        description="Exit 0 when a worker of this queue beat recently and takes jobs (not draining); "
+        "1 when none does; 3 when Redis cannot be reached or used.",
     )
     p.set_defaults(run=cmd_health)
 
@@ -940,10 +949,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from governance.registry import RegistryError
     from worker.log_setup import configure_logging
+    from worker.redis_conn import redacted, refusal
     from worker.settings import Settings
 
     try:
@@ -976,7 +987,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_UNAVAILABLE
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        sys.stderr.write(f"plangate: cannot reach Redis at {settings.redis_url.rsplit('@', 1)[-1]}: {exc}\n")
+        sys.stderr.write(f"plangate: cannot reach Redis at {redacted(settings.redis_url)}: {exc}\n")
+        return EXIT_UNAVAILABLE
+    except RedisError as exc:  # a server that answers but refuses (a read-only replica, out of memory)
+        sys.stderr.write(
+            f"plangate: Redis at {redacted(settings.redis_url)} refused a command ({refusal(exc)})\n"
+        )
         return EXIT_UNAVAILABLE
     except OSError as exc:
         sys.stderr.write(f"plangate: {exc}\n")

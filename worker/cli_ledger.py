@@ -164,21 +164,17 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
 
 async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
     """The anchor published to Redis, or None when there is none or Redis does not answer."""
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
     from ledger import anchors as ledger_anchors
+    from worker.redis_conn import text_client
 
-    redis = Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2
-    )
     try:
-        return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
-    except (RedisError, OSError) as exc:
+        async with text_client(settings.redis_url) as redis:
+            return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
+    except (RedisError, OSError) as exc:  # a wrong URL too (RedisSetupError)
         sys.stderr.write(f"plangate: no anchor from Redis ({exc}); checking the file's own anchors\n")
         return None
-    finally:
-        await redis.aclose()
 
 
 @_ledger_errors
@@ -275,24 +271,33 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from redis.asyncio import Redis
-
     from worker.heap import freeze_startup_objects
     from worker.log_setup import configure_logging
+    from worker.redis_conn import text_client, wait_for_redis
     from worker.worker_app import start_ledger_writer, stop_ledger_writer
 
     configure_logging(settings.log_level)
     freeze_startup_objects()
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # A wrong setting: one line and exit code 3, not endless retries; a Redis not up yet is waited for.
+    if not await wait_for_redis(settings.redis_url, stop):
+        return EXIT_OK
+    redis = text_client(settings.redis_url, service=True)
     try:
         writer, task = await start_ledger_writer(redis, settings, lock_ttl_s=args.lock_ttl)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, writer.stop)
-        await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
-        await stop_ledger_writer(writer, task)
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, writer.stop)
+            if stop.is_set():  # a signal while the ledger file was opened
+                writer.stop()
+            await asyncio.wait({task})  # ends after SIGTERM/SIGINT (writer.stop)
+        finally:
+            await stop_ledger_writer(writer, task)  # closes the ledger file whatever happened
     finally:
         await redis.aclose()
     return EXIT_OK

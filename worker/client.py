@@ -34,7 +34,7 @@ from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
 from worker.ledger_events import error_payload, ledger_event
-from worker.redis_conn import text_client
+from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -399,9 +399,9 @@ class PlanClient:
         return await self._redis.zrank(self._settings.queue_name, job_id)
 
     async def healthy_workers(self, window_s: float) -> int:
-        """How many workers of this queue beat within the last `window_s` seconds."""
+        """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
         since_ms = int((time.time() - window_s) * 1000)
-        return int(await self._redis.zcount(self._keys.workers(), since_ms, "+inf"))
+        return int(await self._redis.zcount(self._keys.workers_accepting(), since_ms, "+inf"))
 
     async def review_desk(self, reviewer_id: str, reviewer_key: str | None) -> ReviewDesk:
         """The desk of an authenticated reviewer: its tenant's escalated jobs and the approve/reject
@@ -415,11 +415,7 @@ class PlanClient:
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
 
     def _redacted_url(self) -> str:
-        url = self._settings.redis_url
-        if "@" in url:
-            scheme, _, rest = url.partition("://")
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return url
+        return redacted(self._settings.redis_url)
 
 
 __all__ = ["JOB_FUNCTION", "PlanClient"]

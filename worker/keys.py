@@ -57,8 +57,12 @@ class Keys(NamedTuple):
         return f"{self.prefix}failed"
 
     def workers(self) -> str:
-        """Live workers by last beat (sorted set, ms): what `plangate health` reads."""
+        """Live workers by last beat (sorted set, ms), draining ones included: what `plangate stats` shows."""
         return f"{self.prefix}workers"
+
+    def workers_accepting(self) -> str:
+        """Workers taking jobs (not draining) by last beat (sorted set, ms): what `plangate health` counts."""
+        return f"{self.prefix}workers:accepting"
 
     def stats_submitted(self) -> str:
         """Jobs ever submitted to this queue, by any producer (a counter)."""

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a worker process, served on PLANGATE_METRICS_PORT (0 = off).
+"""Prometheus metrics of a worker process, served on PLANGATE_METRICS_HOST:PLANGATE_METRICS_PORT (0 = off).
 
 Process-local counters and histograms are updated by the pipeline; the queue-wide gauges (queue
 depth, deferred jobs, oldest heartbeat, ledger lag) are refreshed from Redis by the watchdog. Label
@@ -7,7 +7,9 @@ values are bounded: states, phases, decisions, reason codes and model names, nev
 
 from __future__ import annotations
 
+import threading
 import time
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -78,19 +80,35 @@ QUEUE_COUNTERS = _QueueCounters()
 REGISTRY.register(QUEUE_COUNTERS)  # type: ignore[arg-type]
 
 
-def serve_metrics(settings: Settings) -> int | None:
-    """Serve /metrics on PLANGATE_METRICS_PORT in a background thread; returns the port, or None when
-    off or when the port is taken (another worker on this host): the worker runs on without it."""
-    if not settings.metrics_port:
+class MetricsServer:
+    """A worker's /metrics HTTP server; `close()` stops its thread and frees the port for a restart."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread, host: str, port: int) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(settings: Settings) -> MetricsServer | None:
+    """Serve /metrics on PLANGATE_METRICS_HOST:PLANGATE_METRICS_PORT in a background thread; None when off
+    or when the address is taken (another worker on this host): the worker runs on without it."""
+    host, port = settings.metrics_host, settings.metrics_port
+    if not port:
         return None
     try:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        server, thread = start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning(
-            "metrics port unavailable; serving no /metrics", port=settings.metrics_port, error=str(exc)
-        )
+        log.warning("metrics address unavailable; serving no /metrics", host=host, port=port, error=str(exc))
         return None
-    return settings.metrics_port
+    log.info("serving /metrics", host=host, port=port)
+    return MetricsServer(server, thread, host, port)
 
 
 async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:

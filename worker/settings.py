@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     job_tries: int = Field(default=3, ge=1)
     log_level: str = "INFO"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="worker /metrics port; 0 = off")
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address /metrics binds; 0.0.0.0 for a scraper on another host"
+    )
     tracing: bool = Field(default=False, description="OpenTelemetry spans (needs the [otel] extra)")
 
     @field_validator("allowed_models", "fallback_models", mode="before")
@@ -105,6 +107,12 @@ class Settings(BaseSettings):
     def queue_name(self) -> str:
         """The arq queue this deployment uses (under our key prefix)."""
         return f"{self.key_prefix}queue"
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with `changes` checked like values from the environment (model_copy alone checks nothing);
+        pydantic's ValidationError when one is out of range."""
+        checked = type(self).model_validate({**self.model_dump(), **changes})
+        return self.model_copy(update={name: getattr(checked, name) for name in changes})
 
     def price_for(self, model: str) -> Price | None:
         """The configured price of a model, if any (tenants with a cost budget need one)."""

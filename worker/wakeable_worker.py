@@ -10,7 +10,7 @@ It also tells plangate about a job arq drops without running it (its payload gon
 plan call, its try count past the limit or not a number): arq only deletes such a job, which would
 leave its status `queued` forever, so the drop hook records it first (see job_payload.unrunnable).
 
-This overrides arq's `Worker.main` loop, `run_job` and `finish_failed_job`, and hooks its
+This overrides arq's `Worker.main` loop, `run_job`, `finish_failed_job` and `close`, and hooks its
 slot-release callback (arq 0.26-0.28).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,7 @@ DropHook = Callable[[dict[str, Any], str, FailureCode, str], Awaitable[None]]
 """Called with (worker ctx, job id, code, message) before arq drops a job it could not start."""
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+_HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
 MIN_POLL_GAP_S = 0.01
 
 
@@ -48,6 +50,7 @@ class WakeableWorker(Worker):
         self.wake_channel = wake_channel
         self.wake = asyncio.Event()
         self.on_drop = on_drop
+        self._closed = False
 
     async def main(self) -> None:  # arq's main, with an event in place of its fixed sleep
         if self._pool is None:
@@ -117,6 +120,32 @@ class WakeableWorker(Worker):
             code, message = unrunnable(raw, tries, self.max_tries)
             await self.on_drop(self.ctx, job_id, code, message)
         await super().finish_failed_job(job_id, result_data)
+
+    async def close(self) -> None:
+        """arq's close, made to finish: on_shutdown runs and the pool is closed even when Redis is gone.
+
+        arq's own stops at its first failing step (deleting the health key) and leaves the resources
+        on_startup opened (the ledger file's thread among them) open, so the process never exits.
+        A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        try:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            try:
+                async with asyncio.timeout(_HEALTH_KEY_DELETE_S):
+                    await self.pool.delete(self.health_check_key)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("could not delete the health key; it expires by itself", error=str(exc))
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+        finally:
+            pool, self._pool = self._pool, None
+            await pool.aclose(close_connection_pool=True)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -9,7 +9,9 @@ A job that can never run again (its arq payload gone, see `fail_dropped`) ends `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -37,8 +39,16 @@ def in_progress_ttl_s(settings: Settings) -> float:
 class Watchdog:
     """Beats for this worker and takes over jobs whose heartbeat went stale."""
 
-    def __init__(self, settings: Settings, redis: Redis, status: StatusStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        status: StatusStore,
+        *,
+        accepting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._settings = settings
+        self._accepting = accepting
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._status = status
@@ -51,7 +61,8 @@ class Watchdog:
         self._stop.set()
 
     async def run(self) -> None:
-        """Beat and sweep every interval until stopped; Redis errors are logged and retried."""
+        """Beat and sweep every interval until stopped, then say this worker takes no more jobs; Redis
+        errors are logged and retried."""
         interval = self._settings.watchdog_interval_s
         while not self._stop.is_set():
             try:
@@ -65,13 +76,23 @@ class Watchdog:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+        # Stopped: health stops counting this worker now, not when its last beat ages out.
+        with contextlib.suppress(RedisError):
+            await self._redis.zrem(self._keys.workers_accepting(), WORKER_NAME)
 
     async def beat(self) -> None:
-        """Say this worker is alive (for `plangate health`)."""
+        """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
         now_ms = int(time.time() * 1000)
+        pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
+        accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.workers(), {WORKER_NAME: now_ms})
-            pipe.zremrangebyscore(self._keys.workers(), "-inf", now_ms - _PRUNE_WORKERS_AFTER_S * 1000)
+            pipe.zremrangebyscore(self._keys.workers(), "-inf", pruned)
+            if accepting:
+                pipe.zadd(self._keys.workers_accepting(), {WORKER_NAME: now_ms})
+            else:  # draining: health stops counting it now, not when its last beat ages out
+                pipe.zrem(self._keys.workers_accepting(), WORKER_NAME)
+            pipe.zremrangebyscore(self._keys.workers_accepting(), "-inf", pruned)
             await pipe.execute()
 
     async def sweep(self) -> int:

@@ -7,6 +7,7 @@ to a separate process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,7 @@ from worker.ledger_events import WORKER_NAME
 from worker.llm_stream import LLMPlanner
 from worker.metrics import serve_metrics
 from worker.pipeline import Pipeline
-from worker.redis_conn import WORKER_RETRIES, arq_settings, text_client
+from worker.redis_conn import arq_settings, text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
 from worker.wakeable_worker import WakeableWorker
@@ -92,12 +93,32 @@ async def start_ledger_writer(
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
 
 
+STOP_TIMEOUT_S = 2.0
+"""How long, beyond its own wait, a task that talks to Redis gets to stop at shutdown: when it needs longer
+Redis is gone (its retries would take tens of seconds), so it is cancelled."""
+
+
 async def stop_ledger_writer(writer: LedgerWriter, task: asyncio.Task[None]) -> None:
     """Stop the writer after its current batch (signing the final head, releasing the writer lock) and
-    close the ledger file."""
+    close the ledger file, whatever happened before: a writer that cannot finish (Redis gone) is cancelled;
+    what it had read but not acknowledged stays pending for the next writer."""
     writer.stop()
-    await task
-    await writer.store.close()
+    try:
+        await stop_task(task, writer.block_ms / 1000 + STOP_TIMEOUT_S)
+    finally:
+        await writer.store.close()
+
+
+async def stop_task(task: asyncio.Task[None], timeout_s: float) -> None:
+    """Wait up to `timeout_s` for a task asked to stop, then cancel it; its error, if any, is raised."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("task did not stop in time; cancelling it", task=task.get_name(), timeout_s=timeout_s)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return
+    task.result()
 
 
 async def load_agents(redis: Redis, settings: Settings) -> None:
@@ -133,21 +154,33 @@ def build_worker(
         arq_pool, text_redis = redis_factory()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        redis = text_redis or text_client(settings.redis_url, retries=WORKER_RETRIES)
-        ctx["text_redis"] = redis
+        # Each resource is pushed as soon as it is open, so on_shutdown closes exactly those that were
+        # opened, whatever failed after them.
+        ctx["resources"] = resources = contextlib.AsyncExitStack()
+        redis = text_redis
+        if redis is None:
+            redis = text_client(settings.redis_url, service=True)
+            resources.push_async_callback(redis.aclose)
         registry = AgentRegistry(redis, keys)
         if settings.agents_file is not None:
             await load_agents(redis, settings)
         status = StatusStore(
             redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
         )
-        ctx["metrics_port"] = serve_metrics(settings)
-        ctx["watchdog"] = watchdog = Watchdog(settings, redis, status)
-        ctx["watchdog_task"] = asyncio.create_task(watchdog.run(), name="watchdog")
-        ctx["planner"] = planner = LLMPlanner(settings)
+        metrics = serve_metrics(settings)
+        if metrics is not None:
+            resources.callback(metrics.close)
+        ctx["metrics_port"] = metrics.port if metrics else None
+        # `worker` is the WakeableWorker built below: it stops picking jobs when it starts draining.
+        watchdog = Watchdog(settings, redis, status, accepting=lambda: worker.allow_pick_jobs)
+        watchdog_task = asyncio.create_task(watchdog.run(), name="watchdog")
+        resources.push_async_callback(_stop_watchdog, watchdog, watchdog_task)
+        planner = LLMPlanner(settings)
+        resources.push_async_callback(planner.aclose)
         ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
         if ledger_writer:
-            ctx["ledger"] = await start_ledger_writer(redis, settings)
+            writer, writer_task = await start_ledger_writer(redis, settings)
+            resources.push_async_callback(stop_ledger_writer, writer, writer_task)
         log.info(
             "worker started",
             worker=WORKER_NAME,
@@ -162,18 +195,14 @@ def build_worker(
         await ctx["watchdog"].fail_dropped(job_id, code, message)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        if "watchdog" in ctx:
-            ctx["watchdog"].stop()
-            await ctx.pop("watchdog_task")
-        if "ledger" in ctx:
-            await stop_ledger_writer(*ctx.pop("ledger"))
-        if "planner" in ctx:
-            await ctx["planner"].aclose()
-        if text_redis is None and "text_redis" in ctx:
-            await ctx["text_redis"].aclose()
-        log.info("worker stopped", worker=WORKER_NAME)
+        resources: contextlib.AsyncExitStack | None = ctx.pop("resources", None)
+        try:
+            if resources is not None:
+                await resources.aclose()  # every callback runs, even after one raised
+        finally:
+            log.info("worker stopped", worker=WORKER_NAME)
 
-    return WakeableWorker(
+    worker = WakeableWorker(
         wake_channel=keys.wake(),
         on_drop=on_drop,
         functions=[
@@ -203,6 +232,12 @@ def build_worker(
         job_deserializer=decode_job,
         log_results=False,
     )
+    return worker
+
+
+async def _stop_watchdog(watchdog: Watchdog, task: asyncio.Task[None]) -> None:
+    watchdog.stop()
+    await stop_task(task, STOP_TIMEOUT_S)
 
 
 async def stop_worker(worker: Worker, grace_s: float = 10.0) -> None:

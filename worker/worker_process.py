@@ -3,7 +3,9 @@
 First SIGTERM/SIGINT: stop taking jobs and let running ones finish for up to SHUTDOWN_GRACE_S;
 then hand the rest back to the queue (their try is not spent). A second signal hands them back
 at once. If Redis stays unreachable longer than the connection retries cover, the worker is
-rebuilt and started again with backoff instead of exiting.
+rebuilt and started again with backoff instead of exiting. At start, a Redis that is not up yet is
+waited for, and a wrong setting (not Redis there, login refused) ends the process. Every way out
+closes the worker's resources.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from plangate_base.logs import get_logger
+from worker.redis_conn import wait_for_redis
 from worker.settings import Settings
 from worker.worker_app import build_worker
 
@@ -42,32 +47,38 @@ class _Signals:
 
 
 async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool = True) -> None:
-    """Run a worker until a signal (or, with burst, an empty queue); restart it after Redis outages."""
+    """Run a worker until a signal (or, with burst, an empty queue); restart it after Redis outages.
+
+    A Redis setting that is wrong from the start (not Redis there, login or database refused) raises
+    RedisSetupError within seconds instead of starting over and over; a Redis that is not up yet is
+    waited for."""
     signals = _Signals()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals, sig)
+    if not await wait_for_redis(settings.redis_url, signals.graceful):
+        return
     failures = 0
     while True:
         worker = build_worker(settings, burst=burst, ledger_writer=ledger_writer, handle_signals=False)
         try:
-            if await _run_once(worker, settings, signals):
-                return
-            failures = 0
+            await _run_once(worker, settings, signals)
+            return
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             failures += 1
             log.error("lost Redis; starting the worker over", error=str(exc), retry_in_s=delay)
-            await _close_quietly(worker)
-            try:
-                await asyncio.wait_for(signals.graceful.wait(), timeout=delay)
-                return
-            except TimeoutError:
-                continue
+        finally:
+            await _close(worker)  # whatever ended the run: the ledger file and every thread get closed
+        try:
+            await asyncio.wait_for(signals.graceful.wait(), timeout=delay)
+            return
+        except TimeoutError:
+            continue
 
 
-async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> bool:
-    """Run until a signal or the end of a burst (True), or raise when Redis is lost."""
+async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> None:
+    """Run until a signal or the end of a burst, or raise when Redis is lost; the caller closes the worker."""
     main = asyncio.create_task(worker.async_run(), name="arq-main")
     stop = asyncio.create_task(signals.graceful.wait())
     try:
@@ -76,13 +87,11 @@ async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> bo
         stop.cancel()
     if main.done():
         main.result()  # a burst that ended, or the error that ended it
-        await worker.close()
-        return True
+        return
     await _drain(worker, settings, signals)
-    await worker.close()
+    await _close(worker)  # ends arq's main loop
     with contextlib.suppress(asyncio.CancelledError):
         await main
-    return True
 
 
 async def _drain(worker: Worker, settings: Settings, signals: _Signals) -> None:
@@ -105,6 +114,10 @@ async def _drain(worker: Worker, settings: Settings, signals: _Signals) -> None:
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
 
-async def _close_quietly(worker: Worker) -> None:
-    with contextlib.suppress(Exception, asyncio.CancelledError):
+async def _close(worker: Worker) -> None:
+    """Close the worker (a second call does nothing); a failure to close is logged, not raised, so that
+    it cannot hide what ended the run."""
+    try:
         await worker.close()
+    except (RedisError, OSError, sqlite3.Error) as exc:
+        log.error("closing the worker failed", error=str(exc), error_type=type(exc).__name__)

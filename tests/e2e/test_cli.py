@@ -343,3 +343,32 @@ def test_deny_by_default_governance_from_the_command_line(redis_url: str, key_pr
     assert _run(env, "agents", "issue-key", "ops").stdout.startswith("pgk_")
     assert json.loads(_run(env, "agents", "show", "ops", "--json").stdout)["key"] == "issued"
     assert _run(env, "agents", "add", "victim:key").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting"),
+    [(["--concurrency", "0"], None), (["--concurrency", "-3"], None), ([], "0")],
+    ids=["flag-0", "flag-negative", "env-0"],
+)
+def test_a_worker_that_could_run_no_job_is_refused_at_start(flags: list[str], setting: str | None) -> None:
+    from tests.conftest import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
+    env["PLANGATE_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # a regression must not reach a Redis
+    if setting is not None:
+        env["PLANGATE_CONCURRENCY"] = setting
+    try:
+        result = subprocess.run(
+            plangate_cmd("worker", *flags), env=env, capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker started instead of refusing its concurrency")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "concurrency" in result.stderr.lower() and "greater than or equal to 1" in result.stderr
+
+
+def test_health_help_names_every_exit_code() -> None:
+    result = subprocess.run(plangate_cmd("health", "--help"), capture_output=True, text=True, timeout=60)
+    text = " ".join(result.stdout.split())
+    assert "Exit 0 when" in text and "1 when none does" in text and "3 when Redis" in text

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
 
 from governance.vocabulary import JobState
-from tests.conftest import _redis_binary, free_port, store_keyless_seed_agent
+from tests.conftest import store_keyless_seed_agent
 from tests.faults.conftest import FAULT_REPORT
+from tests.redis_server import OwnRedis
 from worker.client import PlanClient
 from worker.errors import QueueUnavailable
 from worker.settings import Settings
@@ -23,47 +24,12 @@ pytestmark = pytest.mark.e2e
 Start = Callable[..., list[subprocess.Popen]]
 
 
-class OwnRedis:
-    """A redis-server this test starts, stops and starts again on the same port and data dir."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if sync_redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping():
-                    return
-            except (sync_redis.RedisError, OSError):
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.terminate()  # SIGTERM: the append-only file is flushed, then it exits
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
     server.start()
     yield server
-    if server.proc and server.proc.poll() is None:
-        server.stop()
+    server.close()
 
 
 async def _wait_all(client: PlanClient, ids: list[str], timeout: float) -> list:
@@ -105,3 +71,36 @@ async def test_jobs_survive_a_redis_restart(
     done = sum(s.state is JobState.DONE for s in statuses)
     FAULT_REPORT.append(f"redis restart: jobs={len(statuses)} done={done} lost={len(statuses) - done}")
     assert [s.state for s in statuses] == [JobState.DONE] * len(statuses)
+
+
+def _wait_in_log(log: Path, proc: subprocess.Popen, seen: Callable[[str], bool], what: str) -> None:
+    deadline = time.monotonic() + 90
+    while not seen(log.read_text(errors="replace")):
+        assert proc.poll() is None, f"the worker exited while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_worker_stopped_after_a_redis_outage_exits(
+    own_redis: OwnRedis, e2e_env: dict[str, str], start_workers: Start, tmp_path: Path
+) -> None:
+    """Redis goes away, the worker notices and starts over; then SIGTERM ends it within the grace period
+    (its ledger file, and every other resource with a thread, closed on every way out)."""
+    grace_s, margin_s = 3.0, 5.0
+    e2e_env["PLANGATE_REDIS_URL"] = own_redis.url
+    [worker] = start_workers(1, shutdown_grace_s=str(grace_s))
+    log = tmp_path / "worker-0.log"
+    _wait_in_log(log, worker, lambda text: '"worker started"' in text, "the worker to start")
+    own_redis.stop()
+    lost = "lost Redis; starting the worker over"
+    # Noticed, closed, and the new worker is retrying its connection: the state the issue reported.
+    _wait_in_log(
+        log, worker, lambda text: lost in text and "retries remaining" in text.split(lost, 1)[1], "a restart"
+    )
+    worker.send_signal(signal.SIGTERM)
+    try:
+        code = worker.wait(timeout=grace_s + margin_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker still runs {grace_s + margin_s:g}s after SIGTERM")
+    assert code == 0
+    assert '"worker stopped"' in log.read_text()

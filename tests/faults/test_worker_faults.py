@@ -200,3 +200,33 @@ def test_health_probe(e2e_env: dict[str, str], start_workers: Start) -> None:
     deadline = time.monotonic() + 30
     while health() != 0:
         assert time.monotonic() < deadline, "plangate health never saw the worker"
+
+
+async def test_health_does_not_count_a_draining_worker(
+    e2e_env: dict[str, str], start_workers: Start, tmp_path: Path
+) -> None:
+    """A worker finishing its jobs after SIGTERM is alive but takes no jobs: health no longer counts it."""
+    from tests.e2e.conftest import plangate_cmd
+
+    async def health() -> int:
+        run = asyncio.to_thread(subprocess.run, plangate_cmd("health"), env=e2e_env, capture_output=True)
+        return (await run).returncode
+
+    [worker] = start_workers(1, shutdown_grace_s="120")
+    async with PlanClient.connect(_settings(e2e_env)) as client:
+        job_id = await client.submit({**SLOW_JOB, "model": "scripted-stall"})  # silent for 30 s mid-stream
+        await _wait_plan(client, job_id)
+        assert await health() == 0
+        worker.send_signal(signal.SIGTERM)
+
+        async def draining() -> bool:
+            return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
+
+        await _until(draining, "the worker to take the signal", 10)
+
+        async def not_counted() -> bool:
+            return await health() == 1
+
+        await _until(not_counted, "health to stop counting the draining worker", 20)
+        assert worker.poll() is None, "the worker exited: it was never seen draining"
+        assert (await client.status(job_id)).state is JobState.RUNNING

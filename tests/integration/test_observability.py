@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import urllib.request
 from collections.abc import AsyncIterator
 
@@ -14,10 +15,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from structlog.testing import capture_logs
 
 from governance.vocabulary import JobState
 from tests.conftest import free_port
 from worker.client import PlanClient
+from worker.metrics import serve_metrics
 from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
 
@@ -115,6 +118,27 @@ async def test_a_worker_serves_its_metrics(settings: Settings) -> None:
     assert _value(after, "plangate_jobs_submitted_total") >= 2  # read from Redis: all producers'
     assert _value(after, "plangate_jobs_running") == 0
     assert done.job_id not in after and not re.search(r'="[0-9a-f]{32}"', after)  # no job ids as labels
+
+
+def test_metrics_bind_loopback_by_default_and_say_where(settings: Settings) -> None:
+    port = free_port()
+    settings = settings.with_changes(metrics_port=port)  # and the default host
+    with capture_logs() as started:
+        server = serve_metrics(settings)
+    assert server is not None
+    try:
+        assert {"event": "serving /metrics", "host": "127.0.0.1", "port": port, "log_level": "info"} in (
+            started
+        )
+        assert "plangate_jobs_started_total" in _scrape(port)
+        with capture_logs() as skipped:  # the address is taken (here by the first server)
+            assert serve_metrics(settings) is None
+        [warning] = skipped
+        assert warning["log_level"] == "warning" and (warning["host"], warning["port"]) == ("127.0.0.1", port)
+    finally:
+        server.close()
+    with socket.create_server(("127.0.0.1", port)):  # closing freed the port for a restarted worker
+        pass
 
 
 async def test_a_job_is_one_trace_from_submit_to_the_llm_call(settings: Settings) -> None:

@@ -76,6 +76,7 @@ def test_worker_is_scalable_and_probed(services: dict[str, Any]) -> None:
     env = worker["environment"]
     assert _resolve(env["PLANGATE_REDIS_URL"]) == "redis://dragonfly:6379/0"
     assert _resolve(env["PLANGATE_METRICS_PORT"]) == "9464"
+    assert _resolve(env["PLANGATE_METRICS_HOST"]) == "0.0.0.0"  # Prometheus scrapes it from its container
     grace = float(_resolve(env["PLANGATE_SHUTDOWN_GRACE_S"]))
     assert _seconds(worker["stop_grace_period"]) > grace
     assert worker["depends_on"]["dragonfly"]["condition"] == "service_healthy"

@@ -51,3 +51,21 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLANGATE_HEARTBEAT_S", "0")
     with pytest.raises(ValidationError, match="heartbeat_s"):
         Settings()
+
+
+def test_metrics_bind_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().metrics_host == "127.0.0.1"
+    monkeypatch.setenv("PLANGATE_METRICS_HOST", "0.0.0.0")
+    assert Settings().metrics_host == "0.0.0.0"
+
+
+def test_changes_are_checked_like_the_environment() -> None:
+    from pydantic import ValidationError
+
+    base = Settings(llm_api_key="sk-plangate-kept-1234")
+    changed = base.with_changes(concurrency=3)
+    assert changed.concurrency == 3 and changed.llm_api_key == base.llm_api_key
+    assert "concurrency" in changed.model_fields_set and "log_level" not in changed.model_fields_set
+    for bad in (0, -2):
+        with pytest.raises(ValidationError, match="greater than or equal to 1"):
+            base.with_changes(concurrency=bad)
