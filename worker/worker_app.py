@@ -172,7 +172,9 @@ def build_worker(
             resources.callback(metrics.close)
         ctx["metrics_port"] = metrics.port if metrics else None
         # `worker` is the WakeableWorker built below: it stops picking jobs when it starts draining.
-        watchdog = Watchdog(settings, redis, status, accepting=lambda: worker.allow_pick_jobs)
+        ctx["watchdog"] = watchdog = Watchdog(
+            settings, redis, status, accepting=lambda: worker.allow_pick_jobs
+        )
         watchdog_task = asyncio.create_task(watchdog.run(), name="watchdog")
         resources.push_async_callback(_stop_watchdog, watchdog, watchdog_task)
         planner = LLMPlanner(settings)
