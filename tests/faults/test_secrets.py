@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
+from governance.vocabulary import JobState
 from tests.e2e.conftest import plangate_cmd
+from worker.cli import EXIT_OF_STATE
 
 pytestmark = pytest.mark.e2e
 
@@ -66,8 +68,8 @@ def test_the_key_never_leaks(
         run = _cli(
             e2e_env, "submit", "--model", model, "--description", f"Plan with {model}", "--wait", "--json"
         )
-        assert run.returncode == 0, run.stderr
         status = json.loads(run.stdout)
+        assert run.returncode == EXIT_OF_STATE[JobState(status["state"])], run.stderr
         states.append(status["state"])
         shown = _cli(e2e_env, "status", status["job_id"])
         produced += [run.stdout, run.stderr, shown.stdout, shown.stderr]
