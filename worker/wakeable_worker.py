@@ -51,6 +51,9 @@ class WakeableWorker(Worker):
         self.wake = asyncio.Event()
         self.on_drop = on_drop
         self._closed = False
+        # The signal `plangate worker` stops on, named in arq's "shutdown on ..." line; SIGUSR1 (arq's
+        # word for a stop asked by the program) when it was stopped from code.
+        self.stop_signal: signal.Signals | None = None
 
     async def main(self) -> None:  # arq's main, with an event in place of its fixed sleep
         if self._pool is None:
@@ -131,7 +134,7 @@ class WakeableWorker(Worker):
             return
         self._closed = True
         if not self._handle_signals:
-            self.handle_sig(signal.SIGUSR1)
+            self.handle_sig(self.stop_signal or signal.SIGUSR1)
         if not self._pool:
             return
         try:

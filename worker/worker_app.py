@@ -141,7 +141,7 @@ def build_worker(
     ledger_writer: bool = True,
     handle_signals: bool = True,
     redis_factory: Callable[[], tuple[ArqRedis, Redis]] | None = None,
-) -> Worker:
+) -> WakeableWorker:
     """An arq Worker running the planning pipeline with these settings.
 
     `redis_factory` returns (arq pool, text client); by default both connect to REDIS_URL.

@@ -15,7 +15,6 @@ import contextlib
 import signal
 import sqlite3
 
-from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from plangate_base.logs import get_logger
 from worker.redis_conn import wait_for_redis
 from worker.settings import Settings
+from worker.wakeable_worker import WakeableWorker
 from worker.worker_app import build_worker
 
 log = get_logger(__name__)
@@ -36,8 +36,10 @@ class _Signals:
     def __init__(self) -> None:
         self.graceful = asyncio.Event()
         self.immediate = asyncio.Event()
+        self.received: signal.Signals | None = None  # the first one: what the worker stops on
 
     def __call__(self, signum: signal.Signals) -> None:
+        self.received = self.received or signum
         if self.graceful.is_set():
             log.warning("second signal: handing running jobs back now", signal=signum.name)
             self.immediate.set()
@@ -77,7 +79,7 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
             continue
 
 
-async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> None:
+async def _run_once(worker: WakeableWorker, settings: Settings, signals: _Signals) -> None:
     """Run until a signal or the end of a burst, or raise when Redis is lost; the caller closes the worker."""
     main = asyncio.create_task(worker.async_run(), name="arq-main")
     stop = asyncio.create_task(signals.graceful.wait())
@@ -89,12 +91,13 @@ async def _run_once(worker: Worker, settings: Settings, signals: _Signals) -> No
         main.result()  # a burst that ended, or the error that ended it
         return
     await _drain(worker, settings, signals)
+    worker.stop_signal = signals.received  # so arq's "shutdown on ..." line names it
     await _close(worker)  # ends arq's main loop
     with contextlib.suppress(asyncio.CancelledError):
         await main
 
 
-async def _drain(worker: Worker, settings: Settings, signals: _Signals) -> None:
+async def _drain(worker: WakeableWorker, settings: Settings, signals: _Signals) -> None:
     """Let running jobs finish within the grace period; hand back whatever still runs after it."""
     worker.allow_pick_jobs = False
     pending = {t for t in worker.tasks.values() if not t.done()}
@@ -114,7 +117,7 @@ async def _drain(worker: Worker, settings: Settings, signals: _Signals) -> None:
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
 
-async def _close(worker: Worker) -> None:
+async def _close(worker: WakeableWorker) -> None:
     """Close the worker (a second call does nothing); a failure to close is logged, not raised, so that
     it cannot hide what ended the run."""
     try:

@@ -5,9 +5,11 @@ tenant taken from the agent's record."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +125,16 @@ def test_tenants_show_prints_readable_values(e2e_env: dict[str, str]) -> None:
     assert "projects: apollo" in shown and "max_concurrent: 3" in shown and "tokens_per_day: (none)" in shown
     assert any(line.startswith("today.running: ") for line in shown)
     assert not any("{" in line or "[" in line or "None" in line for line in shown), shown
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_the_worker_logs_the_signal_it_stopped_on(
+    sig: signal.Signals, start_workers: Callable, tmp_path: Path
+) -> None:
+    (proc,) = start_workers(1)
+    log = tmp_path / "worker-0.log"
+    _until(lambda: log.exists() and "worker started" in log.read_text(), "the worker to start")
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 0
+    text = log.read_text()
+    assert f"shutdown on {sig.name}" in text and "SIGUSR1" not in text
