@@ -284,8 +284,9 @@ async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # A wrong setting: one line and exit code 3, not endless retries; a Redis not up yet is waited for.
-    if not await wait_for_redis(settings.redis_url, stop):
+    # A wrong setting: one line and exit code 3, not endless retries; a Redis not up yet is waited for
+    # up to REDIS_START_WAIT_S, then the same.
+    if not await wait_for_redis(settings.redis_url, stop, settings.redis_start_wait_s):
         return EXIT_OK
     redis = text_client(settings.redis_url, service=True)
     try:

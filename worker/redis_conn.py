@@ -185,9 +185,12 @@ async def check_redis(url: str) -> None:
             raise QueueUnavailable(f"cannot reach Redis at {redacted(url)}: {exc}") from exc
 
 
-async def wait_for_redis(url: str, stop: asyncio.Event) -> bool:
-    """A service's start: wait (with backoff, logging each try) while Redis cannot be reached, as when it
-    is still starting; raise RedisSetupError at once for a wrong setting. False when `stop` is set first."""
+async def wait_for_redis(url: str, stop: asyncio.Event, wait_s: float) -> bool:
+    """A service's start: wait up to `wait_s` (with backoff, logging each try) while Redis cannot be
+    reached, as when it is still starting; then raise QueueUnavailable. Raise RedisSetupError at once for
+    a wrong setting. False when `stop` is set first."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s
     failures = 0
     while True:
         try:
@@ -196,7 +199,12 @@ async def wait_for_redis(url: str, stop: asyncio.Event) -> bool:
         except RedisSetupError:
             raise
         except QueueUnavailable as exc:
-            delay = _WAIT_BACKOFF_S[min(failures, len(_WAIT_BACKOFF_S) - 1)]
+            left = give_up - loop.time()
+            if left <= 0:
+                raise QueueUnavailable(
+                    f"{exc} (waited {wait_s:g}s at start; PLANGATE_REDIS_START_WAIT_S waits longer)"
+                ) from None
+            delay = min(_WAIT_BACKOFF_S[min(failures, len(_WAIT_BACKOFF_S) - 1)], left)
             failures += 1
             log.warning("waiting for Redis", error=str(exc), retry_in_s=delay)
         with contextlib.suppress(TimeoutError):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=1.0, gt=0)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, description="default 10 x HEARTBEAT_S")
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    redis_start_wait_s: float = Field(
+        default=5.0, ge=0, description="how long a worker or ledger serve waits at start for Redis to answer"
+    )
     llm_idle_timeout_s: float = Field(default=30.0, gt=0, description="longest silence inside a stream")
     llm_max_line_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="longest SSE line (or event) an LLM stream may send"

@@ -53,12 +53,12 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
 
     A Redis setting that is wrong from the start (not Redis there, login or database refused) raises
     RedisSetupError within seconds instead of starting over and over; a Redis that is not up yet is
-    waited for."""
+    waited for up to REDIS_START_WAIT_S (then QueueUnavailable). Once started, outages are ridden out."""
     signals = _Signals()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals, sig)
-    if not await wait_for_redis(settings.redis_url, signals.graceful):
+    if not await wait_for_redis(settings.redis_url, signals.graceful, settings.redis_start_wait_s):
         return
     failures = 0
     while True:
