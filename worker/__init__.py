@@ -9,7 +9,7 @@ from worker.errors import BadRequest, JobNotFound, PlangateError, QueueUnavailab
 if TYPE_CHECKING:
     from worker.client import PlanClient
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the same as pyproject.toml (tests/unit/test_cli_help.py checks it)
 
 __all__ = ["BadRequest", "JobNotFound", "PlanClient", "PlangateError", "QueueUnavailable", "WaitTimeout"]
 

@@ -19,7 +19,7 @@ from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECT
 from governance.vocabulary import SEED_AGENT_ID, JobState
 from worker import codec
 from worker.cli_ledger import add_ledger_commands
-from worker.cli_render import render_event, render_status, status_json
+from worker.cli_render import render_event, render_fields, render_status, status_json
 from worker.cli_stats import add_stats_commands
 from worker.cli_subparsers import Commands
 from worker.cli_tenants import add_tenant_commands
@@ -395,14 +395,7 @@ async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _out(codec.dumps(shown))
     else:
-        for name, value in shown.items():
-            if name == "state":
-                for key_name, item in value.items():
-                    _out(f"state.{key_name}: {item}")
-            elif isinstance(value, list):
-                _out(f"{name}: {', '.join(value) or '(none)'}")
-            else:
-                _out(f"{name}: {value}")
+        render_fields(shown, sys.stdout)
     return EXIT_OK
 
 

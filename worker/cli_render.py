@@ -15,6 +15,23 @@ def status_json(status: JobStatus) -> str:
     return status.model_dump_json()
 
 
+def render_fields(record: dict[str, Any], out: TextIO) -> None:
+    """A record as `name: value` lines a person reads: a nested object as `name.key: value`, a list
+    joined by commas, nothing as `(none)`; never a Python repr."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "(none)"
+        return "(none)" if value is None or value == "" else str(value)
+
+    for name, value in record.items():
+        if isinstance(value, dict):
+            for key, item in value.items():
+                out.write(f"{name}.{key}: {shown(item)}\n")
+        else:
+            out.write(f"{name}: {shown(value)}\n")
+
+
 def render_status(status: JobStatus, out: TextIO) -> None:
     """A short human summary of a job and, when done, its plan."""
     line = f"job {status.job_id}: {status.state.value}"

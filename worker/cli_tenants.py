@@ -8,6 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from worker import codec
+from worker.cli_render import render_fields
 from worker.errors import BadRequest
 from worker.keys import Keys
 
@@ -67,14 +68,7 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _out(codec.dumps(shown))
     else:
-        for name, value in shown.items():
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    _out(f"{name}.{key}: {item}")
-            elif isinstance(value, list):
-                _out(f"{name}: {', '.join(map(str, value)) or '(none)'}")
-            else:
-                _out(f"{name}: {'(none)' if value is None or value == '' else value}")
+        render_fields(shown, sys.stdout)
     return 0
 
 

@@ -18,6 +18,7 @@ from governance.models import (
     IDENTIFIER_PATTERN,
     AgentOutput,
     AgentRecord,
+    PlanDraft,
     PlanRequest,
 )
 from governance.policy import Refuse, Verdict, counts_against_budget, has_unknown_names, review_output
@@ -42,6 +43,23 @@ logger = get_logger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _LOCK_POLL_S = 0.1
+
+
+def governed_output(
+    agent: AgentRecord, draft: PlanDraft, verdict: Verdict, metadata: dict[str, Any]
+) -> AgentOutput:
+    """The Foundation Document VALIDATE builds: the LLM's draft with the governed decision, the verdict's
+    notes after the LLM's own, stamped with the agent, plangate's version and the time."""
+    notes = "\n".join(n for n in (draft.notes_for_humans, *verdict.notes) if n)
+    return AgentOutput(
+        **draft.model_dump(exclude={"decision", "notes_for_humans"}),
+        decision=verdict.decision,
+        notes_for_humans=notes,
+        agent_id=agent.agent_id,
+        version=__version__,
+        timestamp=now_iso(),
+        metadata=metadata,
+    )
 
 
 class Pipeline:
@@ -192,19 +210,13 @@ class Pipeline:
         await self._beat(job, Phase.VALIDATE)
         draft = result.draft
         verdict: Verdict = review_output(agent, draft)
-        if has_unknown_names(
-            verdict
-        ):  # the plan names words beyond the seed's: operators may have added them
+        if has_unknown_names(verdict):  # words beyond the seed's: operators may have added them
             verdict = review_output(agent, draft, await self.vocabulary.known())
-        notes = "\n".join(n for n in (draft.notes_for_humans, *verdict.notes) if n)
-        return AgentOutput(
-            **draft.model_dump(exclude={"decision", "notes_for_humans"}),
-            decision=verdict.decision,
-            notes_for_humans=notes,
-            agent_id=agent.agent_id,
-            version=__version__,
-            timestamp=now_iso(),
-            metadata={
+        return governed_output(
+            agent,
+            draft,
+            verdict,
+            {
                 "job_id": job.job_id,
                 "attempt": job.attempt,
                 "model_requested": request.model or self.settings.model,

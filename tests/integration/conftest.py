@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 from arq.worker import Worker
 
+from tests.integration.workers import running_worker
 from worker.client import PlanClient
 from worker.settings import Settings
-from worker.worker_app import build_worker, stop_worker
 
 
 @pytest.fixture
@@ -24,9 +22,5 @@ async def client(settings: Settings) -> AsyncIterator[PlanClient]:
 @pytest.fixture
 async def worker(settings: Settings) -> AsyncIterator[Worker]:
     """A real arq worker (pipeline, heartbeats, ledger writer) running as a task of this event loop."""
-    arq_worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(arq_worker.async_run())
-    yield arq_worker
-    await stop_worker(arq_worker)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running_worker(settings) as arq_worker:
+        yield arq_worker

@@ -6,7 +6,6 @@ spend its budget, ids cannot name other records' keys, and links to other jobs a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode
 from ledger.queries import EventFilter, read_only, show_job, tail
+from tests.integration.workers import running_worker
 from worker import codec
 from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
 from worker.client import PlanClient
@@ -29,7 +29,6 @@ from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub_behaviours import HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
 from worker.settings import Settings
-from worker.worker_app import build_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -303,17 +302,11 @@ async def test_retry_of_and_handoff_from_name_only_the_tenants_jobs_and_never_a_
     await admin.save_agent(AgentRecord(agent_id="globex-planner", tenant_id="globex", keyless=True), by="t")
     reviewer_key = await admin.save_reviewer(ReviewerRecord(reviewer_id="dana"), by="t")
 
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running_worker(settings):
         escalated = await client.wait(await client.submit(_request(model="scripted-forbidden-step")), WAIT_S)
         failed_theirs = await client.wait(
             await client.submit(_request("globex-planner", "globex", model="scripted-402")), WAIT_S
         )
-    finally:
-        await stop_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert escalated.output is not None and failed_theirs.state is JobState.FAILED
 
     # at submit: another tenant's job reads as a missing one
@@ -336,9 +329,7 @@ async def test_retry_of_and_handoff_from_name_only_the_tenants_jobs_and_never_a_
         redis, settings, forged, _request(handoff_from=escalated.job_id, context=forged_context)
     )
 
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running_worker(settings):
         for job_id, why in (
             (handoff, "rejected in review"),
             (cross_retry, "no such job"),
@@ -347,10 +338,6 @@ async def test_retry_of_and_handoff_from_name_only_the_tenants_jobs_and_never_a_
             status = await client.wait(job_id, WAIT_S)
             assert status.refusal is not None and status.refusal.code == RefusalCode.BAD_REQUEST, job_id
             assert why in status.refusal.reason
-    finally:
-        await stop_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_the_worker_hands_off_the_earlier_jobs_own_plan_whatever_the_context_says(

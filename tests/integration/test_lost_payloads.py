@@ -4,23 +4,22 @@ number) end `failed` with a typed code and one ledger record, instead of `queued
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.worker import Worker
 from redis.asyncio import Redis
 
 from governance.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from ledger.queries import show_job
+from tests.integration.workers import running_worker
 from worker import codec
 from worker.client import PlanClient
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.settings import Settings
-from worker.worker_app import build_worker, stop_worker
+from worker.worker_app import stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -77,18 +76,6 @@ async def raw_redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@contextlib.asynccontextmanager
-async def _worker(settings: Settings) -> AsyncIterator[Worker]:
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield worker
-    finally:
-        await stop_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def _ledger_events(settings: Settings, job_id: str, kind: str) -> list[dict]:
     """The job's ledger events once one of `kind` is there (poll with a deadline)."""
     deadline = time.monotonic() + WAIT_S
@@ -109,7 +96,7 @@ async def test_a_queued_job_arq_cannot_start_ends_failed_once(
     job_id = await client.submit(JOB)  # no worker runs yet
     await corrupt(raw_redis, job_id)
 
-    async with _worker(settings):
+    async with running_worker(settings):
         status = await client.wait(job_id, timeout=WAIT_S)
         assert status.state is JobState.FAILED and status.error is not None, status
         assert status.error.type == code.value and message in status.error.message, status.error
@@ -134,7 +121,7 @@ async def test_a_handed_back_job_whose_payload_is_lost_releases_its_lock(
     """A job handed back at shutdown still holds its lock; failing it while queued releases it."""
     keys = Keys(settings.key_prefix)
     job_id = await client.submit({**JOB, "model": "scripted-slow", "locks": ["db-main"]})
-    async with _worker(settings) as first:
+    async with running_worker(settings) as first:
         deadline = time.monotonic() + WAIT_S
         while (await client.status(job_id)).phase is None or await redis.get(keys.lock("db-main")) is None:
             assert time.monotonic() < deadline, "the job never took its lock"
@@ -144,7 +131,7 @@ async def test_a_handed_back_job_whose_payload_is_lost_releases_its_lock(
     assert await redis.get(keys.lock("db-main")) == job_id
     await redis.delete(job_key_prefix + job_id, in_progress_key_prefix + job_id)
 
-    async with _worker(settings):  # its ledger writer drains the terminal event while it runs
+    async with running_worker(settings):  # its ledger writer drains the terminal event while it runs
         status = await client.wait(job_id, timeout=WAIT_S)
         events = await _ledger_events(settings, job_id, JobState.FAILED.value)
     assert status.state is JobState.FAILED and status.error and status.error.type == FailureCode.PAYLOAD_LOST
@@ -159,6 +146,6 @@ async def test_a_plan_call_with_a_broken_request_is_still_refused_bad_request(
     job_id = await client.submit(JOB)  # no worker runs yet
     payload = {"t": None, "f": JOB_FUNCTION, "a": [job_id, ["not", "a", "request"]], "k": {}, "et": 0}
     await redis.set(job_key_prefix + job_id, codec.dumps(payload), keepttl=True)
-    async with _worker(settings):
+    async with running_worker(settings):
         status = await client.wait(job_id, timeout=WAIT_S)
     assert status.state is JobState.REFUSED and status.refusal and status.refusal.code == "bad_request"

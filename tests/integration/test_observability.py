@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 import urllib.request
-from collections.abc import AsyncIterator
 
 import pytest
 from opentelemetry import trace
@@ -19,10 +17,10 @@ from structlog.testing import capture_logs
 
 from governance.vocabulary import JobState
 from tests.conftest import free_port
+from tests.integration.workers import running_worker
 from worker.client import PlanClient
 from worker.metrics import serve_metrics
 from worker.settings import Settings
-from worker.worker_app import build_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +34,6 @@ def _tracer_provider() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(provider)  # once per process; the in-memory exporter collects
-
-
-@contextlib.asynccontextmanager
-async def _worker(settings: Settings) -> AsyncIterator[None]:
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await stop_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _scrape(port: int) -> str:
@@ -81,7 +67,7 @@ def _value(text: str, name: str, **labels: str) -> float:
 async def test_a_worker_serves_its_metrics(settings: Settings) -> None:
     port = free_port()
     settings = settings.model_copy(update={"metrics_port": port, "metrics_host": "127.0.0.1"})
-    async with _worker(settings), PlanClient.connect(settings) as client:
+    async with running_worker(settings), PlanClient.connect(settings) as client:
         before = await _scrape_when_up(port)
         done = await client.wait(await client.submit({"agent_id": "llm-planner-001", "description": "x"}), 20)
         refused = await client.wait(await client.submit({"agent_id": "nobody", "description": "x"}), 20)
@@ -144,7 +130,7 @@ def test_metrics_bind_loopback_by_default_and_say_where(settings: Settings) -> N
 async def test_a_job_is_one_trace_from_submit_to_the_llm_call(settings: Settings) -> None:
     settings = settings.model_copy(update={"tracing": True})
     EXPORTER.clear()
-    async with _worker(settings), PlanClient.connect(settings) as client:
+    async with running_worker(settings), PlanClient.connect(settings) as client:
         ok = await client.wait(await client.submit({"agent_id": "llm-planner-001", "description": "x"}), 20)
         failed = await client.wait(
             await client.submit({"agent_id": "llm-planner-001", "description": "y", "model": "scripted-500"}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import select
@@ -11,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +19,7 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
 from tests.conftest import free_port
+from tests.integration.workers import running_worker
 from worker import codec
 from worker.cli_stats import collect_stats, minute_stamps, render_stats
 from worker.client import PlanClient
@@ -30,7 +29,6 @@ from worker.llm_stub import StubServer
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
 from worker.web import LiveView
-from worker.worker_app import build_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -235,18 +233,6 @@ def test_cli_watch_redraws_until_ctrl_c(redis_url: str, key_prefix: str) -> None
     assert proc.returncode == 0, err
 
 
-@contextlib.asynccontextmanager
-async def _worker(settings: Settings) -> AsyncIterator[None]:
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await stop_worker(worker)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def _wait_running(client: PlanClient, job_ids: list[str], count: int) -> list[str]:
     """The jobs of `job_ids` streaming their answer, once `count` of them are (poll with a deadline)."""
     deadline = time.monotonic() + 30
@@ -269,7 +255,7 @@ async def test_queue_depth_counts_only_jobs_waiting_for_a_worker(
         deferred = await client.submit({**job, "model": "scripted"})
         await redis.zincrby(settings.queue_name, 600_000, deferred)  # as arq's Retry(defer=600) moves it
         slow = [await client.submit(job) for _ in range(3)]
-        async with _worker(settings):
+        async with running_worker(settings):
             running = await _wait_running(client, slow, 2)
             waiting = [j for j in slow if j not in running]
 

@@ -7,12 +7,11 @@ from typing import Any
 
 from governance.models import SEED_AGENT, AgentOutput, AgentRecord, PlanRequest
 from governance.policy import review_output
-from worker import __version__
 from worker.admin import agent_change_entry
-from worker.clock import now_iso
 from worker.ledger_events import done_payload, error_payload, ledger_event, refused_payload
 from worker.llm_stream import parse_draft
 from worker.llm_stub import build_plan
+from worker.pipeline import governed_output
 
 DESCRIPTION = "Rotate the TLS certificates of the web tier"
 AGENT = SEED_AGENT.model_copy(update={"agent_id": "agent-a"})  # the seed's tier-0 observer, as agent-a
@@ -66,15 +65,8 @@ def agent_output(
     answer and governed by `agent` (the decision-bearing part of what VALIDATE builds)."""
     draft = parse_draft(json.dumps(build_plan(description, behaviour)))
     verdict = review_output(agent, draft)
-    notes = "\n".join(n for n in (draft.notes_for_humans, *verdict.notes) if n)
-    return AgentOutput(
-        **draft.model_dump(exclude={"decision", "notes_for_humans"}),
-        decision=verdict.decision,
-        notes_for_humans=notes,
-        agent_id=agent.agent_id,
-        version=__version__,
-        timestamp=now_iso(),
-        metadata={"model": behaviour, "usage": USAGE, "flags": list(verdict.flags)},
+    return governed_output(
+        agent, draft, verdict, {"model": behaviour, "usage": USAGE, "flags": list(verdict.flags)}
     )
 
 

@@ -43,3 +43,9 @@ def test_version_prints_the_installed_version_on_stdout() -> None:
     )
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout == f"plangate {importlib.metadata.version('plangate')}\n"
+
+
+def test_the_package_version_is_spelled_once_for_the_code_and_the_distribution() -> None:
+    import worker
+
+    assert worker.__version__ == importlib.metadata.version("plangate")
