@@ -23,6 +23,7 @@ from worker.cli_render import render_event, render_fields, render_status, status
 from worker.cli_stats import add_stats_commands
 from worker.cli_subparsers import Commands
 from worker.cli_tenants import add_tenant_commands
+from worker.cli_types import port_number, seconds
 from worker.cli_web import add_web_commands
 from worker.errors import (
     BadRequest,
@@ -59,17 +60,6 @@ NO_WORKER_NOTICE_S = 3.0
 
 class CLIError(PlangateError):
     """A usage problem found by the CLI itself (exit code 2)."""
-
-
-def seconds(text: str) -> float:
-    """An argparse type: a number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
-    return value
 
 
 def _out(text: str) -> None:
@@ -279,6 +269,8 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(serve_forever(args.host, args.port))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port is taken, or the address is not ours: a setting to change
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return EXIT_OK
 
 
@@ -669,7 +661,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description=_stub_description(),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8088, help="TCP port (default 8088; 0 picks a free one)")
+    p.add_argument(
+        "--port", type=port_number, default=8088, help="TCP port (default 8088; 0 picks a free one)"
+    )
     p.set_defaults(run=cmd_llm_stub, sync=True)
 
     agents = sub.add_parser("agents", help="the agent registry").add_subparsers(

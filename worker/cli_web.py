@@ -6,21 +6,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from worker.cli_types import port_number
+
 if TYPE_CHECKING:
     from worker.settings import Settings
 
 DEFAULT_PORT = 8090
-
-
-def _port(text: str) -> int:
-    """argparse type of --port: a whole number 0..65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {port}")
-    return port
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,7 +39,7 @@ def add_web_commands(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     p.add_argument(
         "--port",
-        type=_port,
+        type=port_number,
         default=DEFAULT_PORT,
         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
     )

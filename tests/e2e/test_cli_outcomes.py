@@ -138,3 +138,13 @@ def test_the_worker_logs_the_signal_it_stopped_on(
     assert proc.wait(timeout=30) == 0
     text = log.read_text()
     assert f"shutdown on {sig.name}" in text and "SIGUSR1" not in text
+
+
+def test_the_stub_refuses_a_bad_or_taken_port_in_one_line(llm_stub_url: str) -> None:
+    taken = llm_stub_url.rsplit(":", 1)[1].split("/")[0]
+    for port, says in (("99999", "a port is 0..65535"), (taken, "cannot listen on")):
+        result = subprocess.run(
+            plangate_cmd("llm-stub", "--port", port), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert says in result.stderr.splitlines()[-1]
