@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 
 # The seed's tier-0 observer metadata (LLM Planner agent): what it may do...
 SEED_ALLOWED_SIDE_EFFECTS: tuple[str, ...] = (
@@ -71,9 +70,3 @@ def shown(name: str) -> str:
         else:
             out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
     return "".join(out) + ("..." if len(name) > _SHOWN_CHARS else "")
-
-
-def unknown_names(names: Iterable[str], known: Iterable[str]) -> list[str]:
-    """The names (as given) that do not normalise to a known vocabulary word."""
-    vocabulary = frozenset(known)
-    return [n for n in names if normalize(n) not in vocabulary or not is_canonical(normalize(n))]

@@ -4,7 +4,8 @@ First SIGTERM/SIGINT: stop taking jobs and let running ones finish for up to SHU
 then hand the rest back to the queue (their try is not spent). A second signal hands them back
 at once. If Redis stays unreachable longer than the connection retries cover, the worker is
 rebuilt and started again with backoff instead of exiting. At start, a Redis that is not up yet is
-waited for, and a wrong setting (not Redis there, login refused) ends the process. Every way out
+waited for up to REDIS_START_WAIT_S, and a wrong setting (not Redis there, login refused) ends the
+process at once. Every way out
 closes the worker's resources.
 """
 
