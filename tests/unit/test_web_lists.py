@@ -29,6 +29,9 @@ async def test_queued_lists_the_waiting_jobs_behind_more_running_ones_than_a_pag
 
     jobs = await LiveView(redis, settings).jobs()
 
-    assert [row["job_id"] for row in jobs["queued"]] == waiting
+    # in the order a worker would take them: arq's score (enqueue ms), ties broken by job id
+    in_queue_order = [j for j in await redis.zrange(settings.queue_name, 0, -1) if j in set(waiting)]
+    assert sorted(in_queue_order) == sorted(waiting)
+    assert [row["job_id"] for row in jobs["queued"]] == in_queue_order
     assert {row["state"] for row in jobs["queued"]} == {"queued"}
     assert len(jobs["running"]) == LIST_LIMIT
