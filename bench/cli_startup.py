@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.infra import Bench
 from bench.report import Row, median, render
-from worker.cli import EXIT_CANCELLED
+from worker.cli.main import EXIT_CANCELLED
 from worker.client import PlanClient
 from worker.settings import Settings
 

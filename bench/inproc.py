@@ -19,7 +19,7 @@ from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.llm_stream import LLMPlanner, _Progress, request_options
-from worker.llm_stub import answer_text
+from worker.llm_stub.server import answer_text
 from worker.prompt import build_messages
 from worker.redis_conn import text_client
 from worker.settings import Settings

@@ -21,7 +21,7 @@ from ledger import migrations
 from ledger.events import decode_entry
 from ledger.sqlite_store import _connect_writer, _insert_batch_sync
 from worker import codec
-from worker.llm_stub import answer_text
+from worker.llm_stub.server import answer_text
 
 EVENTS = 2_000
 BATCH = 1_000

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 
 
 async def _serve(args: argparse.Namespace) -> None:

@@ -31,7 +31,7 @@ _PROGRAM = textwrap.dedent(
     import json
     import sys
 
-    from worker.cli import main
+    from worker.cli.main import main
 
     codes = []
     for argv in json.loads(sys.argv[2]):

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
 from worker.keys import Keys
-from worker.llm_stub import BEHAVIOURS, StubServer
+from worker.llm_stub.server import BEHAVIOURS, StubServer
 from worker.settings import Settings
 
 TEST_DB = int(os.environ.get("PLANGATE_TEST_REDIS_DB", "9"))

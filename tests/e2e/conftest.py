@@ -15,7 +15,7 @@ import pytest
 
 from governance.models import AgentRecord
 from tests.conftest import free_port
-from worker.llm_stub import BEHAVIOURS
+from worker.llm_stub.server import BEHAVIOURS
 
 _READY_DEADLINE_S = 20.0
 

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import free_port
 from tests.e2e.conftest import plangate_cmd
 from tests.redis_server import OwnRedis
-from worker.cli import build_parser
+from worker.cli.main import build_parser
 from worker.ids import new_id
 
 pytestmark = pytest.mark.e2e

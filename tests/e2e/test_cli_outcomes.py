@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import plangate_cmd
-from worker.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_REFUSED
+from worker.cli.main import EXIT_CANCELLED, EXIT_FAILED, EXIT_REFUSED
 
 pytestmark = pytest.mark.e2e
 

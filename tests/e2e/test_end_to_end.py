@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from governance.models import AgentOutput
 from governance.vocabulary import JobState, Phase
 from tests.e2e.conftest import plangate_cmd
-from worker.cli import EXIT_REFUSED
+from worker.cli.main import EXIT_REFUSED
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings

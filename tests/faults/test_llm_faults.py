@@ -22,7 +22,7 @@ from worker.errors import (
     LLMUnavailable,
 )
 from worker.llm_stream import LLMPlanner, LLMResult
-from worker.llm_stub import BEHAVIOURS, StubServer
+from worker.llm_stub.server import BEHAVIOURS, StubServer
 from worker.settings import Settings
 
 REQUEST = PlanRequest(agent_id="llm-planner-001", description="Rotate the backup keys, then verify a restore")

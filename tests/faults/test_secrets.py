@@ -13,7 +13,7 @@ import redis as sync_redis
 
 from governance.vocabulary import JobState
 from tests.e2e.conftest import plangate_cmd
-from worker.cli import EXIT_OF_STATE
+from worker.cli.main import EXIT_OF_STATE
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from worker.errors import BadRequest, JobNotFound, Unauthenticated
 from worker.job_models import JobStatus
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
-from worker.llm_stub_behaviours import HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
+from worker.llm_stub.behaviours import HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from worker.admin import AgentAdmin
 from worker.client import PlanClient
 from worker.errors import BadRequest, NotReviewable
 from worker.keys import Keys
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

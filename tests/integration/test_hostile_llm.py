@@ -16,7 +16,7 @@ from governance.vocabulary import JobState, Phase
 from worker.client import PlanClient
 from worker.errors import LLMAnswerTooLarge
 from worker.keys import Keys
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

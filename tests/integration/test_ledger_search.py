@@ -14,7 +14,7 @@ from worker.client import PlanClient
 from worker.settings import Settings
 
 WAIT_S = 30.0
-# A word the scripted endpoint (worker/llm_stub.py build_plan) writes into a step only: the last step's
+# A word the scripted endpoint (worker/llm_stub/server.py build_plan) writes into a step only: the last step's
 # description ("... their risks and rollback points ...").
 STEP_WORD = "rollback"
 

@@ -28,7 +28,7 @@ from worker.llm_stream import (
     parse_draft,
     request_options,
 )
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 from worker.prompt import build_messages
 from worker.settings import Settings
 

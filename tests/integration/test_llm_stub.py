@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from governance.models import PlanDraft
-from worker.llm_stub import BEHAVIOURS, STALL_AFTER_CHUNKS, StubServer, split_content
+from worker.llm_stub.server import BEHAVIOURS, STALL_AFTER_CHUNKS, StubServer, split_content
 
 USER = json.dumps(
     {"task_type": "plan", "description": "Rotate the TLS certificates, then restart the proxies"}

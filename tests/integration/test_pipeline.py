@@ -17,7 +17,7 @@ from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

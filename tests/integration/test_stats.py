@@ -21,14 +21,14 @@ from governance.vocabulary import JobState, Phase
 from tests.conftest import free_port
 from tests.integration.workers import running_worker
 from worker import codec
-from worker.cli_stats import collect_stats, minute_stamps, render_stats
+from worker.cli.stats import collect_stats, minute_stamps, render_stats
 from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
-from worker.llm_stub import StubServer
+from worker.llm_stub.server import StubServer
 from worker.metrics import refresh_queue_gauges
 from worker.settings import Settings
-from worker.web import LiveView
+from worker.web.live_view import LiveView
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from governance.policy import review_output
 from worker.admin import agent_change_entry
 from worker.ledger_events import done_payload, error_payload, ledger_event, refused_payload
 from worker.llm_stream import parse_draft
-from worker.llm_stub import build_plan
+from worker.llm_stub.server import build_plan
 from worker.pipeline import governed_output
 
 DESCRIPTION = "Rotate the TLS certificates of the web tier"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from worker.cli import build_parser
+from worker.cli.main import build_parser
 
 
 def _arguments(

@@ -9,7 +9,7 @@ from pathlib import Path
 from arq import constants as arq_constants
 
 from tests.cli_imports import NOT_FOR_POLLING, imported_by_redis_py, loaded, run_cli
-from worker.cli import build_parser
+from worker.cli.main import build_parser
 from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
 
 # Everything a parser needs is the standard library's; these are what the commands themselves use.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.cli import build_parser
+from worker.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 _DEFAULTED = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")

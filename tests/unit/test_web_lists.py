@@ -10,7 +10,7 @@ from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings
 from worker.status_store import StatusStore
-from worker.web import LIST_LIMIT, LiveView
+from worker.web.live_view import LIST_LIMIT, LiveView
 
 JOB = {"agent_id": "llm-planner-001", "description": "Plan the list check"}
 

@@ -17,13 +17,13 @@ from ledger.migrations import migrate_file
 from ledger.queries import show_job
 from ledger.signing import default_key_path, load_or_create_key, public_key_path
 from worker.admin import AgentAdmin
-from worker.cli_render import render_event, render_output, render_status
+from worker.cli.render import render_event, render_output, render_status
 from worker.client import PlanClient
-from worker.embedded_redis import EmbeddedRedis
+from worker.demo.embedded_redis import EmbeddedRedis
 from worker.errors import BadRequest
 from worker.keys import Keys
-from worker.llm_stub import StubServer
-from worker.llm_stub_behaviours import BEHAVIOURS
+from worker.llm_stub.behaviours import BEHAVIOURS
+from worker.llm_stub.server import StubServer
 from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
 

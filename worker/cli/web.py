@@ -1,4 +1,4 @@
-"""`plangate web`: its arguments, and the command that starts the live view (worker/web.py) when run."""
+"""`plangate web`: its arguments, and the command that starts the live view (worker/web/) when run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from worker.cli_types import port_number
+from worker.cli.arg_types import port_number
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -18,7 +18,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     """Run the live view until Ctrl-C or SIGTERM (exit 0); its URL goes to stdout."""
     import asyncio
 
-    from worker.web import serve
+    from worker.web.live_view import serve
 
     def ready(url: str) -> None:
         sys.stdout.write(f"plangate web: {url}\n")

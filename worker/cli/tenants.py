@@ -8,7 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from worker import codec
-from worker.cli_render import render_fields
+from worker.cli.render import render_fields
 from worker.errors import BadRequest
 from worker.keys import Keys
 

@@ -30,8 +30,8 @@ from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
 from plangate_base.logs import get_logger
 from worker import codec
-from worker.cli_stats import DEFAULT_MINUTES, collect_stats
-from worker.cli_web import DEFAULT_PORT
+from worker.cli.stats import DEFAULT_MINUTES, collect_stats
+from worker.cli.web import DEFAULT_PORT
 from worker.client import PlanClient
 from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
@@ -39,7 +39,7 @@ from worker.job_models import JobStatus
 from worker.keys import Keys
 from worker.redis_conn import text_client
 from worker.settings import Settings
-from worker.web_assets import APP_CSS, APP_JS, INDEX_HTML
+from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The scripted endpoint's behaviours, picked by model name: what `plangate llm-stub --help` lists.
 
-Apart from worker/llm_stub.py, which implements them, so the CLI's help needs no server code.
+Apart from worker/llm_stub/server.py, which implements them, so the CLI's help needs no server code.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from plangate_base.logs import get_logger
-from worker.llm_stub_behaviours import BEHAVIOURS, HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
+from worker.llm_stub.behaviours import BEHAVIOURS, HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
 
 log = get_logger(__name__)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
 from worker import codec
-from worker.cli_render import render_output
+from worker.cli.render import render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
 

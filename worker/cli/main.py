@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
 from governance.vocabulary import SEED_AGENT_ID, JobState
 from worker import codec
-from worker.cli_ledger import add_ledger_commands
-from worker.cli_render import render_event, render_fields, render_status, status_json
-from worker.cli_stats import add_stats_commands
-from worker.cli_subparsers import Commands
-from worker.cli_tenants import add_tenant_commands
-from worker.cli_types import port_number, seconds
-from worker.cli_web import add_web_commands
+from worker.cli.arg_types import port_number, seconds
+from worker.cli.ledger import add_ledger_commands
+from worker.cli.render import render_event, render_fields, render_status, status_json
+from worker.cli.stats import add_stats_commands
+from worker.cli.subparsers import Commands
+from worker.cli.tenants import add_tenant_commands
+from worker.cli.web import add_web_commands
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -252,7 +252,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from worker.demo import run_demo
+    from worker.demo.run import run_demo
     from worker.log_setup import configure_logging
 
     # The demo's own output is the point; worker logs only when something goes wrong.
@@ -263,7 +263,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from worker.llm_stub import serve_forever
+    from worker.llm_stub.server import serve_forever
 
     try:
         asyncio.run(serve_forever(args.host, args.port))
@@ -843,7 +843,7 @@ def _operator() -> str:
 
 
 def _stub_description() -> str:
-    from worker.llm_stub_behaviours import BEHAVIOURS
+    from worker.llm_stub.behaviours import BEHAVIOURS
 
     lines = [
         "Run the scripted OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for offline use.",
