@@ -17,7 +17,7 @@ from arq.worker import RetryJob
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeAsyncRedisMixin
 
-from worker.queue_backend import RunAgain, job_queue
+from worker.queue_backend import JobQueue, QueueWorker, RunAgain, job_queue
 from worker.queue_backend import arq_queue as aq
 from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.queue_backend.arq_worker import MAX_TRIES, QueuePool, _job_function, pool_with
@@ -60,6 +60,7 @@ def test_claim_ttl_is_the_in_progress_ttl_arq_sets() -> None:
     assert worker.in_progress_timeout_s == 42 + aq.TIMEOUT_MARGIN_S + aq.IN_PROGRESS_EXTRA_S
     assert worker.functions[JOB_FUNCTION].timeout_s == 42 + aq.TIMEOUT_MARGIN_S
     assert worker.max_tries == MAX_TRIES and worker.functions[JOB_FUNCTION].max_tries == MAX_TRIES
+    assert isinstance(worker, QueueWorker) and isinstance(job_queue(settings.queue_name), JobQueue)
 
 
 async def test_a_job_enqueued_in_our_transaction_is_one_arq_reads() -> None:

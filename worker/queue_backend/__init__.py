@@ -24,8 +24,9 @@ Private arq names relied on (not in arq's __all__; checked on upgrade):
   `on_startup`, `on_shutdown`, `job_serializer`, `job_deserializer`;
   the ctx entries `job_id` and `enqueue_time` it passes to a job function.
 - arq.worker.RetryJob (run the job again at once, no defer, no try limit check beyond max_tries).
-- arq.connections.log_redis_info; arq.jobs.serialize_job; arq.constants job_key_prefix,
-  in_progress_key_prefix, retry_key_prefix, result_key_prefix.
+- arq.connections.log_redis_info; arq.jobs.serialize_job; the key prefixes of arq.constants
+  (job_key_prefix, in_progress_key_prefix, retry_key_prefix, result_key_prefix), spelled again in
+  arq_queue.py and held equal by tests/unit/test_queue_backend.py.
 - The in-progress mark's TTL: Worker.in_progress_timeout_s = job timeout + 10 s.
 - The payload's dict fields (t, f, a, k, et) and the queue as a sorted set scored by ms.
 

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis, create_pool, log_redis_info
-from arq.constants import job_key_prefix, retry_key_prefix
 from arq.worker import RetryJob, Worker, func
 from redis.exceptions import RedisError, ResponseError
 
@@ -43,7 +42,7 @@ from worker.queue_backend.arq_payload import (
     try_count_problem,
     unrunnable,
 )
-from worker.queue_backend.arq_queue import arq_job_timeout_s
+from worker.queue_backend.arq_queue import JOB_KEY_PREFIX, RETRY_KEY_PREFIX, arq_job_timeout_s
 from worker.queue_backend.base import RunAgain
 from worker.redis_conn import arq_settings
 from worker.settings import Settings
@@ -156,7 +155,7 @@ class WakeableWorker(Worker):
         except ResponseError:
             # arq's first step INCRs the job's try counter; one that is not a number (or would overflow)
             # fails every time, and the error would end this worker's loop. Drop the job instead.
-            if try_count_problem(await self.pool.get(retry_key_prefix + job_id), self.max_tries) is None:
+            if try_count_problem(await self.pool.get(RETRY_KEY_PREFIX + job_id), self.max_tries) is None:
                 raise  # the counter is fine: not ours to handle
             log.error("arq cannot count the job's tries; dropping it", job_id=job_id)
             await self.finish_failed_job(job_id, None)
@@ -166,8 +165,8 @@ class WakeableWorker(Worker):
         # so a Redis error here leaves the job in the queue for a later try instead of lost.
         if self.on_drop is not None:
             async with self.pool.pipeline(transaction=False) as pipe:
-                pipe.get(job_key_prefix + job_id)
-                pipe.get(retry_key_prefix + job_id)
+                pipe.get(JOB_KEY_PREFIX + job_id)
+                pipe.get(RETRY_KEY_PREFIX + job_id)
                 raw, tries = await pipe.execute()
             code, message = unrunnable(raw, tries, self.max_tries)
             await self.on_drop(self.ctx, job_id, code, message)

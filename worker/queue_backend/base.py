@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class RunAgain(Exception):
@@ -19,6 +19,7 @@ class RunAgain(Exception):
     out): the backend must keep the job and run it again, not finish and delete it."""
 
 
+@runtime_checkable
 class JobQueue(Protocol):
     """One queue of planning jobs in Redis, as the producer, the views and the lifecycle scripts see it."""
 
@@ -67,6 +68,7 @@ class JobQueue(Protocol):
         ...
 
 
+@runtime_checkable
 class QueueWorker(Protocol):
     """A worker process's job loop: picks jobs from the queue and hands each to plangate's job function."""
 
