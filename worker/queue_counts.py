@@ -1,9 +1,9 @@
 """What the job queue holds: jobs waiting for a worker, and jobs deferred to a later time.
 
 The queue keeps a job from submit until it finishes, while it runs too, and a retry deferred to later
-is due in the future (JobQueue.add_due_reads). So the queue's
-size is not what waits. Waiting = entries due now minus the running jobs (every running job is a due
-entry); deferred = entries scored after now. Three reads of O(log n) at most: no SCAN.
+is due in the future (JobQueue.add_due_reads). So the queue's size is not what waits. Waiting =
+entries due now minus the running jobs (every running job is a due entry); deferred = entries due
+later. Three reads of O(log n) at most: no SCAN.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ class Watchdog:
                 bound.warning("took over an abandoned job", abandoned_by=fields["worker"])
             elif outcome == -1:
                 await self._fail_lost(job_id, attempt, fields)
-                bound.error("abandoned job had no queue payload left; recorded failed")
+                bound.error("abandoned job had no arq payload left; recorded failed")
         self.taken_over += taken
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
             self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
