@@ -17,8 +17,8 @@ from redis.exceptions import WatchError
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
-from governance.vocabulary import CancelReason, JobState
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
 from worker import codec
 from worker.clock import now_iso
 from worker.errors import (
@@ -33,7 +33,8 @@ from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
-from worker.ledger_events import error_payload, ledger_event
+from worker.ledger_events import ledger_event
+from worker.outcome import Outcome
 from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
@@ -97,7 +98,13 @@ class PlanClient:
         self._redis = redis
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
-        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s)
+        self._status = StatusStore(
+            redis,
+            self._keys,
+            ttl_s=settings.result_ttl_s,
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
+        )
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -234,7 +241,7 @@ class PlanClient:
                     JOB_FUNCTION, (job_id, for_worker), {}, None, enqueue_ms, serializer=encode_job
                 )
                 event = ledger_event(
-                    "submitted",
+                    EventKind.SUBMITTED,
                     job_id=job_id,
                     agent_id=req.agent_id,
                     tenant_id=req.tenant_id,
@@ -252,7 +259,7 @@ class PlanClient:
                 pipe.expire(status_key, ttl)
                 pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
-                pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
+                pipe.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
                 try:
@@ -303,7 +310,7 @@ class PlanClient:
                 status = await self.status(job_id)
                 if status.terminal:
                     yield JobEvent(
-                        kind="terminal",
+                        kind=StreamKind.TERMINAL,
                         state=status.state,
                         phase=status.phase,
                         attempt=status.attempt,
@@ -315,7 +322,7 @@ class PlanClient:
                 last_id = entry_id
                 event = JobEvent.from_fields(fields)
                 yield event
-                if event.kind == "terminal":
+                if event.kind is StreamKind.TERMINAL:
                     return
 
     async def cancel(self, job_id: str) -> JobStatus:
@@ -325,19 +332,17 @@ class PlanClient:
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            reason = CancelReason.BY_SUBMITTER.value
-            payload = error_payload(reason, "cancelled while queued")
+            outcome = Outcome.cancelled(CancelReason.BY_SUBMITTER, "cancelled while queued")
             event = ledger_event(
-                JobState.CANCELLED.value,
+                outcome.kind,
                 job_id=job_id,
                 agent_id=status.agent_id,
                 tenant_id=status.tenant_id,
-                reason=reason,
-                payload=payload,
+                **outcome.event_fields(),
             )
-            fields = {"error": payload["error"], "reason_code": reason}
             ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
-            if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
+            fields = outcome.status_fields()
+            if await self._status.record(ref, None, outcome.state, event, fields, phase=None):
                 # The arq job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zrem(self._settings.queue_name, job_id)

@@ -28,8 +28,8 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError
 
-from governance.vocabulary import FailureCode
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import FailureCode
 from worker.job_payload import try_count_problem, unrunnable
 
 log = get_logger(__name__)

@@ -17,13 +17,13 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
-from governance.vocabulary import FailureCode
 from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import FailureCode
 from worker.admin import AgentAdmin
 from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
@@ -165,7 +165,13 @@ def build_worker(
         if settings.agents_file is not None:
             await load_agents(redis, settings)
         status = StatusStore(
-            redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
+            redis,
+            keys,
+            ttl_s=settings.result_ttl_s,
+            worker_name=WORKER_NAME,
+            queue_name=settings.queue_name,
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
         )
         metrics = serve_metrics(settings)
         if metrics is not None:
