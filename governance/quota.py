@@ -3,6 +3,11 @@
 Admission is one Lua script over the tenant's counters, so any number of workers racing cannot
 overshoot: concurrency and jobs-per-minute are counted per admission, tokens (and cost, when
 prices are configured) are reserved before the LLM call and settled when the job ends.
+
+This module owns the tenant's running and per-minute sets, its daily account, its usage totals and
+each job's reservation hash (see worker.keys): ADMIT writes them, and SETTLE -- a Lua function the
+worker's lifecycle scripts embed, since settling must be atomic with ending or requeueing the job --
+is the only code that reads a reservation back.
 """
 
 from __future__ import annotations
