@@ -332,7 +332,7 @@ class PlanClient:
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            outcome = Outcome.cancelled(CancelReason.BY_SUBMITTER, "cancelled while queued")
+            outcome = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
             event = ledger_event(
                 outcome.kind,
                 job_id=job_id,

@@ -39,28 +39,20 @@ class Outcome:
         return cls(JobState.REFUSED, refusal.code.value, refusal.reason)
 
     @classmethod
-    def failed(
+    def error(
         cls,
-        code: FailureCode,
+        state: JobState,
+        code: FailureCode | CancelReason | str,
         message: str,
         *,
         usage: dict[str, Any] | None = None,
         tokens: int | None = None,
     ) -> Outcome:
-        """A typed error: the LLM call, the pipeline, or a job no attempt can finish."""
-        return cls(JobState.FAILED, code.value, message, usage=usage, tokens=tokens)
-
-    @classmethod
-    def cancelled(
-        cls,
-        reason: CancelReason,
-        message: str,
-        *,
-        usage: dict[str, Any] | None = None,
-        tokens: int | None = None,
-    ) -> Outcome:
-        """Cancelled by its submitter, or stopped because its agent was revoked."""
-        return cls(JobState.CANCELLED, reason.value, message, usage=usage, tokens=tokens)
+        """A typed error: `failed` (the LLM call, the pipeline, or a job no attempt can finish; a
+        FailureCode) or `cancelled` (by its submitter, or its agent revoked; a CancelReason)."""
+        if state not in (JobState.FAILED, JobState.CANCELLED):
+            raise ValueError(f"an error ends a job failed or cancelled, not {state.value}")
+        return cls(state, str(code), message, usage=usage, tokens=tokens)
 
     @property
     def kind(self) -> EventKind:

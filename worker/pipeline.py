@@ -271,7 +271,7 @@ class Pipeline:
                 "estimated": True,
             }
             code, message = error
-            outcome = Outcome(
+            outcome = Outcome.error(
                 state, code, message, usage=usage if job.llm_started else None, tokens=job.tokens
             )
         charge = None

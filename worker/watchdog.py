@@ -163,7 +163,7 @@ class Watchdog:
     ) -> bool:
         """The one terminal write of a job no attempt can finish: status, event, ledger entry, and its
         quota and locks settled (`attempt=None`: only while it is still queued)."""
-        outcome = Outcome.failed(code, message)
+        outcome = Outcome.error(JobState.FAILED, code, message)
         agent_id = fields["agent_id"] or "?"
         # The job's own tenant, quota day and locks, so that what it holds is settled on the right account.
         failed = ledger_event(

@@ -7,7 +7,7 @@ from typing import Any
 
 from governance.models import SEED_AGENT, AgentOutput, AgentRecord, PlanRequest
 from governance.policy import Refuse, review_output
-from plangate_base.vocabulary import FailureCode, RefusalCode
+from plangate_base.vocabulary import FailureCode, JobState, RefusalCode
 from worker.admin import agent_change_entry
 from worker.ledger_events import ledger_event
 from worker.llm_stream import parse_draft
@@ -105,7 +105,7 @@ def refused_event(job_id: str = "job-1", code: str = "quota_exceeded", **fields:
 
 def failed_event(job_id: str = "job-1", error_type: str = "llm_timeout", **fields: Any) -> dict[str, Any]:
     """A job's failed event as RECORD writes it for an LLM error after the call began."""
-    outcome = Outcome.failed(FailureCode(error_type), f"failed: {error_type}", usage=USAGE)
+    outcome = Outcome.error(JobState.FAILED, FailureCode(error_type), f"failed: {error_type}", usage=USAGE)
     return make_event(outcome.kind, job_id, **{**outcome.event_fields(), **fields})
 
 

@@ -14,7 +14,7 @@ from ledger.events import decode_entry
 from ledger.migrations import LATEST
 from ledger.queries import show_job
 from ledger.sqlite_store import LedgerStore
-from plangate_base.vocabulary import CancelReason
+from plangate_base.vocabulary import CancelReason, JobState
 from tests.unit.ledger_events import (
     agent_output,
     done_event,
@@ -72,7 +72,7 @@ async def test_redelivered_terminal_event_does_not_reproject(store: LedgerStore)
     done = done_event()
     await store.insert_events([submitted_event(), done])
     # A different terminal event later wins; re-delivering the first one must not undo that.
-    cancelled = Outcome.cancelled(CancelReason.BY_SUBMITTER, "cancelled while queued")
+    cancelled = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
     await store.insert_events([make_event(cancelled.kind, **cancelled.event_fields())])
     await store.insert_events([done])
     job = await store.job("job-1")

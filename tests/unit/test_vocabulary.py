@@ -35,8 +35,8 @@ def test_no_event_kind_outside_the_terminal_ones_is_spelled_like_a_state() -> No
     "outcome",
     [
         Outcome.refused(Refuse(RefusalCode.LOCKED, "resource r is locked by job j")),
-        Outcome.failed(FailureCode.TRIES_EXHAUSTED, "tried 3 times"),
-        Outcome.cancelled(CancelReason.BY_SUBMITTER, "cancelled while queued"),
+        Outcome.error(JobState.FAILED, FailureCode.TRIES_EXHAUSTED, "tried 3 times"),
+        Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued"),
     ],
 )
 def test_an_outcomes_ledger_event_and_status_fields_say_the_same(outcome: Outcome) -> None:
@@ -50,9 +50,14 @@ def test_an_outcomes_ledger_event_and_status_fields_say_the_same(outcome: Outcom
 
 def test_a_failure_after_the_llm_call_began_carries_its_usage_and_progress() -> None:
     usage = {"prompt_tokens": 10, "completion_tokens": 4, "estimated": True}
-    outcome = Outcome.failed(FailureCode.JOB_TIMEOUT, "ran past", usage=usage, tokens=4)
+    outcome = Outcome.error(JobState.FAILED, FailureCode.JOB_TIMEOUT, "ran past", usage=usage, tokens=4)
     assert outcome.event_fields()["payload"] == {
         "error": {"type": "job_timeout", "message": "ran past"},
         "usage": usage,
     }
     assert outcome.status_fields()["progress"] == {"tokens": 4}
+
+
+def test_an_error_outcome_ends_a_job_failed_or_cancelled_only() -> None:
+    with pytest.raises(ValueError, match="not done"):
+        Outcome.error(JobState.DONE, FailureCode.INTERNAL_ERROR, "no")
