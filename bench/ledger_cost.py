@@ -20,6 +20,7 @@ from bench.inproc import backlog_event
 from ledger import migrations
 from ledger.events import decode_entry
 from ledger.sqlite_store import _connect_writer, _insert_batch_sync
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD
 from worker import codec
 from worker.llm_stub.server import answer_text
 
@@ -46,7 +47,9 @@ def main() -> None:
         if not args.setup_only:
             for start in range(0, EVENTS, BATCH):
                 entries = range(start, min(EVENTS, start + BATCH))
-                _insert_batch_sync(conn, [decode_entry(f"{n}-0", {"e": raws[n]})[0] for n in entries])
+                _insert_batch_sync(
+                    conn, [decode_entry(f"{n}-0", {LEDGER_STREAM_FIELD: raws[n]})[0] for n in entries]
+                )
         conn.close()
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger import jsontext
+from plangate_base.vocabulary import EventKind
 
 GENESIS_HASH = "0" * 64
 """The prev_hash of the first row ever written."""
@@ -49,18 +50,18 @@ _CHAIN_KEYS = frozenset(CHAIN_COLUMNS)
 UNKNOWN_POLICY = "unknown"
 
 # Kinds whose source is not a worker running a job.
-_SOURCES = {
-    "submitted": "producer",
-    "review_approved": "reviewer",
-    "review_rejected": "reviewer",
-    "revoked": "operator",
-    "restored": "operator",
-    "budget_reset": "operator",
-    "agent_saved": "operator",
-    "key_issued": "operator",
-    "reviewer_saved": "operator",
-    "vocabulary_extended": "operator",
-    "malformed": "ledger",
+_SOURCES: dict[str, str] = {
+    EventKind.SUBMITTED: "producer",
+    EventKind.REVIEW_APPROVED: "reviewer",
+    EventKind.REVIEW_REJECTED: "reviewer",
+    EventKind.REVOKED: "operator",
+    EventKind.RESTORED: "operator",
+    EventKind.BUDGET_RESET: "operator",
+    EventKind.AGENT_SAVED: "operator",
+    EventKind.KEY_ISSUED: "operator",
+    EventKind.REVIEWER_SAVED: "operator",
+    EventKind.VOCABULARY_EXTENDED: "operator",
+    EventKind.MALFORMED: "ledger",
 }
 
 

@@ -17,8 +17,8 @@ from redis.exceptions import WatchError
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
-from governance.vocabulary import CancelReason, JobState
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
 from worker import codec
 from worker.clock import now_iso
 from worker.errors import (
@@ -32,7 +32,8 @@ from worker.errors import (
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.keys import Keys
-from worker.ledger_events import error_payload, ledger_event
+from worker.ledger_events import ledger_event
+from worker.outcome import Outcome
 from worker.queue_backend import JOB_FUNCTION, job_queue
 from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk, authenticate_reviewer
@@ -98,7 +99,14 @@ class PlanClient:
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
         self._queue = job_queue(settings.queue_name)
-        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s, queue=self._queue)
+        self._status = StatusStore(
+            redis,
+            self._keys,
+            ttl_s=settings.result_ttl_s,
+            queue=self._queue,
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
+        )
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -228,7 +236,7 @@ class PlanClient:
                 submitted_at = now_iso()
                 enqueue_ms = int(time.time() * 1000)
                 event = ledger_event(
-                    "submitted",
+                    EventKind.SUBMITTED,
                     job_id=job_id,
                     agent_id=req.agent_id,
                     tenant_id=req.tenant_id,
@@ -245,7 +253,7 @@ class PlanClient:
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
-                pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
+                pipe.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
                 try:
@@ -296,7 +304,7 @@ class PlanClient:
                 status = await self.status(job_id)
                 if status.terminal:
                     yield JobEvent(
-                        kind="terminal",
+                        kind=StreamKind.TERMINAL,
                         state=status.state,
                         phase=status.phase,
                         attempt=status.attempt,
@@ -308,7 +316,7 @@ class PlanClient:
                 last_id = entry_id
                 event = JobEvent.from_fields(fields)
                 yield event
-                if event.kind == "terminal":
+                if event.kind is StreamKind.TERMINAL:
                     return
 
     async def cancel(self, job_id: str) -> JobStatus:
@@ -318,19 +326,17 @@ class PlanClient:
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            reason = CancelReason.BY_SUBMITTER.value
-            payload = error_payload(reason, "cancelled while queued")
+            outcome = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
             event = ledger_event(
-                JobState.CANCELLED.value,
+                outcome.kind,
                 job_id=job_id,
                 agent_id=status.agent_id,
                 tenant_id=status.tenant_id,
-                reason=reason,
-                payload=payload,
+                **outcome.event_fields(),
             )
-            fields = {"error": payload["error"], "reason_code": reason}
             ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
-            if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
+            fields = outcome.status_fields()
+            if await self._status.record(ref, None, outcome.state, event, fields, phase=None):
                 # The queued job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
                     self._queue.add_dequeue(pipe, job_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from governance.vocabulary import FailureCode
+from plangate_base.vocabulary import FailureCode
 
 
 class PlangateError(Exception):

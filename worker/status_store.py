@@ -15,8 +15,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from governance.quota import utc_day
-from governance.vocabulary import JobState, Phase
+from governance.quota import reserved_day, settle_keys, utc_day
+from plangate_base.vocabulary import JobState, Phase, StreamKind
 from worker import codec
 from worker import lifecycle_lua as lua
 from worker.clock import now_iso
@@ -24,6 +24,7 @@ from worker.errors import JobNotFound
 from worker.job_models import JobStatus
 from worker.keys import JOB_EVENTS_MAXLEN, Keys
 from worker.queue_backend import JobQueue, job_queue
+from worker.settings import STATS_TTL_S, USAGE_TTL_S
 
 
 def _now_ms() -> int:
@@ -81,12 +82,22 @@ class StatusStore:
     """Owns the status hashes and event streams of jobs."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "", queue: JobQueue | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        ttl_s: int,
+        worker_name: str = "",
+        queue: JobQueue | None = None,
+        stats_ttl_s: int = STATS_TTL_S,
+        usage_ttl_s: int = USAGE_TTL_S,
     ) -> None:
         """`queue` is the deployment's job queue (by default the one named `<prefix>queue`)."""
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
+        self._stats_ttl_s = stats_ttl_s
+        self._usage_ttl_s = usage_ttl_s
         self._worker = worker_name
         self._queue = queue or job_queue(f"{keys.prefix}queue")
         self._start = redis.register_script(lua.START)
@@ -152,7 +163,7 @@ class StatusStore:
         phase: Phase,
         *,
         tokens: int = 0,
-        kind: str = "phase",
+        kind: StreamKind = StreamKind.PHASE,
         lock_ttl_ms: int = 0,
     ) -> Beat:
         """Record a phase change or progress, renew the job's locks and update the agent's
@@ -162,7 +173,7 @@ class StatusStore:
         keys += [k.lock(r) for r in job.locks]
         progress = codec.dumps({"tokens": tokens})
         args = [
-            attempt, kind, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
+            attempt, kind.value, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
             job.job_id, lock_ttl_ms, _now_ms(),
         ]  # fmt: skip
         return Beat(int(await self._heartbeat(keys=keys, args=args)))
@@ -198,42 +209,39 @@ class StatusStore:
             k.locks(),
             k.running(),
             k.failed(),
-            *self._tenant_keys(job.tenant_id, job.quota_day),
+            *settle_keys(k, job.job_id, job.tenant_id, job.quota_day, utc_day()),
             k.stats_minute(time.strftime("%Y%m%d%H%M", time.gmtime())),
             *(k.lock(r) for r in job.locks),
         ]
-        args: list[Any] = [
-            "queued" if attempt is None else attempt,
-            state.value,
-            phase.value if phase else "",
-            ledger_event["created_at"],
-            self._ttl_s,
-            JOB_EVENTS_MAXLEN,
-            codec.dumps(ledger_event),
-            job.job_id,
-            _now_ms(),
-            "1" if charge else "0",
-            charge.window_ms if charge else 0,
-            charge.limit if charge else 0,
-            codec.dumps(charge.suspension_event) if charge else "",
-            "1" if needs_review else "0",
-            spend.prompt_tokens,
-            spend.completion_tokens,
-            "1" if spend.estimated else "0",
-            job.agent_id,
-        ]
-        for name, value in fields.items():
-            args += [name, value if isinstance(value, str) else codec.dumps(value)]
-        return bool(await self._record(keys=keys, args=args))
-
-    def _tenant_keys(self, tenant_id: str, quota_day: str) -> list[str]:
-        today = utc_day()
-        k = self._keys
-        return [
-            k.tenant_running(tenant_id),
-            k.tenant_day(tenant_id, quota_day or today),
-            k.usage(tenant_id, today),
-        ]
+        args: dict[str, Any] = {
+            "state": state.value,
+            "phase": phase.value if phase else "",
+            "now": ledger_event["created_at"],
+            "ttl_s": self._ttl_s,
+            "maxlen": JOB_EVENTS_MAXLEN,
+            "event": codec.dumps(ledger_event),
+            "job_id": job.job_id,
+            "agent_id": job.agent_id,
+            "now_ms": _now_ms(),
+            "fields": {name: v if isinstance(v, str) else codec.dumps(v) for name, v in fields.items()},
+            "spend": {
+                "prompt": spend.prompt_tokens,
+                "completion": spend.completion_tokens,
+                "estimated": spend.estimated,
+            },
+            "review": needs_review,
+            "stats_ttl_s": self._stats_ttl_s,
+            "usage_ttl_s": self._usage_ttl_s,
+        }
+        if attempt is not None:  # (absent: record only while the job is still queued)
+            args["attempt"] = attempt
+        if charge is not None:
+            args["charge"] = {
+                "window_ms": charge.window_ms,
+                "limit": charge.limit,
+                "event": codec.dumps(charge.suspension_event),
+            }
+        return bool(await self._record(keys=keys, args=[codec.dumps(args)]))
 
     async def requeue(
         self,
@@ -257,12 +265,13 @@ class StatusStore:
             self._queue.queue_key,
             self._queue.job_key(job_id),
         ]
-        owner = await self.fields(job_id, "agent_id", "tenant_id", "q_day")
-        keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
+        owner = await self.fields(job_id, "agent_id", "tenant_id")
+        day = await reserved_day(self._redis, self._keys, job_id)
+        keys += settle_keys(self._keys, job_id, owner["tenant_id"] or "default", day, utc_day())
         cutoff = "" if stale_before_ms is None else stale_before_ms
         args = [
             attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff,
-            owner["agent_id"] or "?",
+            owner["agent_id"] or "?", self._usage_ttl_s,
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
 

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from governance.vocabulary import FailureCode, JobState, Phase
+from governance.quota import reserved_day
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import EventKind, FailureCode, JobState, Phase, RequeueReason
 from worker import codec, metrics
 from worker.keys import Keys
-from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
+from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
+from worker.outcome import Outcome
 from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -96,20 +98,20 @@ class Watchdog:
         taken = 0
         for job_id, cutoff_ms in await self._status.stale(self._settings.stale_after_s):
             fields = await self._status.fields(
-                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "q_day", "request"
+                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "request"
             )
             if fields["attempt"] is None:
                 await self._redis.zrem(self._keys.running(), job_id)  # its status expired
                 continue
             attempt = int(fields["attempt"])
             event = ledger_event(
-                "taken_over",
+                EventKind.TAKEN_OVER,
                 job_id=job_id,
                 agent_id=fields["agent_id"] or "?",
                 tenant_id=fields["tenant_id"],
                 attempt=attempt,
                 worker=WORKER_NAME,
-                reason="heartbeat_timeout",
+                reason=RequeueReason.HEARTBEAT_TIMEOUT,
                 payload={"abandoned_by": fields["worker"], "last_heartbeat_at": fields["heartbeat_at"]},
             )
             outcome = await self._status.requeue(job_id, attempt, event, stale_before_ms=cutoff_ms)
@@ -137,7 +139,7 @@ class Watchdog:
     async def fail_dropped(self, job_id: str, code: FailureCode, message: str) -> bool:
         """End a queued job `failed` (`code`) that arq drops without running it (its payload is gone
         or unusable): else its status would say `queued` forever. False when it is not queued."""
-        names = ("state", "attempt", "agent_id", "tenant_id", "q_day", "request")
+        names = ("state", "attempt", "agent_id", "tenant_id", "request")
         fields = await self._status.fields(job_id, *names)
         if fields["state"] != JobState.QUEUED.value:
             return False  # unknown (a hand-made entry), ended already (cancelled), or running elsewhere
@@ -157,32 +159,31 @@ class Watchdog:
     ) -> bool:
         """The one terminal write of a job no attempt can finish: status, event, ledger entry, and its
         quota and locks settled (`attempt=None`: only while it is still queued)."""
-        payload = error_payload(code.value, message)
+        outcome = Outcome.error(JobState.FAILED, code, message)
         agent_id = fields["agent_id"] or "?"
         # The job's own tenant, quota day and locks, so that what it holds is settled on the right account.
         failed = ledger_event(
-            JobState.FAILED.value,
+            outcome.kind,
             job_id=job_id,
             agent_id=agent_id,
             tenant_id=fields["tenant_id"],
             attempt=attempt if attempt is not None else int(fields.get("attempt") or 0),
             worker=WORKER_NAME,
-            reason=code.value,
-            payload=payload,
+            **outcome.event_fields(),
         )
         ref = JobRef(
             job_id,
             agent_id,
             locks=_locks_of(fields.get("request")),
             tenant_id=fields["tenant_id"] or "default",
-            quota_day=fields["q_day"] or "",
+            quota_day=await reserved_day(self._redis, self._keys, job_id),
         )
         recorded = await self._status.record(
             ref,
             attempt,
-            JobState.FAILED,
+            outcome.state,
             failed,
-            {"error": payload["error"], "reason_code": code.value},
+            outcome.status_fields(),
             phase=None if attempt is None else Phase.RECORD,
         )
         if recorded:

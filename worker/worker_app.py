@@ -15,13 +15,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
-from governance.vocabulary import FailureCode
 from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import FailureCode
 from worker.admin import AgentAdmin
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
@@ -163,6 +163,8 @@ def build_worker(
             ttl_s=settings.result_ttl_s,
             worker_name=WORKER_NAME,
             queue=job_queue(settings.queue_name),
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
         )
         metrics = serve_metrics(settings)
         if metrics is not None:

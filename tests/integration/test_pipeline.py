@@ -10,8 +10,8 @@ from arq.constants import job_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
+from plangate_base.vocabulary import Decision, JobState, Phase, RefusalCode
 from worker import codec
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout

@@ -10,8 +10,8 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState
 from ledger.queries import show_job
+from plangate_base.vocabulary import JobState
 from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import Keys
@@ -159,7 +159,7 @@ async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_te
     await _abandon(redis, settings, job_id, agent_id="acme-planner")
     day = utc_day()
     refusal = await QuotaStore(redis, keys).admit(
-        acme, job_id, keys.job(job_id), Reservation(5_000, 0.0, 100), price=None, day=day, stale_ms=600_000
+        acme, job_id, Reservation(5_000, 0.0, 100), price=None, day=day, stale_ms=600_000
     )
     assert refusal is None and (await redis.hget(keys.tenant_day("acme", day), "reserved")) == "5000"
     await redis.delete(job_key_prefix + job_id)  # the payload is gone: nothing left to run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from plangate_base.vocabulary import JobState, Phase
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.queue_backend import job_queue

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from governance.models import PlanRequest
 from governance.registry import AgentRegistry
-from governance.vocabulary import FailureCode, RefusalCode
+from plangate_base.vocabulary import FailureCode, RefusalCode
 from worker.client import to_request
 from worker.errors import BadRequest, UnreadablePayload
 from worker.keys import Keys

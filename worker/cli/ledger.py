@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
+from plangate_base.vocabulary import EventKind
 from worker import codec
 from worker.cli.render import render_output
 from worker.errors import BadRequest, JobNotFound
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # `plangate --help` registers these commands without the ledg
 
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
 _FOLLOW_POLL_S = 0.5
+
+_KIND_HELP = "only this kind of event: " + ", ".join(EventKind)
 
 
 def _out(text: str) -> None:
@@ -331,7 +334,7 @@ def add_ledger_commands(sub: Any) -> None:
     p = command("tail", cmd_ledger_tail, "the latest events (and, with --follow, new ones as they commit)")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--json", action="store_true", help="print each event as one JSON object per line")
     _add_filters(p)
 
@@ -342,7 +345,7 @@ def add_ledger_commands(sub: Any) -> None:
     _add_filters(p)
 
     p = command("export", cmd_ledger_export, "export events as JSON lines")
-    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--output", "-o", help="write to this file (default stdout)")
     _add_filters(p)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
-from governance.vocabulary import SEED_AGENT_ID, JobState
+from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker import codec
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TextIO
 
-from governance.vocabulary import Decision
+from plangate_base.vocabulary import Decision, StreamKind
 
 if TYPE_CHECKING:  # the status model is pydantic, which `plangate --help` and `ledger show` do without
     from worker.job_models import JobEvent, JobStatus
@@ -75,12 +75,12 @@ def render_output(output: dict[str, Any], out: TextIO) -> None:
 
 def render_event(event: JobEvent, out: TextIO, *, live: bool) -> None:
     """One watch event; on a terminal, progress overwrites its line."""
-    if event.kind == "progress" and live:
+    if event.kind is StreamKind.PROGRESS and live:
         out.write(f"\r  {event.phase} … {event.tokens} tokens")
         out.flush()
         return
-    prefix = "\n" if live and event.kind != "progress" else ""
-    if event.kind == "terminal":
+    prefix = "\n" if live and event.kind is not StreamKind.PROGRESS else ""
+    if event.kind is StreamKind.TERMINAL:
         out.write(f"{prefix}  {event.state.value} (attempt {event.attempt}) at {event.at}\n")
     else:
         out.write(f"{prefix}  {event.phase} (attempt {event.attempt}, {event.tokens} tokens) at {event.at}\n")

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from governance.vocabulary import TERMINAL_STATES, JobState
+from plangate_base.vocabulary import TERMINAL_STATES, JobState
 from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from governance.vocabulary import FailureCode
+from plangate_base.vocabulary import FailureCode
 from worker import codec
 from worker.errors import UnreadablePayload
 

@@ -32,8 +32,8 @@ from arq.connections import ArqRedis, create_pool, log_redis_info
 from arq.worker import RetryJob, Worker, func
 from redis.exceptions import RedisError, ResponseError
 
-from governance.vocabulary import FailureCode
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import FailureCode
 from worker.queue_backend.arq_payload import (
     JOB_FUNCTION,
     decode_job,

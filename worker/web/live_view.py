@@ -25,10 +25,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.registry import TenantRegistry
-from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import JobState
 from worker import codec
 from worker.cli.stats import DEFAULT_MINUTES, collect_stats
 from worker.cli.web import DEFAULT_PORT
