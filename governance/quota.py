@@ -8,9 +8,7 @@ prices are configured) are reserved before the LLM call and settled when the job
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -18,6 +16,7 @@ from redis.asyncio import Redis
 from governance.models import TenantRecord
 from governance.policy import Refuse
 from governance.vocabulary import RefusalCode
+from plangate_base import clock
 
 PRICE_UNIT = 1_000_000  # prices are per million tokens
 
@@ -61,11 +60,6 @@ def reservation_for(
         )
     cost = (prompt * price.prompt + max_tokens * price.completion) / PRICE_UNIT
     return Reservation(tokens, cost, prompt)
-
-
-def utc_day(now: float | None = None) -> str:
-    """The UTC day a budget counts against, e.g. 2026-11-25."""
-    return datetime.fromtimestamp(now if now is not None else time.time(), UTC).strftime("%Y-%m-%d")
 
 
 class QuotaKeys(Protocol):
@@ -173,7 +167,7 @@ class QuotaStore:
         """`admitted_event` (encoded) goes to the ledger with the admission, so the ledger's timestamps
         show when each job held a slot."""
         """Count the job in and reserve its worst case; a refusal names the limit and when it resets."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         args = [
             job_id,
             now_ms,

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger import signing
-from ledger.chain import now_iso
 from ledger.sqlite_store import LedgerStore
+from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
 
 ANCHOR_FIELDS: tuple[str, ...] = ("head_seq", "head_hash", "row_count", "created_at", "key_id")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger import jsontext
@@ -62,12 +61,6 @@ _SOURCES = {
     "vocabulary_extended": "operator",
     "malformed": "ledger",
 }
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 text with milliseconds and a 'Z' (sorts as text)."""
-    at = datetime.now(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def row_hash(row: dict[str, Any]) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger import jsontext
+from plangate_base.clock import from_ms, iso
 
 # The ledger cannot import the queue's vocabulary (layering), so it names the few kinds it projects.
 SUBMITTED = "submitted"
@@ -108,5 +108,4 @@ def _stream_id_time(stream_id: str) -> str | None:
         millis = int(stream_id.split("-", 1)[0])
     except ValueError:
         return None
-    at = datetime.fromtimestamp(millis / 1000, UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return iso(from_ms(millis))

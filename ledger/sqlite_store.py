@@ -19,6 +19,7 @@ from ledger import chain, migrations, queries
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
 from ledger.events import dumps
 from ledger.projections import SearchRows, project
+from plangate_base import clock
 
 _T = TypeVar("_T")
 
@@ -181,7 +182,7 @@ def _insert_batch_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         seq, prev_hash = chain.read_head(conn)
-        recorded_at = chain.now_iso()
+        recorded_at = clock.now_iso()
         inserted = 0
         search = SearchRows()
         for event in events:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,9 +17,9 @@ from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, JobState
+from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
 from worker import codec
-from worker.clock import now_iso
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -28,6 +27,7 @@ from worker.errors import (
     QueueUnavailable,
     Unauthenticated,
     WaitTimeout,
+    describe_validation_error,
 )
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
@@ -43,15 +43,6 @@ log = get_logger(__name__)
 
 _WATCH_BLOCK_MS = 1000
 _IDEMPOTENT_SUBMIT_TRIES = 5
-
-
-def describe_validation_error(exc: ValidationError, what: str = "request") -> str:
-    """One line naming every field that failed and why."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{where}: {err['msg']}")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 def usage_row(tenant_id: str, day: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -229,7 +220,7 @@ class PlanClient:
                         await pipe.reset()
                         return existing
                 submitted_at = now_iso()
-                enqueue_ms = int(time.time() * 1000)
+                enqueue_ms = now_ms()
                 job = serialize_job(
                     JOB_FUNCTION, (job_id, for_worker), {}, None, enqueue_ms, serializer=encode_job
                 )
@@ -381,7 +372,7 @@ class PlanClient:
         """Token and cost totals of a tenant per UTC day (and per agent), oldest first."""
         if self._tenant_id and tenant_id != self._tenant_id:
             raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
-        until = until or datetime.now(UTC).date()
+        until = until or utcnow().date()
         if since > until:
             raise BadRequest(f"--since {since} is after {until}")
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
@@ -400,7 +391,7 @@ class PlanClient:
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
-        since_ms = int((time.time() - window_s) * 1000)
+        since_ms = now_ms() - int(window_s * 1000)
         return int(await self._redis.zcount(self._keys.workers_accepting(), since_ms, "+inf"))
 
     async def review_desk(self, reviewer_id: str, reviewer_key: str | None) -> ReviewDesk:

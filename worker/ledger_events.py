@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 from governance.models import AgentOutput
-from worker.clock import now_iso
+from plangate_base.clock import now_iso
 from worker.ids import new_id
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"

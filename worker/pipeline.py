@@ -25,9 +25,9 @@ from governance.policy import Refuse, Verdict, counts_against_budget, has_unknow
 from governance.quota import NOW_MS
 from governance.registry import AgentRegistry, CapabilityVocabulary
 from governance.vocabulary import CancelReason, Decision, FailureCode, JobState, Phase, RefusalCode
+from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
 from worker import __version__, codec, metrics, tracing
-from worker.clock import now_iso
 from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
@@ -42,7 +42,6 @@ from worker.tracing import TRACE_FIELD
 logger = get_logger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-_LOCK_POLL_S = 0.1
 
 
 def governed_output(

@@ -15,13 +15,13 @@ from governance.agent_keys import check_agent_key
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, check_links, preflight
-from governance.quota import NOW_MS, QuotaStore, reservation_for, utc_day
+from governance.quota import NOW_MS, QuotaStore, reservation_for
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import RefusalCode
+from plangate_base.clock import utc_day
 from worker import codec
 from worker.admin import agent_keys
-from worker.client import describe_validation_error
-from worker.errors import JobNotFound
+from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
 from worker.job_payload import MALFORMED_FIELD
 from worker.job_run import JobRun, Refused

@@ -8,25 +8,20 @@ entry land together.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from redis.asyncio import Redis
 
-from governance.quota import utc_day
 from governance.vocabulary import JobState, Phase
+from plangate_base import clock
+from plangate_base.clock import now_iso, utc_day
 from worker import codec
 from worker import lifecycle_lua as lua
-from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
 from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, JOB_EVENTS_MAXLEN, Keys
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Beat(IntEnum):
@@ -129,7 +124,7 @@ class StatusStore:
         keys = [self._keys.job(job_id), self._keys.job_events(job_id), self._keys.running()]
         if agent_id:
             keys.append(self._keys.agent_state(agent_id))
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         args = [
             now_iso(),
             self._worker,
@@ -161,7 +156,7 @@ class StatusStore:
         progress = codec.dumps({"tokens": tokens})
         args = [
             attempt, kind, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
-            job.job_id, lock_ttl_ms, _now_ms(),
+            job.job_id, lock_ttl_ms, clock.now_ms(),
         ]  # fmt: skip
         return Beat(int(await self._heartbeat(keys=keys, args=args)))
 
@@ -197,7 +192,7 @@ class StatusStore:
             k.running(),
             k.failed(),
             *self._tenant_keys(job.tenant_id, job.quota_day),
-            k.stats_minute(time.strftime("%Y%m%d%H%M", time.gmtime())),
+            k.stats_minute(clock.utc_minute()),
             *(k.lock(r) for r in job.locks),
         ]
         args: list[Any] = [
@@ -209,7 +204,7 @@ class StatusStore:
             JOB_EVENTS_MAXLEN,
             codec.dumps(ledger_event),
             job.job_id,
-            _now_ms(),
+            clock.now_ms(),
             "1" if charge else "0",
             charge.window_ms if charge else 0,
             charge.limit if charge else 0,
@@ -259,14 +254,14 @@ class StatusStore:
         keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
         cutoff = "" if stale_before_ms is None else stale_before_ms
         args = [
-            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff,
+            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, clock.now_ms(), cutoff,
             owner["agent_id"] or "?",
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
 
     async def release_lost_pickups(self, older_than_s: float, mark_ttl_s: float, limit: int = 20) -> int:
         """Clear arq's in-progress mark of queued jobs whose picking worker died before START."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
         ids = await self._redis.zrangebyscore(self._queue_name, "-inf", cutoff, start=0, num=limit)
         if not ids:
             return 0
@@ -278,7 +273,7 @@ class StatusStore:
 
     async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:
         """Running jobs whose last heartbeat is older than `older_than_s`, with their cutoff in ms."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
         ids = await self._redis.zrangebyscore(self._keys.running(), "-inf", cutoff, start=0, num=limit)
         return [(job_id, cutoff) for job_id in ids]
 

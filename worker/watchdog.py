@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from governance.vocabulary import FailureCode, JobState, Phase
+from plangate_base import clock
 from plangate_base.logs import get_logger
 from worker import codec, metrics
 from worker.keys import Keys
@@ -82,7 +83,7 @@ class Watchdog:
 
     async def beat(self) -> None:
         """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
         accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -11,9 +11,9 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, TenantRecord
-from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import JobState, Phase, RefusalCode
+from plangate_base.clock import utc_day
 from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound

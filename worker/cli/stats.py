@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from governance.vocabulary import TERMINAL_STATES, JobState
+from plangate_base.clock import utc_minute
 from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
@@ -34,7 +35,7 @@ _CLEAR = "\x1b[H\x1b[2J"
 def minute_stamps(now: float, minutes: int) -> list[str]:
     """The UTC minutes (YYYYmmddHHMM) of the window ending with the current one, oldest first."""
     start = int(now // 60) - minutes + 1
-    return [time.strftime("%Y%m%d%H%M", time.gmtime((start + i) * 60)) for i in range(minutes)]
+    return [utc_minute((start + i) * 60) for i in range(minutes)]
 
 
 def _by_reason(totals: Counter[str], state: JobState) -> dict[str, int]:

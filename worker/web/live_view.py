@@ -28,12 +28,13 @@ from governance.registry import TenantRegistry
 from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import clock
+from plangate_base.clock import utcnow
 from plangate_base.logs import get_logger
 from worker import codec
 from worker.cli.stats import DEFAULT_MINUTES, collect_stats
 from worker.cli.web import DEFAULT_PORT
 from worker.client import PlanClient
-from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
 from worker.job_models import JobStatus
 from worker.keys import Keys
@@ -177,7 +178,7 @@ class LiveView:
         read the due entries only, enough of them to fill the list after the running ones are
         left out (each running job is a due entry).
         """
-        now_ms = int(utcnow().timestamp() * 1000)
+        now_ms = clock.now_ms()
         due = await self._redis.zrangebyscore(
             self._settings.queue_name, "-inf", now_ms, start=0, num=LIST_LIMIT + running_count
         )
