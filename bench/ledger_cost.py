@@ -20,7 +20,7 @@ from bench.inproc import backlog_event
 from ledger import migrations
 from ledger.events import decode_entry
 from ledger.sqlite_store import _connect_writer, _insert_batch_sync
-from worker import codec
+from plangate_base import codec
 from worker.llm_stub.server import answer_text
 
 EVENTS = 2_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger import jsontext
 from plangate_base.clock import from_ms, iso
+from plangate_base.codec import dumps, loads
 
 # The ledger cannot import the queue's vocabulary (layering), so it names the few kinds it projects.
 SUBMITTED = "submitted"
@@ -44,18 +44,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
 """The columns of an event as stored, in table order (without seq and recorded_at)."""
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is (the same form the producers write)."""
-    return jsontext.dumps(value)
-
-
 def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[str, Any], str | None]:
     """Turn one stream entry into an event; returns (event, None) or (malformed event, the problem)."""
     raw = (fields or {}).get(STREAM_FIELD)
     if raw is None:
         return malformed_event(stream_id, dumps(fields or {}), f"no {STREAM_FIELD!r} field"), "missing_field"
     try:
-        obj = jsontext.loads(raw)
+        obj = loads(raw)
     except ValueError:
         return malformed_event(stream_id, raw, "invalid JSON"), "invalid_json"
     if not isinstance(obj, dict):

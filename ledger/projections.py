@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ledger import jsontext
-from ledger.events import SUBMITTED, TERMINAL_KINDS, dumps
+from ledger.events import SUBMITTED, TERMINAL_KINDS
+from plangate_base.codec import dumps, loads
 
 AGENT_KINDS = frozenset({"revoked", "restored", "suspended", "budget_reset"})
 
@@ -252,7 +252,7 @@ def _payload(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return jsontext.loads(text)
+        return loads(text)
     except ValueError:
         return None
 

@@ -17,9 +17,8 @@ import aiosqlite
 
 from ledger import chain, migrations, queries
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
-from ledger.events import dumps
 from ledger.projections import SearchRows, project
-from plangate_base import clock
+from plangate_base import clock, codec
 
 _T = TypeVar("_T")
 
@@ -191,7 +190,7 @@ def _insert_batch_sync(
             if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
                 seq, prev_hash = seq + 1, row["row_hash"]
                 inserted += 1
-                # (the row's payload text is dumps(payload) whenever the event has a payload)
+                # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
                 project(conn, event, row["payload"], search)
         search.flush(conn)
         conn.execute("COMMIT")
@@ -218,7 +217,7 @@ def _row(event: dict[str, Any], seq: int, recorded_at: str, policy_version: str)
     row.update(chain.audit_columns(event))
     row.update(
         seq=seq,
-        payload=dumps(payload),
+        payload=codec.dumps(payload),
         recorded_at=recorded_at,
         schema_version=migrations.LATEST,
         policy_version=policy if isinstance(policy, str) else policy_version,

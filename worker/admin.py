@@ -22,8 +22,8 @@ from governance.registry import (
     check_words,
     vocabulary_problems,
 )
+from plangate_base import codec
 from plangate_base.clock import now_iso
-from worker import codec
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event

@@ -17,9 +17,9 @@ from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
 from governance.vocabulary import CancelReason, JobState
+from plangate_base import codec
 from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
-from worker import codec
 from worker.errors import (
     BadRequest,
     JobNotFound,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
 from governance.vocabulary import JobState, Phase, ReviewDecision
-from worker import codec
+from plangate_base import codec
 
 # Fields of the status hash that hold JSON rather than plain text.
 JSON_FIELDS = ("progress", "output", "refusal", "error", "review")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from governance.vocabulary import FailureCode
-from worker import codec
+from plangate_base import codec
 from worker.errors import UnreadablePayload
 
 JOB_FUNCTION = "plan"

@@ -25,9 +25,10 @@ from governance.policy import Refuse, Verdict, counts_against_budget, has_unknow
 from governance.quota import NOW_MS
 from governance.registry import AgentRegistry, CapabilityVocabulary
 from governance.vocabulary import CancelReason, Decision, FailureCode, JobState, Phase, RefusalCode
+from plangate_base import codec
 from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
-from worker import __version__, codec, metrics, tracing
+from worker import __version__, metrics, tracing
 from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped

@@ -18,8 +18,8 @@ from governance.policy import Refuse, check_links, preflight
 from governance.quota import NOW_MS, QuotaStore, reservation_for
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import RefusalCode
+from plangate_base import codec
 from plangate_base.clock import utc_day
-from worker import codec
 from worker.admin import agent_keys
 from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from governance.models import ReviewerRecord
 from governance.registry import ReviewerRegistry
 from governance.vocabulary import Decision, JobState, ReviewDecision
+from plangate_base import codec
 from plangate_base.clock import now_iso
-from worker import codec
 from worker.admin import reviewer_keys
 from worker.errors import JobNotFound, NotReviewable, Unauthenticated
 from worker.job_models import JobStatus

@@ -15,9 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
-from plangate_base import clock
+from plangate_base import clock, codec
 from plangate_base.clock import now_iso, utc_day
-from worker import codec
 from worker import lifecycle_lua as lua
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from governance.vocabulary import FailureCode, JobState, Phase
-from plangate_base import clock
+from plangate_base import clock, codec
 from plangate_base.logs import get_logger
-from worker import codec, metrics
+from worker import metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
 from worker.metrics import refresh_queue_gauges

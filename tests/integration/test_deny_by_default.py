@@ -19,8 +19,8 @@ from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import codec
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, Unauthenticated

@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from ledger.queries import show_job
+from plangate_base import codec
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.client import PlanClient
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
-from worker import codec
+from plangate_base import codec
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
 from worker.job_payload import JOB_FUNCTION

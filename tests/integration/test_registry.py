@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry, CapabilityVocabulary, RegistryError, load_agents_file
-from worker import codec
+from plangate_base import codec
 from worker.admin import AGENT_SAVED, VOCABULARY_EXTENDED
 from worker.errors import BadRequest
 from worker.keys import Keys

@@ -18,9 +18,9 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
+from plangate_base import codec
 from tests.conftest import free_port
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.cli.stats import collect_stats, minute_stamps, render_stats
 from worker.client import PlanClient
 from worker.errors import BadRequest

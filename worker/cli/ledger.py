@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
-from worker import codec
+from plangate_base import codec
 from worker.cli.render import echo, render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
 from governance.vocabulary import SEED_AGENT_ID, JobState
-from worker import codec
+from plangate_base import codec
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from governance.vocabulary import TERMINAL_STATES, JobState
+from plangate_base import codec
 from plangate_base.clock import utc_minute
-from worker import codec
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
 

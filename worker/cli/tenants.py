@@ -7,7 +7,7 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from worker import codec
+from plangate_base import codec
 from worker.cli.render import echo, render_fields
 from worker.errors import BadRequest
 from worker.keys import Keys

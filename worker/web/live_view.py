@@ -28,10 +28,9 @@ from governance.registry import TenantRegistry
 from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
-from plangate_base import clock
+from plangate_base import clock, codec
 from plangate_base.clock import utcnow
 from plangate_base.logs import get_logger
-from worker import codec
 from worker.cli.stats import DEFAULT_MINUTES, collect_stats
 from worker.cli.web import DEFAULT_PORT
 from worker.client import PlanClient
