@@ -9,8 +9,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
@@ -34,7 +32,7 @@ from worker.job_models import JobEvent, JobStatus
 from worker.job_payload import JOB_FUNCTION, encode_job
 from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
 from worker.ledger_events import error_payload, ledger_event
-from worker.redis_conn import redacted, text_client
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -141,8 +139,8 @@ class PlanClient:
         try:
             req = await self._check_links(req)
             return await self._enqueue(req, key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     def _scoped(self, request: PlanRequest | dict[str, Any]) -> PlanRequest | dict[str, Any]:
         """Fill in this client's tenant and agent; refuse a request for another one."""
@@ -258,8 +256,8 @@ class PlanClient:
         """The job's status object; JobNotFound when no such job is known."""
         try:
             return self._visible(await self._status.read(job_id))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
         """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds
@@ -287,8 +285,8 @@ class PlanClient:
         while True:
             try:
                 reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+            except UNREACHABLE as exc:
+                raise unreachable(self._settings.redis_url, exc) from exc
             if not reply:
                 # Nothing new: the stream may have expired with a terminal job.
                 status = await self.status(job_id)
@@ -399,14 +397,11 @@ class PlanClient:
         decision. Unauthenticated for a wrong key; a tenant-scoped client opens only its tenant's desk."""
         try:
             reviewer = await authenticate_reviewer(self._redis, self._keys, reviewer_id, reviewer_key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
         if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
             raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
-
-    def _redacted_url(self) -> str:
-        return redacted(self._settings.redis_url)
 
 
 __all__ = ["JOB_FUNCTION", "PlanClient"]

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from governance.quota import Price
+from worker.keys import Keys
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     @property
     def queue_name(self) -> str:
         """The arq queue this deployment uses (under our key prefix)."""
-        return f"{self.key_prefix}queue"
+        return Keys(self.key_prefix).queue()
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with `changes` checked like values from the environment (model_copy alone checks nothing);

@@ -80,7 +80,7 @@ class StatusStore:
         self._keys = keys
         self._ttl_s = ttl_s
         self._worker = worker_name
-        self._queue_name = queue_name or f"{keys.prefix}queue"
+        self._queue_name = queue_name or keys.queue()
         self._start = redis.register_script(lua.START)
         self._heartbeat = redis.register_script(lua.HEARTBEAT)
         self._record = redis.register_script(lua.RECORD)

@@ -937,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from governance.registry import RegistryError
     from worker.log_setup import configure_logging
-    from worker.redis_conn import redacted, refusal
+    from worker.redis_conn import redacted, refusal, unreachable
     from worker.settings import Settings
 
     try:
@@ -970,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_UNAVAILABLE
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        sys.stderr.write(f"plangate: cannot reach Redis at {redacted(settings.redis_url)}: {exc}\n")
+        sys.stderr.write(f"plangate: {unreachable(settings.redis_url, exc)}\n")
         return EXIT_UNAVAILABLE
     except RedisError as exc:  # a server that answers but refuses (a read-only replica, out of memory)
         sys.stderr.write(

@@ -21,8 +21,6 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.registry import TenantRegistry
 from governance.vocabulary import JobState
@@ -37,7 +35,7 @@ from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
 from worker.job_models import JobStatus
 from worker.keys import Keys
-from worker.redis_conn import text_client
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.settings import Settings
 from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML
 
@@ -350,7 +348,7 @@ class WebServer:
             raise HttpError(404, str(exc)) from exc
         except BadRequest as exc:
             raise HttpError(400, str(exc)) from exc
-        except (QueueUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (QueueUnavailable, *UNREACHABLE) as exc:
             raise HttpError(503, f"cannot reach Redis: {exc}") from exc
 
 
@@ -382,9 +380,8 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[st
     async with text_client(settings.redis_url) as redis:
         try:
             await redis.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            where = settings.redis_url.rsplit("@", 1)[-1]
-            raise QueueUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(settings.redis_url, exc) from exc
         server = WebServer(LiveView(redis, settings), host, port)
         try:
             await server.start()
