@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.inproc import backlog_event
 from ledger import migrations
 from ledger.events import decode_entry
-from ledger.sqlite_store import _connect_writer, _insert_batch_sync
+from ledger.sqlite_store import connect_writer, insert_batch_sync
 from plangate_base import codec
 from worker.llm_stub.server import answer_text
 
@@ -40,13 +40,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "ledger.db"
         migrations.migrate_file(path)
-        conn = _connect_writer(path)
+        conn = connect_writer(path)
         gc.collect()
         gc.freeze()
         if not args.setup_only:
             for start in range(0, EVENTS, BATCH):
                 entries = range(start, min(EVENTS, start + BATCH))
-                _insert_batch_sync(conn, [decode_entry(f"{n}-0", {"e": raws[n]})[0] for n in entries])
+                insert_batch_sync(conn, [decode_entry(f"{n}-0", {"e": raws[n]})[0] for n in entries])
         conn.close()
 
 
