@@ -207,7 +207,7 @@ class LiveView:
         finished = [statuses[j] for j in candidates if j in statuses and statuses[j].terminal]
         finished.sort(key=lambda s: s.finished_at or "", reverse=True)
         return {
-            "at": now.isoformat().replace("+00:00", "Z"),
+            "at": clock.iso(now),
             "queue": self._settings.queue_name,
             "queued": [
                 job_row(statuses[j], now)
