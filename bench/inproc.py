@@ -14,8 +14,9 @@ from bench.infra import Bench
 from bench.report import median
 from bench.workload import plan_request
 from governance.models import SEED_AGENT, PlanRequest
+from plangate_base import codec
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, Decision, EventKind
-from worker import codec, llm_stream
+from worker import llm_stream
 from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event

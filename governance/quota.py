@@ -13,9 +13,7 @@ is the only code that reads a reservation back.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from string import Template
 from typing import Protocol
 
@@ -23,6 +21,7 @@ from redis.asyncio import Redis
 
 from governance.models import TenantRecord
 from governance.policy import Refuse
+from plangate_base import clock
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, NOW_MS, RefusalCode
 
 PRICE_UNIT = 1_000_000  # prices are per million tokens
@@ -67,11 +66,6 @@ def reservation_for(
         )
     cost = (prompt * price.prompt + max_tokens * price.completion) / PRICE_UNIT
     return Reservation(tokens, cost, prompt)
-
-
-def utc_day(now: float | None = None) -> str:
-    """The UTC day a budget counts against, e.g. 2026-11-25."""
-    return datetime.fromtimestamp(now if now is not None else time.time(), UTC).strftime("%Y-%m-%d")
 
 
 class QuotaKeys(Protocol):
@@ -251,7 +245,7 @@ class QuotaStore:
         """`admitted_event` (encoded) goes to the ledger with the admission, so the ledger's timestamps
         show when each job held a slot."""
         """Count the job in and reserve its worst case; a refusal names the limit and when it resets."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         args = [
             job_id,
             now_ms,

@@ -7,12 +7,10 @@ previous row's hash included) as sorted-key JSON. Editing, deleting or inserting
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
-from ledger import jsontext
+from plangate_base import codec
 from plangate_base.vocabulary import EventKind
 
 GENESIS_HASH = "0" * 64
@@ -65,15 +63,9 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 text with milliseconds and a 'Z' (sorts as text)."""
-    at = datetime.now(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
-
 def row_hash(row: dict[str, Any]) -> str:
     """The SHA-256 (hex) of a row's canonical text: its chain columns as compact sorted-key JSON, UTF-8."""
-    return hashlib.sha256(jsontext.canonical_bytes(_chain_content(row))).hexdigest()
+    return hashlib.sha256(codec.canonical_bytes(_chain_content(row))).hexdigest()
 
 
 def _chain_content(row: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +123,7 @@ def backfill(conn: sqlite3.Connection) -> int:
         conn.row_factory = None
     prev_hash = prev[0] if prev else GENESIS_HASH
     for row in rows:
-        payload = json.loads(row["payload"]) if row["payload"] else {}
+        payload = codec.loads(row["payload"]) if row["payload"] else {}
         row.update(audit_columns({**row, "payload": payload}))
         row["schema_version"] = 1
         row["policy_version"] = UNKNOWN_POLICY

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from ledger import jsontext
+from plangate_base.clock import from_ms, iso
+from plangate_base.codec import dumps, loads
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
 
 REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "kind")
@@ -37,11 +37,6 @@ EVENT_COLUMNS: tuple[str, ...] = (
 """The columns of an event as stored, in table order (without seq and recorded_at)."""
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is (the same form the producers write)."""
-    return jsontext.dumps(value)
-
-
 def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[str, Any], str | None]:
     """Turn one stream entry into an event; returns (event, None) or (malformed event, the problem)."""
     raw = (fields or {}).get(LEDGER_STREAM_FIELD)
@@ -50,7 +45,7 @@ def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[st
             stream_id, dumps(fields or {}), f"no {LEDGER_STREAM_FIELD!r} field"
         ), "missing_field"
     try:
-        obj = jsontext.loads(raw)
+        obj = loads(raw)
     except ValueError:
         return malformed_event(stream_id, raw, "invalid JSON"), "invalid_json"
     if not isinstance(obj, dict):
@@ -103,5 +98,4 @@ def _stream_id_time(stream_id: str) -> str | None:
         millis = int(stream_id.split("-", 1)[0])
     except ValueError:
         return None
-    at = datetime.fromtimestamp(millis / 1000, UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return iso(from_ms(millis))

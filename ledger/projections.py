@@ -6,8 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ledger import jsontext
-from ledger.events import dumps
+from plangate_base.codec import dumps, loads
 from plangate_base.vocabulary import AGENT_EVENT_KINDS, TERMINAL_EVENT_KINDS, EventKind, JobState
 
 # Upserts, so the projection comes out the same whichever of submitted/terminal is recorded first.
@@ -251,7 +250,7 @@ def _payload(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return jsontext.loads(text)
+        return loads(text)
     except ValueError:
         return None
 

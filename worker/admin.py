@@ -22,9 +22,9 @@ from governance.registry import (
     check_words,
     vocabulary_problems,
 )
+from plangate_base import codec
+from plangate_base.clock import now_iso
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
-from worker import codec
-from worker.clock import now_iso
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
+from plangate_base import codec
+from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
-from worker import codec
-from worker.clock import now_iso
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -28,6 +25,7 @@ from worker.errors import (
     QueueUnavailable,
     Unauthenticated,
     WaitTimeout,
+    describe_validation_error,
 )
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
@@ -35,7 +33,7 @@ from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.outcome import Outcome
 from worker.queue_backend import JOB_FUNCTION, job_queue
-from worker.redis_conn import redacted, text_client
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -44,15 +42,6 @@ log = get_logger(__name__)
 
 _WATCH_BLOCK_MS = 1000
 _IDEMPOTENT_SUBMIT_TRIES = 5
-
-
-def describe_validation_error(exc: ValidationError, what: str = "request") -> str:
-    """One line naming every field that failed and why."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{where}: {err['msg']}")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 def usage_row(tenant_id: str, day: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -159,8 +148,8 @@ class PlanClient:
         try:
             req = await self._check_links(req)
             return await self._enqueue(req, key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     def _scoped(self, request: PlanRequest | dict[str, Any]) -> PlanRequest | dict[str, Any]:
         """Fill in this client's tenant and agent; refuse a request for another one."""
@@ -234,7 +223,7 @@ class PlanClient:
                         await pipe.reset()
                         return existing
                 submitted_at = now_iso()
-                enqueue_ms = int(time.time() * 1000)
+                enqueue_ms = now_ms()
                 event = ledger_event(
                     EventKind.SUBMITTED,
                     job_id=job_id,
@@ -268,8 +257,8 @@ class PlanClient:
         """The job's status object; JobNotFound when no such job is known."""
         try:
             return self._visible(await self._status.read(job_id))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
         """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds
@@ -297,8 +286,8 @@ class PlanClient:
         while True:
             try:
                 reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+            except UNREACHABLE as exc:
+                raise unreachable(self._settings.redis_url, exc) from exc
             if not reply:
                 # Nothing new: the stream may have expired with a terminal job.
                 status = await self.status(job_id)
@@ -379,7 +368,7 @@ class PlanClient:
         """Token and cost totals of a tenant per UTC day (and per agent), oldest first."""
         if self._tenant_id and tenant_id != self._tenant_id:
             raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
-        until = until or datetime.now(UTC).date()
+        until = until or utcnow().date()
         if since > until:
             raise BadRequest(f"--since {since} is after {until}")
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
@@ -398,7 +387,7 @@ class PlanClient:
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
-        since_ms = int((time.time() - window_s) * 1000)
+        since_ms = now_ms() - int(window_s * 1000)
         return int(await self._redis.zcount(self._keys.workers_accepting(), since_ms, "+inf"))
 
     async def review_desk(self, reviewer_id: str, reviewer_key: str | None) -> ReviewDesk:
@@ -406,14 +395,11 @@ class PlanClient:
         decision. Unauthenticated for a wrong key; a tenant-scoped client opens only its tenant's desk."""
         try:
             reviewer = await authenticate_reviewer(self._redis, self._keys, reviewer_id, reviewer_key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
         if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
             raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
-
-    def _redacted_url(self) -> str:
-        return redacted(self._settings.redis_url)
 
 
 __all__ = ["JOB_FUNCTION", "PlanClient"]

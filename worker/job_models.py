@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
+from plangate_base import codec
 from plangate_base.vocabulary import JobState, Phase, ReviewDecision, StreamKind
-from worker import codec
 
 # Fields of the status hash that hold JSON rather than plain text.
 JSON_FIELDS = ("progress", "output", "refusal", "error", "review")

@@ -87,6 +87,10 @@ class Keys(NamedTuple):
         """Maps a tenant's idempotency key to the job id it created. Written by worker.client (submit)."""
         return f"{self.prefix}idem:{_part(tenant_id, 'tenant id')}:{key}"
 
+    def queue(self) -> str:
+        """arq's queue of this deployment (sorted set of job ids by when they are due, ms)."""
+        return f"{self.prefix}queue"
+
     def running(self) -> str:
         """Running jobs by last heartbeat (sorted set, ms): how the watchdog finds abandoned ones. Written by
         the lifecycle Lua (START, HEARTBEAT, RECORD, REQUEUE)."""

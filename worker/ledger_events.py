@@ -6,8 +6,8 @@ import os
 import socket
 from typing import Any
 
+from plangate_base.clock import now_iso
 from plangate_base.vocabulary import EventKind
-from worker.clock import now_iso
 from worker.ids import new_id
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"

@@ -22,6 +22,8 @@ from governance.models import (
 )
 from governance.policy import Refuse, Verdict, counts_against_budget, has_unknown_names, review_output
 from governance.registry import AgentRegistry, CapabilityVocabulary
+from plangate_base import codec
+from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import (
     LEDGER_STREAM_FIELD,
@@ -35,8 +37,7 @@ from plangate_base.vocabulary import (
     RequeueReason,
     StreamKind,
 )
-from worker import __version__, codec, metrics, tracing
-from worker.clock import now_iso
+from worker import __version__, metrics, tracing
 from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
@@ -52,7 +53,6 @@ from worker.tracing import TRACE_FIELD
 logger = get_logger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-_LOCK_POLL_S = 0.1
 
 
 def governed_output(

@@ -15,13 +15,13 @@ from governance.agent_keys import check_agent_key
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, check_links, preflight
-from governance.quota import QuotaStore, reservation_for, utc_day
+from governance.quota import QuotaStore, reservation_for
 from governance.registry import AgentRegistry, TenantRegistry
+from plangate_base import codec
+from plangate_base.clock import utc_day
 from plangate_base.vocabulary import NOW_MS, EventKind, RefusalCode
-from worker import codec
 from worker.admin import agent_keys
-from worker.client import describe_validation_error
-from worker.errors import JobNotFound
+from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
 from worker.job_run import JobRun, Refused
 from worker.keys import Keys

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from governance.models import ReviewerRecord
 from governance.registry import ReviewerRegistry
+from plangate_base import codec
+from plangate_base.clock import now_iso
 from plangate_base.vocabulary import (
     LEDGER_STREAM_FIELD,
     Decision,
@@ -18,9 +20,7 @@ from plangate_base.vocabulary import (
     ReviewDecision,
     review_event_kind,
 )
-from worker import codec
 from worker.admin import reviewer_keys
-from worker.clock import now_iso
 from worker.errors import JobNotFound, NotReviewable, Unauthenticated
 from worker.job_models import JobStatus
 from worker.keys import Keys

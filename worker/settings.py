@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from governance.quota import DAY_TTL_S, USAGE_TTL_S, Price
+from worker.keys import Keys
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 STATS_TTL_S = 2 * 3600  # how long the per-minute counts of ended jobs are kept (default of STATS_TTL_S)
@@ -121,7 +122,7 @@ class Settings(BaseSettings):
     @property
     def queue_name(self) -> str:
         """The job queue this deployment uses (under our key prefix; see worker.queue_backend)."""
-        return f"{self.key_prefix}queue"
+        return Keys(self.key_prefix).queue()
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with `changes` checked like values from the environment (model_copy alone checks nothing);

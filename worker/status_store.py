@@ -8,27 +8,22 @@ entry land together.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from redis.asyncio import Redis
 
-from governance.quota import reserved_day, settle_keys, utc_day
+from governance.quota import reserved_day, settle_keys
+from plangate_base import clock, codec
+from plangate_base.clock import now_iso, utc_day
 from plangate_base.vocabulary import JobState, Phase, StreamKind
-from worker import codec
 from worker import lifecycle_lua as lua
-from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
 from worker.keys import JOB_EVENTS_MAXLEN, Keys
 from worker.queue_backend import JobQueue, job_queue
 from worker.settings import STATS_TTL_S, USAGE_TTL_S
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Beat(IntEnum):
@@ -99,7 +94,7 @@ class StatusStore:
         self._stats_ttl_s = stats_ttl_s
         self._usage_ttl_s = usage_ttl_s
         self._worker = worker_name
-        self._queue = queue or job_queue(f"{keys.prefix}queue")
+        self._queue = queue or job_queue(keys.queue())
         self._start = redis.register_script(lua.START)
         self._heartbeat = redis.register_script(lua.HEARTBEAT)
         self._record = redis.register_script(lua.RECORD)
@@ -142,7 +137,7 @@ class StatusStore:
         keys = [self._keys.job(job_id), self._keys.job_events(job_id), self._keys.running()]
         if agent_id:
             keys.append(self._keys.agent_state(agent_id))
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         args = [
             now_iso(),
             self._worker,
@@ -174,7 +169,7 @@ class StatusStore:
         progress = codec.dumps({"tokens": tokens})
         args = [
             attempt, kind.value, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
-            job.job_id, lock_ttl_ms, _now_ms(),
+            job.job_id, lock_ttl_ms, clock.now_ms(),
         ]  # fmt: skip
         return Beat(int(await self._heartbeat(keys=keys, args=args)))
 
@@ -210,7 +205,7 @@ class StatusStore:
             k.running(),
             k.failed(),
             *settle_keys(k, job.job_id, job.tenant_id, job.quota_day, utc_day()),
-            k.stats_minute(time.strftime("%Y%m%d%H%M", time.gmtime())),
+            k.stats_minute(clock.utc_minute()),
             *(k.lock(r) for r in job.locks),
         ]
         args: dict[str, Any] = {
@@ -222,7 +217,7 @@ class StatusStore:
             "event": codec.dumps(ledger_event),
             "job_id": job.job_id,
             "agent_id": job.agent_id,
-            "now_ms": _now_ms(),
+            "now_ms": clock.now_ms(),
             "fields": {name: v if isinstance(v, str) else codec.dumps(v) for name, v in fields.items()},
             "spend": {
                 "prompt": spend.prompt_tokens,
@@ -270,7 +265,7 @@ class StatusStore:
         keys += settle_keys(self._keys, job_id, owner["tenant_id"] or "default", day, utc_day())
         cutoff = "" if stale_before_ms is None else stale_before_ms
         args = [
-            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff,
+            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, clock.now_ms(), cutoff,
             owner["agent_id"] or "?", self._usage_ttl_s,
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
@@ -278,7 +273,7 @@ class StatusStore:
     async def release_lost_pickups(self, older_than_s: float, mark_ttl_s: float, limit: int = 20) -> int:
         """Clear the queue's claim (arq's in-progress mark) of queued jobs whose picking worker died before
         START; `mark_ttl_s` is the claim's full TTL (JobQueue.claim_ttl_s)."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
         ids = await self._queue.due(self._redis, cutoff, limit)
         if not ids:
             return 0
@@ -288,7 +283,7 @@ class StatusStore:
 
     async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:
         """Running jobs whose last heartbeat is older than `older_than_s`, with their cutoff in ms."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
         ids = await self._redis.zrangebyscore(self._keys.running(), "-inf", cutoff, start=0, num=limit)
         return [(job_id, cutoff) for job_id in ids]
 

@@ -17,9 +17,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from governance.quota import reserved_day
+from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import EventKind, FailureCode, JobState, Phase, RequeueReason
-from worker import codec, metrics
+from worker import metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
@@ -80,7 +81,7 @@ class Watchdog:
 
     async def beat(self) -> None:
         """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
         accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:

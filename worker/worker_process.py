@@ -16,13 +16,11 @@ import contextlib
 import signal
 import sqlite3
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from plangate_base.logs import get_logger
 from worker.queue_backend import QueueWorker
-from worker.redis_conn import wait_for_redis
+from worker.redis_conn import UNREACHABLE, wait_for_redis
 from worker.settings import Settings
 from worker.worker_app import build_worker
 
@@ -67,7 +65,7 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
         try:
             await _run_once(worker, settings, signals)
             return
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             failures += 1
             log.error("lost Redis; starting the worker over", error=str(exc), retry_in_s=delay)

@@ -15,8 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, TenantRecord
-from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
+from plangate_base.clock import utc_day
 from plangate_base.vocabulary import RefusalCode
 from worker.client import PlanClient
 from worker.keys import Keys

@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import codec
 from plangate_base.vocabulary import Decision, EventKind, FailureCode, JobState, RefusalCode
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, Unauthenticated

@@ -12,9 +12,9 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from redis.asyncio import Redis
 
 from ledger.queries import show_job
+from plangate_base import codec
 from plangate_base.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.queue_backend.arq_payload import JOB_FUNCTION

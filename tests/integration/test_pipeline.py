@@ -11,8 +11,8 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from ledger.queries import show_job
+from plangate_base import codec
 from plangate_base.vocabulary import Decision, JobState, Phase, RefusalCode
-from worker import codec
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
 from worker.keys import Keys

@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry, CapabilityVocabulary, RegistryError, load_agents_file
+from plangate_base import codec
 from plangate_base.vocabulary import EventKind
-from worker import codec
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.settings import Settings

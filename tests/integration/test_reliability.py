@@ -147,8 +147,9 @@ async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_te
     from arq.constants import job_key_prefix
 
     from governance.models import AgentRecord, TenantRecord
-    from governance.quota import QuotaStore, Reservation, utc_day
+    from governance.quota import QuotaStore, Reservation
     from governance.registry import AgentRegistry, TenantRegistry
+    from plangate_base.clock import utc_day
     from worker.worker_app import build_worker, stop_worker
 
     keys = Keys(settings.key_prefix)

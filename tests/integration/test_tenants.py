@@ -11,8 +11,8 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, TenantRecord
-from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
+from plangate_base.clock import utc_day
 from plangate_base.vocabulary import JobState, Phase, RefusalCode
 from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient

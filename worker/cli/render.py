@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from plangate_base.vocabulary import Decision, StreamKind
 
 if TYPE_CHECKING:  # the status model is pydantic, which `plangate --help` and `ledger show` do without
     from worker.job_models import JobEvent, JobStatus
+
+
+def echo(text: str) -> None:
+    """Write one line to stdout and flush it (a follower of `ledger tail` sees each line as it comes)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def status_json(status: JobStatus) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from plangate_base import codec
 from plangate_base.vocabulary import FailureCode
-from worker import codec
 from worker.errors import UnreadablePayload
 
 JOB_FUNCTION = "plan"

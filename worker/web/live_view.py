@@ -21,24 +21,22 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.registry import TenantRegistry
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import clock, codec
+from plangate_base.clock import utcnow
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState
-from worker import codec
 from worker.cli.stats import DEFAULT_MINUTES, collect_stats
 from worker.cli.web import DEFAULT_PORT
 from worker.client import PlanClient
-from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
 from worker.job_models import JobStatus
 from worker.keys import Keys
 from worker.queue_backend import job_queue
-from worker.redis_conn import text_client
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.settings import Settings
 from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML
 
@@ -178,7 +176,7 @@ class LiveView:
         read the due entries only, enough of them to fill the list after the running ones are
         left out (each running job is a due entry).
         """
-        now_ms = int(utcnow().timestamp() * 1000)
+        now_ms = clock.now_ms()
         due = await job_queue(self._settings.queue_name).due(self._redis, now_ms, LIST_LIMIT + running_count)
         if not due:
             return []
@@ -208,7 +206,7 @@ class LiveView:
         finished = [statuses[j] for j in candidates if j in statuses and statuses[j].terminal]
         finished.sort(key=lambda s: s.finished_at or "", reverse=True)
         return {
-            "at": now.isoformat().replace("+00:00", "Z"),
+            "at": clock.iso(now),
             "queue": self._settings.queue_name,
             "queued": [
                 job_row(statuses[j], now)
@@ -349,7 +347,7 @@ class WebServer:
             raise HttpError(404, str(exc)) from exc
         except BadRequest as exc:
             raise HttpError(400, str(exc)) from exc
-        except (QueueUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (QueueUnavailable, *UNREACHABLE) as exc:
             raise HttpError(503, f"cannot reach Redis: {exc}") from exc
 
 
@@ -381,9 +379,8 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[st
     async with text_client(settings.redis_url) as redis:
         try:
             await redis.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            where = settings.redis_url.rsplit("@", 1)[-1]
-            raise QueueUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(settings.redis_url, exc) from exc
         server = WebServer(LiveView(redis, settings), host, port)
         try:
             await server.start()
