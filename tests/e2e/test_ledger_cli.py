@@ -158,10 +158,10 @@ def plangate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def wait_recorded(env: dict[str, str], job_id: str, kind: str = "done") -> None:
     """Return once the ledger writer has committed the job's `kind` event (poll with a deadline)."""
-    shown: list[subprocess.CompletedProcess[str]] = []
+    shown: list[subprocess.CompletedProcess[str]] = []  # the latest `show`, for the failure message
 
     def recorded() -> bool:
-        shown.append(run(env, "show", job_id, "--json"))
+        shown[:] = [run(env, "show", job_id, "--json")]
         last = shown[-1]
         return last.returncode == 0 and kind in {e["kind"] for e in json.loads(last.stdout)["events"]}
 

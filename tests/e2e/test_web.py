@@ -223,10 +223,10 @@ def test_live_view_follows_a_streaming_job(
     assert seen.index(("running", "PLAN")) < len(seen) - 1
 
     # The detail: status, plan steps, the job's event stream and its ledger record.
-    pages: list[_Page] = []
+    pages: list[_Page] = []  # the latest dump, for the failure message
 
     def ledger_done() -> _Page | None:
-        pages.append(dump_dom(f"{base}/job/{job_id}"))
+        pages[:] = [dump_dom(f"{base}/job/{job_id}")]
         return pages[-1] if "done" in pages[-1].kinds.get("ledger-events", []) else None
 
     page = eventually_sync(
