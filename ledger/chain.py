@@ -58,6 +58,7 @@ _SOURCES = {
     "budget_reset": "operator",
     "agent_saved": "operator",
     "key_issued": "operator",
+    "token_revoked": "operator",
     "reviewer_saved": "operator",
     "vocabulary_extended": "operator",
     "malformed": "ledger",

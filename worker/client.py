@@ -77,6 +77,9 @@ def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
         raise BadRequest(describe_validation_error(exc)) from exc
 
 
+REQUEST_DIGEST_FIELD = "request_digest"  # status-hash field: the API's digest of the submitted body
+
+
 class PlanClient:
     """Submits planning jobs and reads their status. Safe to share within one event loop.
 
@@ -138,8 +141,10 @@ class PlanClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def submit(self, request: PlanRequest | dict[str, Any]) -> str:
-        """Validate and enqueue a planning job; returns its id. One idempotency key, one job."""
+    async def submit(self, request: PlanRequest | dict[str, Any], *, fingerprint: str | None = None) -> str:
+        """Validate and enqueue a planning job; returns its id. One idempotency key, one job.
+        `fingerprint` (the HTTP API's digest of the body) is kept with the job (REQUEST_DIGEST_FIELD) so a
+        later submit with the same key can tell whether it sent the same request."""
         req = to_request(self._scoped(request))
         key = req.agent_key.get_secret_value() if req.agent_key else self._agent_key
         if not self._settings.model_allowed(req.model):
@@ -149,7 +154,7 @@ class PlanClient:
             )
         try:
             req = await self._check_links(req)
-            return await self._enqueue(req, key)
+            return await self._enqueue(req, key, fingerprint)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
 
@@ -195,7 +200,7 @@ class PlanClient:
         except JobNotFound:
             return None
 
-    async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
+    async def _enqueue(self, req: PlanRequest, agent_key: str | None, fingerprint: str | None = None) -> str:
         """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
         The agent key goes only into the arq payload the worker reads, never the status or ledger."""
         from worker import tracing  # OpenTelemetry, when installed, is for submitters only
@@ -208,12 +213,17 @@ class PlanClient:
             span = tracing.start_span("submit", "producer", attributes={"plangate.agent_id": req.agent_id})
             for_worker = {**for_worker, tracing.TRACE_FIELD: tracing.inject(span)}
         try:
-            return await self._enqueue_once(req, payload, for_worker, idem_key)
+            return await self._enqueue_once(req, payload, for_worker, idem_key, fingerprint)
         finally:
             tracing.end_span(span)
 
     async def _enqueue_once(
-        self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
+        self,
+        req: PlanRequest,
+        payload: dict[str, Any],
+        for_worker: dict[str, Any],
+        idem_key: str | None,
+        fingerprint: str | None,
     ) -> str:
         # Importing any part of arq runs its package __init__, which imports its whole worker:
         # only submit needs arq, so status, wait, watch and cancel do without.
@@ -248,6 +258,8 @@ class PlanClient:
                 fields = self._status.queued_fields(
                     req.agent_id, req.tenant_id, submitted_at, codec.dumps(payload)
                 )
+                if fingerprint:
+                    fields[REQUEST_DIGEST_FIELD] = fingerprint
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
@@ -290,9 +302,16 @@ class PlanClient:
 
     async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Phase and progress events of the job as they happen; ends after the terminal event."""
+        async for _, event in self.watch_entries(job_id):
+            yield event
+
+    async def watch_entries(self, job_id: str, after: str = "0") -> AsyncIterator[tuple[str, JobEvent]]:
+        """The job's events with their stream ids, from after the entry `after` ("0": from the first);
+        ends after the terminal event. A terminal event made up from the status (the stream expired
+        with its job) has the id "terminal"."""
         status = await self.status(job_id)
         stream = self._keys.job_events(job_id)
-        last_id = "0"
+        last_id = after
         while True:
             try:
                 reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
@@ -302,19 +321,22 @@ class PlanClient:
                 # Nothing new: the stream may have expired with a terminal job.
                 status = await self.status(job_id)
                 if status.terminal:
-                    yield JobEvent(
-                        kind="terminal",
-                        state=status.state,
-                        phase=status.phase,
-                        attempt=status.attempt,
-                        at=status.finished_at or now_iso(),
+                    yield (
+                        "terminal",
+                        JobEvent(
+                            kind="terminal",
+                            state=status.state,
+                            phase=status.phase,
+                            attempt=status.attempt,
+                            at=status.finished_at or now_iso(),
+                        ),
                     )
                     return
                 continue
             for entry_id, fields in reply[0][1]:
                 last_id = entry_id
                 event = JobEvent.from_fields(fields)
-                yield event
+                yield entry_id, event
                 if event.kind == "terminal":
                     return
 
@@ -397,6 +419,10 @@ class PlanClient:
         """How many entries are ahead of a queued job in the queue (running ones included); None when
         it is not in the queue."""
         return await self._redis.zrank(self._settings.queue_name, job_id)
+
+    async def request_digest(self, job_id: str) -> str | None:
+        """The digest of the body the job was submitted with through the HTTP API (None otherwise)."""
+        return (await self._status.fields(job_id, REQUEST_DIGEST_FIELD))[REQUEST_DIGEST_FIELD]
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""

@@ -159,3 +159,15 @@ class Keys(NamedTuple):
     def capabilities(self) -> str:
         """Capability words operators added to the seed's vocabulary (hash: word -> who, when, why)."""
         return f"{self.prefix}capabilities"
+
+    def api_token(self, digest: str) -> str:
+        """One API token's principal (hash; written by governance/api_tokens.py TokenStore)."""
+        return f"{self.prefix}api:token:{_part(digest, 'token digest')}"
+
+    def api_tokens(self) -> str:
+        """Live API tokens (hash: token id -> digest; TokenStore): what `tokens list`/`revoke` use."""
+        return f"{self.prefix}api:tokens"
+
+    def api_rate(self, token_id: str, window: int) -> str:
+        """Requests one token made in one rate-limit window (counter; worker/api/auth.py)."""
+        return f"{self.prefix}api:rate:{window}:{token_id}"

@@ -21,6 +21,7 @@ from worker import codec
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands
 from worker.cli.render import render_event, render_fields, render_status, status_json
+from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
 from worker.cli.subparsers import Commands
 from worker.cli.tenants import add_tenant_commands
@@ -832,6 +833,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_tenant_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
+    add_serve_commands(sub)
     return parser
 
 
@@ -953,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"plangate: invalid configuration: {problems}\n")
         return EXIT_BAD_INPUT
     # Services log at INFO by default; one-shot commands keep stderr for errors unless asked.
-    service = args.command in ("worker", "llm-stub")
+    service = args.command in ("worker", "llm-stub", "serve")
     explicit = "log_level" in settings.model_fields_set
     configure_logging(settings.log_level if service or explicit else "WARNING")
     run: Callable[..., Any] = args.run
