@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from redis.asyncio import Redis
@@ -413,7 +413,13 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
             return Health(status="unready", redis=True, workers=workers, detail="; ".join(problems))
         return Health(status="ok", redis=True, workers=workers)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this API process")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of this API process",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
