@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -38,6 +38,9 @@ from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
+
+if TYPE_CHECKING:
+    from worker.http_client import HttpPlanClient
 
 log = get_logger(__name__)
 
@@ -121,6 +124,14 @@ class PlanClient:
             agent_key = settings.agent_key.get_secret_value()
         redis = text_client(settings.redis_url)
         return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
+
+    @staticmethod
+    def http(base_url: str, token: str | None, *, timeout_s: float = 30.0) -> HttpPlanClient:
+        """A client of the HTTP API (`plangate serve`) instead of Redis, for agents outside the
+        cluster: the same submit, status, wait, watch and cancel; the token is the identity."""
+        from worker.http_client import HttpPlanClient
+
+        return HttpPlanClient(base_url, token, timeout_s=timeout_s)
 
     @property
     def settings(self) -> Settings:

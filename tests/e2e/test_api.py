@@ -341,3 +341,60 @@ def test_a_node_client_submits_streams_and_reads_the_result(
     result = json.loads(done.stdout)
     assert result["events"][-1] == "terminal" and "phase" in result["events"]
     assert result["status"]["state"] == JobState.DONE and result["status"]["output"]["plan"]
+
+
+def test_the_cli_over_http_needs_no_redis(
+    api: Api, start_workers: Callable[..., list[subprocess.Popen]]
+) -> None:
+    key = agent_key(api)
+    start_workers(1)
+    # The agent's environment: the API's URL and its token, and a Redis URL that leads nowhere.
+    http = {"api_url": api.url, "token": key, "redis_url": "redis://127.0.0.1:1/0"}
+
+    submitted = api.cli("submit", "--description", "Plan over HTTP", "--wait", "--json", **http)
+    assert submitted.returncode == 0, submitted.stderr
+    final = json.loads(submitted.stdout)
+    assert final["state"] == JobState.DONE and final["agent_id"] == AGENT
+    status = api.cli("status", final["job_id"], "--json", **http)
+    assert json.loads(status.stdout) == final
+    shown = api.cli("status", final["job_id"], **http)
+    assert shown.returncode == 0 and f"job {final['job_id']}: done" in shown.stdout
+    watched = api.cli("watch", final["job_id"], "--json", **http)
+    assert json.loads(watched.stdout.splitlines()[-1])["kind"] == "terminal"
+    assert api.cli("cancel", final["job_id"], **http).returncode == 2  # it had ended
+    assert api.cli("wait", final["job_id"], **http).returncode == 0
+
+    assert api.cli("status", final["job_id"], **{**http, "token": "pgt_wrong"}).returncode == 2
+    assert api.cli("status", "no-such-job", **http).returncode == 2
+    down = api.cli("status", final["job_id"], **{**http, "api_url": "http://127.0.0.1:1"})
+    assert down.returncode == 3 and "cannot reach the API" in down.stderr and "Traceback" not in down.stderr
+    bad_url = api.cli("status", final["job_id"], "--api", "localhost:8080", "--token", key)
+    assert bad_url.returncode == 2 and "not an API URL" in bad_url.stderr
+
+
+def test_plan_client_http_has_the_redis_clients_methods(
+    api: Api, start_workers: Callable[..., list[subprocess.Popen]]
+) -> None:
+    import asyncio
+
+    from worker.client import PlanClient
+    from worker.errors import JobNotFound, NotCancellable, Unauthenticated
+
+    key = agent_key(api)
+    start_workers(1)
+
+    async def scenario() -> None:
+        async with PlanClient.http(api.url, key) as client:
+            job_id = await client.submit({"description": "Plan from PlanClient.http"})
+            kinds = [event.kind async for event in client.watch(job_id)]
+            final = await client.wait(job_id, timeout=30)
+            assert kinds[-1] == "terminal" and final.state is JobState.DONE and final.output is not None
+            assert (await client.status(job_id)) == final
+            with pytest.raises(NotCancellable):
+                await client.cancel(job_id)
+            with pytest.raises(JobNotFound):
+                await client.status("no-such-job")
+        with pytest.raises(Unauthenticated):
+            await PlanClient.http(api.url, "pgt_wrong").status(job_id)
+
+    asyncio.run(scenario())
