@@ -80,6 +80,7 @@ def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
         raise BadRequest(describe_validation_error(exc)) from exc
 
 
+_LIST_MAX_CHUNKS = 20  # a listing reads at most this many chunks of the tenant's index per page
 REQUEST_DIGEST_FIELD = "request_digest"  # status-hash field: the API's digest of the submitted body
 
 
@@ -275,6 +276,10 @@ class PlanClient:
                 pipe.expire(status_key, ttl)
                 pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
                 pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
+                tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
+                pipe.zadd(tenant_jobs, {job_id: enqueue_ms})
+                pipe.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones
+                pipe.expire(tenant_jobs, ttl)
                 pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
@@ -379,6 +384,63 @@ class PlanClient:
                 return await self.status(job_id)
         await self._status.request_cancel(job_id)  # running (or it started as we recorded)
         return await self.status(job_id)
+
+    async def jobs(
+        self,
+        tenant_id: str,
+        *,
+        states: frozenset[JobState] = frozenset(),
+        agent_id: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[JobStatus], str | None]:
+        """A tenant's jobs, newest first, filtered by state, agent and submit time (ms since the epoch,
+        inclusive); at most `limit`, and the cursor of the next page (None at the end). Jobs whose
+        records expired are skipped."""
+        if self._tenant_id and tenant_id != self._tenant_id:
+            raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
+        agent_id = self._agent_id or agent_id
+        high: str = "+inf" if until_ms is None else str(until_ms)
+        after: str | None = None
+        if cursor:
+            try:
+                score, after = cursor.split(".", 1)
+                high = str(int(score))
+            except ValueError:
+                raise BadRequest(f"{cursor!r} is not a cursor this API gave") from None
+        low = "-inf" if since_ms is None else str(since_ms)
+        key = self._keys.tenant_jobs(tenant_id)
+        found: list[JobStatus] = []
+        chunk = max(limit * 2, 50)
+        offset = 0
+        for _ in range(_LIST_MAX_CHUNKS):
+            entries = await self._redis.zrevrangebyscore(
+                key, high, low, start=offset, num=chunk, withscores=True
+            )
+            if not entries:
+                return found, None
+            offset += len(entries)
+            if after is not None:  # the page ended inside this millisecond: skip up to its last job
+                ids = [job_id for job_id, _ in entries]
+                if after in ids:
+                    entries = entries[ids.index(after) + 1 :]
+                after = None
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in entries:
+                    pipe.hgetall(self._keys.job(job_id))
+                raws = await pipe.execute()
+            for (job_id, score), raw in zip(entries, raws, strict=True):
+                if not raw:
+                    continue
+                status = JobStatus.from_hash(job_id, raw)
+                if (states and status.state not in states) or (agent_id and status.agent_id != agent_id):
+                    continue
+                found.append(status)
+                if len(found) == limit:
+                    return found, f"{int(score)}.{job_id}"
+        return found, (f"{int(entries[-1][1])}.{entries[-1][0]}" if entries else None)
 
     async def failed(self, limit: int = 100) -> list[JobStatus]:
         """The dead-letter view: jobs that ended `failed`, newest first (expired ones are dropped)."""

@@ -108,6 +108,11 @@ class Keys(NamedTuple):
         """The set of registered tenant ids."""
         return f"{self.prefix}tenants"
 
+    def tenant_jobs(self, tenant_id: str) -> str:
+        """A tenant's jobs by submit time (zset job id -> enqueue ms; written by PlanClient.submit,
+        trimmed to RESULT_TTL_S there): what GET /v1/jobs lists."""
+        return f"{self.prefix}tenant:{_part(tenant_id, 'tenant id')}:jobs"
+
     def tenant_running(self, tenant_id: str) -> str:
         """A tenant's running jobs (sorted set, admitted at ms): its concurrency."""
         return f"{self.prefix}quota:{_part(tenant_id, 'tenant id')}:running"

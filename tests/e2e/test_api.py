@@ -398,3 +398,38 @@ def test_plan_client_http_has_the_redis_clients_methods(
             await PlanClient.http(api.url, "pgt_wrong").status(job_id)
 
     asyncio.run(scenario())
+
+
+def test_listing_jobs_by_token_filter_and_cursor(api: Api) -> None:
+    key = agent_key(api)
+    added = api.cli("agents", "add", "second-planner", "--issue-key", "--json")
+    assert added.returncode == 0, added.stderr
+    second = json.loads(added.stdout)["agent_key"]
+    tenant = issue(api, "tokens", "issue", "--scope", "tenant", "--tenant", "default")
+    assert api.cli("tenants", "add", "other").returncode == 0
+    other = issue(api, "tokens", "issue", "--scope", "tenant", "--tenant", "other")
+    url = api.url + "/v1/jobs"
+    mine = [call(url, "POST", token=key, body={"description": f"Plan {n}"}).body["job_id"] for n in range(5)]
+    theirs = [
+        call(url, "POST", token=second, body={"description": f"Plan {n}"}).body["job_id"] for n in range(2)
+    ]
+    cancelled = call(f"{url}/{mine[0]}/cancel", "POST", token=key).body["job_id"]
+
+    def listed(token: str, query: str = "") -> list[str]:
+        ids, cursor = [], None
+        while True:
+            page = call(f"{url}?limit=2{query}" + (f"&cursor={cursor}" if cursor else ""), token=token).body
+            assert len(page["jobs"]) <= 2
+            ids += [job["job_id"] for job in page["jobs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return ids
+
+    assert sorted(listed(key)) == sorted(mine)  # an agent token: its agent's jobs only
+    everything = listed(tenant)
+    assert sorted(everything) == sorted(mine + theirs) and len(set(everything)) == len(everything)
+    assert listed(tenant, "&state=cancelled") == [cancelled]
+    assert sorted(listed(tenant, "&agent_id=second-planner")) == sorted(theirs)
+    assert listed(other) == []
+    assert call(f"{url}?tenant_id=default", token=other).status == 403
+    assert call(f"{url}?cursor=nonsense", token=tenant).status == 400

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 
 from governance.api_tokens import Principal, Scope
 from governance.models import AgentRecord
+from governance.vocabulary import JobState
 from plangate_base.logs import get_logger
 from worker import codec
 from worker.admin import AgentAdmin
@@ -30,12 +32,14 @@ from worker.api.auth import Authenticator, bearer, require
 from worker.api.limits import BodyLimits
 from worker.api.models import (
     MAX_BATCH,
+    MAX_PAGE,
     MAX_WAIT_S,
     BatchItem,
     BatchResult,
     BatchSubmission,
     Health,
     IssuedKey,
+    JobList,
     JobSubmission,
     Reason,
     ReviewNote,
@@ -206,6 +210,46 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
             except PlangateError as exc:
                 results.append(_failed_item(index, 400, "bad_request", str(exc)))
         return BatchResult(results=results)
+
+    @app.get(
+        f"{API_PREFIX}/jobs",
+        response_model=JobList,
+        responses=_responses(403),
+        summary="List the caller's jobs",
+        tags=["jobs"],
+    )
+    async def list_jobs(
+        request: Request,
+        principal: Caller,
+        state: Annotated[list[JobState] | None, Query(description="only these states (repeatable)")] = None,
+        agent_id: Annotated[str | None, Query(max_length=64)] = None,
+        tenant_id: Annotated[
+            str | None, Query(max_length=64, description="admin and auditor tokens: the tenant to list")
+        ] = None,
+        since: Annotated[datetime | None, Query(description="submitted at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Query(description="submitted at or before (ISO 8601)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> JobList:
+        """Newest first. Agent tokens see their agent's jobs, tenant and reviewer tokens their tenant's;
+        admin and auditor tokens name the tenant."""
+        tenant = principal.tenant_id or tenant_id
+        if tenant is None:
+            raise ApiProblem(
+                400, "bad_request", f"a {principal.scope.value} token lists one tenant: ?tenant_id="
+            )
+        if principal.tenant_id and tenant_id not in (None, principal.tenant_id):
+            raise ApiProblem(403, "forbidden", f"this token lists tenant {principal.tenant_id!r} only")
+        jobs, next_cursor = await client_for(request, principal).jobs(
+            tenant,
+            states=frozenset(state or ()),
+            agent_id=agent_id,
+            since_ms=_ms(since),
+            until_ms=_ms(until),
+            limit=limit,
+            cursor=cursor,
+        )
+        return JobList(jobs=jobs, next_cursor=next_cursor)
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}",
@@ -424,6 +468,14 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _ms(at: datetime | None) -> int | None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
 
 
 def _failed_item(index: int, status: int, code: str, detail: str) -> BatchItem:

@@ -13,7 +13,8 @@ from worker.api.problems import Problem
 from worker.job_models import JobStatus
 
 MAX_BATCH = 100  # requests in one POST /v1/jobs/batch
-MAX_WAIT_S = 60.0  # the longest GET /v1/jobs/{id}?wait=S
+MAX_WAIT_S = 60.0
+MAX_PAGE = 200  # jobs in one GET /v1/jobs page  # the longest GET /v1/jobs/{id}?wait=S
 
 
 def _submission_fields() -> dict[str, Any]:
@@ -60,6 +61,13 @@ class BatchResult(BaseModel):
     """One result per submitted item, in order."""
 
     results: list[BatchItem]
+
+
+class JobList(BaseModel):
+    """One page of the caller's jobs, newest first; pass `next_cursor` as `cursor` for the next."""
+
+    jobs: list[JobStatus]
+    next_cursor: str | None = None
 
 
 class ReviewNote(BaseModel):
