@@ -169,7 +169,6 @@ def rows(n: dict[str, float]) -> list[Row]:
     sizes = f"{n['api.calls']:.0f} sequential, C={n['api.concurrency']:.0f}"
     section = f"api (one `plangate serve`, tenant token; {sizes})"
     added = n["api.added_p50_ms"]
-    direct = f"{n['api.direct_p50_ms']:.2f} / {n['api.direct_p99_ms']:.2f} ms"
     return [
         Row(
             section,
