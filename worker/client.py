@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -125,6 +126,15 @@ class PlanClient:
             agent_key = settings.agent_key.get_secret_value()
         redis = text_client(settings.redis_url)
         return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
+
+    def scoped(
+        self, *, tenant_id: str | None, agent_id: str | None = None, agent_key: str | None = None
+    ) -> PlanClient:
+        """This client for one tenant (and agent, with its key), sharing the connection pool: what the
+        HTTP API makes for each request's caller."""
+        clone = copy.copy(self)
+        clone._tenant_id, clone._agent_id, clone._agent_key = tenant_id, agent_id, agent_key
+        return clone
 
     @staticmethod
     def http(base_url: str, token: str | None, *, timeout_s: float = 30.0) -> HttpPlanClient:

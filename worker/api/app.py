@@ -101,6 +101,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = redis is None
         app.state.redis = redis if redis is not None else text_client(settings.redis_url, service=True)
+        app.state.client = PlanClient(app.state.redis, settings)
         app.state.auth = Authenticator(
             app.state.redis, keys, rate_per_s=settings.api_rate_limit_per_s, open_access=open_access
         )
@@ -121,19 +122,12 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     install(app)
     app.add_middleware(BodyLimits)
-
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        requests_total.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_middleware(CountRequests, counter=requests_total)
 
     def client_for(request: Request, principal: Principal) -> PlanClient:
         scoped = principal.scope in (Scope.AGENT, Scope.TENANT, Scope.REVIEWER)
-        return PlanClient(
-            request.app.state.redis,
-            settings,
+        base: PlanClient = request.app.state.client
+        return base.scoped(
             tenant_id=principal.tenant_id if scoped else None,
             agent_id=principal.agent_id if principal.scope is Scope.AGENT else None,
             agent_key=request.state.token,
@@ -468,6 +462,27 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class CountRequests:
+    """ASGI middleware: counts each answered request by its route's template and status."""
+
+    def __init__(self, app: Any, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                self.counter.labels(getattr(route, "path", "unmatched"), str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 def _ms(at: datetime | None) -> int | None:
