@@ -94,7 +94,7 @@ async def measure(bench: Bench, calls: int, total: int, concurrency: int, watche
     await bench.keyless_seed_agent(prefix)
     redis = bench.redis()
     admin = AgentAdmin(redis, Keys(prefix))
-    token = await admin.issue_token(Scope.TENANT, tenant_id="default", name="bench", by="bench")
+    token, _ = await admin.issue_token(Scope.TENANT, tenant_id="default", name="bench", by="bench")
     url, api_pid = await _start_api(bench, prefix)
     n: dict[str, float] = {}
     headers = {"Authorization": f"Bearer {token}"}

@@ -109,7 +109,7 @@ async def _start_api(bench: Bench, plangate: list[str], env: dict[str, str]) -> 
     redis = text_client(env["PLANGATE_REDIS_URL"])
     try:
         admin = AgentAdmin(redis, Keys(env["PLANGATE_KEY_PREFIX"]))
-        token = await admin.issue_token(Scope.ADMIN, tenant_id=None, name="bench", by="bench")
+        token, _ = await admin.issue_token(Scope.ADMIN, tenant_id=None, name="bench", by="bench")
     finally:
         await redis.aclose()
     port = free_port()

@@ -130,9 +130,12 @@ class AgentAdmin:
         await self.tokens.put(key, principal, None)  # the same key is the reviewer's API token
         return key
 
-    async def issue_token(self, scope: Scope, *, tenant_id: str | None, name: str, by: str) -> str:
+    async def issue_token(
+        self, scope: Scope, *, tenant_id: str | None, name: str, by: str
+    ) -> tuple[str, Principal]:
         """Issue a tenant, auditor or admin token for the HTTP API; returns it, shown once and stored
-        as a digest. Agents' and reviewers' tokens are their keys (issue_agent_key, save_reviewer)."""
+        as a digest, and its principal (its token_id is what `tokens revoke` takes). Agents' and
+        reviewers' tokens are their keys (issue_agent_key, save_reviewer)."""
         if scope not in ISSUED_SCOPES:
             names = ", ".join(s.value for s in ISSUED_SCOPES)
             raise BadRequest(f"tokens are issued for {names}; an agent's or reviewer's token is its key")
@@ -148,7 +151,7 @@ class AgentAdmin:
         principal = Principal(token_id, scope, tenant_id, name=name, created_at=now_iso())
         payload = {"by": by, "for": f"{scope.value} token {token_id}", "name": name}
         await self.tokens.put(token, principal, _entry(KEY_ISSUED, None, tenant_id, "", payload))
-        return token
+        return token, principal
 
     async def revoke_token(self, token_id: str, *, by: str, reason: str) -> bool:
         """Revoke an API token (or an agent's or reviewer's key as a token) at once."""

@@ -86,39 +86,38 @@ def test_the_key_never_leaks(
     assert agent_key not in everything and agent_key[-12:] not in everything
 
 
-def test_no_token_leaks_through_the_api(
-    e2e_env: dict[str, str],
-    start_plangate: Callable[..., subprocess.Popen],
-    start_workers: Callable[..., list[subprocess.Popen]],
-    tmp_path: Path,
-) -> None:
-    from tests.e2e.test_api import call, sse_events, start_api
+def test_no_token_leaks_through_the_api(redis_base_url: str, tmp_path: Path) -> None:
+    from tests.e2e.api_deployment import Deployment, call, sse_events
 
-    e2e_env.update(PLANGATE_LLM_API_KEY=SECRET, PLANGATE_LOG_LEVEL="DEBUG")
-    agent_key = _cli(e2e_env, "agents", "issue-key", "llm-planner-001").stdout.strip()
-    tenant_token = _cli(e2e_env, "tokens", "issue", "--scope", "tenant", "--tenant", "default").stdout.strip()
-    admin_token = _cli(e2e_env, "tokens", "issue", "--scope", "admin").stdout.strip()
-    tokens = (agent_key, tenant_token, admin_token)
-    assert all(t.startswith(("pgk_", "pgt_")) for t in tokens)
-    start_workers(1)
-    api = start_api(start_plangate, tmp_path, lambda *a: _cli(e2e_env, *a), log_level="DEBUG")
-    produced: list[str] = []
-    for token in tokens:
-        body = {"agent_id": "llm-planner-001", "description": "Plan with a token"}
-        submitted = call(api.url + "/v1/jobs", "POST", token=token, body=body)
-        assert submitted.status == 202, submitted.body
-        job_url = f"{api.url}/v1/jobs/{submitted.body['job_id']}"
-        produced.append(json.dumps(sse_events(job_url + "/events", token)))
-        final = call(job_url + "?wait=30", token=token)
-        assert final.body["state"] == "done", final.body
-        produced += [json.dumps(final.body), json.dumps(call(api.url + "/v1/jobs", token=token).body)]
-        wrong = call(job_url, token=token[:-3] + "xyz")
-        assert wrong.status == 401
-        produced.append(json.dumps(wrong.body))
-    produced += [call(api.url + "/metrics").body, json.dumps(call(api.url + "/openapi.json").body)]
-    produced.append(_cli(e2e_env, "tokens", "list", "--json").stdout)
-    produced.append(_redis_text(e2e_env["PLANGATE_REDIS_URL"], e2e_env["PLANGATE_KEY_PREFIX"]))
-    for path in tmp_path.iterdir():  # the API's and the workers' logs, the ledger
+    dep = Deployment(redis_base_url, tmp_path)
+    dep.env.update(PLANGATE_LLM_API_KEY=SECRET, PLANGATE_LOG_LEVEL="DEBUG")
+    try:
+        dep.start(workers=1)
+        _, agent_key = dep.agent()
+        tokens = (agent_key, dep.token("tenant", "default"), dep.token("admin"))
+        assert all(t.startswith(("pgk_", "pgt_")) for t in tokens)
+        produced: list[str] = []
+        for token in tokens:
+            body = {"description": "Plan with a token"}
+            if token != agent_key:
+                body["agent_id"] = "llm-planner-001"
+            submitted = call(dep.url + "/v1/jobs", "POST", token=token, body=body)
+            assert submitted.status == 202, submitted.body
+            job_url = f"{dep.url}/v1/jobs/{submitted.body['job_id']}"
+            produced.append(json.dumps(sse_events(job_url + "/events", token)))
+            final = call(job_url + "?wait=30", token=token)
+            assert final.body["state"] == "done", final.body
+            listed = call(dep.url + "/v1/jobs?tenant_id=default", token=token)
+            produced += [json.dumps(final.body), json.dumps(listed.body)]
+            wrong = call(job_url, token=token[:-3] + "xyz")
+            assert wrong.status == 401
+            produced.append(json.dumps(wrong.body))
+        produced += [call(dep.url + "/metrics").body, json.dumps(call(dep.url + "/openapi.json").body)]
+        produced.append(dep.out("tokens", "list", "--json"))
+        produced.append(_redis_text(dep.redis_url, dep.prefix))
+    finally:
+        dep.stop()
+    for path in tmp_path.iterdir():  # the API's, the workers' and the endpoint's logs, the ledger
         if path.is_file():
             produced.append(path.read_bytes().decode("utf-8", "replace"))
     everything = "\n".join(produced)

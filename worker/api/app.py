@@ -470,6 +470,19 @@ class CountRequests:
     def __init__(self, app: Any, counter: Counter) -> None:
         self.app = app
         self.counter = counter
+        self._paths: dict[Any, str] = {}
+
+    def _template(self, scope: dict[str, Any]) -> str:
+        """The matched route's path template (never the raw path: ids would explode the label set)."""
+        route = scope.get("route")
+        if route is not None:
+            return str(route.path)
+        endpoint = scope.get("endpoint")  # plain Starlette routes (/openapi.json, /docs) set only this
+        if endpoint is None:
+            return "unmatched"
+        if not self._paths:
+            self._paths = {getattr(r, "endpoint", None): r.path for r in scope["app"].routes}
+        return self._paths.get(endpoint, "unmatched")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -478,8 +491,7 @@ class CountRequests:
 
         async def counted(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                route = scope.get("route")
-                self.counter.labels(getattr(route, "path", "unmatched"), str(message["status"])).inc()
+                self.counter.labels(self._template(scope), str(message["status"])).inc()
             await send(message)
 
         await self.app(scope, receive, counted)

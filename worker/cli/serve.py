@@ -65,12 +65,13 @@ async def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
     try:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
         if args.tokens_command == "issue":
-            token = await admin.issue_token(
+            token, principal = await admin.issue_token(
                 Scope(args.scope), tenant_id=args.tenant, name=args.name, by=args.by
             )
             sys.stdout.write(f"{token}\n")
             sys.stderr.write(
-                "plangate: shown once; only its digest is stored. Send it as Authorization: Bearer.\n"
+                f"plangate: token id {principal.token_id} (for `plangate tokens revoke`); the token is "
+                "shown once and stored only as a digest: send it as `Authorization: Bearer TOKEN`\n"
             )
             return 0
         if args.tokens_command == "revoke":
