@@ -327,3 +327,21 @@ def test_a_node_client_submits_streams_and_reads_the_result(dep: Deployment) -> 
     result = json.loads(done.stdout)
     assert result["events"][-1] == "terminal" and "phase" in result["events"]
     assert result["status"]["state"] == JobState.DONE and result["status"]["output"]["plan"]
+
+
+def test_an_auditor_reads_a_jobs_ledger_record(dep: Deployment) -> None:
+    _, key = dep.agent()
+    auditor = dep.token("auditor")
+    job_id = call(dep.url + "/v1/jobs", "POST", token=key, body={"description": "Plan the audit"}).body[
+        "job_id"
+    ]
+    assert call(f"{dep.url}/v1/jobs/{job_id}?wait=60", token=key).body["state"] == JobState.DONE
+    url = f"{dep.url}/v1/jobs/{job_id}/ledger"
+    deadline = time.monotonic() + _READY_DEADLINE_S
+    while len((record := call(url, token=auditor)).body.get("events", [])) < 2:  # the writer batches
+        assert time.monotonic() < deadline, record.body
+        time.sleep(0.1)
+    kinds = [event["kind"] for event in record.body["events"]]
+    assert kinds[0] == "submitted" and kinds[-1] == JobState.DONE
+    assert call(url, token=key).status == 403  # the agent itself is no auditor
+    assert call(f"{dep.url}/v1/jobs/no-such-job/ledger", token=auditor).status == 404

@@ -8,6 +8,7 @@ travels with the job as its credential for the worker's own check.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -41,6 +42,7 @@ from worker.api.models import (
     IssuedKey,
     JobList,
     JobSubmission,
+    LedgerRecord,
     Reason,
     ReviewNote,
 )
@@ -315,6 +317,30 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         if not principal.may_act_on(status.tenant_id, status.agent_id):
             raise ApiProblem(403, "forbidden", f"a {principal.scope.value} token cannot cancel jobs")
         return await client.cancel(job_id)
+
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}/ledger",
+        response_model=LedgerRecord,
+        responses=_responses(403, 404),
+        summary="A job's ledger record (auditors)",
+        tags=["audit"],
+    )
+    async def job_ledger(job_id: str, principal: Caller) -> LedgerRecord:
+        """Every ledger event of the job, in order, from the ledger file on this API's host
+        (PLANGATE_LEDGER_PATH; 503 where the API runs without it). Auditor and admin tokens."""
+        require(principal, Scope.AUDITOR)
+        from ledger import queries
+
+        if not await asyncio.to_thread(settings.ledger_path.is_file):
+            raise ApiProblem(
+                503,
+                "ledger_unavailable",
+                "this API process has no ledger file (PLANGATE_LEDGER_PATH): ask one beside the writer",
+            )
+        record = await queries.show_job(settings.ledger_path, job_id)
+        if not record["events"]:
+            raise ApiProblem(404, "not_found", f"no ledger events for job {job_id!r}")
+        return LedgerRecord.model_validate(record)
 
     @app.get(
         f"{API_PREFIX}/reviews",

@@ -70,6 +70,13 @@ class JobList(BaseModel):
     next_cursor: str | None = None
 
 
+class LedgerRecord(BaseModel):
+    """A job's ledger events in order (the same as `plangate ledger show JOB_ID --json`)."""
+
+    job_id: str
+    events: list[dict[str, Any]]
+
+
 class ReviewNote(BaseModel):
     """A reviewer's reason for approving or rejecting an escalated plan."""
 
