@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
+from tests.eventually import eventually_sync
 from worker.keys import Keys
 from worker.llm_stub.server import BEHAVIOURS, StubServer
 from worker.settings import Settings
@@ -82,12 +82,20 @@ def redis_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
-    deadline = time.monotonic() + _START_DEADLINE_S
-    while not _pings(url + "/0"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"could not start a Redis server on port {port}")
-        time.sleep(0.05)
+
+    def started() -> bool:
+        if _pings(url + "/0"):
+            return True
+        assert proc.poll() is None, "redis-server exited at start"
+        return False
+
+    try:
+        eventually_sync(
+            started, timeout_s=_START_DEADLINE_S, interval_s=0.05, what="redis-server to answer PING"
+        )
+    except AssertionError as exc:
+        proc.kill()
+        raise RuntimeError(f"could not start a Redis server on port {port}") from exc
     try:
         yield url
     finally:

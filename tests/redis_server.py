@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import redis as sync_redis
 
 from tests.conftest import _redis_binary, free_port
+from tests.eventually import eventually_sync
 
 _START_DEADLINE_S = 10.0
 
@@ -37,15 +37,16 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + _START_DEADLINE_S
-        while True:
-            assert self.proc.poll() is None, "redis-server exited at start"
+        proc = self.proc
+
+        def answers() -> bool:
+            assert proc.poll() is None, "redis-server exited at start"
             try:
-                if sync_redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping():
-                    return
+                return bool(sync_redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping())
             except (sync_redis.RedisError, OSError):
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+                return False
+
+        eventually_sync(answers, timeout_s=_START_DEADLINE_S, interval_s=0.05, what="redis-server to start")
 
     def stop(self) -> None:
         """SIGTERM (an append-only file is flushed first) and wait for the exit."""

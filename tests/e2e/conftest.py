@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from governance.models import AgentRecord
 from tests.conftest import free_port
+from tests.eventually import eventually_sync
 from worker.llm_stub.server import BEHAVIOURS
 
 _READY_DEADLINE_S = 20.0
@@ -26,15 +26,17 @@ def plangate_cmd(*args: str) -> list[str]:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + _READY_DEADLINE_S
-    while True:
+    def listening() -> bool:
         assert proc.poll() is None, "the scripted LLM endpoint exited"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on port {port}"
-            time.sleep(0.05)
+            return False
+
+    eventually_sync(
+        listening, timeout_s=_READY_DEADLINE_S, interval_s=0.05, what=f"a listener on port {port}"
+    )
 
 
 @pytest.fixture

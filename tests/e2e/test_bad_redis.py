@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.conftest import free_port
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 from tests.redis_server import OwnRedis
 from worker.cli.main import build_parser
 from worker.ids import new_id
@@ -338,8 +339,10 @@ def test_services_started_before_redis_wait_for_it(
 
 
 def _wait_in_log(log: Path, proc: subprocess.Popen, text: str) -> None:
-    deadline = time.monotonic() + 60
-    while not (log.exists() and text in log.read_text(errors="replace")):
+    def logged() -> bool:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return True
         assert proc.poll() is None, f"exited ({proc.returncode}) before logging {text!r}: {log.read_text()}"
-        assert time.monotonic() < deadline, f"no {text!r} in {log.name}"
-        time.sleep(0.1)
+        return False
+
+    eventually_sync(logged, timeout_s=60, interval_s=0.1, what=f"{text!r} in {log.name}")

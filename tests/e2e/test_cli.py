@@ -16,6 +16,7 @@ import pytest
 from governance.capabilities import SEED_FORBIDDEN_ACTIONS
 from governance.models import MAX_CONTEXT_BYTES
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -216,12 +217,12 @@ def test_governance_from_the_command_line(
         env, "submit", "--model", "scripted-slow", "--lock", "db/orders", "--description", "Plan a reindex"
     )
     holder = slow.stdout.strip()
-    deadline = time.monotonic() + 60
-    while True:
-        held = json.loads(_run(env, "locks", "list", "--json").stdout)
-        if held:
-            break
-        assert time.monotonic() < deadline, "the lock was never taken"
+    held = eventually_sync(
+        lambda: json.loads(_run(env, "locks", "list", "--json").stdout),
+        timeout_s=60,
+        interval_s=0,
+        what="the lock to be taken",
+    )
     assert held[0]["resource"] == "db/orders" and held[0]["job_id"] == holder
 
     refused = json.loads(

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 from worker.cli.main import EXIT_CANCELLED, EXIT_FAILED, EXIT_REFUSED
 
 pytestmark = pytest.mark.e2e
@@ -29,13 +29,6 @@ def _submit(env: dict[str, str], *args: str) -> str:
     return result.stdout.strip()
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_wait_exit_codes_tell_each_ending_apart(e2e_env: dict[str, str], start_workers: Callable) -> None:
     start_workers(1)
     env = e2e_env
@@ -47,7 +40,12 @@ def test_wait_exit_codes_tell_each_ending_apart(e2e_env: dict[str, str], start_w
     assert refused.returncode == EXIT_REFUSED and json.loads(refused.stdout)["refusal"]["code"]
 
     slow = _submit(env, "--model", "scripted-slow")
-    _until(lambda: json.loads(_run(env, "status", slow, "--json").stdout)["phase"] == "PLAN", "PLAN")
+    eventually_sync(
+        lambda: json.loads(_run(env, "status", slow, "--json").stdout)["phase"] == "PLAN",
+        timeout_s=60,
+        interval_s=0.1,
+        what="PLAN",
+    )
     asked = _run(env, "cancel", slow)
     assert asked.returncode == 0 and "cancel requested" in asked.stdout
     assert _run(env, "wait", slow, "--timeout", "30").returncode == EXIT_CANCELLED
@@ -133,7 +131,12 @@ def test_the_worker_logs_the_signal_it_stopped_on(
 ) -> None:
     (proc,) = start_workers(1)
     log = tmp_path / "worker-0.log"
-    _until(lambda: log.exists() and "worker started" in log.read_text(), "the worker to start")
+    eventually_sync(
+        lambda: log.exists() and "worker started" in log.read_text(),
+        timeout_s=60,
+        interval_s=0.1,
+        what="the worker to start",
+    )
     proc.send_signal(sig)
     assert proc.wait(timeout=30) == 0
     text = log.read_text()

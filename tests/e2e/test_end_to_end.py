@@ -6,7 +6,6 @@ import asyncio
 import json
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.models import AgentOutput
-from governance.vocabulary import JobState, Phase
+from governance.vocabulary import TERMINAL_STATES, JobState, Phase
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually, eventually_sync
 from worker.cli.main import EXIT_REFUSED
 from worker.client import PlanClient
 from worker.keys import Keys
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 JOBS = 20
 WAIT_S = 60.0
-TERMINAL = ("done", "refused", "failed", "cancelled")
+TERMINAL = tuple(TERMINAL_STATES)
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -77,10 +77,12 @@ async def test_twenty_jobs_through_two_worker_processes(
         assert stamps == sorted(stamps)
 
     ledger = Path(e2e_env["PLANGATE_LEDGER_PATH"])
-    deadline = time.monotonic() + WAIT_S
-    while len(_terminal_counts(ledger)) < JOBS:
-        assert time.monotonic() < deadline, "the ledger never caught up"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: len(_terminal_counts(ledger)) >= JOBS,
+        timeout_s=WAIT_S,
+        interval_s=0.1,
+        what="the ledger to catch up",
+    )
     counts = _terminal_counts(ledger)
     assert set(counts) == set(ids) and set(counts.values()) == {1}
 
@@ -124,20 +126,26 @@ def test_cli_submit_wait_json_unknown_agent_and_slow_status(
     slow = _cli(e2e_env, "submit", "--model", "scripted-slow", "--description", "Plan a slow one")
     job_id = slow.stdout.strip()
     tokens: list[int] = []
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         now = json.loads(_cli(e2e_env, "status", job_id, "--json").stdout)
         if now["state"] in TERMINAL:
-            break
+            return now
         if now["phase"] == "PLAN":
             tokens.append(now["progress"].get("tokens", 0))
+        return None
+
+    now = eventually_sync(finished, timeout_s=WAIT_S, interval_s=0, what=f"{job_id} to end")
     assert now["state"] == "done"
     assert len({t for t in tokens if t > 0}) >= 2 and tokens == sorted(tokens), tokens
 
-    shown = _cli(e2e_env, "ledger", "show", job_id, "--json")
-    deadline = time.monotonic() + WAIT_S
-    while '"kind":"done"' not in shown.stdout.replace(" ", "") and time.monotonic() < deadline:
+    def shown_done() -> subprocess.CompletedProcess[str] | None:
         shown = _cli(e2e_env, "ledger", "show", job_id, "--json")
+        return shown if '"kind":"done"' in shown.stdout.replace(" ", "") else None
+
+    shown = eventually_sync(
+        shown_done, timeout_s=WAIT_S, interval_s=0, what=f"done of {job_id} in the ledger"
+    )
     record = json.loads(shown.stdout)
     assert record["job_id"] == job_id and [e["kind"] for e in record["events"]] == ["submitted", "done"]
 

@@ -9,7 +9,6 @@ import shlex
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ledger.migrations import LATEST
 from ledger.signing import load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 from tests.unit.ledger_events import agent_output, done_event, submitted_event
 
 pytestmark = pytest.mark.e2e
@@ -158,13 +158,19 @@ def plangate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 def wait_recorded(env: dict[str, str], job_id: str, kind: str = "done") -> None:
     """Return once the ledger writer has committed the job's `kind` event (poll with a deadline)."""
-    deadline = time.monotonic() + 60
-    while True:
-        shown = run(env, "show", job_id, "--json")
-        if shown.returncode == 0 and kind in {e["kind"] for e in json.loads(shown.stdout)["events"]}:
-            return
-        assert time.monotonic() < deadline, f"the ledger never held {kind} of {job_id}: {shown.stderr}"
-        time.sleep(0.1)
+    shown: list[subprocess.CompletedProcess[str]] = []  # the latest `show`, for the failure message
+
+    def recorded() -> bool:
+        shown[:] = [run(env, "show", job_id, "--json")]
+        last = shown[-1]
+        return last.returncode == 0 and kind in {e["kind"] for e in json.loads(last.stdout)["events"]}
+
+    eventually_sync(
+        recorded,
+        timeout_s=60,
+        interval_s=0.1,
+        what=lambda: f"the ledger to hold {kind} of {job_id}: {shown[-1].stderr}",
+    )
 
 
 def test_real_jobs_are_searchable_by_their_steps_and_compact_into_a_clean_archive(

@@ -7,14 +7,15 @@ import asyncio
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from governance.vocabulary import TERMINAL_STATES
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.keys import LEDGER_GROUP, Keys
 from worker.settings import Settings
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 JOBS = 500
 DEADLINE_S = 120.0
-TERMINAL = ("done", "refused", "failed", "cancelled")
+TERMINAL = tuple(TERMINAL_STATES)
 
 
 def _terminal_counts(ledger: Path) -> dict[str, int]:
@@ -47,13 +48,6 @@ def start_serve(start_plangate: Callable[..., subprocess.Popen]) -> Callable[[],
     return lambda: start_plangate("ledger-serve", "ledger", "serve", "--lock-ttl", "1")
 
 
-async def _until(check: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_writer_killed_mid_batch_loses_and_duplicates_nothing(
     e2e_env: dict[str, str],
     start_workers: Callable[..., list[subprocess.Popen]],
@@ -74,7 +68,12 @@ async def test_writer_killed_mid_batch_loses_and_duplicates_nothing(
             for n in range(JOBS)
         ]
         # Kill the writer while terminal events stream in (a batch is being read or committed).
-        await _until(lambda: len(_terminal_counts(ledger)) >= 50, "the first terminal events")
+        await eventually(
+            lambda: len(_terminal_counts(ledger)) >= 50,
+            timeout_s=DEADLINE_S,
+            interval_s=0.05,
+            what="the first terminal events",
+        )
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)
         killed_at = len(_terminal_counts(ledger))
@@ -83,7 +82,12 @@ async def test_writer_killed_mid_batch_loses_and_duplicates_nothing(
     assert all(s.state.value in TERMINAL for s in statuses)
     assert killed_at < JOBS, "the writer was killed after everything was recorded; nothing was tested"
 
-    await _until(lambda: len(_terminal_counts(ledger)) == JOBS, "every terminal event in the ledger")
+    await eventually(
+        lambda: len(_terminal_counts(ledger)) == JOBS,
+        timeout_s=DEADLINE_S,
+        interval_s=0.05,
+        what="every terminal event in the ledger",
+    )
     counts = _terminal_counts(ledger)
     assert set(counts) == set(ids) and set(counts.values()) == {1}
     with sqlite3.connect(ledger) as db:
@@ -95,10 +99,7 @@ async def test_writer_killed_mid_batch_loses_and_duplicates_nothing(
     async def drained() -> bool:
         return (await redis.xpending(stream, LEDGER_GROUP))["pending"] == 0
 
-    deadline = time.monotonic() + 30
-    while not await drained():
-        assert time.monotonic() < deadline, "entries left pending"
-        await asyncio.sleep(0.05)
+    await eventually(drained, timeout_s=30, interval_s=0.05, what="no entries left pending")
 
     cmd = plangate_cmd("ledger", "verify")
     verify = await asyncio.to_thread(subprocess.run, cmd, env=e2e_env, capture_output=True, text=True)

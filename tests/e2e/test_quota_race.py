@@ -7,7 +7,6 @@ import itertools
 import json
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from redis.asyncio import Redis
 from governance.models import AgentRecord, TenantRecord
 from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
-from governance.vocabulary import RefusalCode
+from governance.vocabulary import TERMINAL_STATES, RefusalCode
+from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 MAX_CONCURRENT, PER_MINUTE, TOKENS_PER_DAY = 5, 40, 120_000
 SUBMITTERS, JOBS_EACH = 8, 12
-TERMINAL = ("done", "refused", "failed", "cancelled")
+TERMINAL = tuple(TERMINAL_STATES)
 # Admissions and terminal records carry the Redis server's clock (admitted_at_ms, settled_at_ms),
 # stamped inside the scripts that take and release a slot: one clock for every worker.
 
@@ -74,17 +74,18 @@ async def test_limits_hold_under_a_race(
     await watcher
 
     ledger = Path(e2e_env["PLANGATE_LEDGER_PATH"])
-    deadline = time.monotonic() + 60
-    while True:
+    kinds = ("admitted", *TERMINAL)
+    marks = ",".join("?" * len(kinds))
+
+    def caught_up() -> list[tuple] | None:
         with sqlite3.connect(ledger) as db:
             rows = db.execute(
-                "SELECT job_id, kind, payload, reason FROM events WHERE kind IN "
-                "('admitted','done','refused','failed','cancelled')"
+                f"SELECT job_id, kind, payload, reason FROM events WHERE kind IN ({marks})",
+                kinds,
             ).fetchall()
-        if len({r[0] for r in rows if r[1] in TERMINAL}) == len(ids):
-            break
-        assert time.monotonic() < deadline, "the ledger never caught up"
-        await asyncio.sleep(0.1)
+        return rows if len({r[0] for r in rows if r[1] in TERMINAL}) == len(ids) else None
+
+    rows = await eventually(caught_up, timeout_s=60, interval_s=0.1, what="the ledger to catch up")
 
     admitted = {job: json.loads(p)["admitted_at_ms"] / 1000 for job, kind, p, _ in rows if kind == "admitted"}
     ended = {job: json.loads(p)["settled_at_ms"] / 1000 for job, kind, p, _ in rows if kind in TERMINAL}

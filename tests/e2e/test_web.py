@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -22,6 +21,7 @@ import redis as sync_redis
 
 from tests.conftest import free_port
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -114,17 +114,16 @@ def web(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subproce
     log = (tmp_path / "web.log").open("wb")
     proc = subprocess.Popen(plangate_cmd("web", "--port", str(port)), env=e2e_env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + _READY_DEADLINE_S
+
+    def answers() -> bool:
+        assert proc.poll() is None, (tmp_path / "web.log").read_text()
+        try:
+            return _get(f"{base}/api/jobs")[0] == 200
+        except OSError:
+            return False
+
     try:
-        while True:
-            assert proc.poll() is None, (tmp_path / "web.log").read_text()
-            try:
-                if _get(f"{base}/api/jobs")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "plangate web did not answer"
-            time.sleep(0.05)
+        eventually_sync(answers, timeout_s=_READY_DEADLINE_S, interval_s=0.05, what="plangate web to answer")
         yield base, proc
     finally:
         if proc.poll() is None:
@@ -172,11 +171,13 @@ def dump_dom(tmp_path: Path) -> Callable[[str], _Page]:
 
 def _wait_for_worker(redis_url: str, key_prefix: str, deadline_s: float = _READY_DEADLINE_S) -> None:
     client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
-    deadline = time.monotonic() + deadline_s
     try:
-        while not client.zcard(f"{key_prefix}workers"):
-            assert time.monotonic() < deadline, "no worker heartbeated"
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: client.zcard(f"{key_prefix}workers"),
+            timeout_s=deadline_s,
+            interval_s=0.05,
+            what="a worker to heartbeat",
+        )
     finally:
         client.close()
 
@@ -208,22 +209,32 @@ def test_live_view_follows_a_streaming_job(
 
     # The list: the row shows PLAN while the answer streams (about 5 s), then done.
     seen: list[tuple[str, str]] = []
-    deadline = time.monotonic() + 90
-    while not seen or seen[-1][0] != "done":
-        assert time.monotonic() < deadline, f"the row never showed done; it showed {seen}"
+
+    def row_done() -> bool:
         row = dump_dom(base + "/").rows.get(job_id)
         if row is not None and (not seen or seen[-1] != (row["data-state"], row["data-phase"])):
             seen.append((row["data-state"], row["data-phase"]))
+        return bool(seen) and seen[-1][0] == "done"
+
+    eventually_sync(
+        row_done, timeout_s=90, interval_s=0, what=lambda: f"the row to show done; it showed {seen}"
+    )
     assert ("running", "PLAN") in seen, f"the row never showed PLAN while streaming: {seen}"
     assert seen.index(("running", "PLAN")) < len(seen) - 1
 
     # The detail: status, plan steps, the job's event stream and its ledger record.
-    deadline = time.monotonic() + 30
-    while True:
-        page = dump_dom(f"{base}/job/{job_id}")
-        if "done" in page.kinds.get("ledger-events", []):
-            break
-        assert time.monotonic() < deadline, f"the ledger record never showed done: {dict(page.kinds)}"
+    pages: list[_Page] = []  # the latest dump, for the failure message
+
+    def ledger_done() -> _Page | None:
+        pages[:] = [dump_dom(f"{base}/job/{job_id}")]
+        return pages[-1] if "done" in pages[-1].kinds.get("ledger-events", []) else None
+
+    page = eventually_sync(
+        ledger_done,
+        timeout_s=30,
+        interval_s=0,
+        what=lambda: f"the ledger record to show done: {dict(pages[-1].kinds)}",
+    )
     assert page.detail["data-job"] == job_id and page.detail["data-state"] == "done"
     # The header names the job and its state (it used to stay at "loading..." on a job's page).
     assert page.header.get("data-job") == job_id and page.header.get("data-state") == "done"

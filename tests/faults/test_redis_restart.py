@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import time
@@ -13,10 +12,12 @@ import pytest
 
 from governance.vocabulary import JobState
 from tests.conftest import store_keyless_seed_agent
+from tests.eventually import eventually, eventually_sync
 from tests.faults.conftest import FAULT_REPORT
 from tests.redis_server import OwnRedis
 from worker.client import PlanClient
 from worker.errors import QueueUnavailable
+from worker.job_models import JobStatus
 from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -37,13 +38,15 @@ async def _wait_all(client: PlanClient, ids: list[str], timeout: float) -> list:
     deadline = time.monotonic() + timeout
     statuses = []
     for job_id in ids:
-        while True:
+
+        async def waited(job_id: str = job_id) -> JobStatus | None:
             try:
-                statuses.append(await client.wait(job_id, timeout=max(0.1, deadline - time.monotonic())))
-                break
+                return await client.wait(job_id, timeout=max(0.1, deadline - time.monotonic()))
             except QueueUnavailable:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.2)
+                return None
+
+        left = max(0.0, deadline - time.monotonic())
+        statuses.append(await eventually(waited, timeout_s=left, interval_s=0.2, what=f"{job_id} to end"))
     return statuses
 
 
@@ -74,11 +77,13 @@ async def test_jobs_survive_a_redis_restart(
 
 
 def _wait_in_log(log: Path, proc: subprocess.Popen, seen: Callable[[str], bool], what: str) -> None:
-    deadline = time.monotonic() + 90
-    while not seen(log.read_text(errors="replace")):
+    def logged() -> bool:
+        if seen(log.read_text(errors="replace")):
+            return True
         assert proc.poll() is None, f"the worker exited while waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        return False
+
+    eventually_sync(logged, timeout_s=90, interval_s=0.1, what=what)
 
 
 def test_a_worker_stopped_after_a_redis_outage_exits(

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from governance.vocabulary import TERMINAL_STATES, JobState, Phase
+from tests.eventually import eventually, eventually_sync
 from tests.faults.conftest import FAULT_REPORT
 from worker.client import PlanClient
 from worker.keys import Keys
@@ -22,7 +23,7 @@ from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
-TERMINAL = ("done", "refused", "failed", "cancelled")
+TERMINAL = tuple(TERMINAL_STATES)
 Start = Callable[..., list[subprocess.Popen]]
 SLOW_JOB = {"agent_id": "llm-planner-001", "description": "Plan a slow one", "model": "scripted-slow"}
 
@@ -44,13 +45,6 @@ def _ledger_counts(ledger: Path, kind_list: tuple[str, ...]) -> dict[str, int]:
         query = f"SELECT job_id, COUNT(*) FROM events WHERE kind IN ({marks}) GROUP BY job_id"
         rows = db.execute(query, kind_list)
         return dict(rows.fetchall())
-
-
-async def _until(check: Callable[[], object], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def _running_on(redis: Redis, keys: Keys, ids: list[str], worker_pid: int) -> dict[str, str]:
@@ -82,11 +76,13 @@ async def test_kill_workers_while_200_jobs_run(
             for n in range(200)
         ]
         kills, recoveries = 0, []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        async def all_ended_under_chaos() -> bool:
+            """Whether every job has ended; until then, the first five calls each kill a worker."""
+            nonlocal kills, workers
             states = [await redis.hget(keys.job(j), "state") for j in ids]
             if all(s in TERMINAL for s in states):
-                break
+                return True
             if kills < 5:
                 await asyncio.sleep(2.5)  # chaos pacing, not synchronisation: let jobs get going
                 victim = rng.choice([w for w in workers if w.poll() is None])
@@ -104,10 +100,16 @@ async def test_kill_workers_while_200_jobs_run(
                             return False
                     return True
 
-                await _until(recovered, "the killed worker's jobs taken over", settings.stale_after_s + 5)
+                await eventually(
+                    recovered,
+                    timeout_s=settings.stale_after_s + 5,
+                    interval_s=0.05,
+                    what="the killed worker's jobs taken over",
+                )
                 recoveries.append((len(orphans), time.monotonic() - killed_at))
-            else:
-                await asyncio.sleep(0.2)
+            return False
+
+        await eventually(all_ended_under_chaos, timeout_s=180, interval_s=0.2, what="every job to end")
         statuses = [await client.status(j) for j in ids]
 
     assert all(s.state is JobState.DONE for s in statuses), [s.state for s in statuses if not s.terminal]
@@ -116,7 +118,9 @@ async def test_kill_workers_while_200_jobs_run(
     async def ledger_complete() -> bool:
         return len(_ledger_counts(ledger, TERMINAL)) == len(ids)
 
-    await _until(ledger_complete, "every terminal event in the ledger", 60)
+    await eventually(
+        ledger_complete, timeout_s=60, interval_s=0.05, what="every terminal event in the ledger"
+    )
     counts = _ledger_counts(ledger, TERMINAL)
     duplicates = sum(1 for c in counts.values() if c > 1)
     lost = len(set(ids) - set(counts))
@@ -137,7 +141,7 @@ async def _wait_plan(client: PlanClient, job_id: str) -> None:
         status = await client.status(job_id)
         return status.phase is Phase.PLAN and status.progress.get("tokens", 0) > 0
 
-    await _until(planning, f"{job_id} to stream", 30)
+    await eventually(planning, timeout_s=30, interval_s=0.05, what=f"{job_id} to stream")
 
 
 async def test_sigterm_lets_a_running_job_finish(e2e_env: dict[str, str], start_workers: Start) -> None:
@@ -182,7 +186,9 @@ async def test_a_second_signal_hands_jobs_back_at_once(
         async def first_signal_seen() -> bool:  # two signals sent at once would merge into one
             return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
 
-        await _until(first_signal_seen, "the worker to take the first signal", 10)
+        await eventually(
+            first_signal_seen, timeout_s=10, interval_s=0.05, what="the worker to take the first signal"
+        )
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 30) == 0
         assert time.monotonic() - asked < 10  # not the 60 s grace
@@ -197,9 +203,9 @@ def test_health_probe(e2e_env: dict[str, str], start_workers: Start) -> None:
 
     assert health() == 1  # no worker yet
     start_workers(1)
-    deadline = time.monotonic() + 30
-    while health() != 0:
-        assert time.monotonic() < deadline, "plangate health never saw the worker"
+    eventually_sync(
+        lambda: health() == 0, timeout_s=30, interval_s=0, what="plangate health to see the worker"
+    )
 
 
 async def test_health_does_not_count_a_draining_worker(
@@ -222,11 +228,13 @@ async def test_health_does_not_count_a_draining_worker(
         async def draining() -> bool:
             return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
 
-        await _until(draining, "the worker to take the signal", 10)
+        await eventually(draining, timeout_s=10, interval_s=0.05, what="the worker to take the signal")
 
         async def not_counted() -> bool:
             return await health() == 1
 
-        await _until(not_counted, "health to stop counting the draining worker", 20)
+        await eventually(
+            not_counted, timeout_s=20, interval_s=0.05, what="health to stop counting the draining worker"
+        )
         assert worker.poll() is None, "the worker exited: it was never seen draining"
         assert (await client.status(job_id)).state is JobState.RUNNING

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode
 from ledger.queries import EventFilter, read_only, show_job, tail
+from tests.eventually import eventually
 from tests.integration.workers import running_worker
 from worker import codec
 from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
@@ -39,13 +39,6 @@ def _request(agent: str = SEED_AGENT.agent_id, tenant: str = "default", **fields
     return {"agent_id": agent, "tenant_id": tenant, "description": "Plan the disk cleanup on db-7", **fields}
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def _ledger(settings: Settings, job_id: str, kind: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
 
@@ -55,7 +48,7 @@ async def _ledger(settings: Settings, job_id: str, kind: str) -> list[dict[str, 
             events = (await show_job(settings.ledger_path, job_id))["events"]
         return any(e["kind"] == kind for e in events)
 
-    await _until(present, f"{kind} of {job_id} in the ledger")
+    await eventually(present, timeout_s=WAIT_S, what=f"{kind} of {job_id} in the ledger")
     return events
 
 
@@ -70,7 +63,7 @@ async def _ledger_rows(settings: Settings, kind: str) -> list[dict[str, Any]]:
                 rows = await tail(conn, EventFilter(kind=kind), 100)
         return bool(rows)
 
-    await _until(present, f"{kind} rows in the ledger")
+    await eventually(present, timeout_s=WAIT_S, what=f"{kind} rows in the ledger")
     return rows
 
 

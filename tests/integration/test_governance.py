@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import pytest
@@ -16,6 +15,7 @@ from governance.live_state import AgentStateStore, LockStore
 from governance.models import SEED_AGENT, ReviewerRecord
 from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
+from tests.eventually import eventually
 from worker.admin import AgentAdmin
 from worker.client import PlanClient
 from worker.errors import BadRequest, NotReviewable
@@ -33,13 +33,6 @@ def _request(**fields: object) -> dict[str, object]:
     return {"agent_id": AGENT, "description": "Plan the index rebuild of the orders database", **fields}
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def _ledger_kinds(settings: Settings, job_id: str, needed: set[str]) -> list[dict]:
     events: list[dict] = []
 
@@ -50,7 +43,7 @@ async def _ledger_kinds(settings: Settings, job_id: str, needed: set[str]) -> li
         events = (await show_job(settings.ledger_path, job_id))["events"]
         return needed <= {e["kind"] for e in events}
 
-    await _until(present, f"ledger events {needed} of {job_id}")
+    await eventually(present, timeout_s=WAIT_S, what=f"ledger events {needed} of {job_id}")
     return events
 
 
@@ -73,7 +66,7 @@ async def _agent_events(settings: Settings, kinds: set[str]) -> list[dict]:
             rows = [dict(r) for r in await cursor.fetchall()]
         return kinds <= {r["kind"] for r in rows}
 
-    await _until(present, f"agent events {kinds}")
+    await eventually(present, timeout_s=WAIT_S, what=f"agent events {kinds}")
     return rows
 
 
@@ -82,7 +75,7 @@ async def _in_plan(client: PlanClient, job_id: str) -> None:
         status = await client.status(job_id)
         return status.phase is Phase.PLAN and status.progress.get("tokens", 0) > 0
 
-    await _until(streaming, f"{job_id} streaming")
+    await eventually(streaming, timeout_s=WAIT_S, what=f"{job_id} streaming")
 
 
 @pytest.fixture
@@ -105,7 +98,7 @@ async def test_revoke_stops_a_running_stream_and_refuses_queued_jobs(
     assert status.error.type == "revoked"
     finished = datetime.fromisoformat(status.finished_at.replace("Z", "+00:00")).timestamp()  # type: ignore[union-attr]
     assert finished - revoked_at <= 2 * settings.heartbeat_s
-    await _until(lambda: _true(stub.open_streams == 0), "the endpoint's stream to close")
+    await eventually(lambda: stub.open_streams == 0, timeout_s=WAIT_S, what="the endpoint's stream to close")
     assert stub.abandoned_streams == 1
 
     queued = await client.wait(await client.submit(_request()), timeout=WAIT_S)
@@ -123,10 +116,6 @@ async def test_revoke_stops_a_running_stream_and_refuses_queued_jobs(
         ("restored", AGENT, "keys rotated"),
     ]
     assert '"by":"alice"' in agent_events[0]["payload"].replace(" ", "")
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_five_failures_spend_a_budget_of_five_until_reset(
@@ -257,5 +246,5 @@ async def test_a_dead_workers_lock_expires(redis: Redis, settings: Settings) -> 
     async def expired() -> bool:
         return await locks.acquire(["db/b"], "next-job", ttl_ms=10_000) is None
 
-    await _until(expired, "the dead job's lock to expire")
+    await eventually(expired, timeout_s=WAIT_S, what="the dead job's lock to expire")
     assert [(h.resource, h.job_id) for h in await locks.holders()] == [("db/b", "next-job")]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from arq.worker import Worker
 
 from governance.models import SEED_AGENT_ID
 from governance.vocabulary import JobState
 from ledger.queries import search, show_job
+from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.settings import Settings
 
@@ -21,14 +19,14 @@ STEP_WORD = "rollback"
 
 async def _committed(settings: Settings, job_id: str, kind: str) -> None:
     """Return once the ledger writer has committed the job's `kind` event (poll with a deadline)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        if settings.ledger_path.exists():
-            events = (await show_job(settings.ledger_path, job_id))["events"]
-            if kind in {e["kind"] for e in events}:
-                return
-        assert time.monotonic() < deadline, f"the ledger never held {kind} of {job_id}"
-        await asyncio.sleep(0.05)
+
+    async def held() -> bool:
+        if not settings.ledger_path.exists():
+            return False
+        events = (await show_job(settings.ledger_path, job_id))["events"]
+        return kind in {e["kind"] for e in events}
+
+    await eventually(held, timeout_s=WAIT_S, interval_s=0.05, what=f"the ledger to hold {kind} of {job_id}")
 
 
 async def test_a_job_is_found_by_a_word_that_only_its_steps_hold(

@@ -16,7 +16,8 @@ from ledger.ledger_writer import LedgerWriter
 from ledger.sqlite_store import LedgerStore
 from ledger.verify import verify_ledger
 from ledger.writer_lock import WriterLock
-from tests.integration.test_ledger_writer import GROUP, make_event, wait_until
+from tests.eventually import eventually
+from tests.integration.test_ledger_writer import GROUP, make_event
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +78,16 @@ async def ledger(redis: aioredis.Redis, key_prefix: str, tmp_path: Path) -> Asyn
 
 async def test_second_writer_waits_as_standby_and_takes_over(ledger: Ledger) -> None:
     first = await ledger.start("w1")
-    await wait_until(lambda: first.active)
+    await eventually(lambda: first.active, what="first.active")
     second = await ledger.start("w2")
     await ledger.add(50)
-    await wait_until(lambda: first.processed == 50)
+    await eventually(lambda: first.processed == 50, what="first.processed == 50")
     assert not second.active and second.processed == 0
 
     await ledger.stop(first)  # releases the lock: the standby need not wait for the TTL
-    await wait_until(lambda: second.active)
+    await eventually(lambda: second.active, what="second.active")
     await ledger.add(30)
-    await wait_until(lambda: second.processed == 30)
+    await eventually(lambda: second.processed == 30, what="second.processed == 30")
     assert await ledger.recorded() == 80
     assert verify_ledger(ledger.path, ledger.key.public_key()).ok
 
@@ -96,7 +97,7 @@ async def test_standby_takes_over_when_the_active_writer_stops_renewing(ledger: 
     await ledger.redis.set(ledger.lock_key, "dead-writer:x", px=800)
     writer = await ledger.start("w2")
     await ledger.add(10)
-    await wait_until(lambda: writer.processed == 10)
+    await eventually(lambda: writer.processed == 10, what="writer.processed == 10")
     assert await ledger.redis.get(ledger.lock_key) == writer.lock.token
 
 
@@ -105,7 +106,7 @@ async def test_entries_a_dead_writer_left_pending_are_claimed(ledger: Ledger) ->
     await ledger.redis.xgroup_create(ledger.stream, GROUP, id="0", mkstream=True)
     await ledger.redis.xreadgroup(GROUP, "dead", {ledger.stream: ">"}, count=20)  # read, never acked
     writer = await ledger.start("w2")
-    await wait_until(lambda: writer.processed == 25)
+    await eventually(lambda: writer.processed == 25, what="writer.processed == 25")
     assert writer.claimed == 20
     assert (await ledger.redis.xpending(ledger.stream, GROUP))["pending"] == 0
     assert await ledger.recorded() == 25
@@ -114,13 +115,13 @@ async def test_entries_a_dead_writer_left_pending_are_claimed(ledger: Ledger) ->
 async def test_the_active_writer_publishes_signed_anchors(ledger: Ledger) -> None:
     writer = await ledger.start("w1")
     await ledger.add(40)
-    await wait_until(lambda: writer.processed == 40)
+    await eventually(lambda: writer.processed == 40, what="writer.processed == 40")
 
     async def anchored() -> bool:
         anchor = await fetch(ledger.redis, ledger.anchor_key)
         return anchor is not None and anchor["row_count"] == 40
 
-    await wait_until(anchored)
+    await eventually(anchored, what="an anchor of 40 rows")
     anchor = await fetch(ledger.redis, ledger.anchor_key)
     report = verify_ledger(ledger.path, ledger.key.public_key(), [anchor])
     assert report.ok and report.anchors_checked >= 2, report.detail  # the file's own and Redis's

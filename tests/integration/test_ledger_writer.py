@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import redis.asyncio as aioredis
 
 from ledger.ledger_writer import LedgerWriter
 from ledger.sqlite_store import LedgerStore
+from tests.eventually import eventually
 from tests.unit.ledger_events import submitted_event
 
 pytestmark = pytest.mark.integration
@@ -61,20 +61,6 @@ async def xadd_events(env: Env, events: list[dict[str, Any]]) -> list[str]:
         return await pipe.execute()
 
 
-async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll `check` (plain or async) until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not await _holds(check):
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
-    result = check()
-    return bool(await result) if inspect.isawaitable(result) else bool(result)
-
-
 @asynccontextmanager
 async def running(writer: LedgerWriter) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(writer.run())
@@ -113,8 +99,8 @@ async def test_every_event_recorded_once_then_acked_and_deleted(env: Env) -> Non
         async def all_recorded() -> bool:
             return await env.store.count_events() >= 500
 
-        await wait_until(all_recorded)
-        await wait_until(lambda: writer.processed == 500)
+        await eventually(all_recorded, what="500 events in the store")
+        await eventually(lambda: writer.processed == 500, what="writer.processed == 500")
     assert await env.store.count_events() == 500
     assert writer.written == 500
     assert writer.malformed == 0
@@ -130,9 +116,9 @@ async def test_redelivered_event_is_not_duplicated(env: Env) -> None:
     writer = env.writer()
     async with running(writer):
         await xadd_events(env, [event])
-        await wait_until(lambda: writer.processed == 1)
+        await eventually(lambda: writer.processed == 1, what="writer.processed == 1")
         await xadd_events(env, [event, make_event()])
-        await wait_until(lambda: writer.processed == 3)
+        await eventually(lambda: writer.processed == 3, what="writer.processed == 3")
     assert await env.store.count_events() == 2
     assert writer.written == 2
     assert len(await env.store.events_for_job(event["job_id"])) == 1
@@ -149,7 +135,7 @@ async def test_malformed_entries_are_recorded_and_writer_continues(env: Env) -> 
             await env.redis.xadd(env.stream, {"e": json.dumps({"event_id": "x", "job_id": "j"})}),  # no kind
         ]
         await xadd_events(env, [good])
-        await wait_until(lambda: writer.processed == 4)
+        await eventually(lambda: writer.processed == 4, what="writer.processed == 4")
     assert writer.malformed == 3
     assert await env.store.count_events("malformed") == 3
     assert await env.store.count_events() == 4
@@ -177,7 +163,7 @@ async def test_pending_entries_of_a_crashed_writer_are_committed(env: Env) -> No
 
     writer = env.writer(consumer="w1", batch_size=7)
     async with running(writer):
-        await wait_until(lambda: writer.processed == 25)
+        await eventually(lambda: writer.processed == 25, what="writer.processed == 25")
     assert await env.store.count_events() == 25
     assert writer.written == 25
     assert await pending_count(env) == 0
@@ -213,7 +199,7 @@ async def test_run_retries_after_sqlite_error(env: Env, monkeypatch: pytest.Monk
     writer = env.writer()
     await xadd_events(env, [make_event() for _ in range(10)])
     async with running(writer):
-        await wait_until(lambda: writer.processed == 10)
+        await eventually(lambda: writer.processed == 10, what="writer.processed == 10")
     assert writer.errors == 1
     assert await env.store.count_events() == 10
     assert await pending_count(env) == 0
@@ -226,7 +212,7 @@ async def test_stop_ends_run_promptly(env: Env) -> None:
     async def group_exists() -> bool:
         return await env.redis.exists(env.stream) == 1
 
-    await wait_until(group_exists)
+    await eventually(group_exists, what="the stream and its group")
     started = time.monotonic()
     writer.stop()
     await asyncio.wait_for(task, timeout=2)
@@ -239,7 +225,7 @@ async def test_unreachable_redis_backs_off_and_still_stops(tmp_path: Path) -> No
     writer = LedgerWriter(dead, "pgtest-dead:ledger", GROUP, "w1", store, block_ms=100)
     try:
         task = asyncio.create_task(writer.run())
-        await wait_until(lambda: writer.errors >= 2)
+        await eventually(lambda: writer.errors >= 2, what="two errors of the writer")
         writer.stop()
         await asyncio.wait_for(task, timeout=2)
     finally:
@@ -270,7 +256,9 @@ async def test_backlog_next_batch_is_read_while_the_previous_one_commits(
     async def observed(prepare: Callable[[], Any]) -> Any:
         if not pending_during_first_commit:
             # The read-ahead runs beside this call; wait (with a deadline) until it has read batch 2.
-            await wait_until(lambda: _pending_at_least(env, 20), timeout=5)
+            await eventually(
+                lambda: _pending_at_least(env, 20), timeout_s=5, what="the read-ahead of batch 2"
+            )
             pending_during_first_commit.append(await pending_count(env))
         return await real_insert(prepare)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from structlog.testing import capture_logs
 
 from governance.models import SEED_AGENT, PlanRequest
+from tests.eventually import eventually
 from worker import llm_stream
 from worker.errors import (
     InvalidOutput,
@@ -57,15 +58,6 @@ def _fresh_modes() -> Iterator[None]:
 async def stub() -> AsyncIterator[StubServer]:
     async with StubServer(slow_seconds=5.0, stall_seconds=30.0) as server:
         yield server
-
-
-async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `check` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def _settings(base_url: str, **overrides: object) -> Settings:
@@ -209,7 +201,7 @@ async def test_a_huge_line_ends_the_call_at_the_line_cap_without_retry(stub: Stu
     assert caught.value.code == "llm_answer_too_large" and not caught.value.retryable
     assert len(stub.requests) == 1  # not retried on the same model
     # The client hung up mid-line (the stub's line is 64 MiB) and the stub noticed.
-    await _eventually(lambda: stub.open_streams == 0)
+    await eventually(lambda: stub.open_streams == 0, timeout_s=5, what="the stream to close")
     assert stub.abandoned_streams == 1
 
 
@@ -219,7 +211,7 @@ async def test_an_endless_stream_ends_the_call_at_the_answer_cap(stub: StubServe
         await _plan(stub.base_url, "scripted-endless", counts, llm_max_answer_bytes=2 * 1024 * 1024)
     assert len(stub.requests) == 1
     assert counts and counts == sorted(counts)  # it streamed content until the cap
-    await _eventually(lambda: stub.open_streams == 0)
+    await eventually(lambda: stub.open_streams == 0, timeout_s=5, what="the stream to close")
     assert stub.abandoned_streams == 1
 
 
@@ -307,7 +299,7 @@ async def test_stalled_stream_times_out_per_chunk_after_bounded_retries(stub: St
     assert caught.value.code == "llm_timeout" and caught.value.retryable
     assert len(stub.requests) == retries + 1
     # The client hung up each time and the stub's handler noticed: nothing is left stalling.
-    await _eventually(lambda: stub.open_streams == 0)
+    await eventually(lambda: stub.open_streams == 0, timeout_s=5, what="the stream to close")
     assert stub.abandoned_streams == retries + 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from governance.models import PlanDraft
+from tests.eventually import eventually
 from worker.llm_stub.server import BEHAVIOURS, STALL_AFTER_CHUNKS, StubServer, split_content
 
 USER = json.dumps(
@@ -272,15 +273,6 @@ async def test_slow_mode_sends_comment_lines_the_sdk_ignores(
     PlanDraft.model_validate_json(text)
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `check` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
 async def test_stall_goes_silent_after_a_few_chunks_then_finishes() -> None:
     async with StubServer(stall_seconds=0.4) as stalling:
         started = time.monotonic()
@@ -307,7 +299,11 @@ async def test_stall_notices_the_client_hanging_up() -> None:
         writer.close()
         await writer.wait_closed()
         # Well before the 30 s stall ends, the handler has seen the hang-up and let go.
-        await _eventually(lambda: stalling.open_streams == 0 and stalling.abandoned_streams == 1)
+        await eventually(
+            lambda: stalling.open_streams == 0 and stalling.abandoned_streams == 1,
+            timeout_s=5,
+            what="the abandoned stream to close",
+        )
 
 
 async def test_empty_answers_stop_without_content(client: openai.AsyncOpenAI, stub: StubServer) -> None:
@@ -354,7 +350,11 @@ async def test_endless_streams_deltas_until_the_client_hangs_up(stub: StubServer
     assert b'"finish_reason": "stop"' not in seen and seen.count(b'"content": ') > 1_000
     writer.close()
     await writer.wait_closed()
-    await _eventually(lambda: stub.open_streams == 0 and stub.abandoned_streams == 1)
+    await eventually(
+        lambda: stub.open_streams == 0 and stub.abandoned_streams == 1,
+        timeout_s=5,
+        what="the abandoned stream to close",
+    )
 
 
 async def test_not_http_answers_a_banner_and_hangs_up(stub: StubServer) -> None:

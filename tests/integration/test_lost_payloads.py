@@ -3,8 +3,6 @@ number) end `failed` with a typed code and one ledger record, instead of `queued
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -13,6 +11,7 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from ledger.queries import show_job
+from tests.eventually import eventually
 from tests.integration.workers import running_worker
 from worker import codec
 from worker.client import PlanClient
@@ -78,14 +77,17 @@ async def raw_redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
 
 async def _ledger_events(settings: Settings, job_id: str, kind: str) -> list[dict]:
     """The job's ledger events once one of `kind` is there (poll with a deadline)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
+
+    async def held() -> list[dict] | None:
         if settings.ledger_path.exists():
             events = (await show_job(settings.ledger_path, job_id))["events"]
             if kind in {e["kind"] for e in events}:
                 return events
-        assert time.monotonic() < deadline, f"ledger never held {kind} for {job_id}"
-        await asyncio.sleep(0.05)
+        return None
+
+    return await eventually(
+        held, timeout_s=WAIT_S, interval_s=0.05, what=f"the ledger to hold {kind} for {job_id}"
+    )
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -121,11 +123,14 @@ async def test_a_handed_back_job_whose_payload_is_lost_releases_its_lock(
     """A job handed back at shutdown still holds its lock; failing it while queued releases it."""
     keys = Keys(settings.key_prefix)
     job_id = await client.submit({**JOB, "model": "scripted-slow", "locks": ["db-main"]})
+
+    async def locked() -> bool:
+        return (await client.status(job_id)).phase is not None and await redis.get(
+            keys.lock("db-main")
+        ) is not None
+
     async with running_worker(settings) as first:
-        deadline = time.monotonic() + WAIT_S
-        while (await client.status(job_id)).phase is None or await redis.get(keys.lock("db-main")) is None:
-            assert time.monotonic() < deadline, "the job never took its lock"
-            await asyncio.sleep(0.02)
+        await eventually(locked, timeout_s=WAIT_S, what="the job to take its lock")
         await stop_worker(first, grace_s=0)  # hands the job back to the queue
     assert (await client.status(job_id)).state is JobState.QUEUED
     assert await redis.get(keys.lock("db-main")) == job_id

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from governance.vocabulary import JobState
 from tests.conftest import free_port
+from tests.eventually import eventually
 from tests.integration.workers import running_worker
 from worker.client import PlanClient
 from worker.metrics import serve_metrics
@@ -43,13 +44,14 @@ def _scrape(port: int) -> str:
 
 async def _scrape_when_up(port: int) -> str:
     """The first scrape, once the worker has started its metrics server (poll with a deadline)."""
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
+
+    async def scraped() -> str | None:
         try:
             return await asyncio.to_thread(_scrape, port)
         except OSError:
-            assert asyncio.get_running_loop().time() < deadline, "the worker never served /metrics"
-            await asyncio.sleep(0.05)
+            return None
+
+    return await eventually(scraped, timeout_s=20, interval_s=0.05, what="the worker to serve /metrics")
 
 
 def _value(text: str, name: str, **labels: str) -> float:

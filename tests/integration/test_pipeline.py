@@ -10,11 +10,13 @@ from arq.constants import job_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import Decision, JobState, Phase, RefusalCode
+from governance.vocabulary import TERMINAL_STATES, Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
+from tests.eventually import eventually
 from worker import codec
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
+from worker.job_models import JobStatus
 from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub.server import StubServer
@@ -36,14 +38,17 @@ def _request(**fields: object) -> dict[str, object]:
 
 async def _ledger_events(settings: Settings, job_id: str, kinds: set[str]) -> list[dict]:
     """The job's ledger events once every kind in `kinds` is there (poll with a deadline)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
+
+    async def held() -> list[dict] | None:
         if settings.ledger_path.exists():
             events = (await show_job(settings.ledger_path, job_id))["events"]
             if kinds <= {e["kind"] for e in events}:
                 return events
-        assert time.monotonic() < deadline, f"ledger never held {kinds} for {job_id}"
-        await asyncio.sleep(0.05)
+        return None
+
+    return await eventually(
+        held, timeout_s=WAIT_S, interval_s=0.05, what=f"the ledger to hold {kinds} for {job_id}"
+    )
 
 
 async def _phase_events(redis: Redis, settings: Settings, job_id: str) -> list[dict[str, str]]:
@@ -75,7 +80,7 @@ async def test_job_runs_the_four_phases_to_done(
     )
 
     ledger = await _ledger_events(settings, job_id, {"submitted", "done"})
-    terminal = [e for e in ledger if e["kind"] in {"done", "refused", "failed", "cancelled"}]
+    terminal = [e for e in ledger if e["kind"] in TERMINAL_STATES]
     assert len(terminal) == 1 and terminal[0]["decision"] == "EXECUTE" and terminal[0]["model"] == "scripted"
     assert all(e["agent_id"] == "llm-planner-001" and e["tenant_id"] == "default" for e in ledger)
     # the system prompt told the LLM who it is and what it may not do
@@ -200,14 +205,16 @@ async def test_the_model_that_answered_is_in_the_output_and_the_ledger(
 async def test_slow_stream_shows_plan_phase_and_rising_tokens(client: PlanClient, worker: Worker) -> None:
     job_id = await client.submit(_request(model="scripted-slow"))
     seen: list[int] = []
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+
+    async def finished() -> JobStatus | None:
         status = await client.status(job_id)
         if status.terminal:
-            break
+            return status
         if status.phase is Phase.PLAN:
             seen.append(int(status.progress.get("tokens", 0)))
-        await asyncio.sleep(0.1)
+        return None
+
+    status = await eventually(finished, timeout_s=WAIT_S, interval_s=0.1, what=f"{job_id} to finish")
     assert status.state is JobState.DONE
     rising = [t for t in seen if t > 0]
     assert len(set(rising)) >= 3 and rising == sorted(rising), seen
@@ -237,10 +244,11 @@ async def test_cancel_a_running_job_stops_its_stream(
     client: PlanClient, worker: Worker, settings: Settings
 ) -> None:
     job_id = await client.submit(_request(model="scripted-slow"))
-    deadline = time.monotonic() + WAIT_S
-    while (await client.status(job_id)).phase is not Phase.PLAN:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+
+    async def planning() -> bool:
+        return (await client.status(job_id)).phase is Phase.PLAN
+
+    await eventually(planning, timeout_s=WAIT_S, what=f"{job_id} in PLAN")
     asked = time.monotonic()
     await client.cancel(job_id)
     status = await client.wait(job_id, timeout=WAIT_S)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import JobState
 from ledger.queries import show_job
+from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import Keys
@@ -58,13 +59,12 @@ async def test_an_abandoned_job_is_taken_over_within_the_heartbeat_timeout(
         abandoned_at = time.monotonic()
         status = await client.wait(job_id, timeout=WAIT_S)
         recovered_in = time.monotonic() - abandoned_at
-        deadline = time.monotonic() + WAIT_S  # the ledger, while its writer still runs
-        while True:
-            kinds = [e["kind"] for e in (await show_job(settings.ledger_path, job_id))["events"]]
-            if "done" in kinds:
-                break
-            assert time.monotonic() < deadline, kinds
-            await asyncio.sleep(0.05)
+        kinds = await eventually(  # the ledger, while its writer still runs
+            lambda: _kinds_once_done(settings, job_id),
+            timeout_s=WAIT_S,
+            interval_s=0.05,
+            what=f"the ledger to hold done of {job_id}",
+        )
     finally:
         await stop_worker(worker)
         task.cancel()
@@ -95,23 +95,32 @@ async def test_tries_are_counted_and_exhausted_jobs_fail_into_the_dead_letter_vi
     assert await client.failed() == []
     with pytest.raises(BadRequest, match="only failed jobs"):
         await client.retry(retried)
-    deadline = time.monotonic() + WAIT_S  # the ledger writer commits in batches: poll for it
-    while not (
-        events := [
+
+    async def submitted_events() -> list[dict]:
+        return [
             e for e in (await show_job(settings.ledger_path, retried))["events"] if e["kind"] == "submitted"
         ]
-    ):
-        assert time.monotonic() < deadline, "the retried job's submission never reached the ledger"
-        await asyncio.sleep(0.05)
+
+    events = await eventually(  # the ledger writer commits in batches: poll for it
+        submitted_events, timeout_s=WAIT_S, interval_s=0.05, what="the retried job's submission in the ledger"
+    )
     submitted = events[0]
     assert submitted["payload"]["retry_of"] == job_id
 
 
+async def _kinds_once_done(settings: Settings, job_id: str) -> list[str] | None:
+    """The kinds of the job's ledger events, once `done` is among them."""
+    kinds = [e["kind"] for e in (await show_job(settings.ledger_path, job_id))["events"]]
+    return kinds if "done" in kinds else None
+
+
 async def _until_alive(client: PlanClient, settings: Settings) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await client.healthy_workers(settings.liveness_window_s):
-        assert time.monotonic() < deadline, "the worker never beat"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: client.healthy_workers(settings.liveness_window_s),
+        timeout_s=WAIT_S,
+        interval_s=0.05,
+        what="the worker to beat",
+    )
 
 
 async def test_health_sees_a_live_worker(client: PlanClient, worker: Worker, settings: Settings) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import select
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from governance.vocabulary import JobState, Phase
 from tests.conftest import free_port
+from tests.eventually import eventually
 from tests.integration.workers import running_worker
 from worker import codec
 from worker.cli.stats import collect_stats, minute_stamps, render_stats
@@ -235,13 +235,12 @@ def test_cli_watch_redraws_until_ctrl_c(redis_url: str, key_prefix: str) -> None
 
 async def _wait_running(client: PlanClient, job_ids: list[str], count: int) -> list[str]:
     """The jobs of `job_ids` streaming their answer, once `count` of them are (poll with a deadline)."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    async def started() -> list[str] | None:
         running = [j for j in job_ids if (await client.status(j)).phase is Phase.PLAN]
-        if len(running) >= count:
-            return running
-        assert time.monotonic() < deadline, f"only {len(running)} of {count} jobs started"
-        await asyncio.sleep(0.05)
+        return running if len(running) >= count else None
+
+    return await eventually(started, timeout_s=30, interval_s=0.05, what=f"{count} of the jobs to start")
 
 
 async def test_queue_depth_counts_only_jobs_waiting_for_a_worker(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +13,7 @@ from governance.models import AgentRecord, TenantRecord
 from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
 from governance.vocabulary import JobState, Phase, RefusalCode
+from tests.eventually import eventually
 from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound
@@ -144,10 +144,11 @@ async def test_token_quota_refuses_and_reservations_always_settle(
 
     # a running job holds its reservation; a second one does not fit beside it
     slow = await client.submit(_request("p", "acme", model="scripted-slow"))
-    deadline = time.monotonic() + WAIT_S
-    while (await client.status(slow)).phase is not Phase.PLAN:
-        assert time.monotonic() < deadline, "the slow job never started planning"
-        await asyncio.sleep(0.02)
+
+    async def planning() -> bool:
+        return (await client.status(slow)).phase is Phase.PLAN
+
+    await eventually(planning, timeout_s=WAIT_S, what="the slow job to start planning")
     account = await _account(redis, settings, "acme")
     assert account["reserved"] > 0 and account["reserved"] + account["used"] <= 2 * settings.max_tokens + 4000
     cancelled = await client.cancel(slow)

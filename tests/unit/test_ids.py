@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from tests.eventually import eventually_sync
 from worker.ids import new_id
 
 
@@ -20,11 +21,12 @@ def test_an_id_is_a_uuid7_carrying_the_current_millisecond() -> None:
 
 def test_ids_are_unique_and_ordered_across_milliseconds() -> None:
     first = new_id()
-    deadline = time.monotonic() + 1.0
-    later = first
-    while later[:12] == first[:12]:  # until the clock has moved on by a millisecond
-        assert time.monotonic() < deadline, "the clock did not advance"
+
+    def next_millisecond() -> str | None:
         later = new_id()
+        return later if later[:12] != first[:12] else None
+
+    later = eventually_sync(next_millisecond, timeout_s=1.0, interval_s=0, what="the clock to advance")
     assert later > first
     many = {new_id() for _ in range(20_000)}
     assert len(many) == 20_000

@@ -6,6 +6,7 @@ import asyncio
 
 import fakeredis
 
+from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings
@@ -39,10 +40,7 @@ async def test_a_stopped_watchdog_takes_its_worker_out_of_health_at_once() -> No
     watchdog = _watchdog(redis, settings, [True])
     client = PlanClient(redis, settings)
     task = asyncio.create_task(watchdog.run())
-    deadline = asyncio.get_running_loop().time() + 10
-    while not await client.healthy_workers(60):
-        assert asyncio.get_running_loop().time() < deadline, "the watchdog never beat"
-        await asyncio.sleep(0.01)
+    await eventually(lambda: client.healthy_workers(60), interval_s=0.01, what="the watchdog to beat")
     watchdog.stop()
     await task
     assert await client.healthy_workers(60) == 0

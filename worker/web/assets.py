@@ -1,247 +1,37 @@
-"""The page `plangate web` serves: HTML, script and style, kept as text so the package needs no data files.
+"""The page `plangate web` serves: index.html, app.js and app.css, package data in worker/web/static/.
 
-The script builds every node with createElement and textContent (never innerHTML), so nothing read
-from Redis or the ledger is ever parsed as markup.
+They are read once, with importlib.resources, when the live view is imported (an installed wheel holds
+them beside this module). The script builds every node with createElement and textContent (never
+innerHTML), so nothing read from Redis or the ledger is ever parsed as markup.
 """
 
 from __future__ import annotations
 
-INDEX_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>plangate live view</title>
-<link rel="stylesheet" href="/static/app.css">
-</head>
-<body>
-<header>
-  <h1><a href="/">plangate</a> live view</h1>
-  <p id="stats">loading...</p>
-  <p id="notice" role="status"></p>
-</header>
-<main>
-  <div id="lists"></div>
-  <section id="detail" hidden></section>
-</main>
-<script src="/static/app.js"></script>
-</body>
-</html>
-"""
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import PurePosixPath
 
-APP_JS = r"""'use strict';
-const POLL_MS = 1000;
-const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const LISTS = [['running', 'Running'], ['queued', 'Queued'], ['recent', 'Recently finished']];
-const COLUMNS = ['job', 'agent', 'state', 'phase', 'attempt', 'heartbeat age', 'tokens', 'outcome', 'at'];
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value !== null && value !== undefined) node.setAttribute(name, String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
 }
 
-function selectedJob() {
-  const page = location.pathname.match(/^\/job\/([^/]+)$/);
-  const id = page ? page[1] : location.hash.slice(1);
-  return JOB_ID.test(id) ? id : null;
-}
 
-function age(seconds) {
-  return seconds === null || seconds === undefined ? '' : seconds.toFixed(1) + ' s';
-}
+@dataclass(frozen=True)
+class Asset:
+    """One static file as it is served: its bytes and its Content-Type."""
 
-function jobLink(id, text) {
-  return el('a', {href: '/job/' + encodeURIComponent(id), title: id}, text);
-}
+    body: bytes
+    content_type: str
 
-function setNotice(text) {
-  document.getElementById('notice').textContent = text;
-}
 
-function table(id, columns) {
-  return el('table', {id: id},
-    el('thead', {}, el('tr', {}, ...columns.map((c) => el('th', {}, c)))), el('tbody'));
-}
+def load_asset(name: str) -> Asset:
+    """The file `name` of worker/web/static/ (its type from its suffix: .html, .js or .css)."""
+    content_type = _CONTENT_TYPES[PurePosixPath(name).suffix]
+    return Asset(files(__package__).joinpath("static", name).read_bytes(), content_type)
 
-function fillRows(tableId, rows, columns) {
-  const body = document.getElementById(tableId).tBodies[0];
-  body.replaceChildren(...(rows.length ? rows
-    : [el('tr', {class: 'empty'}, el('td', {colspan: columns}, 'none'))]));
-}
 
-function jobRow(job) {
-  return el('tr', {id: 'job-' + job.job_id, 'data-job': job.job_id, 'data-state': job.state,
-    'data-phase': job.phase || ''},
-    el('td', {class: 'id'}, jobLink(job.job_id, job.job_id.slice(0, 12))),
-    el('td', {}, job.agent_id),
-    el('td', {class: 'state'}, job.state),
-    el('td', {class: 'phase'}, job.phase || ''),
-    el('td', {}, job.attempt),
-    el('td', {}, age(job.heartbeat_age_s)),
-    el('td', {class: 'tokens'}, job.tokens),
-    el('td', {}, job.decision || job.reason || ''),
-    el('td', {}, job.finished_at || job.heartbeat_at || job.submitted_at || ''));
-}
-
-function buildLists() {
-  const lists = document.getElementById('lists');
-  for (const [name, title] of LISTS) {
-    lists.append(el('section', {},
-      el('h2', {}, title, ' ', el('span', {id: 'count-' + name, class: 'count'})),
-      table(name, COLUMNS)));
-  }
-}
-
-function renderLists(jobs) {
-  for (const [name] of LISTS) {
-    document.getElementById('count-' + name).textContent = '(' + jobs[name].length + ')';
-    fillRows(name, jobs[name].map(jobRow), COLUMNS.length);
-  }
-}
-
-function renderStats(stats) {
-  const header = document.getElementById('stats');
-  header.removeAttribute('data-job');
-  header.removeAttribute('data-state');
-  header.textContent =
-    'queue depth ' + stats.queue_depth + ' \u00b7 deferred ' + stats.queue_deferred +
-    ' \u00b7 running ' + stats.running +
-    ' \u00b7 workers live ' + stats.workers_live + ' of ' + stats.workers_known +
-    ' \u00b7 ' + stats.jobs_per_minute + ' jobs/min \u00b7 ledger backlog ' + stats.ledger_pending +
-    ' \u00b7 at ' + stats.at;
-}
-
-// A job's page heads with the job (id, state, attempt, agent, tenant); the queue's numbers are on the list.
-function renderJobHeader(s) {
-  const header = document.getElementById('stats');
-  header.setAttribute('data-job', s.job_id);
-  header.setAttribute('data-state', s.state);
-  const phase = s.state === 'running' && s.phase ? ' (' + s.phase + ')' : '';
-  header.textContent = 'job ' + s.job_id + ' \u00b7 ' + s.state + phase +
-    ' \u00b7 attempt ' + s.attempt + ' \u00b7 agent ' + s.agent_id + ' \u00b7 tenant ' + s.tenant_id;
-}
-
-function field(name, value) {
-  if (value === null || value === undefined || value === '') return [];
-  return [el('dt', {}, name), el('dd', {'data-field': name}, value)];
-}
-
-function planSteps(output) {
-  if (!output) return el('p', {class: 'muted'}, 'no plan');
-  return el('ol', {id: 'plan'}, ...output.plan.map((step) =>
-    el('li', {class: 'step', 'data-step': step.step},
-      el('strong', {class: 'title'}, step.title),
-      step.description ? el('p', {}, step.description) : null,
-      step.actions.length ? el('p', {class: 'muted'}, 'actions: ' + step.actions.join(', ')) : null,
-      step.risks.length ? el('p', {class: 'muted'}, 'risks: ' + step.risks.join('; ')) : null)));
-}
-
-function eventRows(events) {
-  return events.map((e) => el('tr', {'data-kind': e.kind},
-    el('td', {}, e.at), el('td', {}, e.kind), el('td', {}, e.state), el('td', {}, e.phase || ''),
-    el('td', {}, e.attempt), el('td', {}, e.tokens)));
-}
-
-function ledgerRows(events) {
-  return events.map((e) => el('tr', {'data-kind': e.kind},
-    el('td', {}, e.seq), el('td', {}, e.created_at), el('td', {}, e.kind), el('td', {}, e.decision || ''),
-    el('td', {}, e.reason || ''), el('td', {}, e.worker || '')));
-}
-
-function renderDetail(detail) {
-  const s = detail.status;
-  const row = detail.row;
-  const section = document.getElementById('detail');
-  const ledgerEvents = detail.ledger ? detail.ledger.events : [];
-  const submitted = ledgerEvents.find((e) => e.kind === 'submitted');
-  const request = submitted && submitted.payload ? submitted.payload : {};
-  const problem = s.refusal ? s.refusal.code + ': ' + s.refusal.reason
-    : s.error ? s.error.type + ': ' + s.error.message : '';
-  const output = s.output;
-  section.setAttribute('data-job', s.job_id);
-  section.setAttribute('data-state', s.state);
-  section.setAttribute('data-phase', s.phase || '');
-  section.replaceChildren(
-    el('p', {}, el('a', {href: '/'}, 'all jobs')),
-    el('h2', {}, 'Job ', el('code', {}, s.job_id)),
-    el('dl', {},
-      ...field('state', s.state), ...field('phase', s.phase), ...field('attempt', s.attempt),
-      ...field('agent', s.agent_id), ...field('tenant', s.tenant_id),
-      ...field('description', request.description),
-      ...field('submitted', s.submitted_at), ...field('started', s.started_at),
-      ...field('finished', s.finished_at), ...field('heartbeat age', age(row.heartbeat_age_s)),
-      ...field('tokens', row.tokens), ...field('decision', output ? output.decision : null),
-      ...field('confidence', output ? output.confidence : null), ...field('problem', problem),
-      ...field('notes for humans', output ? output.notes_for_humans : null)),
-    el('h3', {}, 'Plan'), planSteps(output),
-    el('h3', {}, 'Events'), table('events', ['at', 'kind', 'state', 'phase', 'attempt', 'tokens']),
-    el('h3', {}, 'Ledger record'),
-    detail.ledger ? table('ledger-events', ['seq', 'created', 'kind', 'decision', 'reason', 'worker'])
-      : el('p', {class: 'muted'}, detail.ledger_note || 'not in the ledger'));
-  fillRows('events', eventRows(detail.events), 6);
-  if (detail.ledger) fillRows('ledger-events', ledgerRows(ledgerEvents), 6);
-}
-
-async function getJSON(url) {
-  const response = await fetch(url, {cache: 'no-store'});
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
-  return body;
-}
-
-async function tick() {
-  const job = selectedJob();
-  document.getElementById('lists').hidden = job !== null;
-  document.getElementById('detail').hidden = job === null;
-  try {
-    if (job !== null) {
-      const detail = await getJSON('/api/jobs/' + encodeURIComponent(job));
-      renderDetail(detail);
-      renderJobHeader(detail.status);
-    } else {
-      const [jobs, stats] = await Promise.all([getJSON('/api/jobs'), getJSON('/api/stats')]);
-      renderLists(jobs);
-      renderStats(stats);
-    }
-    setNotice('');
-  } catch (err) {
-    const header = document.getElementById('stats');
-    if (job !== null && header.getAttribute('data-job') !== job) header.textContent = 'job ' + job;
-    setNotice('cannot refresh: ' + (err && err.message ? err.message : err));
-  } finally {
-    setTimeout(tick, POLL_MS);
-  }
-}
-
-buildLists();
-tick();
-"""
-
-APP_CSS = """body { font: 14px/1.4 system-ui, sans-serif; margin: 1rem 2rem; color: #222; }
-h1 { font-size: 1.3rem; margin: 0; }
-h1 a, h1 a:visited { color: inherit; text-decoration: none; }
-h2 { font-size: 1.05rem; margin: 1.2rem 0 0.3rem; }
-h3 { font-size: 0.95rem; margin: 1rem 0 0.3rem; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 0.15rem 0.6rem 0.15rem 0; border-bottom: 1px solid #eee; }
-th { font-weight: 600; color: #555; }
-tr.empty td, .muted, .count { color: #888; }
-#notice { color: #b00; min-height: 1em; }
-#stats { color: #555; margin: 0.2rem 0; }
-tr[data-phase="PLAN"] .phase { color: #06c; font-weight: 600; }
-tr[data-state="failed"] .state, tr[data-state="refused"] .state { color: #b00; }
-tr[data-state="done"] .state { color: #080; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem; }
-dt { color: #555; }
-dd { margin: 0; }
-li.step { margin-bottom: 0.4rem; }
-li.step p { margin: 0.1rem 0; }
-code, td.id { font-family: ui-monospace, monospace; }
-"""
+INDEX_HTML = load_asset("index.html")
+APP_JS = load_asset("app.js")
+APP_CSS = load_asset("app.css")

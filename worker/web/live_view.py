@@ -69,11 +69,7 @@ _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 }
-_STATIC = {
-    "/": (INDEX_HTML, "text/html; charset=utf-8"),
-    "/static/app.js": (APP_JS, "text/javascript; charset=utf-8"),
-    "/static/app.css": (APP_CSS, "text/css; charset=utf-8"),
-}
+_STATIC = {"/": INDEX_HTML, "/static/app.js": APP_JS, "/static/app.css": APP_CSS}
 
 
 class HttpError(Exception):
@@ -321,11 +317,10 @@ class WebServer:
 
     async def _route(self, path: str, query: dict[str, list[str]]) -> tuple[bytes, str]:
         if path in _STATIC:
-            text, content_type = _STATIC[path]
-            return text.encode(), content_type
+            return _STATIC[path].body, _STATIC[path].content_type
         page = _JOB_PAGE.fullmatch(path)
         if page and _JOB_ID.fullmatch(page.group(1)):
-            return INDEX_HTML.encode(), _STATIC["/"][1]
+            return INDEX_HTML.body, INDEX_HTML.content_type
         data: Callable[[], Awaitable[dict[str, Any]]]
         api = _JOB_API.fullmatch(path)
         if path == "/api/jobs":

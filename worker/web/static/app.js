@@ -1,0 +1,193 @@
+'use strict';
+const POLL_MS = 1000;
+const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const LISTS = [['running', 'Running'], ['queued', 'Queued'], ['recent', 'Recently finished']];
+const COLUMNS = ['job', 'agent', 'state', 'phase', 'attempt', 'heartbeat age', 'tokens', 'outcome', 'at'];
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value !== null && value !== undefined) node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function selectedJob() {
+  const page = location.pathname.match(/^\/job\/([^/]+)$/);
+  const id = page ? page[1] : location.hash.slice(1);
+  return JOB_ID.test(id) ? id : null;
+}
+
+function age(seconds) {
+  return seconds === null || seconds === undefined ? '' : seconds.toFixed(1) + ' s';
+}
+
+function jobLink(id, text) {
+  return el('a', {href: '/job/' + encodeURIComponent(id), title: id}, text);
+}
+
+function setNotice(text) {
+  document.getElementById('notice').textContent = text;
+}
+
+function table(id, columns) {
+  return el('table', {id: id},
+    el('thead', {}, el('tr', {}, ...columns.map((c) => el('th', {}, c)))), el('tbody'));
+}
+
+function fillRows(tableId, rows, columns) {
+  const body = document.getElementById(tableId).tBodies[0];
+  body.replaceChildren(...(rows.length ? rows
+    : [el('tr', {class: 'empty'}, el('td', {colspan: columns}, 'none'))]));
+}
+
+function jobRow(job) {
+  return el('tr', {id: 'job-' + job.job_id, 'data-job': job.job_id, 'data-state': job.state,
+    'data-phase': job.phase || ''},
+    el('td', {class: 'id'}, jobLink(job.job_id, job.job_id.slice(0, 12))),
+    el('td', {}, job.agent_id),
+    el('td', {class: 'state'}, job.state),
+    el('td', {class: 'phase'}, job.phase || ''),
+    el('td', {}, job.attempt),
+    el('td', {}, age(job.heartbeat_age_s)),
+    el('td', {class: 'tokens'}, job.tokens),
+    el('td', {}, job.decision || job.reason || ''),
+    el('td', {}, job.finished_at || job.heartbeat_at || job.submitted_at || ''));
+}
+
+function buildLists() {
+  const lists = document.getElementById('lists');
+  for (const [name, title] of LISTS) {
+    lists.append(el('section', {},
+      el('h2', {}, title, ' ', el('span', {id: 'count-' + name, class: 'count'})),
+      table(name, COLUMNS)));
+  }
+}
+
+function renderLists(jobs) {
+  for (const [name] of LISTS) {
+    document.getElementById('count-' + name).textContent = '(' + jobs[name].length + ')';
+    fillRows(name, jobs[name].map(jobRow), COLUMNS.length);
+  }
+}
+
+function renderStats(stats) {
+  const header = document.getElementById('stats');
+  header.removeAttribute('data-job');
+  header.removeAttribute('data-state');
+  header.textContent =
+    'queue depth ' + stats.queue_depth + ' \u00b7 deferred ' + stats.queue_deferred +
+    ' \u00b7 running ' + stats.running +
+    ' \u00b7 workers live ' + stats.workers_live + ' of ' + stats.workers_known +
+    ' \u00b7 ' + stats.jobs_per_minute + ' jobs/min \u00b7 ledger backlog ' + stats.ledger_pending +
+    ' \u00b7 at ' + stats.at;
+}
+
+// A job's page heads with the job (id, state, attempt, agent, tenant); the queue's numbers are on the list.
+function renderJobHeader(s) {
+  const header = document.getElementById('stats');
+  header.setAttribute('data-job', s.job_id);
+  header.setAttribute('data-state', s.state);
+  const phase = s.state === 'running' && s.phase ? ' (' + s.phase + ')' : '';
+  header.textContent = 'job ' + s.job_id + ' \u00b7 ' + s.state + phase +
+    ' \u00b7 attempt ' + s.attempt + ' \u00b7 agent ' + s.agent_id + ' \u00b7 tenant ' + s.tenant_id;
+}
+
+function field(name, value) {
+  if (value === null || value === undefined || value === '') return [];
+  return [el('dt', {}, name), el('dd', {'data-field': name}, value)];
+}
+
+function planSteps(output) {
+  if (!output) return el('p', {class: 'muted'}, 'no plan');
+  return el('ol', {id: 'plan'}, ...output.plan.map((step) =>
+    el('li', {class: 'step', 'data-step': step.step},
+      el('strong', {class: 'title'}, step.title),
+      step.description ? el('p', {}, step.description) : null,
+      step.actions.length ? el('p', {class: 'muted'}, 'actions: ' + step.actions.join(', ')) : null,
+      step.risks.length ? el('p', {class: 'muted'}, 'risks: ' + step.risks.join('; ')) : null)));
+}
+
+function eventRows(events) {
+  return events.map((e) => el('tr', {'data-kind': e.kind},
+    el('td', {}, e.at), el('td', {}, e.kind), el('td', {}, e.state), el('td', {}, e.phase || ''),
+    el('td', {}, e.attempt), el('td', {}, e.tokens)));
+}
+
+function ledgerRows(events) {
+  return events.map((e) => el('tr', {'data-kind': e.kind},
+    el('td', {}, e.seq), el('td', {}, e.created_at), el('td', {}, e.kind), el('td', {}, e.decision || ''),
+    el('td', {}, e.reason || ''), el('td', {}, e.worker || '')));
+}
+
+function renderDetail(detail) {
+  const s = detail.status;
+  const row = detail.row;
+  const section = document.getElementById('detail');
+  const ledgerEvents = detail.ledger ? detail.ledger.events : [];
+  const submitted = ledgerEvents.find((e) => e.kind === 'submitted');
+  const request = submitted && submitted.payload ? submitted.payload : {};
+  const problem = s.refusal ? s.refusal.code + ': ' + s.refusal.reason
+    : s.error ? s.error.type + ': ' + s.error.message : '';
+  const output = s.output;
+  section.setAttribute('data-job', s.job_id);
+  section.setAttribute('data-state', s.state);
+  section.setAttribute('data-phase', s.phase || '');
+  section.replaceChildren(
+    el('p', {}, el('a', {href: '/'}, 'all jobs')),
+    el('h2', {}, 'Job ', el('code', {}, s.job_id)),
+    el('dl', {},
+      ...field('state', s.state), ...field('phase', s.phase), ...field('attempt', s.attempt),
+      ...field('agent', s.agent_id), ...field('tenant', s.tenant_id),
+      ...field('description', request.description),
+      ...field('submitted', s.submitted_at), ...field('started', s.started_at),
+      ...field('finished', s.finished_at), ...field('heartbeat age', age(row.heartbeat_age_s)),
+      ...field('tokens', row.tokens), ...field('decision', output ? output.decision : null),
+      ...field('confidence', output ? output.confidence : null), ...field('problem', problem),
+      ...field('notes for humans', output ? output.notes_for_humans : null)),
+    el('h3', {}, 'Plan'), planSteps(output),
+    el('h3', {}, 'Events'), table('events', ['at', 'kind', 'state', 'phase', 'attempt', 'tokens']),
+    el('h3', {}, 'Ledger record'),
+    detail.ledger ? table('ledger-events', ['seq', 'created', 'kind', 'decision', 'reason', 'worker'])
+      : el('p', {class: 'muted'}, detail.ledger_note || 'not in the ledger'));
+  fillRows('events', eventRows(detail.events), 6);
+  if (detail.ledger) fillRows('ledger-events', ledgerRows(ledgerEvents), 6);
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, {cache: 'no-store'});
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+async function tick() {
+  const job = selectedJob();
+  document.getElementById('lists').hidden = job !== null;
+  document.getElementById('detail').hidden = job === null;
+  try {
+    if (job !== null) {
+      const detail = await getJSON('/api/jobs/' + encodeURIComponent(job));
+      renderDetail(detail);
+      renderJobHeader(detail.status);
+    } else {
+      const [jobs, stats] = await Promise.all([getJSON('/api/jobs'), getJSON('/api/stats')]);
+      renderLists(jobs);
+      renderStats(stats);
+    }
+    setNotice('');
+  } catch (err) {
+    const header = document.getElementById('stats');
+    if (job !== null && header.getAttribute('data-job') !== job) header.textContent = 'job ' + job;
+    setNotice('cannot refresh: ' + (err && err.message ? err.message : err));
+  } finally {
+    setTimeout(tick, POLL_MS);
+  }
+}
+
+buildLists();
+tick();
