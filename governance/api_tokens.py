@@ -133,7 +133,11 @@ class TokenStore:
     async def lookup(self, token: str) -> Principal | None:
         """The principal `token` proves, or None for an unknown or revoked token (one round trip: put
         and revoke delete a replaced or revoked token's record in the same transaction)."""
-        raw = await self._redis.hgetall(self._token_key(token_digest(token)))
+        return await self.lookup_digest(token_digest(token))
+
+    async def lookup_digest(self, digest: str) -> Principal | None:
+        """The principal of the token with this digest (a web session holds the digest, never the token)."""
+        raw = await self._redis.hgetall(self._token_key(digest))
         if not raw or "scope" not in raw or "token_id" not in raw:
             return None
         return _principal(raw)

@@ -17,7 +17,7 @@ from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
-from governance.registry import AgentRegistry
+from governance.registry import AgentRegistry, ReviewerRegistry
 from governance.vocabulary import CancelReason, JobState
 from plangate_base.logs import get_logger
 from worker import codec
@@ -521,6 +521,14 @@ class PlanClient:
             raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
         if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
             raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
+        return ReviewDesk(self._redis, self._keys, self._status, reviewer)
+
+    async def authenticated_review_desk(self, reviewer_id: str) -> ReviewDesk:
+        """The desk of a reviewer its caller authenticated already (the HTTP API: by the reviewer's
+        token); Unauthenticated when no such reviewer is known or it reviews another tenant."""
+        reviewer = await ReviewerRegistry(self._redis, self._keys).get(reviewer_id)
+        if reviewer is None or (self._tenant_id is not None and reviewer.tenant_id != self._tenant_id):
+            raise Unauthenticated(f"no reviewer {reviewer_id!r} for this tenant")
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
 
     def _redacted_url(self) -> str:

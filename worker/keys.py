@@ -173,6 +173,15 @@ class Keys(NamedTuple):
         """Live API tokens (hash: token id -> digest; TokenStore): what `tokens list`/`revoke` use."""
         return f"{self.prefix}api:tokens"
 
+    def web_session(self, session_id: str) -> str:
+        """A signed-in browser's session of the live view (string: the token's digest, with a TTL;
+        worker/api/web.py)."""
+        return f"{self.prefix}web:session:{_part(session_id, 'session id')}"
+
+    def web_login(self, nonce: str) -> str:
+        """A one-time sign-in link of the live view (string: the token's digest, short TTL)."""
+        return f"{self.prefix}web:login:{_part(nonce, 'login link')}"
+
     def api_rate(self, token_id: str, window: int) -> str:
         """Requests one token made in one rate-limit window (counter; worker/api/auth.py)."""
         return f"{self.prefix}api:rate:{window}:{token_id}"

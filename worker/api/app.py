@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from redis.asyncio import Redis
 
-from governance.api_tokens import Principal, Scope
+from governance.api_tokens import Principal, Scope, token_digest
 from governance.models import AgentRecord
 from governance.vocabulary import JobState
 from plangate_base.logs import get_logger
@@ -43,16 +43,19 @@ from worker.api.models import (
     JobList,
     JobSubmission,
     LedgerRecord,
+    LoginLink,
     Reason,
     ReviewNote,
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
+from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
 from worker.client import PlanClient, to_request
 from worker.errors import PlangateError, WaitTimeout
 from worker.job_models import JobStatus
 from worker.keys import Keys
 from worker.redis_conn import text_client
 from worker.settings import Settings
+from worker.web.live_view import LiveView
 
 log = get_logger("plangate.api")
 
@@ -104,6 +107,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         own = redis is None
         app.state.redis = redis if redis is not None else text_client(settings.redis_url, service=True)
         app.state.client = PlanClient(app.state.redis, settings)
+        app.state.live_view = LiveView(app.state.redis, settings)
         app.state.auth = Authenticator(
             app.state.redis, keys, rate_per_s=settings.api_rate_limit_per_s, open_access=open_access
         )
@@ -123,6 +127,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         redoc_url=None,
     )
     install(app)
+    app.include_router(web_router(keys))
     app.add_middleware(BodyLimits)
     app.add_middleware(CountRequests, counter=requests_total)
 
@@ -445,6 +450,25 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     ) -> list[JobStatus]:
         require(principal, Scope.ADMIN, Scope.AUDITOR, Scope.TENANT)
         return await client_for(request, principal).failed(limit)
+
+    @app.post(
+        f"{API_PREFIX}/web/login-links",
+        response_model=LoginLink,
+        status_code=201,
+        responses=_responses(),
+        summary="A one-time link that signs a browser in to the live view",
+        tags=["web"],
+    )
+    async def login_link(request: Request, principal: Caller) -> LoginLink:
+        """Open `url` within `expires_in_s` seconds: it signs the browser in as this token (once) and
+        goes to `/web/` (or `?next=/web/job/ID`). For scripts and headless browsers; people can paste
+        their token into /web/login instead."""
+        nonce = new_session_id()
+        if request.state.token is None:
+            raise ApiProblem(400, "bad_request", "no token to sign in with (the API runs with --no-auth)")
+        digest = token_digest(request.state.token)
+        await request.app.state.redis.set(keys.web_login(nonce), digest, ex=LOGIN_LINK_TTL_S)
+        return LoginLink(url=f"{WEB}/login/{nonce}", expires_in_s=LOGIN_LINK_TTL_S)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
     async def healthz() -> Health:

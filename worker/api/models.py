@@ -100,6 +100,13 @@ class IssuedKey(BaseModel):
     key: str
 
 
+class LoginLink(BaseModel):
+    """A one-time sign-in link of the live view (a path on this API)."""
+
+    url: str
+    expires_in_s: int
+
+
 class Health(BaseModel):
     """Process health (/healthz) and readiness (/readyz)."""
 

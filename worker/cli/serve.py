@@ -17,7 +17,16 @@ DEFAULT_PORT = 8080
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API until Ctrl-C or SIGTERM (exit 0); its URL goes to stdout once it listens."""
+    return run_app(args, settings, "plangate serve", "")
+
+
+def run_app(args: argparse.Namespace, settings: Settings, name: str, path: str) -> int:
+    """Serve the API app on args.host:args.port; once it listens, `name: URL` (with `path`) on stdout.
+    A port that is taken or not ours is one line and exit 2."""
     import asyncio
+    import contextlib
+    import signal
+    from collections.abc import Iterator
 
     import uvicorn
 
@@ -25,7 +34,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from worker.api.app import create_app
 
     log = get_logger("plangate.api")
-    if args.no_auth:
+    if getattr(args, "no_auth", False):
         warning = (
             "plangate serve: --no-auth: EVERY CALLER IS AN ADMIN, NO TOKEN IS CHECKED. "
             "Never expose this to a network.\n"
@@ -33,7 +42,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(warning)
         log.warning("api.open_access", host=args.host, port=args.port)
     config = uvicorn.Config(
-        create_app(settings, open_access=args.no_auth),
+        create_app(settings, open_access=getattr(args, "no_auth", False)),
         host=args.host,
         port=args.port,
         log_config=None,
@@ -42,14 +51,42 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """SIGINT and SIGTERM stop it gracefully, and then it exits 0: uvicorn's own handler
+            re-raises the signal afterwards, so a service stopped on purpose would look killed."""
+
+            def stop(signum: int, frame: Any) -> None:
+                log.info("api.stopping", signal=signal.Signals(signum).name)
+                self.handle_exit(signum, frame)
+
+            previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:  # listening: say where (port 0 picked one)
                 port = self.servers[0].sockets[0].getsockname()[1]
-                sys.stdout.write(f"plangate serve: http://{args.host}:{port}\n")
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                sys.stdout.write(f"{name}: http://{host}:{port}{path}\n")
                 sys.stdout.flush()
                 log.info("api.listening", host=args.host, port=port)
 
+    import socket
+
+    try:  # a taken port is a setting to change, said in one line (uvicorn would log and exit 1)
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        sys.stderr.write(
+            f"plangate: {name} cannot listen on {args.host} port {args.port}: {exc.strerror or exc}\n"
+        )
+        return 2
     server = Server(config)
     asyncio.run(server.serve())
     return 0 if server.started else 1
