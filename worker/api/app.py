@@ -531,7 +531,7 @@ class CountRequests:
         if endpoint is None:
             return "unmatched"
         if not self._paths:
-            self._paths = {getattr(r, "endpoint", None): r.path for r in scope["app"].routes}
+            self._paths = {getattr(r, "endpoint", None): r.path for r in routes_of(scope["app"].routes)}
         return self._paths.get(endpoint, "unmatched")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -545,6 +545,17 @@ class CountRequests:
             await send(message)
 
         await self.app(scope, receive, counted)
+
+
+def routes_of(routes: list[Any]) -> list[Any]:
+    """Every route with a path, those of included routers too (FastAPI keeps those in a wrapper)."""
+    flat: list[Any] = []
+    for route in routes:
+        if hasattr(route, "path"):
+            flat.append(route)
+        elif hasattr(route, "original_router"):
+            flat += routes_of(route.original_router.routes)
+    return flat
 
 
 def _ms(at: datetime | None) -> int | None:
