@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +24,7 @@ from governance.api_tokens import Scope
 from governance.models import SEED_AGENT, AgentRecord, TenantRecord
 from tests.conftest import TEST_DB, free_port, store_keyless_seed_agent
 from tests.e2e.conftest import plangate_cmd
+from tests.eventually import eventually_sync
 from worker.admin import AgentAdmin
 from worker.keys import Keys
 from worker.llm_stub.server import BEHAVIOURS
@@ -92,16 +92,15 @@ def sse_events(url: str, token: str, last_event_id: str | None = None) -> list[d
 
 def wait_until_up(url: str, proc: subprocess.Popen, what: str) -> None:
     """Return once `url` answers 200; fail when `proc` exits or the deadline passes."""
-    deadline = time.monotonic() + _UP_DEADLINE_S
-    while True:
+
+    def answers() -> bool:
         assert proc.poll() is None, f"{what} exited"
         try:
-            if call(url, timeout=1).status == 200:
-                return
+            return call(url, timeout=1).status == 200
         except OSError:
-            pass
-        assert time.monotonic() < deadline, f"{what} did not answer {url}"
-        time.sleep(0.05)
+            return False
+
+    eventually_sync(answers, timeout_s=_UP_DEADLINE_S, interval_s=0.05, what=f"{what} to answer {url}")
 
 
 class Deployment:

@@ -18,6 +18,7 @@ import pytest
 
 from governance.vocabulary import JobState
 from tests.e2e.api_deployment import Deployment, call, sse_events
+from tests.eventually import eventually_sync
 from worker.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.e2e
@@ -201,10 +202,12 @@ def test_the_rate_limit_holds_across_two_api_processes(dep: Deployment) -> None:
 
 def test_health_readiness_metrics_and_openapi(dep: Deployment) -> None:
     assert call(dep.url + "/healthz").body["status"] == "ok"
-    deadline = time.monotonic() + _READY_DEADLINE_S
-    while (ready := call(dep.url + "/readyz")).status != 200:  # the worker beats within a few seconds
-        assert time.monotonic() < deadline, ready.body
-        time.sleep(0.1)
+    ready = eventually_sync(  # the worker beats within a few seconds
+        lambda: (answer := call(dep.url + "/readyz")).status == 200 and answer,
+        timeout_s=_READY_DEADLINE_S,
+        interval_s=0.1,
+        what="/readyz to answer 200",
+    )
     assert ready.body["workers"] >= 1
     spec = call(dep.url + "/openapi.json").body
     assert spec["openapi"].startswith("3.1")
@@ -337,11 +340,32 @@ def test_an_auditor_reads_a_jobs_ledger_record(dep: Deployment) -> None:
     ]
     assert call(f"{dep.url}/v1/jobs/{job_id}?wait=60", token=key).body["state"] == JobState.DONE
     url = f"{dep.url}/v1/jobs/{job_id}/ledger"
-    deadline = time.monotonic() + _READY_DEADLINE_S
-    while len((record := call(url, token=auditor)).body.get("events", [])) < 2:  # the writer batches
-        assert time.monotonic() < deadline, record.body
-        time.sleep(0.1)
+    record = eventually_sync(  # the ledger writer batches: the terminal row comes a moment later
+        lambda: len((answer := call(url, token=auditor)).body.get("events", [])) >= 2 and answer,
+        timeout_s=_READY_DEADLINE_S,
+        interval_s=0.1,
+        what="the job's ledger record",
+    )
     kinds = [event["kind"] for event in record.body["events"]]
     assert kinds[0] == "submitted" and kinds[-1] == JobState.DONE
     assert call(url, token=key).status == 403  # the agent itself is no auditor
     assert call(f"{dep.url}/v1/jobs/no-such-job/ledger", token=auditor).status == 404
+
+
+def test_admin_routes_for_tenants_and_locks(dep: Deployment) -> None:
+    admin = dep.token("admin")
+    tenant_id = dep.tenant()
+    own = dep.token("tenant", tenant_id)
+    other = dep.token("tenant", dep.tenant())
+    url = f"{dep.url}/v1/tenants/{tenant_id}"
+
+    saved = call(url, "PUT", token=admin, body={"tenant_id": tenant_id, "max_concurrent": 3})
+    assert saved.status == 200 and saved.body["max_concurrent"] == 3
+    assert call(url, token=own).body["max_concurrent"] == 3  # a tenant reads its own record
+    assert call(url, token=other).status == 403
+    assert call(url, "PUT", token=own, body={"tenant_id": tenant_id}).status == 403
+    assert call(url, "PUT", token=admin, body={"tenant_id": "someone-else"}).status == 400
+    assert call(f"{dep.url}/v1/tenants/no-such-tenant", token=admin).status == 404
+    locks = call(f"{dep.url}/v1/locks", token=admin)
+    assert locks.status == 200 and isinstance(locks.body, list)
+    assert call(f"{dep.url}/v1/locks", token=own).status == 403

@@ -24,7 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from redis.asyncio import Redis
 
 from governance.api_tokens import Principal, Scope, token_digest
-from governance.models import AgentRecord
+from governance.live_state import LockStore
+from governance.models import AgentRecord, TenantRecord
+from governance.registry import TenantRegistry
 from governance.vocabulary import JobState
 from plangate_base.logs import get_logger
 from worker import codec
@@ -43,6 +45,7 @@ from worker.api.models import (
     JobList,
     JobSubmission,
     LedgerRecord,
+    LockHeld,
     LoginLink,
     Reason,
     ReviewNote,
@@ -437,6 +440,58 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
             agent_id, by=f"api:{principal.token_id}"
         )
         return IssuedKey(agent_id=agent_id, key=key)
+
+    @app.get(
+        f"{API_PREFIX}/tenants/{{tenant_id}}",
+        response_model=TenantRecord,
+        responses=_responses(403, 404),
+        summary="A tenant's record (quotas)",
+        tags=["admin"],
+    )
+    async def get_tenant(tenant_id: str, request: Request, principal: Caller) -> TenantRecord:
+        """Admin tokens any tenant; tenant tokens their own."""
+        if not (
+            principal.scope is Scope.ADMIN
+            or (principal.scope is Scope.TENANT and principal.tenant_id == tenant_id)
+        ):
+            raise ApiProblem(
+                403, "forbidden", "tenants are read by admin tokens, or by the tenant's own token"
+            )
+        tenant = await TenantRegistry(request.app.state.redis, keys).get(tenant_id)
+        if tenant is None:
+            raise ApiProblem(404, "not_found", f"no tenant with id {tenant_id!r}")
+        return tenant
+
+    @app.put(
+        f"{API_PREFIX}/tenants/{{tenant_id}}",
+        response_model=TenantRecord,
+        responses=_responses(403),
+        summary="Add or replace a tenant (quotas)",
+        tags=["admin"],
+    )
+    async def put_tenant(
+        tenant_id: str, body: TenantRecord, request: Request, principal: Caller
+    ) -> TenantRecord:
+        """The body's tenant_id must be the path's."""
+        require(principal, Scope.ADMIN)
+        if body.tenant_id != tenant_id:
+            raise ApiProblem(
+                400, "bad_request", f"the body is tenant {body.tenant_id!r}, the path {tenant_id!r}"
+            )
+        await TenantRegistry(request.app.state.redis, keys).put(body)
+        return body
+
+    @app.get(
+        f"{API_PREFIX}/locks",
+        response_model=list[LockHeld],
+        responses=_responses(403),
+        summary="Resource locks held now",
+        tags=["admin"],
+    )
+    async def locks(request: Request, principal: Caller) -> list[LockHeld]:
+        require(principal, Scope.ADMIN, Scope.AUDITOR)
+        holders = await LockStore(request.app.state.redis, keys).holders()
+        return [LockHeld(resource=h.resource, job_id=h.job_id, ttl_ms=h.ttl_ms) for h in holders]
 
     @app.get(
         f"{API_PREFIX}/dead-letters",

@@ -100,6 +100,14 @@ class IssuedKey(BaseModel):
     key: str
 
 
+class LockHeld(BaseModel):
+    """A resource lock and the job holding it (until `ttl_ms` from now, unless renewed)."""
+
+    resource: str
+    job_id: str
+    ttl_ms: int
+
+
 class LoginLink(BaseModel):
     """A one-time sign-in link of the live view (a path on this API)."""
 
