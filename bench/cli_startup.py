@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.infra import Bench
+from bench.infra import Bench, free_port
 from bench.report import Row, median, render
 from worker.cli.main import EXIT_CANCELLED
 from worker.client import PlanClient
@@ -28,6 +28,9 @@ from worker.settings import Settings
 HELP_OVER_PASS_S = 0.05
 REDIS_RATIO = 1.2
 REDIS_COMMANDS = ("status", "wait", "cancel")
+# The same commands over the HTTP API (`--api URL --token T --json`): no redis-py at all.
+API_COMMANDS = ("status_api", "wait_api", "cancel_api")
+_UP_DEADLINE_S = 20.0
 
 _REQUEST = {"agent_id": "llm-planner-001", "description": "a job for the start-up benchmark"}
 
@@ -62,7 +65,10 @@ async def startup(bench: Bench, runs: int) -> dict[str, float]:
         finished = await client.submit(_REQUEST)
         await client.cancel(finished)
         queued = [await client.submit(_REQUEST) for _ in range(runs + 1)]
+        queued_api = [await client.submit(_REQUEST) for _ in range(runs + 1)]
     plangate = plangate_argv()
+    api_url, token = await _start_api(bench, plangate, env)
+    api = ["--api", api_url, "--token", token, "--json"]
     commands: dict[str, Callable[[int], list[str]]] = {
         "pass": lambda _: [sys.executable, "-c", "pass"],
         "import_redis": lambda _: [sys.executable, "-c", "import redis"],
@@ -71,21 +77,55 @@ async def startup(bench: Bench, runs: int) -> dict[str, float]:
         "wait": lambda _: [*plangate, "wait", finished, "--timeout", "5"],
         "watch": lambda _: [*plangate, "watch", finished],
         "cancel": lambda i: [*plangate, "cancel", queued[i]],
+        "status_api": lambda _: [*plangate, "status", finished, *api],
+        "wait_api": lambda _: [*plangate, "wait", finished, "--timeout", "5", *api],
+        "cancel_api": lambda i: [*plangate, "cancel", queued_api[i], *api],
     }
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(runs + 1):  # the first round writes the bytecode and is not counted
         for name, argv in commands.items():
             # `wait` on the cancelled job says so in its exit code
-            expected = EXIT_CANCELLED if name == "wait" else 0
+            expected = EXIT_CANCELLED if name.startswith("wait") else 0
             cpu = await asyncio.to_thread(_child_cpu_s, argv(i), env, expected)
             if i:
                 samples[name].append(cpu)
     n = {f"startup.{name}_s": median(values) for name, values in samples.items()}
     n["startup.runs"] = float(runs)
     n["startup.help_over_pass_s"] = n["startup.help_s"] - n["startup.pass_s"]
-    for name in (*REDIS_COMMANDS, "watch"):
+    for name in (*REDIS_COMMANDS, "watch", *API_COMMANDS):
         n[f"startup.{name}_ratio"] = n[f"startup.{name}_s"] / n["startup.import_redis_s"]
     return n
+
+
+async def _start_api(bench: Bench, plangate: list[str], env: dict[str, str]) -> tuple[str, str]:
+    """`plangate serve` on the benchmark's prefix, and an admin token for it."""
+    import urllib.request
+
+    from governance.api_tokens import Scope
+    from worker.admin import AgentAdmin
+    from worker.keys import Keys
+    from worker.redis_conn import text_client
+
+    redis = text_client(env["PLANGATE_REDIS_URL"])
+    try:
+        admin = AgentAdmin(redis, Keys(env["PLANGATE_KEY_PREFIX"]))
+        token, _ = await admin.issue_token(Scope.ADMIN, tenant_id=None, name="bench", by="bench")
+    finally:
+        await redis.aclose()
+    port = free_port()
+    proc = bench.procs.start("serve", [*plangate, "serve", "--port", str(port)], env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = asyncio.get_running_loop().time() + _UP_DEADLINE_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("plangate serve exited; see serve.log in the bench workdir")
+        try:
+            await asyncio.to_thread(urllib.request.urlopen, url + "/healthz", timeout=1)
+            return url, token
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError("plangate serve did not answer /healthz") from None
+            await asyncio.sleep(0.05)
 
 
 def rows(n: dict[str, float]) -> list[Row]:
@@ -112,6 +152,12 @@ def rows(n: dict[str, float]) -> list[Row]:
         target, met = (f"<= {REDIS_RATIO}", ratio <= REDIS_RATIO) if name in REDIS_COMMANDS else ("", None)
         value = f"{ms(name)} ({ratio:.2f} x import redis)"
         out.append(Row(section, f"plangate {name} ID (of import redis)", value, target, met))
+    for name in API_COMMANDS:
+        ratio = n[f"startup.{name}_ratio"]
+        command = name.removesuffix("_api")
+        value = f"{ms(name)} ({ratio:.2f} x import redis)"
+        label = f"plangate {command} ID --api URL --json (of import redis)"
+        out.append(Row(section, label, value, f"<= {REDIS_RATIO}", ratio <= REDIS_RATIO))
     return out
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from governance.api_tokens import Principal, Scope
 from governance.models import AgentRecord
 from governance.policy import Refuse
 from plangate_base.vocabulary import RefusalCode
@@ -46,9 +47,16 @@ def key_matches(stored: str | None, presented: str | None) -> bool:
     return scheme == _SCHEME and hmac.compare_digest(hash_key(presented, salt), stored)
 
 
-def check_agent_key(agent: AgentRecord, stored: str | None, presented: str | None) -> Refuse | None:
-    """Whether a job may act as `agent`: its key matches the one issued, or it has none issued and
-    the operator made the agent keyless. None when it may; the refusal otherwise."""
+def check_agent_key(
+    agent: AgentRecord, stored: str | None, presented: str | None, token: Principal | None = None
+) -> Refuse | None:
+    """Whether a job may act as `agent`: its key matches the one issued, or the credential it carries
+    is a live API token (`token`, looked up by the caller) of the agent's tenant or an admin's, or it
+    has no key issued and the operator made the agent keyless. None when it may; the refusal otherwise."""
+    if token is not None and (
+        token.scope is Scope.ADMIN or (token.scope is Scope.TENANT and token.tenant_id == agent.tenant_id)
+    ):
+        return None
     if stored is None:
         if agent.keyless:
             return None

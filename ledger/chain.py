@@ -57,6 +57,7 @@ _SOURCES: dict[str, str] = {
     EventKind.BUDGET_RESET: "operator",
     EventKind.AGENT_SAVED: "operator",
     EventKind.KEY_ISSUED: "operator",
+    EventKind.TOKEN_REVOKED: "operator",
     EventKind.REVIEWER_SAVED: "operator",
     EventKind.VOCABULARY_EXTENDED: "operator",
     EventKind.MALFORMED: "ledger",

@@ -112,6 +112,7 @@ class EventKind(StrEnum):
     BUDGET_RESET = "budget_reset"  # an operator forgot the agent's counted failures
     AGENT_SAVED = "agent_saved"
     KEY_ISSUED = "key_issued"
+    TOKEN_REVOKED = "token_revoked"  # an operator revoked an API token
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read

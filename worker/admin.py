@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from governance.agent_keys import REVIEWER_KEY_PREFIX, KeyStore
+from governance.api_tokens import ISSUED_SCOPES, Principal, Scope, TokenStore, key_token_id, new_token
 from governance.live_state import AgentStateStore
 from governance.models import AgentRecord, ReviewerRecord
 from governance.registry import (
@@ -26,6 +27,7 @@ from plangate_base import codec
 from plangate_base.clock import now_iso
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
 from worker.errors import BadRequest
+from worker.ids import new_id
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 
@@ -33,6 +35,11 @@ from worker.ledger_events import ledger_event
 def agent_keys(redis: Redis, keys: Keys) -> KeyStore:
     """Where agents' key hashes live."""
     return KeyStore(redis, keys.agent_key, keys.ledger_stream())
+
+
+def api_tokens(redis: Redis, keys: Keys) -> TokenStore:
+    """Where the API's bearer tokens live (agents' and reviewers' keys among them)."""
+    return TokenStore(redis, keys.api_token, keys.api_tokens(), keys.ledger_stream())
 
 
 def reviewer_keys(redis: Redis, keys: Keys) -> KeyStore:
@@ -65,6 +72,7 @@ class AgentAdmin:
         self.vocabulary = CapabilityVocabulary(redis, keys)
         self._agent_keys = agent_keys(redis, keys)
         self._reviewer_keys = reviewer_keys(redis, keys)
+        self.tokens = api_tokens(redis, keys)
 
     async def save_agent(self, record: AgentRecord, *, by: str, source: str = "cli") -> bool:
         """Add or replace an agent after checking its lists against the vocabulary and its tenant;
@@ -95,7 +103,11 @@ class AgentAdmin:
         if agent is None:
             raise BadRequest(f"no agent with id {agent_id!r}")
         entry = _entry(EventKind.KEY_ISSUED, agent_id, agent.tenant_id, "", {"by": by, "for": "agent"})
-        return await self._agent_keys.issue(agent_id, entry)
+        key = await self._agent_keys.issue(agent_id, entry)
+        token_id = key_token_id(Scope.AGENT, agent_id)
+        principal = Principal(token_id, Scope.AGENT, agent.tenant_id, agent_id, created_at=now_iso())
+        await self.tokens.put(key, principal, None)  # the same key is the agent's API token
+        return key
 
     async def save_reviewer(self, record: ReviewerRecord, *, by: str) -> str:
         """Add or replace a reviewer and issue its key; returns the key, shown once and stored hashed."""
@@ -112,7 +124,43 @@ class AgentAdmin:
             "",
             {"by": by, "for": f"reviewer {record.reviewer_id}"},
         )
-        return await self._reviewer_keys.issue(record.reviewer_id, entry)
+        key = await self._reviewer_keys.issue(record.reviewer_id, entry)
+        token_id = key_token_id(Scope.REVIEWER, record.reviewer_id)
+        principal = Principal(
+            token_id, Scope.REVIEWER, record.tenant_id, reviewer_id=record.reviewer_id, created_at=now_iso()
+        )
+        await self.tokens.put(key, principal, None)  # the same key is the reviewer's API token
+        return key
+
+    async def issue_token(
+        self, scope: Scope, *, tenant_id: str | None, name: str, by: str
+    ) -> tuple[str, Principal]:
+        """Issue a tenant, auditor or admin token for the HTTP API; returns it, shown once and stored
+        as a digest, and its principal (its token_id is what `tokens revoke` takes). Agents' and
+        reviewers' tokens are their keys (issue_agent_key, save_reviewer)."""
+        if scope not in ISSUED_SCOPES:
+            names = ", ".join(s.value for s in ISSUED_SCOPES)
+            raise BadRequest(f"tokens are issued for {names}; an agent's or reviewer's token is its key")
+        if scope is Scope.TENANT:
+            if tenant_id is None:
+                raise BadRequest("a tenant token needs --tenant")
+            if await self.tenants.get(tenant_id) is None:
+                raise BadRequest(f"no tenant with id {tenant_id!r} (add it with `plangate tenants add`)")
+        elif tenant_id is not None:
+            raise BadRequest(f"a {scope.value} token is not bound to a tenant; drop --tenant")
+        token = new_token()
+        token_id = new_id()[-12:]
+        principal = Principal(token_id, scope, tenant_id, name=name, created_at=now_iso())
+        payload = {"by": by, "for": f"{scope.value} token {token_id}", "name": name}
+        await self.tokens.put(token, principal, _entry(EventKind.KEY_ISSUED, None, tenant_id, "", payload))
+        return token, principal
+
+    async def revoke_token(self, token_id: str, *, by: str, reason: str) -> bool:
+        """Revoke an API token (or an agent's or reviewer's key as a token) at once."""
+        payload = {"by": by, "token_id": token_id, "reason": reason}
+        return await self.tokens.revoke(
+            token_id, _entry(EventKind.TOKEN_REVOKED, None, None, reason, payload)
+        )
 
     async def add_vocabulary(
         self, words: list[str], *, by: str, reason: str, source: str = "cli"

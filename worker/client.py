@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -13,7 +14,7 @@ from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
-from governance.registry import AgentRegistry
+from governance.registry import AgentRegistry, ReviewerRegistry
 from plangate_base import codec
 from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
@@ -37,6 +38,9 @@ from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
+
+if TYPE_CHECKING:
+    from worker.http_client import HttpPlanClient
 
 log = get_logger(__name__)
 
@@ -65,6 +69,11 @@ def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
         return PlanRequest.model_validate(request)
     except ValidationError as exc:
         raise BadRequest(describe_validation_error(exc)) from exc
+
+
+_LIST_MAX_CHUNKS = 20  # a listing reads at most this many chunks of the tenant's index per page
+SYNTHETIC_TERMINAL_ID = "terminal"  # the stream id of a terminal event made up from an expired job's status
+REQUEST_DIGEST_FIELD = "request_digest"  # status-hash field: the API's digest of the submitted body
 
 
 class PlanClient:
@@ -117,6 +126,23 @@ class PlanClient:
         redis = text_client(settings.redis_url)
         return cls(redis, settings, tenant_id=tenant_id, agent_id=agent_id, agent_key=agent_key)
 
+    def scoped(
+        self, *, tenant_id: str | None, agent_id: str | None = None, agent_key: str | None = None
+    ) -> PlanClient:
+        """This client for one tenant (and agent, with its key), sharing the connection pool: what the
+        HTTP API makes for each request's caller."""
+        clone = copy.copy(self)
+        clone._tenant_id, clone._agent_id, clone._agent_key = tenant_id, agent_id, agent_key
+        return clone
+
+    @staticmethod
+    def http(base_url: str, token: str | None, *, timeout_s: float = 30.0) -> HttpPlanClient:
+        """A client of the HTTP API (`plangate serve`) instead of Redis, for agents outside the
+        cluster: the same submit, status, wait, watch and cancel; the token is the identity."""
+        from worker.http_client import HttpPlanClient
+
+        return HttpPlanClient(base_url, token, timeout_s=timeout_s)
+
     @property
     def settings(self) -> Settings:
         """The settings this client was made with."""
@@ -136,8 +162,10 @@ class PlanClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def submit(self, request: PlanRequest | dict[str, Any]) -> str:
-        """Validate and enqueue a planning job; returns its id. One idempotency key, one job."""
+    async def submit(self, request: PlanRequest | dict[str, Any], *, fingerprint: str | None = None) -> str:
+        """Validate and enqueue a planning job; returns its id. One idempotency key, one job.
+        `fingerprint` (the HTTP API's digest of the body) is kept with the job (REQUEST_DIGEST_FIELD) so a
+        later submit with the same key can tell whether it sent the same request."""
         req = to_request(self._scoped(request))
         key = req.agent_key.get_secret_value() if req.agent_key else self._agent_key
         if not self._settings.model_allowed(req.model):
@@ -147,7 +175,7 @@ class PlanClient:
             )
         try:
             req = await self._check_links(req)
-            return await self._enqueue(req, key)
+            return await self._enqueue(req, key, fingerprint)
         except UNREACHABLE as exc:
             raise unreachable(self._settings.redis_url, exc) from exc
 
@@ -193,7 +221,7 @@ class PlanClient:
         except JobNotFound:
             return None
 
-    async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
+    async def _enqueue(self, req: PlanRequest, agent_key: str | None, fingerprint: str | None = None) -> str:
         """One transaction: idempotency key, status hash (queued), ledger event, the queue's job and entry.
         The agent key goes only into the queue's payload the worker reads, never the status or ledger."""
         from worker import tracing  # OpenTelemetry, when installed, is for submitters only
@@ -206,12 +234,17 @@ class PlanClient:
             span = tracing.start_span("submit", "producer", attributes={"plangate.agent_id": req.agent_id})
             for_worker = {**for_worker, tracing.TRACE_FIELD: tracing.inject(span)}
         try:
-            return await self._enqueue_once(req, payload, for_worker, idem_key)
+            return await self._enqueue_once(req, payload, for_worker, idem_key, fingerprint)
         finally:
             tracing.end_span(span)
 
     async def _enqueue_once(
-        self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
+        self,
+        req: PlanRequest,
+        payload: dict[str, Any],
+        for_worker: dict[str, Any],
+        idem_key: str | None,
+        fingerprint: str | None,
     ) -> str:
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = new_id()
@@ -239,9 +272,15 @@ class PlanClient:
                 fields = self._status.queued_fields(
                     req.agent_id, req.tenant_id, submitted_at, codec.dumps(payload)
                 )
+                if fingerprint:
+                    fields[REQUEST_DIGEST_FIELD] = fingerprint
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
+                tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
+                pipe.zadd(tenant_jobs, {job_id: enqueue_ms})
+                pipe.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones
+                pipe.expire(tenant_jobs, ttl)
                 pipe.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
@@ -280,9 +319,16 @@ class PlanClient:
 
     async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Phase and progress events of the job as they happen; ends after the terminal event."""
+        async for _, event in self.watch_entries(job_id):
+            yield event
+
+    async def watch_entries(self, job_id: str, after: str = "0") -> AsyncIterator[tuple[str, JobEvent]]:
+        """The job's events with their stream ids, from after the entry `after` ("0": from the first);
+        ends after the terminal event. A terminal event made up from the status (the stream expired
+        with its job) has the id SYNTHETIC_TERMINAL_ID."""
         status = await self.status(job_id)
         stream = self._keys.job_events(job_id)
-        last_id = "0"
+        last_id = after
         while True:
             try:
                 reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
@@ -292,19 +338,22 @@ class PlanClient:
                 # Nothing new: the stream may have expired with a terminal job.
                 status = await self.status(job_id)
                 if status.terminal:
-                    yield JobEvent(
-                        kind=StreamKind.TERMINAL,
-                        state=status.state,
-                        phase=status.phase,
-                        attempt=status.attempt,
-                        at=status.finished_at or now_iso(),
+                    yield (
+                        SYNTHETIC_TERMINAL_ID,
+                        JobEvent(
+                            kind=StreamKind.TERMINAL,
+                            state=status.state,
+                            phase=status.phase,
+                            attempt=status.attempt,
+                            at=status.finished_at or now_iso(),
+                        ),
                     )
                     return
                 continue
             for entry_id, fields in reply[0][1]:
                 last_id = entry_id
                 event = JobEvent.from_fields(fields)
-                yield event
+                yield entry_id, event
                 if event.kind is StreamKind.TERMINAL:
                     return
 
@@ -333,6 +382,63 @@ class PlanClient:
                 return await self.status(job_id)
         await self._status.request_cancel(job_id)  # running (or it started as we recorded)
         return await self.status(job_id)
+
+    async def jobs(
+        self,
+        tenant_id: str,
+        *,
+        states: frozenset[JobState] = frozenset(),
+        agent_id: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[JobStatus], str | None]:
+        """A tenant's jobs, newest first, filtered by state, agent and submit time (ms since the epoch,
+        inclusive); at most `limit`, and the cursor of the next page (None at the end). Jobs whose
+        records expired are skipped."""
+        if self._tenant_id and tenant_id != self._tenant_id:
+            raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
+        agent_id = self._agent_id or agent_id
+        high: str = "+inf" if until_ms is None else str(until_ms)
+        after: str | None = None
+        if cursor:
+            try:
+                score, after = cursor.split(".", 1)
+                high = str(int(score))
+            except ValueError:
+                raise BadRequest(f"{cursor!r} is not a cursor this API gave") from None
+        low = "-inf" if since_ms is None else str(since_ms)
+        key = self._keys.tenant_jobs(tenant_id)
+        found: list[JobStatus] = []
+        chunk = max(limit * 2, 50)
+        offset = 0
+        for _ in range(_LIST_MAX_CHUNKS):
+            entries = await self._redis.zrevrangebyscore(
+                key, high, low, start=offset, num=chunk, withscores=True
+            )
+            if not entries:
+                return found, None
+            offset += len(entries)
+            if after is not None:  # the page ended inside this millisecond: skip up to its last job
+                ids = [job_id for job_id, _ in entries]
+                if after in ids:
+                    entries = entries[ids.index(after) + 1 :]
+                after = None
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in entries:
+                    pipe.hgetall(self._keys.job(job_id))
+                raws = await pipe.execute()
+            for (job_id, score), raw in zip(entries, raws, strict=True):
+                if not raw:
+                    continue
+                status = JobStatus.from_hash(job_id, raw)
+                if (states and status.state not in states) or (agent_id and status.agent_id != agent_id):
+                    continue
+                found.append(status)
+                if len(found) == limit:
+                    return found, f"{int(score)}.{job_id}"
+        return found, (f"{int(entries[-1][1])}.{entries[-1][0]}" if entries else None)
 
     async def failed(self, limit: int = 100) -> list[JobStatus]:
         """The dead-letter view: jobs that ended `failed`, newest first (expired ones are dropped)."""
@@ -385,6 +491,10 @@ class PlanClient:
         it is not in the queue."""
         return await self._queue.position(self._redis, job_id)
 
+    async def request_digest(self, job_id: str) -> str | None:
+        """The digest of the body the job was submitted with through the HTTP API (None otherwise)."""
+        return (await self._status.fields(job_id, REQUEST_DIGEST_FIELD))[REQUEST_DIGEST_FIELD]
+
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
         since_ms = now_ms() - int(window_s * 1000)
@@ -399,6 +509,14 @@ class PlanClient:
             raise unreachable(self._settings.redis_url, exc) from exc
         if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
             raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
+        return ReviewDesk(self._redis, self._keys, self._status, reviewer)
+
+    async def authenticated_review_desk(self, reviewer_id: str) -> ReviewDesk:
+        """The desk of a reviewer its caller authenticated already (the HTTP API: by the reviewer's
+        token); Unauthenticated when no such reviewer is known or it reviews another tenant."""
+        reviewer = await ReviewerRegistry(self._redis, self._keys).get(reviewer_id)
+        if reviewer is None or (self._tenant_id is not None and reviewer.tenant_id != self._tenant_id):
+            raise Unauthenticated(f"no reviewer {reviewer_id!r} for this tenant")
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
 
 

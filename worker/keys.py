@@ -157,6 +157,11 @@ class Keys(NamedTuple):
         """The set of registered tenant ids (governance.registry)."""
         return f"{self.prefix}tenants"
 
+    def tenant_jobs(self, tenant_id: str) -> str:
+        """A tenant's jobs by submit time (zset job id -> enqueue ms; written by PlanClient.submit,
+        trimmed to RESULT_TTL_S there): what GET /v1/jobs lists."""
+        return f"{self.prefix}tenant:{_part(tenant_id, 'tenant id')}:jobs"
+
     def tenant_running(self, tenant_id: str) -> str:
         """A tenant's running jobs (sorted set, admitted at ms): its concurrency (governance.quota)."""
         return f"{self.prefix}quota:{_part(tenant_id, 'tenant id')}:running"
@@ -226,3 +231,24 @@ class Keys(NamedTuple):
         """Capability words operators added to the seed's vocabulary (hash: word -> JSON who, when, why),
         written by governance.registry."""
         return f"{self.prefix}capabilities"
+
+    def api_token(self, digest: str) -> str:
+        """One API token's principal (hash; written by governance/api_tokens.py TokenStore)."""
+        return f"{self.prefix}api:token:{_part(digest, 'token digest')}"
+
+    def api_tokens(self) -> str:
+        """Live API tokens (hash: token id -> digest; TokenStore): what `tokens list`/`revoke` use."""
+        return f"{self.prefix}api:tokens"
+
+    def web_session(self, session_id: str) -> str:
+        """A signed-in browser's session of the live view (string: the token's digest, with a TTL;
+        worker/api/web.py)."""
+        return f"{self.prefix}web:session:{_part(session_id, 'session id')}"
+
+    def web_login(self, nonce: str) -> str:
+        """A one-time sign-in link of the live view (string: the token's digest, short TTL)."""
+        return f"{self.prefix}web:login:{_part(nonce, 'login link')}"
+
+    def api_rate(self, token_id: str, window: int) -> str:
+        """Requests one token made in one rate-limit window (counter; worker/api/auth.py)."""
+        return f"{self.prefix}api:rate:{window}:{token_id}"

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from governance.agent_keys import check_agent_key
+from governance.api_tokens import TENANT_TOKEN_PREFIX
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, check_links, preflight
@@ -20,7 +21,7 @@ from governance.registry import AgentRegistry, TenantRegistry
 from plangate_base import codec
 from plangate_base.clock import utc_day
 from plangate_base.vocabulary import NOW_MS, EventKind, RefusalCode
-from worker.admin import agent_keys
+from worker.admin import agent_keys, api_tokens
 from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
 from worker.job_run import JobRun, Refused
@@ -47,6 +48,7 @@ class PreflightPhase:
         self.status = status
         self.agent_states = AgentStateStore(redis, self.keys)
         self.agent_keys = agent_keys(redis, self.keys)
+        self.api_tokens = api_tokens(redis, self.keys)
         self.tenants = TenantRegistry(redis, self.keys)
         self.quotas = QuotaStore(redis, self.keys, day_ttl_s=settings.quota_day_ttl_s)
         self.lock_store = LockStore(redis, self.keys)
@@ -69,7 +71,11 @@ class PreflightPhase:
         agent = job.agent = await self.registry.get(request.agent_id)
         if agent is not None:
             presented = request.agent_key.get_secret_value() if request.agent_key else None
-            refusal = check_agent_key(agent, await self.agent_keys.stored(agent.agent_id), presented)
+            token = None
+            if presented and presented.startswith(TENANT_TOKEN_PREFIX):  # the API's tenant/admin token
+                token = await self.api_tokens.lookup(presented)
+            stored = await self.agent_keys.stored(agent.agent_id)
+            refusal = check_agent_key(agent, stored, presented, token)
             if refusal is not None:
                 raise Refused(refusal)
         state = await self.agent_states.read(agent) if agent else AgentState()

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="address /metrics binds; 0.0.0.0 for a scraper on another host"
     )
+    api_rate_limit_per_s: int = Field(
+        default=200,
+        ge=0,
+        description="requests per second one API token may make (all API processes); 0 = off",
+    )
     tracing: bool = Field(default=False, description="OpenTelemetry spans (needs the [otel] extra)")
 
     @field_validator("allowed_models", "fallback_models", mode="before")

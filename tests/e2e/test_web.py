@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -98,8 +100,10 @@ class _Page(HTMLParser):
             self._text.append(data)
 
 
-def _get(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method, headers=headers or {})
+def _get(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -107,9 +111,55 @@ def _get(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
         return exc.code, exc.read().decode()
 
 
+@dataclass
+class Web:
+    """`plangate web` (the API app) as a process: its base URL, the process, and how to make tokens."""
+
+    base: str
+    proc: subprocess.Popen
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(plangate_cmd(*args), env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def token(self, scope: str = "admin") -> str:
+        return self.cli("tokens", "issue", "--scope", scope)
+
+    def login_url(self, token: str, page: str) -> str:
+        """A one-time link that signs a browser in as `token` and opens `page` (a /web path)."""
+        request = urllib.request.Request(
+            self.base + "/v1/web/login-links", method="POST", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            link = json.loads(response.read())["url"]
+        return f"{self.base}{link}?{urllib.parse.urlencode({'next': page})}"
+
+    def session(self, token: str) -> str:
+        """Sign in through the form, as a person does; the session cookie (`name=value`)."""
+        opener = urllib.request.build_opener(_NoRedirect)
+        form = urllib.parse.urlencode({"token": token}).encode()
+        try:
+            opener.open(
+                urllib.request.Request(self.base + "/web/login", data=form, method="POST"), timeout=10
+            )
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 303, exc.code
+            cookie = exc.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/web" in cookie, cookie
+            return cookie.split(";", 1)[0]
+        raise AssertionError("signing in did not redirect")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 @pytest.fixture
-def web(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`plangate web` as its own process on a free loopback port: (base URL, process)."""
+def web(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Web]:
+    """`plangate web` as its own process on a free loopback port."""
     port = free_port()
     log = (tmp_path / "web.log").open("wb")
     proc = subprocess.Popen(plangate_cmd("web", "--port", str(port)), env=e2e_env, stdout=log, stderr=log)
@@ -118,13 +168,13 @@ def web(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subproce
     def answers() -> bool:
         assert proc.poll() is None, (tmp_path / "web.log").read_text()
         try:
-            return _get(f"{base}/api/jobs")[0] == 200
+            return _get(f"{base}/healthz")[0] == 200
         except OSError:
             return False
 
     try:
         eventually_sync(answers, timeout_s=_READY_DEADLINE_S, interval_s=0.05, what="plangate web to answer")
-        yield base, proc
+        yield Web(base, proc, e2e_env)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -137,12 +187,14 @@ def web(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subproce
 
 
 @pytest.fixture
-def dump_dom(tmp_path: Path) -> Callable[[str], _Page]:
-    """Load a URL in headless Chromium, let its script poll, and parse the resulting DOM."""
+def dump_dom(tmp_path: Path, web: Web) -> Callable[..., _Page]:
+    """Sign in (a one-time link) as `token`, load a /web page in headless Chromium, let its script poll,
+    and parse the resulting DOM."""
     chromium = _chromium()
     profile = tmp_path / "chromium-profile"
+    admin = web.token()
 
-    def dump(url: str) -> _Page:
+    def dump(page: str, token: str | None = None) -> _Page:
         result = subprocess.run(
             [
                 chromium,
@@ -157,7 +209,7 @@ def dump_dom(tmp_path: Path) -> Callable[[str], _Page]:
                 f"--user-data-dir={profile}",
                 f"--virtual-time-budget={_VIRTUAL_TIME_MS}",
                 "--dump-dom",
-                url,
+                web.login_url(token or admin, page),
             ],
             capture_output=True,
             text=True,
@@ -187,12 +239,10 @@ def test_live_view_follows_a_streaming_job(
     redis_url: str,
     key_prefix: str,
     start_workers: Callable[..., list[subprocess.Popen]],
-    web: tuple[str, subprocess.Popen],
-    dump_dom: Callable[[str], _Page],
+    dump_dom: Callable[..., _Page],
 ) -> None:
-    base, _ = web
     start_workers(1)
-    first = dump_dom(base + "/")
+    first = dump_dom("/web/")
     assert "running" in first.ids  # the page renders (and Chromium is warm)
     assert first.header_text.startswith("queue depth 0 \u00b7 deferred 0 \u00b7 running 0"), first.header_text
     _wait_for_worker(redis_url, key_prefix)
@@ -211,7 +261,7 @@ def test_live_view_follows_a_streaming_job(
     seen: list[tuple[str, str]] = []
 
     def row_done() -> bool:
-        row = dump_dom(base + "/").rows.get(job_id)
+        row = dump_dom("/web/").rows.get(job_id)
         if row is not None and (not seen or seen[-1] != (row["data-state"], row["data-phase"])):
             seen.append((row["data-state"], row["data-phase"]))
         return bool(seen) and seen[-1][0] == "done"
@@ -226,7 +276,7 @@ def test_live_view_follows_a_streaming_job(
     pages: list[_Page] = []  # the latest dump, for the failure message
 
     def ledger_done() -> _Page | None:
-        pages[:] = [dump_dom(f"{base}/job/{job_id}")]
+        pages[:] = [dump_dom(f"/web/job/{job_id}")]
         return pages[-1] if "done" in pages[-1].kinds.get("ledger-events", []) else None
 
     page = eventually_sync(
@@ -249,30 +299,70 @@ def test_live_view_follows_a_streaming_job(
     # Markup in a description is shown as text, never parsed.
     assert page.fields["description"] == _DESCRIPTION
     assert "injected" not in page.ids
-    by_hash = dump_dom(f"{base}/#{job_id}")
+    by_hash = dump_dom(f"/web/#{job_id}")
     assert by_hash.detail.get("data-state") == "done" and by_hash.header.get("data-job") == job_id
 
 
-def test_web_is_read_only_and_answers_known_paths_only(web: tuple[str, subprocess.Popen]) -> None:
-    base, proc = web
-    status, body = _get(f"{base}/api/jobs")
+def test_web_needs_a_session_and_answers_known_paths_only(web: Web) -> None:
+    base = web.base
+    assert _get(f"{base}/web/api/jobs")[0] == 401  # no session
+    assert _get(f"{base}/web/api/jobs", headers={"Cookie": "plangate_session=" + "a" * 64})[0] == 401
+    assert "Sign in" in _get(f"{base}/web/")[1]  # the page sends a stranger to the sign-in
+    admin = {"Cookie": web.session(web.token())}
+    status, body = _get(f"{base}/web/api/jobs", headers=admin)
     assert status == 200 and set(json.loads(body)) >= {"queued", "running", "recent"}
-    status, body = _get(f"{base}/api/stats")
+    status, body = _get(f"{base}/web/api/stats", headers=admin)
     assert status == 200 and json.loads(body)["queue_depth"] == 0
-    assert _get(f"{base}/")[0] == 200 and _get(f"{base}/static/app.js")[0] == 200
-    assert _get(f"{base}/api/jobs/{'0' * 32}")[0] == 404  # a valid id that no job has
-    unknown = ("/etc/passwd", "/api/jobs/a.b", "/api/jobs/..%2Fetc", "/job/%3Cx%3E", "/api/jobsx", "/static/")
+    assert _get(f"{base}/web/", headers=admin)[0] == 200 and _get(f"{base}/web/static/app.js")[0] == 200
+    assert _get(f"{base}/web/api/jobs/{'0' * 32}", headers=admin)[0] == 404  # a valid id that no job has
+    unknown = (
+        "/etc/passwd",
+        "/web/api/jobs/a.b",
+        "/web/api/jobs/..%2Fetc",
+        "/web/job/%3Cx%3E",
+        "/web/api/jobsx",
+    )
     for path in unknown:
-        assert _get(base + path)[0] == 404, path
-    assert _get(f"{base}/api/stats?minutes=0")[0] == 400
-    status, _ = _get(f"{base}/api/jobs", method="POST")
-    assert status == 405
-    assert _get(f"{base}/", headers={"Host": "attacker.example"})[0] == 421  # DNS rebinding
-    _, text = _get(f"{base}/")
-    assert '<script src="/static/app.js">' in text
+        assert _get(base + path, headers=admin)[0] == 404, path
+    assert _get(f"{base}/web/api/stats?minutes=0", headers=admin)[0] == 422
+    assert _get(f"{base}/web/api/jobs", method="POST", headers=admin)[0] == 405
+    _, text = _get(f"{base}/web/", headers=admin)
+    assert '<script src="/web/static/app.js">' in text
+    assert _get(f"{base}/web/login/{'b' * 64}")[0] == 404  # no such one-time link
+    # a tenant's token sees its own jobs, and not the queue's numbers
+    tenant = {"Cookie": web.session(web.cli("tokens", "issue", "--scope", "tenant", "--tenant", "default"))}
+    assert _get(f"{base}/web/api/jobs", headers=tenant)[0] == 200
+    assert _get(f"{base}/web/api/stats", headers=tenant)[0] == 403
 
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0
+    web.proc.send_signal(signal.SIGTERM)
+    assert web.proc.wait(timeout=10) == 0
+
+
+def test_a_reviewer_decides_an_escalated_plan_on_the_page(
+    web: Web, start_workers: Callable[..., list[subprocess.Popen]], dump_dom: Callable[..., _Page]
+) -> None:
+    web.cli("tenants", "add", "default")
+    reviewer_key = web.cli("reviewers", "add", "dana", "--tenant", "default").split()[-1]
+    start_workers(1)
+    job_id = web.cli("submit", "--description", "Plan for review", "--model", "scripted-low-confidence")
+    eventually_sync(
+        lambda: web.cli("status", job_id, "--json").find('"ESCALATE"') > 0,
+        timeout_s=60,
+        interval_s=0.2,
+        what="the job to end escalated",
+    )
+    page = dump_dom(f"/web/job/{job_id}", reviewer_key)
+    assert {"review-approve", "review-reject", "review-note"} <= page.ids
+    assert "review-approve" not in dump_dom(f"/web/job/{job_id}").ids  # an admin is no reviewer
+    session = {"Cookie": web.session(reviewer_key), "Content-Type": "application/json"}
+    url = f"{web.base}/web/api/reviews/{job_id}/approve"
+    note = json.dumps({"note": "looks <b>right</b>"}).encode()
+    assert _get(url, "POST", session, note)[0] == 403  # no X-Plangate-Web header: a cross-site form
+    status, body = _get(url, "POST", {**session, "X-Plangate-Web": "1"}, note)
+    assert status == 200 and json.loads(body)["review"]["by"] == "dana", body
+    assert _get(url, "POST", {**session, "X-Plangate-Web": "1"}, note)[0] == 409  # once only
+    decided = dump_dom(f"/web/job/{job_id}", reviewer_key)
+    assert "review-approve" not in decided.ids
 
 
 def test_web_refuses_bad_flags_with_one_line(e2e_env: dict[str, str]) -> None:
@@ -281,7 +371,6 @@ def test_web_refuses_bad_flags_with_one_line(e2e_env: dict[str, str]) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         cases = {
-            ("--host", "0.0.0.0"): "loopback only",
             ("--port", "99999"): "a port is 0..65535",
             ("--port", "http"): "not a port number",
             ("--port", str(port)): f"cannot listen on 127.0.0.1 port {port}",

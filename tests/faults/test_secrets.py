@@ -84,3 +84,43 @@ def test_the_key_never_leaks(
     assert SECRET not in everything  # ...the keys are not
     assert SECRET[-12:] not in everything
     assert agent_key not in everything and agent_key[-12:] not in everything
+
+
+def test_no_token_leaks_through_the_api(redis_base_url: str, tmp_path: Path) -> None:
+    from tests.e2e.api_deployment import Deployment, call, sse_events
+
+    dep = Deployment(redis_base_url, tmp_path)
+    dep.env.update(PLANGATE_LLM_API_KEY=SECRET, PLANGATE_LOG_LEVEL="DEBUG")
+    try:
+        dep.start(workers=1)
+        _, agent_key = dep.agent()
+        tokens = (agent_key, dep.token("tenant", "default"), dep.token("admin"))
+        assert all(t.startswith(("pgk_", "pgt_")) for t in tokens)
+        produced: list[str] = []
+        for token in tokens:
+            body = {"description": "Plan with a token"}
+            if token != agent_key:
+                body["agent_id"] = "llm-planner-001"
+            submitted = call(dep.url + "/v1/jobs", "POST", token=token, body=body)
+            assert submitted.status == 202, submitted.body
+            job_url = f"{dep.url}/v1/jobs/{submitted.body['job_id']}"
+            produced.append(json.dumps(sse_events(job_url + "/events", token)))
+            final = call(job_url + "?wait=30", token=token)
+            assert final.body["state"] == "done", final.body
+            listed = call(dep.url + "/v1/jobs?tenant_id=default", token=token)
+            produced += [json.dumps(final.body), json.dumps(listed.body)]
+            wrong = call(job_url, token=token[:-3] + "xyz")
+            assert wrong.status == 401
+            produced.append(json.dumps(wrong.body))
+        produced += [call(dep.url + "/metrics").body, json.dumps(call(dep.url + "/openapi.json").body)]
+        produced.append(dep.out("tokens", "list", "--json"))
+        produced.append(_redis_text(dep.redis_url, dep.prefix))
+    finally:
+        dep.stop()
+    for path in tmp_path.iterdir():  # the API's, the workers' and the endpoint's logs, the ledger
+        if path.is_file():
+            produced.append(path.read_bytes().decode("utf-8", "replace"))
+    everything = "\n".join(produced)
+    assert "plangate_api_requests_total" in everything and "api.listening" in everything
+    for secret in (SECRET, *tokens):
+        assert secret not in everything and secret[-12:] not in everything

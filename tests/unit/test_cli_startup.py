@@ -37,3 +37,12 @@ def test_status_path_imports_nothing_only_submit_or_the_worker_needs(tmp_path: P
     assert "worker.client" in modules and "worker.job_models" in modules  # it did reach the client
     unneeded = tuple(n for n in NOT_FOR_POLLING if n not in imported_by_redis_py(tmp_path))
     assert loaded(modules, unneeded) == []
+
+
+def test_status_over_the_api_imports_neither_redis_nor_pydantic(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the command imports all it needs, then exits 3 (API unreachable).
+    argv = ["status", "job-1", "--api", "http://127.0.0.1:1", "--token", "pgt_x", "--json"]
+    codes, modules = run_cli(tmp_path, [argv])
+    assert codes == [3]
+    assert "worker.http_client" in modules  # it did reach the HTTP client
+    assert loaded(modules, THIRD_PARTY) == []

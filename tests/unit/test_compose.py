@@ -44,8 +44,8 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 def test_services_and_profiles(services: dict[str, Any]) -> None:
-    assert set(services) >= {"dragonfly", "worker", "ledger", "llm-stub", "prometheus"}
-    for always_on in ("dragonfly", "worker", "ledger"):
+    assert set(services) >= {"dragonfly", "worker", "ledger", "api", "llm-stub", "prometheus"}
+    for always_on in ("dragonfly", "worker", "ledger", "api"):
         assert "profiles" not in services[always_on]
     assert services["llm-stub"]["profiles"] == ["offline"]
     assert services["prometheus"]["profiles"] == ["metrics"]
@@ -63,6 +63,19 @@ def test_dragonfly_persists_and_keeps_lua_strict(compose: dict[str, Any], servic
     assert "dragonfly-data:/data" in dragonfly["volumes"]
     assert "dragonfly-data" in compose["volumes"]
     assert dragonfly["healthcheck"]["test"]
+
+
+def test_redis_is_private_and_agents_get_the_api(services: dict[str, Any]) -> None:
+    assert "ports" not in services["dragonfly"]  # only the compose network reaches it
+    published = [name for name, service in services.items() if "ports" in service]
+    assert "api" in published and not {"dragonfly", "worker", "ledger"} & set(published)
+    api = services["api"]
+    assert "container_name" not in api  # scalable
+    host, _, container = _resolve(api["ports"][0]).rpartition(":")
+    assert container == "8080" and "-" in host  # a range of host ports, one per replica
+    assert api["command"][:1] == ["serve"] and "0.0.0.0" in api["command"]
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    assert _resolve(api["environment"]["PLANGATE_REDIS_URL"]) == "redis://dragonfly:6379/0"
 
 
 def test_worker_is_scalable_and_probed(services: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json
+from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
 from worker.cli.subparsers import Commands
 from worker.cli.tenants import add_tenant_commands
@@ -98,11 +99,10 @@ def _read_context_file(path: str) -> str:
         ) from exc
 
 
-async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.client import PlanClient
-
+def submit_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The request `plangate submit` sends, from its arguments (over Redis or over the HTTP API)."""
     request: dict[str, Any] = {
-        "agent_id": args.agent,
+        "agent_id": args.agent or SEED_AGENT_ID,
         "tenant_id": args.tenant,
         "task_type": args.task_type,
         "description": args.description,
@@ -121,10 +121,17 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         request["idempotency_key"] = args.idempotency_key
     if args.model:
         request["model"] = args.model
+    return request
+
+
+async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.client import PlanClient
+
+    request = submit_request(args)
     key = settings.agent_key.get_secret_value() if settings.agent_key else None
     async with PlanClient.connect(settings, agent_key=key) as client:
         if args.tenant is None:  # the agent's own tenant
-            agent = await client.agent(args.agent)
+            agent = await client.agent(request["agent_id"])
             request["tenant_id"] = agent.tenant_id if agent else "default"
         job_id = await client.submit(request)
         if not args.wait:
@@ -549,6 +556,20 @@ def _add_json(p: argparse.ArgumentParser, prints: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {prints} as JSON, for scripts")
 
 
+def _add_api(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--api",
+        metavar="URL",
+        default=None,
+        help="talk to `plangate serve` at URL over HTTP instead of Redis (default PLANGATE_API_URL)",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="the API token with --api (default PLANGATE_TOKEN; an agent's token is its key)",
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The `plangate` parser: every command's arguments, or only those of command `only` (see Commands)."""
     parser = argparse.ArgumentParser(
@@ -565,7 +586,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), only)
 
     p = sub.add_parser("submit", help="submit a planning job", description="Submit a planning job.")
-    p.add_argument("--agent", default=SEED_AGENT_ID, help=f"agent id (default {SEED_AGENT_ID})")
+    p.add_argument(
+        "--agent", default=None, help=f"agent id (default {SEED_AGENT_ID}; with --api: the token's agent)"
+    )
     p.add_argument("--task-type", default="plan", help="plan, analyze or review (default plan)")
     p.add_argument("--description", required=True, help="what to plan (at most 8,000 characters)")
     p.add_argument("--constraint", action="append", default=[], help="a constraint (repeatable, at most 50)")
@@ -596,6 +619,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
     p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait with --wait (default 300)")
     _add_json(p, "the job's status object (with --wait: its final one)")
+    _add_api(p)
     p.set_defaults(run=cmd_submit)
 
     JSON_PRINTS = {
@@ -617,6 +641,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 "--timeout", type=seconds, default=300.0, help="seconds to wait (default 300; 0: only look)"
             )
         _add_json(p, JSON_PRINTS[name])
+        _add_api(p)
         p.set_defaults(run=fn)
 
     p = sub.add_parser("worker", help="run a worker", description="Run an arq worker for the planning queue.")
@@ -828,6 +853,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_tenant_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
+    add_serve_commands(sub)
     return parser
 
 
@@ -927,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if getattr(args, "by", "") is None:  # an operator's `--by`, not given: the current user
         args.by = _operator()
+    api_url = getattr(args, "api", None) or (os.environ.get("PLANGATE_API_URL") if "api" in args else None)
+    if api_url:  # the HTTP API instead of Redis: no Settings, no redis-py (worker/cli/over_http.py)
+        from worker.cli.over_http import run_over_http
+
+        return run_over_http(args, api_url, args.token or os.environ.get("PLANGATE_TOKEN"))
     # Imported once the command is known: `--help` and usage errors exit above without them.
     import asyncio
 
@@ -949,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"plangate: invalid configuration: {problems}\n")
         return EXIT_BAD_INPUT
     # Services log at INFO by default; one-shot commands keep stderr for errors unless asked.
-    service = args.command in ("worker", "llm-stub")
+    service = args.command in ("worker", "llm-stub", "serve")
     explicit = "log_level" in settings.model_fields_set
     configure_logging(settings.log_level if service or explicit else "WARNING")
     run: Callable[..., Any] = args.run

@@ -1,9 +1,8 @@
-"""`plangate web`: its arguments, and the command that starts the live view (worker/web/) when run."""
+"""`plangate web`: the API app with the live view (worker/api/web.py), its address printed."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 from worker.cli.arg_types import port_number
@@ -15,28 +14,24 @@ DEFAULT_PORT = 8090
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the live view until Ctrl-C or SIGTERM (exit 0); its URL goes to stdout."""
-    import asyncio
+    """The API app with its live view (the same as `plangate serve`), on loopback by default; the
+    sign-in page's URL goes to stdout."""
+    from worker.cli.serve import run_app
 
-    from worker.web.live_view import serve
-
-    def ready(url: str) -> None:
-        sys.stdout.write(f"plangate web: {url}\n")
-        sys.stdout.flush()
-
-    asyncio.run(serve(settings, args.host, args.port, ready))
-    return 0
+    return run_app(args, settings, "plangate web", "/web/")
 
 
 def add_web_commands(sub: Any) -> None:
     """Register `plangate web`."""
     p = sub.add_parser(
         "web",
-        help="a read-only live view of queued, running and recent jobs in the browser",
-        description="Serve a read-only page of queued, running and recent jobs (phase, heartbeat age, "
-        "progress) and each job's events, plan and ledger record. Loopback only: it has no login.",
+        help="the live view of queued, running and recent jobs in the browser (the API app, at /web/)",
+        description="Serve the API app (as `plangate serve`) and print its live view's address: a page "
+        "of queued, running and recent jobs (phase, heartbeat age, progress) and each job's events, plan "
+        "and ledger record. Sign in with a token; each token sees only its jobs, reviewers can approve "
+        "or reject escalated plans there.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
         "--port",
         type=port_number,

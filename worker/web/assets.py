@@ -35,3 +35,4 @@ def load_asset(name: str) -> Asset:
 INDEX_HTML = load_asset("index.html")
 APP_JS = load_asset("app.js")
 APP_CSS = load_asset("app.css")
+LOGIN_HTML = load_asset("login.html")

@@ -1,5 +1,6 @@
 'use strict';
 const POLL_MS = 1000;
+const BASE = '/web';  // the live view's path on the API app
 const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const LISTS = [['running', 'Running'], ['queued', 'Queued'], ['recent', 'Recently finished']];
 const COLUMNS = ['job', 'agent', 'state', 'phase', 'attempt', 'heartbeat age', 'tokens', 'outcome', 'at'];
@@ -17,7 +18,7 @@ function el(tag, attrs, ...children) {
 }
 
 function selectedJob() {
-  const page = location.pathname.match(/^\/job\/([^/]+)$/);
+  const page = location.pathname.match(/^\/web\/job\/([^/]+)$/);
   const id = page ? page[1] : location.hash.slice(1);
   return JOB_ID.test(id) ? id : null;
 }
@@ -27,7 +28,7 @@ function age(seconds) {
 }
 
 function jobLink(id, text) {
-  return el('a', {href: '/job/' + encodeURIComponent(id), title: id}, text);
+  return el('a', {href: BASE + '/job/' + encodeURIComponent(id), title: id}, text);
 }
 
 function setNotice(text) {
@@ -138,7 +139,7 @@ function renderDetail(detail) {
   section.setAttribute('data-state', s.state);
   section.setAttribute('data-phase', s.phase || '');
   section.replaceChildren(
-    el('p', {}, el('a', {href: '/'}, 'all jobs')),
+    el('p', {}, el('a', {href: BASE + '/'}, 'all jobs')),
     el('h2', {}, 'Job ', el('code', {}, s.job_id)),
     el('dl', {},
       ...field('state', s.state), ...field('phase', s.phase), ...field('attempt', s.attempt),
@@ -156,13 +157,67 @@ function renderDetail(detail) {
       : el('p', {class: 'muted'}, detail.ledger_note || 'not in the ledger'));
   fillRows('events', eventRows(detail.events), 6);
   if (detail.ledger) fillRows('ledger-events', ledgerRows(ledgerEvents), 6);
+  if (reviewable(s)) section.append(reviewBox(s.job_id));
+}
+
+// A reviewer signed in sees approve / reject on an escalated plan nobody has decided yet. The box is
+// built once per job and re-attached on every refresh, so a note being typed survives the polling.
+let review = null;
+
+function reviewable(s) {
+  return me !== null && me.scope === 'reviewer' && s.state === 'done' && s.output &&
+    s.output.decision === 'ESCALATE' && !s.review;
+}
+
+function reviewBox(jobId) {
+  if (review && review.getAttribute('data-job') === jobId) return review;
+  const note = el('input', {id: 'review-note', type: 'text', maxlength: 2000, placeholder: 'reason'});
+  const said = el('span', {id: 'review-said', role: 'status'});
+  const decide = (verdict) => async () => {
+    try {
+      await sendJSON(BASE + '/api/reviews/' + encodeURIComponent(jobId) + '/' + verdict, {note: note.value});
+      said.textContent = verdict === 'approve' ? 'approved' : 'rejected';
+    } catch (err) {
+      said.textContent = 'not recorded: ' + (err && err.message ? err.message : err);
+    }
+  };
+  const approve = el('button', {id: 'review-approve', type: 'button'}, 'Approve');
+  const reject = el('button', {id: 'review-reject', type: 'button'}, 'Reject');
+  approve.addEventListener('click', decide('approve'));
+  reject.addEventListener('click', decide('reject'));
+  review = el('div', {id: 'review', 'data-job': jobId}, el('h3', {}, 'Review'), note, approve, reject, said);
+  return review;
+}
+
+async function sendJSON(url, body) {
+  const response = await fetch(url, {
+    method: 'POST', cache: 'no-store', body: JSON.stringify(body),
+    headers: {'Content-Type': 'application/json', 'X-Plangate-Web': '1'},
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.detail || response.statusText);
+  return answer;
 }
 
 async function getJSON(url) {
   const response = await fetch(url, {cache: 'no-store'});
+  if (response.status === 401) {
+    location.assign(BASE + '/login');  // the session ended: sign in again
+    throw new Error('signed out');
+  }
   const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  if (!response.ok) throw new Error(body.detail || response.statusText);
   return body;
+}
+
+let me = null;  // who is signed in: {scope, tenant_id, agent_id, reviewer_id, token_id}
+
+function renderWho() {
+  const header = document.getElementById('stats');
+  header.removeAttribute('data-job');
+  header.removeAttribute('data-state');
+  const where = me.tenant_id ? ' of tenant ' + me.tenant_id : '';
+  header.textContent = 'signed in as ' + me.scope + where + ' (queue numbers are for operators)';
 }
 
 async function tick() {
@@ -170,14 +225,17 @@ async function tick() {
   document.getElementById('lists').hidden = job !== null;
   document.getElementById('detail').hidden = job === null;
   try {
+    if (me === null) me = await getJSON(BASE + '/api/me');
     if (job !== null) {
-      const detail = await getJSON('/api/jobs/' + encodeURIComponent(job));
+      const detail = await getJSON(BASE + '/api/jobs/' + encodeURIComponent(job));
       renderDetail(detail);
       renderJobHeader(detail.status);
     } else {
-      const [jobs, stats] = await Promise.all([getJSON('/api/jobs'), getJSON('/api/stats')]);
+      const operator = me.scope === 'admin' || me.scope === 'auditor';
+      const [jobs, stats] = await Promise.all([
+        getJSON(BASE + '/api/jobs'), operator ? getJSON(BASE + '/api/stats') : null]);
       renderLists(jobs);
-      renderStats(stats);
+      if (stats) renderStats(stats); else renderWho();
     }
     setNotice('');
   } catch (err) {
