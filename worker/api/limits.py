@@ -8,6 +8,7 @@ from worker.api.problems import problem
 
 MAX_BODY_BYTES = 1024 * 1024  # a PlanRequest's context may be 256 KiB; a batch holds several
 MAX_JSON_DEPTH = 32
+_DRAIN_LIMIT = 16 * 1024 * 1024  # a body this far over the limit is not read to its end
 
 
 def json_depth(body: bytes) -> int:
@@ -82,5 +83,15 @@ class BodyLimits:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any, what: str) -> None:
+        # Read (and drop) what the client still sends, up to a bound, so that it gets to read the answer
+        # instead of a connection reset mid-upload; past the bound the connection is closed.
+        drained = 0
+        while drained < _DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         response = problem(413, "too_large", f"{what}; the limit is {self.max_bytes} bytes")
         await response(scope, receive, send)
