@@ -133,7 +133,7 @@ def test_the_worker_logs_the_signal_it_stopped_on(
 ) -> None:
     (proc,) = start_workers(1)
     log = tmp_path / "worker-0.log"
-    _until(lambda: log.exists() and "worker started" in log.read_text(), "the worker to start")
+    _until(lambda: log.exists() and "worker.started" in log.read_text(), "the worker to start")
     proc.send_signal(sig)
     assert proc.wait(timeout=30) == 0
     text = log.read_text()
