@@ -180,7 +180,7 @@ async def test_a_second_signal_hands_jobs_back_at_once(
         asked = time.monotonic()
 
         async def first_signal_seen() -> bool:  # two signals sent at once would merge into one
-            return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
+            return "worker.stopping" in (tmp_path / "worker-0.log").read_text()
 
         await _until(first_signal_seen, "the worker to take the first signal", 10)
         worker.send_signal(signal.SIGTERM)
@@ -220,7 +220,7 @@ async def test_health_does_not_count_a_draining_worker(
         worker.send_signal(signal.SIGTERM)
 
         async def draining() -> bool:
-            return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
+            return "worker.stopping" in (tmp_path / "worker-0.log").read_text()
 
         await _until(draining, "the worker to take the signal", 10)
 
