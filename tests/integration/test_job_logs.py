@@ -46,7 +46,15 @@ async def test_every_line_of_a_job_names_its_job_agent_tenant_and_phase(settings
         async with running_worker(settings), PlanClient.connect(settings) as client:
             job_id = await client.submit(request)
             status = await client.wait(job_id, WAIT_S)
-    assert status.state is JobState.DONE
+            unfixable = await client.submit({**request, "model": "scripted-invalid-json"})
+            failed = await client.wait(unfixable, WAIT_S)
+    assert status.state is JobState.DONE and failed.state is JobState.FAILED
+    [repair] = [e for e in _of(logs, unfixable) if e["event"] == "llm.repair"]
+    assert (repair["agent_id"], repair["tenant_id"], repair["phase"]) == (
+        "llm-planner-001",
+        "default",
+        "PLAN",
+    )
 
     lines = _of(logs, job_id)
     by_event = {entry["event"]: entry for entry in lines}
