@@ -31,9 +31,9 @@ from worker.errors import (
 )
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
-from worker.job_payload import JOB_FUNCTION, encode_job
-from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
+from worker.keys import Keys
 from worker.ledger_events import error_payload, ledger_event
+from worker.queue_backend import JOB_FUNCTION, job_queue
 from worker.redis_conn import redacted, text_client
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
@@ -97,7 +97,8 @@ class PlanClient:
         self._redis = redis
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
-        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s)
+        self._queue = job_queue(settings.queue_name)
+        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s, queue=self._queue)
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -196,8 +197,8 @@ class PlanClient:
             return None
 
     async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
-        """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
-        The agent key goes only into the arq payload the worker reads, never the status or ledger."""
+        """One transaction: idempotency key, status hash (queued), ledger event, the queue's job and entry.
+        The agent key goes only into the queue's payload the worker reads, never the status or ledger."""
         from worker import tracing  # OpenTelemetry, when installed, is for submitters only
 
         idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
@@ -215,10 +216,6 @@ class PlanClient:
     async def _enqueue_once(
         self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
     ) -> str:
-        # Importing any part of arq runs its package __init__, which imports its whole worker:
-        # only submit needs arq, so status, wait, watch and cancel do without.
-        from arq.jobs import serialize_job
-
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = new_id()
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -230,9 +227,6 @@ class PlanClient:
                         return existing
                 submitted_at = now_iso()
                 enqueue_ms = int(time.time() * 1000)
-                job = serialize_job(
-                    JOB_FUNCTION, (job_id, for_worker), {}, None, enqueue_ms, serializer=encode_job
-                )
                 event = ledger_event(
                     "submitted",
                     job_id=job_id,
@@ -250,8 +244,7 @@ class PlanClient:
                 )
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
-                pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
-                pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
+                self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
                 pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
@@ -338,10 +331,9 @@ class PlanClient:
             fields = {"error": payload["error"], "reason_code": reason}
             ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
             if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
-                # The arq job would only be skipped by the worker; removing it saves the work.
+                # The queued job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(self._settings.queue_name, job_id)
-                    pipe.delete(ARQ_JOB_KEY_PREFIX + job_id)
+                    self._queue.add_dequeue(pipe, job_id)
                     await pipe.execute()
                 return await self.status(job_id)
         await self._status.request_cancel(job_id)  # running (or it started as we recorded)
@@ -396,7 +388,7 @@ class PlanClient:
     async def queue_position(self, job_id: str) -> int | None:
         """How many entries are ahead of a queued job in the queue (running ones included); None when
         it is not in the queue."""
-        return await self._redis.zrank(self._settings.queue_name, job_id)
+        return await self._queue.position(self._redis, job_id)
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""

@@ -1,4 +1,4 @@
-"""Every Redis key plangate owns, built in one place (arq's own keys stay arq's).
+"""Every Redis key plangate owns, built in one place (the queue backend's keys are worker.queue_backend's).
 
 The parts of a key are separated by `:`. An id that is part of a key may not contain one (the
 identifier pattern of governance.models refuses it, and the builders here check again), so no id
@@ -20,12 +20,6 @@ def _part(value: str, what: str) -> str:
     if SEPARATOR in value:
         raise BadRequest(f"{what} {value!r} may not contain {SEPARATOR!r}")
     return value
-
-
-# arq's own key prefixes (arq.constants), spelled again here: importing arq.constants runs arq's package
-# __init__, which imports its whole worker, and the CLI's status path must not. A unit test holds them equal.
-ARQ_JOB_KEY_PREFIX = "arq:job:"
-ARQ_IN_PROGRESS_KEY_PREFIX = "arq:in-progress:"
 
 
 class Keys(NamedTuple):

@@ -164,8 +164,8 @@ return 1
 # Return a running job to the queue: by the watchdog when its heartbeat is stale (TAKEOVER), or by
 # its own worker when shutting down (HANDBACK). Either way its try is given back, the old attempt
 # is fenced out (state is no longer running under it), and arq may start it again at once.
-# KEYS: status, events, running, ledger, arq in-progress key, arq queue, arq job key, tenant running,
-# tenant day (of the reservation), tenant usage (today).
+# KEYS: status, events, running, ledger, the queue's claim key, queue and job key (JobQueue),
+# tenant running, tenant day (of the reservation), tenant usage (today).
 # ARGV: attempt, now, maxlen, ledger event json, job id, now ms, stale cutoff ms ('' = no check),
 # agent id. What the abandoned attempt spent is counted as estimated: its prompt estimate plus the
 # tokens its last heartbeat reported.
@@ -203,7 +203,7 @@ return 1
 # A worker that died after arq marked a job in progress but before START leaves the job `queued`
 # with arq's in-progress mark, which hides it from every worker until the mark expires (the job
 # timeout plus 20 s). Free such jobs: still queued here, and marked longer ago than the stale age.
-# KEYS: pairs of (status, arq in-progress key). ARGV: the mark's full TTL ms, stale age ms.
+# KEYS: pairs of (status, the queue's claim key). ARGV: the mark's full TTL ms, stale age ms.
 # Returns the number of marks cleared.
 RELEASE_LOST_PICKUPS = """
 local freed = 0

@@ -14,7 +14,6 @@ import re
 import time
 from typing import Any
 
-from arq.worker import RetryJob
 from redis.asyncio import Redis
 from structlog.contextvars import bound_contextvars
 
@@ -39,6 +38,7 @@ from worker.keys import Keys
 from worker.ledger_events import done_payload, error_payload, refused_payload
 from worker.llm_stream import LLMPlanner, LLMResult
 from worker.preflight import Admitted, PreflightPhase, lock_ttl_ms
+from worker.queue_backend import RunAgain
 from worker.settings import Settings
 from worker.status_store import Beat, BudgetCharge, Spend, StatusStore
 from worker.tracing import TRACE_FIELD
@@ -140,8 +140,8 @@ class Pipeline:
             )
         except Fenced:
             return await self._fenced(job)
-        except RetryJob:
-            raise  # fenced out by a takeover: arq keeps the job for its next run
+        except RunAgain:
+            raise  # fenced out by a takeover: the queue keeps the job for its next run
         except asyncio.CancelledError:
             # The worker is shutting down: give the job back to the queue (its try is not spent).
             await asyncio.shield(self._hand_back(job))
@@ -328,12 +328,12 @@ class Pipeline:
 
     async def _fenced(self, job: JobContext) -> str:
         """This attempt lost the job: it ended, another attempt holds it, or a watchdog took it back
-        to the queue (this worker looked dead). In that last case arq must keep the job for its next
+        to the queue (this worker looked dead). In that last case the queue must keep the job for its next
         run, so tell it to run the job again instead of finishing (and deleting) it."""
         state = (await self.status.fields(job.job_id, "state"))["state"]
         logger.warning("job.fenced", state=state)
         if state == JobState.QUEUED.value:
-            raise RetryJob()
+            raise RunAgain()
         return "fenced"
 
     async def _ledger(self, kind: str, job: JobContext, **fields: Any) -> None:

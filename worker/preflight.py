@@ -24,10 +24,10 @@ from worker.admin import agent_keys
 from worker.client import describe_validation_error
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
-from worker.job_payload import MALFORMED_FIELD
 from worker.job_run import JobContext, Refused
 from worker.keys import Keys
 from worker.prompt import build_messages
+from worker.queue_backend import MALFORMED_FIELD
 from worker.settings import Settings
 from worker.status_store import StatusStore
 

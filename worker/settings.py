@@ -108,7 +108,7 @@ class Settings(BaseSettings):
 
     @property
     def queue_name(self) -> str:
-        """The arq queue this deployment uses (under our key prefix)."""
+        """The job queue this deployment uses (under our key prefix; see worker.queue_backend)."""
         return f"{self.key_prefix}queue"
 
     def with_changes(self, **changes: Any) -> Settings:

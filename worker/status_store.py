@@ -22,7 +22,8 @@ from worker import lifecycle_lua as lua
 from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
-from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, JOB_EVENTS_MAXLEN, Keys
+from worker.keys import JOB_EVENTS_MAXLEN, Keys
+from worker.queue_backend import JobQueue, job_queue
 
 
 def _now_ms() -> int:
@@ -80,13 +81,14 @@ class StatusStore:
     """Owns the status hashes and event streams of jobs."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "", queue_name: str = ""
+        self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "", queue: JobQueue | None = None
     ) -> None:
+        """`queue` is the deployment's job queue (by default the one named `<prefix>queue`)."""
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
         self._worker = worker_name
-        self._queue_name = queue_name or f"{keys.prefix}queue"
+        self._queue = queue or job_queue(f"{keys.prefix}queue")
         self._start = redis.register_script(lua.START)
         self._heartbeat = redis.register_script(lua.HEARTBEAT)
         self._record = redis.register_script(lua.RECORD)
@@ -244,16 +246,16 @@ class StatusStore:
         """Return a running attempt's job to the queue without burning its try (see lifecycle_lua).
 
         With `stale_before_ms` only when its last heartbeat is older (the watchdog's takeover).
-        Returns 1 requeued, 0 not ours to requeue, -1 the arq job is gone.
+        Returns 1 requeued, 0 not ours to requeue, -1 the queue's payload of the job is gone.
         """
         keys = [
             self._keys.job(job_id),
             self._keys.job_events(job_id),
             self._keys.running(),
             self._keys.ledger_stream(),
-            ARQ_IN_PROGRESS_KEY_PREFIX + job_id,
-            self._queue_name,
-            ARQ_JOB_KEY_PREFIX + job_id,
+            self._queue.claim_key(job_id),
+            self._queue.queue_key,
+            self._queue.job_key(job_id),
         ]
         owner = await self.fields(job_id, "agent_id", "tenant_id", "q_day")
         keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
@@ -265,14 +267,13 @@ class StatusStore:
         return int(await self._requeue(keys=keys, args=args))
 
     async def release_lost_pickups(self, older_than_s: float, mark_ttl_s: float, limit: int = 20) -> int:
-        """Clear arq's in-progress mark of queued jobs whose picking worker died before START."""
+        """Clear the queue's claim (arq's in-progress mark) of queued jobs whose picking worker died before
+        START; `mark_ttl_s` is the claim's full TTL (JobQueue.claim_ttl_s)."""
         cutoff = _now_ms() - int(older_than_s * 1000)
-        ids = await self._redis.zrangebyscore(self._queue_name, "-inf", cutoff, start=0, num=limit)
+        ids = await self._queue.due(self._redis, cutoff, limit)
         if not ids:
             return 0
-        keys = [
-            key for job_id in ids for key in (self._keys.job(job_id), ARQ_IN_PROGRESS_KEY_PREFIX + job_id)
-        ]
+        keys = [key for job_id in ids for key in (self._keys.job(job_id), self._queue.claim_key(job_id))]
         args = [int(mark_ttl_s * 1000), int(older_than_s * 1000)]
         return int(await self._release_lost(keys=keys, args=args))
 

@@ -3,7 +3,7 @@
 A running job whose heartbeat is older than HEARTBEAT_TIMEOUT_S lost its worker (killed,
 frozen, cut off). arq alone would wait for the job timeout plus 10 s; the watchdog returns it
 to the queue at once, fenced so the old attempt can no longer record, and records the takeover.
-A job that can never run again (its arq payload gone, see `fail_dropped`) ends `failed` instead.
+A job that can never run again (its queue payload gone, see `fail_dropped`) ends `failed` instead.
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from worker import codec, metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
 from worker.metrics import refresh_queue_gauges
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
 log = get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
-ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own timeout records first
-
-
-def in_progress_ttl_s(settings: Settings) -> float:
-    """The TTL arq gives its in-progress mark: its job timeout (ours plus a margin) plus 10 s."""
-    return settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S + 10
 
 
 class Watchdog:
@@ -51,6 +46,7 @@ class Watchdog:
         self._accepting = accepting
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
+        self._queue = job_queue(settings.queue_name)
         self._status = status
         self._stop = asyncio.Event()
         self.taken_over = 0
@@ -128,7 +124,7 @@ class Watchdog:
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
             self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
             freed = await self._status.release_lost_pickups(
-                self._settings.stale_after_s, in_progress_ttl_s(self._settings)
+                self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
             )
             if freed:
                 log.warning("pickups.released", jobs=freed)

@@ -25,9 +25,9 @@ from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, Unauthenticated
 from worker.job_models import JobStatus
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub.behaviours import HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

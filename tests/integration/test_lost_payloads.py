@@ -16,8 +16,8 @@ from ledger.queries import show_job
 from tests.integration.workers import running_worker
 from worker import codec
 from worker.client import PlanClient
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 from worker.worker_app import stop_worker
 

@@ -15,9 +15,9 @@ from ledger.queries import show_job
 from worker import codec
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub.server import StubServer
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

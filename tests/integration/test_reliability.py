@@ -16,6 +16,7 @@ from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
@@ -37,7 +38,7 @@ async def _abandon(
     redis: Redis, settings: Settings, job_id: str, agent_id: str = "llm-planner-001"
 ) -> StatusStore:
     """Play a worker that claimed the job and died: arq's in-progress mark, our attempt 1, silence."""
-    store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue_name=settings.queue_name)
+    store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue=job_queue(settings.queue_name))
     await redis.set(in_progress_key_prefix + job_id, "1", ex=300)
     claim = await store.start(job_id, agent_id, stale_after_s=settings.stale_after_s)
     assert claim.attempt == 1
@@ -124,11 +125,10 @@ async def test_a_job_whose_picking_worker_died_before_start_is_freed(
 ) -> None:
     """arq marked the job in progress, then its worker died before our START: the job is still
     `queued` but hidden by arq's mark for the job timeout plus 20 s, unless the watchdog frees it."""
-    from worker.watchdog import in_progress_ttl_s
     from worker.worker_app import build_worker, stop_worker
 
     job_id = await client.submit(_request())
-    mark_ttl_ms = int(in_progress_ttl_s(settings) * 1000)
+    mark_ttl_ms = int(job_queue(settings.queue_name).claim_ttl_s(settings.job_timeout_s) * 1000)
     await redis.set(in_progress_key_prefix + job_id, "1", px=mark_ttl_ms - 3_000)  # marked 3 s ago
     await redis.zadd(settings.queue_name, {job_id: int(time.time() * 1000) - 3_000})
     worker = build_worker(settings, handle_signals=False)

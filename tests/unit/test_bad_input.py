@@ -16,10 +16,17 @@ from governance.registry import AgentRegistry
 from governance.vocabulary import FailureCode, RefusalCode
 from worker.client import to_request
 from worker.errors import BadRequest, UnreadablePayload
-from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of, try_count_problem, unrunnable
 from worker.job_run import JobContext, Refused
 from worker.keys import Keys
 from worker.pipeline import Pipeline
+from worker.queue_backend.arq_payload import (
+    JOB_FUNCTION,
+    decode_job,
+    encode_job,
+    request_of,
+    try_count_problem,
+    unrunnable,
+)
 from worker.settings import Settings
 from worker.status_store import StatusStore
 

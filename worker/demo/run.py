@@ -66,7 +66,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         worker = build_worker(
             settings,
             handle_signals=False,
-            redis_factory=lambda: (embedded.arq_pool(settings.queue_name), embedded.text_client()),
+            redis_factory=lambda: (embedded.queue_pool(settings.queue_name), embedded.text_client()),
         )
         worker_task = asyncio.create_task(worker.async_run())
         client = PlanClient(embedded.text_client(), settings)

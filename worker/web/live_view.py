@@ -37,6 +37,7 @@ from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
 from worker.job_models import JobStatus
 from worker.keys import Keys
+from worker.queue_backend import job_queue
 from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML
@@ -171,16 +172,14 @@ class LiveView:
         return [e["job_id"] for e in reversed(events) if e.get("job_id")]
 
     async def _waiting(self, running_count: int) -> list[str]:
-        """Jobs waiting for a worker, oldest first: due in arq's queue and not running.
+        """Jobs waiting for a worker, oldest first: due in the queue and not running.
 
-        arq's queue holds a job until it finishes and a deferred retry with a future score, so
+        The queue holds a job until it finishes and a deferred retry due in the future, so
         read the due entries only, enough of them to fill the list after the running ones are
         left out (each running job is a due entry).
         """
         now_ms = int(utcnow().timestamp() * 1000)
-        due = await self._redis.zrangebyscore(
-            self._settings.queue_name, "-inf", now_ms, start=0, num=LIST_LIMIT + running_count
-        )
+        due = await job_queue(self._settings.queue_name).due(self._redis, now_ms, LIST_LIMIT + running_count)
         if not due:
             return []
         running = await self._redis.zmscore(self._keys.running(), due)
