@@ -100,5 +100,5 @@ class Anchorer:
         if self.redis is not None and self.redis_key is not None:
             await publish(self.redis, self.redis_key, anchor)
         self.latest = anchor
-        self._log.info("ledger_anchored", head_seq=seq, rows=count)
+        self._log.info("ledger.anchored", head_seq=seq, rows=count)
         return anchor

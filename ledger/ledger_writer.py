@@ -89,7 +89,7 @@ class LedgerWriter:
     async def run(self) -> None:
         """Drain the stream until stop() (as standby while another writer is active); Redis and SQLite
         errors are logged and retried with backoff."""
-        self._log.info("ledger_writer_started")
+        self._log.info("ledger_writer.started")
         failures = 0
         try:
             while not self._stop.is_set():
@@ -108,7 +108,7 @@ class LedgerWriter:
                     failures += 1
         finally:
             await self._shutdown()
-        self._log.info("ledger_writer_stopped", written=self.written, processed=self.processed)
+        self._log.info("ledger_writer.stopped", written=self.written, processed=self.processed)
 
     async def _wait(self, seconds: float) -> None:
         """Sleep up to `seconds`, waking at once on stop()."""
@@ -129,11 +129,11 @@ class LedgerWriter:
         self.active = await self.lock.acquire()
         self._next_renew = now + self.lock.ttl_ms / 3000
         if self.active and not was_active:
-            self._log.info("ledger_writer_active")
+            self._log.info("ledger_writer.active")
             # We are the only active writer: whatever others left pending is orphaned; take it all now.
             self._claim_min_idle_ms = 0
         elif was_active and not self.active:
-            self._log.warning("ledger_writer_lock_lost")
+            self._log.warning("ledger_writer.lock_lost")
             self._forget_read_ahead()
         return self.active
 
@@ -149,7 +149,7 @@ class LedgerWriter:
         self._claim_min_idle_ms = None
         self._next_claim = now + self.claim_idle_ms / 1000
         if claimed:
-            self._log.info("ledger_entries_claimed", entries=claimed)
+            self._log.info("ledger.entries_claimed", entries=claimed)
 
     async def claim_pending(self, min_idle_ms: int) -> int:
         """XAUTOCLAIM every entry pending longer than `min_idle_ms` to this consumer (it is then read
@@ -276,15 +276,15 @@ class LedgerWriter:
             # The insert runs on regardless (its thread finishes the transaction); let it end first.
             await asyncio.wait([insert])
             if not insert.cancelled() and insert.exception() is not None:
-                self._log.warning("ledger_batch_not_committed", error=repr(insert.exception()))
+                self._log.warning("ledger.batch_not_committed", error=repr(insert.exception()))
             raise
         inserted, problems = await insert
         for stream_id, problem in problems:
             self.malformed += 1
-            self._log.warning("ledger_entry_malformed", stream_id=stream_id, problem=problem)
+            self._log.warning("ledger.entry_malformed", stream_id=stream_id, problem=problem)
         self.written += inserted
         self._unacked = [stream_id for stream_id, _ in entries]
-        self._log.debug("ledger_batch_committed", entries=len(entries), inserted=inserted)
+        self._log.debug("ledger.batch_committed", entries=len(entries), inserted=inserted)
         if self._prefetched is None:
             await self._ack()
 
@@ -302,7 +302,7 @@ class LedgerWriter:
         """Count and log a failed step (the step itself arranged for its retry)."""
         self.errors += 1
         source = "sqlite" if isinstance(exc, sqlite3.Error) else "redis"
-        self._log.warning("ledger_writer_error", source=source, error=repr(exc))
+        self._log.warning("ledger_writer.error", source=source, error=repr(exc))
 
 
 def decode_batch(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:

@@ -110,7 +110,7 @@ def migrate(conn: sqlite3.Connection, target: int | None = None) -> list[int]:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        log.info("ledger_migrated", version=migration.version, name=migration.name, rows=sealed)
+        log.info("ledger.migrated", version=migration.version, name=migration.name, rows=sealed)
         done.append(migration.version)
     return done
 

@@ -288,7 +288,7 @@ class PlanClient:
                     await pipe.execute()
                 except WatchError:
                     continue  # another submit with this key won the race; read its id
-            log.info("job submitted", job_id=job_id, agent_id=req.agent_id, tenant_id=req.tenant_id)
+            log.info("job.submitted", job_id=job_id, agent_id=req.agent_id, tenant_id=req.tenant_id)
             return job_id
         raise QueueUnavailable("could not submit: idempotency key kept changing under contention")
 

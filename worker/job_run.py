@@ -1,14 +1,17 @@
-"""One attempt at one job, and the ways it can stop short: the data every phase shares."""
+"""One attempt at one job: who it is (`JobContext`), what it holds and owes (`Held`), and the ways it can
+stop short (`Refused`, `Stopped`, `Fenced`).
+
+The phases hand their results on as return values (PREFLIGHT's `Admitted`, PLAN's `LLMResult`,
+VALIDATE's `AgentOutput`); only what every way out of the attempt must settle is shared here.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from governance.models import AgentRecord
 from governance.policy import Refuse
-from plangate_base.vocabulary import CancelReason, EventKind, Phase
+from plangate_base.vocabulary import CancelReason, EventKind
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.status_store import JobRef, Spend
 
@@ -34,31 +37,41 @@ class Fenced(Exception):
 
 
 @dataclass(slots=True)
-class JobRun:
-    """One attempt at one job: its id, fencing token, who it is for and the locks it holds."""
+class Held:
+    """What the attempt has taken and spent so far, written as it happens and settled by RECORD however the
+    attempt ends: a refusal after admission still releases its quota reservation, a failure mid-stream
+    still counts the tokens streamed."""
+
+    quota_day: str = ""  # the UTC day the quota reservation counts against (none yet: "")
+    prompt_estimate: int = 0  # the reservation's estimate of the prompt's tokens
+    locks: tuple[str, ...] = ()
+    llm_started: bool = False
+    tokens: int = 0  # completion tokens streamed so far (what heartbeats report)
+
+    @property
+    def spend(self) -> Spend:
+        """What the attempt spent when it ends without the stream's usage: estimated."""
+        if not self.llm_started:
+            return Spend()
+        return Spend(self.prompt_estimate, self.tokens, estimated=True)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """One attempt at one job: its id, fencing token (`attempt`), tries so far and who it is for."""
 
     job_id: str
     attempt: int
     agent_id: str
     tenant_id: str
-    log: Any
-    tokens: int = 0
     tries: int = 1
-    locks: tuple[str, ...] = ()
-    quota_day: str = ""
-    prompt_estimate: int = 0
-    messages: list[dict[str, Any]] | None = None  # the planning call's messages, built at PREFLIGHT
-    llm_started: bool = False
-    phase: Phase = Phase.PREFLIGHT
-    phase_started: float = field(default_factory=time.monotonic)
-    first_token_at: float | None = None
-    span: Any = None  # the job's trace span, when tracing
-    phase_span: Any = None
-    agent: AgentRecord | None = field(default=None)
+    held: Held = field(default_factory=Held)
 
     @property
     def ref(self) -> JobRef:
-        return JobRef(self.job_id, self.agent_id, self.locks, self.tenant_id, self.quota_day)
+        """What the lifecycle scripts need to know about the job: its owner, locks and quota day."""
+        held = self.held
+        return JobRef(self.job_id, self.agent_id, held.locks, self.tenant_id, held.quota_day)
 
     def event(self, kind: EventKind, **fields: Any) -> dict[str, Any]:
         """A ledger event of this attempt: who, what, when, where."""
@@ -71,10 +84,3 @@ class JobRun:
             worker=WORKER_NAME,
             **fields,
         )
-
-    @property
-    def spend(self) -> Spend:
-        """What this attempt spent when it ends without the stream's usage: estimated."""
-        if not self.llm_started:
-            return Spend()
-        return Spend(self.prompt_estimate, self.tokens, estimated=True)

@@ -1,6 +1,8 @@
-"""structlog configuration, done once at process entry (library code without it: plangate_base/logs.py).
+"""structlog configuration, done once per process at its entry (worker/cli/main.py's `main`, the bench's
+`__main__`), never by library code (which logs through plangate_base/logs.py's default until then).
 
-JSON off a terminal, readable on one, secrets redacted.
+JSON off a terminal, readable on one, secrets redacted, and the context variables a job binds
+(job_id, agent_id, tenant_id, attempt, phase: worker/pipeline.py) merged into every line.
 """
 
 from __future__ import annotations

@@ -105,9 +105,9 @@ def serve_metrics(settings: Settings) -> MetricsServer | None:
     try:
         server, thread = start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("metrics address unavailable; serving no /metrics", host=host, port=port, error=str(exc))
+        log.warning("metrics.unavailable", host=host, port=port, error=str(exc))
         return None
-    log.info("serving /metrics", host=host, port=port)
+    log.info("metrics.serving", host=host, port=port)
     return MetricsServer(server, thread, host, port)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ from plangate_base.vocabulary import NOW_MS, EventKind, RefusalCode
 from worker.admin import agent_keys, api_tokens
 from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
-from worker.job_run import JobRun, Refused
+from worker.job_run import JobContext, Refused
 from worker.keys import Keys
 from worker.prompt import build_messages
 from worker.queue_backend import MALFORMED_FIELD
@@ -34,6 +35,17 @@ from worker.status_store import StatusStore
 _LOCK_POLL_S = 0.1
 
 Emit = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What PREFLIGHT let through: the request (its linked context filled in), the agent and tenant it is
+    planned for, and the planning call's messages (built once, here, to size the reservation)."""
+
+    request: PlanRequest
+    agent: AgentRecord
+    tenant: TenantRecord
+    messages: list[dict[str, Any]]
 
 
 class PreflightPhase:
@@ -55,7 +67,7 @@ class PreflightPhase:
         self.lock_ttl_ms = lock_ttl_ms(settings)
         self._emit = emit  # a ledger event outside the terminal write (a lock wait)
 
-    async def check(self, job: JobRun, raw_request: Any) -> tuple[PlanRequest, AgentRecord]:
+    async def check(self, job: JobContext, raw_request: Any) -> Admitted:
         """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
         if not isinstance(raw_request, dict):
             raise Refused(
@@ -68,7 +80,7 @@ class PreflightPhase:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
-        agent = job.agent = await self.registry.get(request.agent_id)
+        agent = await self.registry.get(request.agent_id)
         if agent is not None:
             presented = request.agent_key.get_secret_value() if request.agent_key else None
             token = None
@@ -86,9 +98,9 @@ class PreflightPhase:
             raise Refused(verdict)
         assert agent is not None and tenant is not None  # preflight refuses unknown ones
         request = await self._check_links(request)
-        await self._admit(job, agent, tenant, request)
+        messages = await self._admit(job, agent, tenant, request)
         await self._take_locks(job, request)
-        return request, agent
+        return Admitted(request, agent, tenant, messages)
 
     async def _check_links(self, request: PlanRequest) -> PlanRequest:
         """The jobs a request names must be its tenant's (and a handoff a plan not rejected); the
@@ -114,12 +126,13 @@ class PreflightPhase:
             return None
 
     async def _admit(
-        self, job: JobRun, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest
-    ) -> None:
-        """Count the job against its tenant's quotas and reserve its worst-case spend."""
+        self, job: JobContext, agent: AgentRecord, tenant: TenantRecord, request: PlanRequest
+    ) -> list[dict[str, Any]]:
+        """Count the job against its tenant's quotas and reserve its worst-case spend; the planning
+        call's messages, which size the reservation."""
         model = request.model or self.settings.model
-        job.messages = build_messages(agent, request)  # (the planner sends these; built once)
-        prompt_chars = sum(len(m["content"]) for m in job.messages)
+        messages = build_messages(agent, request)  # (the planner sends these; built once)
+        prompt_chars = sum(len(m["content"]) for m in messages)
         price = self.settings.price_for(model)
         reservation = reservation_for(
             tenant, prompt_chars=prompt_chars, max_tokens=self.settings.max_tokens, price=price, model=model
@@ -144,9 +157,10 @@ class PreflightPhase:
         )
         if refusal is not None:
             raise Refused(refusal)
-        job.quota_day, job.prompt_estimate = day, reservation.prompt_estimate
+        job.held.quota_day, job.held.prompt_estimate = day, reservation.prompt_estimate
+        return messages
 
-    async def _take_locks(self, job: JobRun, request: PlanRequest) -> None:
+    async def _take_locks(self, job: JobContext, request: PlanRequest) -> None:
         """Hold every lock the request names, waiting up to wait_lock_s; `locked` otherwise."""
         if not request.locks:
             return
@@ -155,7 +169,7 @@ class PreflightPhase:
         while True:
             held = await self.lock_store.acquire(request.locks, job.job_id, self.lock_ttl_ms)
             if held is None:
-                job.locks = tuple(request.locks)
+                job.held.locks = tuple(request.locks)
                 return
             if time.monotonic() >= deadline:
                 holder = await self.lock_store.holder(held)

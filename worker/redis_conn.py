@@ -210,7 +210,7 @@ async def wait_for_redis(url: str, stop: asyncio.Event, wait_s: float) -> bool:
                 ) from None
             delay = min(_WAIT_BACKOFF_S[min(failures, len(_WAIT_BACKOFF_S) - 1)], left)
             failures += 1
-            log.warning("waiting for Redis", error=str(exc), retry_in_s=delay)
+            log.warning("redis.waiting", error=str(exc), retry_in_s=delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
             return False

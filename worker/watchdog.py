@@ -70,7 +70,7 @@ class Watchdog:
                 if self._settings.metrics_port:
                     await refresh_queue_gauges(self._redis, self._settings)
             except RedisError as exc:
-                log.warning("watchdog could not reach Redis", error=str(exc))
+                log.warning("watchdog.redis_unreachable", error=str(exc))
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             except TimeoutError:
@@ -119,10 +119,10 @@ class Watchdog:
             bound = log.bind(job_id=job_id, agent_id=fields["agent_id"], attempt=attempt)
             if outcome == 1:
                 taken += 1
-                bound.warning("took over an abandoned job", abandoned_by=fields["worker"])
+                bound.warning("job.taken_over", abandoned_by=fields["worker"])
             elif outcome == -1:
                 await self._fail_lost(job_id, attempt, fields)
-                bound.error("abandoned job had no arq payload left; recorded failed")
+                bound.error("job.payload_lost")
         self.taken_over += taken
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
             self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
@@ -130,7 +130,7 @@ class Watchdog:
                 self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
             )
             if freed:
-                log.warning("freed jobs whose picking worker died before starting them", jobs=freed)
+                log.warning("pickups.released", jobs=freed)
         return taken
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict[str, str | None]) -> None:
@@ -147,7 +147,7 @@ class Watchdog:
         recorded = await self._fail(job_id, None, fields, code, message)
         if recorded:
             bound = log.bind(job_id=job_id, agent_id=fields["agent_id"], tenant_id=fields["tenant_id"])
-            bound.error("arq dropped a job it could not start; recorded failed", reason=code, detail=message)
+            bound.error("job.unstartable", reason=code, detail=message)
         return recorded
 
     async def _fail(

@@ -106,7 +106,7 @@ async def stop_task(task: asyncio.Task[None], timeout_s: float) -> None:
     """Wait up to `timeout_s` for a task asked to stop, then cancel it; its error, if any, is raised."""
     done, _ = await asyncio.wait({task}, timeout=timeout_s)
     if not done:
-        log.warning("task did not stop in time; cancelling it", task=task.get_name(), timeout_s=timeout_s)
+        log.warning("task.stop_timed_out", task=task.get_name(), timeout_s=timeout_s)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -181,7 +181,7 @@ def build_worker(
             writer, writer_task = await start_ledger_writer(redis, settings)
             resources.push_async_callback(stop_ledger_writer, writer, writer_task)
         log.info(
-            "worker started",
+            "worker.started",
             worker=WORKER_NAME,
             queue=settings.queue_name,
             concurrency=settings.concurrency,
@@ -199,7 +199,7 @@ def build_worker(
             if resources is not None:
                 await resources.aclose()  # every callback runs, even after one raised
         finally:
-            log.info("worker stopped", worker=WORKER_NAME)
+            log.info("worker.stopped", worker=WORKER_NAME)
 
     worker = build_arq_worker(
         settings,

@@ -40,10 +40,10 @@ class _Signals:
     def __call__(self, signum: signal.Signals) -> None:
         self.received = self.received or signum
         if self.graceful.is_set():
-            log.warning("second signal: handing running jobs back now", signal=signum.name)
+            log.warning("worker.handing_back", signal=signum.name)
             self.immediate.set()
         else:
-            log.info("signal: finishing running jobs, taking no new ones", signal=signum.name)
+            log.info("worker.stopping", signal=signum.name)
             self.graceful.set()
 
 
@@ -68,7 +68,7 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
         except UNREACHABLE as exc:
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             failures += 1
-            log.error("lost Redis; starting the worker over", error=str(exc), retry_in_s=delay)
+            log.error("worker.restarting", error=str(exc), retry_in_s=delay)
         finally:
             await _close(worker)  # whatever ended the run: the ledger file and every thread get closed
         try:
@@ -101,7 +101,7 @@ async def _drain(worker: QueueWorker, settings: Settings, signals: _Signals) -> 
     worker.stop_taking_jobs()
     pending = set(worker.running())
     if pending:
-        log.info("waiting for running jobs", jobs=len(pending), grace_s=settings.shutdown_grace_s)
+        log.info("worker.draining", jobs=len(pending), grace_s=settings.shutdown_grace_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.shutdown_grace_s
         immediate = asyncio.create_task(signals.immediate.wait())
@@ -120,4 +120,4 @@ async def _close(worker: QueueWorker) -> None:
     try:
         await worker.close()
     except (RedisError, OSError, sqlite3.Error) as exc:
-        log.error("closing the worker failed", error=str(exc), error_type=type(exc).__name__)
+        log.error("worker.close_failed", error=str(exc), error_type=type(exc).__name__)

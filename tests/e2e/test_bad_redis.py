@@ -327,10 +327,10 @@ def test_services_started_before_redis_wait_for_it(
     }
     try:
         for name, proc in services.items():
-            _wait_in_log(tmp_path / f"{name}-0.log", proc, "waiting for Redis")
+            _wait_in_log(tmp_path / f"{name}-0.log", proc, "redis.waiting")
         server.start()
-        _wait_in_log(tmp_path / "worker-0.log", services["worker"], '"worker started"')
-        _wait_in_log(tmp_path / "ledger-0.log", services["ledger"], "ledger_writer_started")
+        _wait_in_log(tmp_path / "worker-0.log", services["worker"], '"worker.started"')
+        _wait_in_log(tmp_path / "ledger-0.log", services["ledger"], "ledger_writer.started")
         for proc in services.values():
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(timeout=30) for proc in services.values()] == [0, 0]

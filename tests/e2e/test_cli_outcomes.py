@@ -132,7 +132,7 @@ def test_the_worker_logs_the_signal_it_stopped_on(
     (proc,) = start_workers(1)
     log = tmp_path / "worker-0.log"
     eventually_sync(
-        lambda: log.exists() and "worker started" in log.read_text(),
+        lambda: log.exists() and "worker.started" in log.read_text(),
         timeout_s=60,
         interval_s=0.1,
         what="the worker to start",

@@ -95,9 +95,9 @@ def test_a_worker_stopped_after_a_redis_outage_exits(
     e2e_env["PLANGATE_REDIS_URL"] = own_redis.url
     [worker] = start_workers(1, shutdown_grace_s=str(grace_s))
     log = tmp_path / "worker-0.log"
-    _wait_in_log(log, worker, lambda text: '"worker started"' in text, "the worker to start")
+    _wait_in_log(log, worker, lambda text: '"worker.started"' in text, "the worker to start")
     own_redis.stop()
-    lost = "lost Redis; starting the worker over"
+    lost = "worker.restarting"
     # Noticed, closed, and the new worker is retrying its connection: the state the issue reported.
     _wait_in_log(
         log, worker, lambda text: lost in text and "retries remaining" in text.split(lost, 1)[1], "a restart"
@@ -108,4 +108,4 @@ def test_a_worker_stopped_after_a_redis_outage_exits(
     except subprocess.TimeoutExpired:
         pytest.fail(f"the worker still runs {grace_s + margin_s:g}s after SIGTERM")
     assert code == 0
-    assert '"worker stopped"' in log.read_text()
+    assert '"worker.stopped"' in log.read_text()

@@ -184,7 +184,7 @@ async def test_a_second_signal_hands_jobs_back_at_once(
         asked = time.monotonic()
 
         async def first_signal_seen() -> bool:  # two signals sent at once would merge into one
-            return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
+            return "worker.stopping" in (tmp_path / "worker-0.log").read_text()
 
         await eventually(
             first_signal_seen, timeout_s=10, interval_s=0.05, what="the worker to take the first signal"
@@ -226,7 +226,7 @@ async def test_health_does_not_count_a_draining_worker(
         worker.send_signal(signal.SIGTERM)
 
         async def draining() -> bool:
-            return "finishing running jobs" in (tmp_path / "worker-0.log").read_text()
+            return "worker.stopping" in (tmp_path / "worker-0.log").read_text()
 
         await eventually(draining, timeout_s=10, interval_s=0.05, what="the worker to take the signal")
 

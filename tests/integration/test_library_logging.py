@@ -61,5 +61,5 @@ def test_host_program_stdout_stays_empty_and_only_warnings_reach_stderr(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ledger_entry_malformed "), proc.stderr
-    assert "ledger_migrated" not in proc.stderr and "job submitted" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("ledger.entry_malformed "), proc.stderr
+    assert "ledger.migrated" not in proc.stderr and "job.submitted" not in proc.stderr

@@ -115,7 +115,7 @@ def test_metrics_bind_loopback_by_default_and_say_where(settings: Settings) -> N
         server = serve_metrics(settings)
     assert server is not None
     try:
-        assert {"event": "serving /metrics", "host": "127.0.0.1", "port": port, "log_level": "info"} in (
+        assert {"event": "metrics.serving", "host": "127.0.0.1", "port": port, "log_level": "info"} in (
             started
         )
         assert "plangate_jobs_started_total" in _scrape(port)

@@ -16,8 +16,9 @@ from governance.registry import AgentRegistry
 from plangate_base.vocabulary import FailureCode, RefusalCode
 from worker.client import to_request
 from worker.errors import BadRequest, UnreadablePayload
+from worker.job_run import JobContext, Refused
 from worker.keys import Keys
-from worker.pipeline import JobRun, Pipeline, Refused
+from worker.pipeline import Pipeline
 from worker.queue_backend.arq_payload import (
     JOB_FUNCTION,
     decode_job,
@@ -169,12 +170,10 @@ def pipeline() -> Pipeline:
 @given(st.one_of(request_like, json_values))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 async def test_preflight_refuses_or_allows_anything(pipeline: Pipeline, raw: Any) -> None:
-    import structlog
-
-    job = JobRun("job", 1, "a", "t", structlog.get_logger())
+    job = JobContext("job", 1, "a", "t")
     try:
-        request, agent = await pipeline.preflight_phase.check(job, raw)
+        admitted = await pipeline.preflight_phase.check(job, raw)
     except Refused as exc:
         assert exc.refusal.code in set(RefusalCode) and exc.refusal.reason
         return
-    assert request.agent_id == agent.agent_id
+    assert admitted.request.agent_id == admitted.agent.agent_id

@@ -32,7 +32,7 @@ def test_without_logging_configured_info_lines_print_nothing(tmp_path: Path) -> 
 
         from ledger.migrations import migrate_file
 
-        migrate_file(sys.argv[1])  # logs ledger_migrated at INFO, once per migration
+        migrate_file(sys.argv[1])  # logs ledger.migrated at INFO, once per migration
         """,
     )
     assert proc.stdout == "" and proc.stderr == ""
@@ -69,7 +69,7 @@ def test_an_application_logging_config_receives_the_library_lines(tmp_path: Path
     )
     lines = proc.stdout.splitlines()
     assert len(lines) >= 4
-    assert all(line.startswith("INFO ledger.migrations: ledger_migrated ") for line in lines), lines
+    assert all(line.startswith("INFO ledger.migrations: ledger.migrated ") for line in lines), lines
     assert "name=initial" in lines[0] and proc.stderr == ""
 
 
@@ -94,7 +94,7 @@ def test_a_structlog_configuration_made_before_import_is_kept(tmp_path: Path) ->
         """,
     )
     assert proc.stdout == ""
-    assert proc.stderr.count('"event": "ledger_migrated"') >= 4
+    assert proc.stderr.count('"event": "ledger.migrated"') >= 4
 
 
 def test_library_modules_get_their_loggers_through_the_library_default() -> None:

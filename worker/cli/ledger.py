@@ -270,11 +270,9 @@ async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from worker.heap import freeze_startup_objects
-    from worker.log_setup import configure_logging
     from worker.redis_conn import text_client, wait_for_redis
     from worker.worker_app import start_ledger_writer, stop_ledger_writer
 
-    configure_logging(settings.log_level)
     freeze_startup_objects()
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
@@ -363,4 +361,5 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--archive", help="the archive file to create")
 
     p = command("serve", cmd_ledger_serve, "run the ledger writer as its own process (standby if one runs)")
+    p.set_defaults(logs="service")  # logs at LOG_LEVEL (configured once, in main)
     p.add_argument("--lock-ttl", type=float, default=5.0, help="seconds a dead writer blocks a standby")

@@ -256,10 +256,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from worker.demo.run import run_demo
-    from worker.log_setup import configure_logging
 
-    # The demo's own output is the point; worker logs only when something goes wrong.
-    configure_logging("WARNING")
     return asyncio.run(run_demo(args))
 
 
@@ -652,7 +649,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="do not drain the ledger stream here (run it elsewhere)",
     )
-    p.set_defaults(run=cmd_worker, sync=True)
+    p.set_defaults(run=cmd_worker, sync=True, logs="service")
 
     p = sub.add_parser(
         "demo",
@@ -673,7 +670,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         type=Path,
         help="ledger file, kept afterwards (default ./plangate-demo-ledger.db; never PLANGATE_LEDGER_PATH)",
     )
-    p.set_defaults(run=cmd_demo, sync=True)
+    p.set_defaults(run=cmd_demo, sync=True, logs="quiet")
 
     p = sub.add_parser(
         "llm-stub",
@@ -685,7 +682,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--port", type=port_number, default=8088, help="TCP port (default 8088; 0 picks a free one)"
     )
-    p.set_defaults(run=cmd_llm_stub, sync=True)
+    p.set_defaults(run=cmd_llm_stub, sync=True, logs="service")
 
     agents = sub.add_parser("agents", help="the agent registry").add_subparsers(
         dest="agents_cmd", required=True
@@ -979,10 +976,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.stderr.write(f"plangate: invalid configuration: {problems}\n")
         return EXIT_BAD_INPUT
-    # Services log at INFO by default; one-shot commands keep stderr for errors unless asked.
-    service = args.command in ("worker", "llm-stub", "serve")
+    # Logging is configured here, once per process. Services (`logs="service"`) log at LOG_LEVEL, INFO
+    # by default; the demo's own output is the point, so its worker logs only when something goes
+    # wrong (`logs="quiet"`); one-shot commands keep stderr for errors unless LOG_LEVEL asks.
+    logs = getattr(args, "logs", None)
     explicit = "log_level" in settings.model_fields_set
-    configure_logging(settings.log_level if service or explicit else "WARNING")
+    configure_logging(
+        settings.log_level if logs == "service" or (explicit and logs != "quiet") else "WARNING"
+    )
     run: Callable[..., Any] = args.run
     try:
         if getattr(args, "sync", False):

@@ -155,7 +155,7 @@ def add_serve_commands(sub: Any) -> None:
         action="store_true",
         help="DANGEROUS, for a local demo only: every caller is an admin and no token is checked",
     )
-    p.set_defaults(run=cmd_serve, sync=True)
+    p.set_defaults(run=cmd_serve, sync=True, logs="service")
 
     t = sub.add_parser(
         "tokens",

@@ -38,4 +38,4 @@ def add_web_commands(sub: Any) -> None:
         default=DEFAULT_PORT,
         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
     )
-    p.set_defaults(run=cmd_web, sync=True)
+    p.set_defaults(run=cmd_web, sync=True, logs="service")

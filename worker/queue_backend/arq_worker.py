@@ -157,7 +157,7 @@ class WakeableWorker(Worker):
             # fails every time, and the error would end this worker's loop. Drop the job instead.
             if try_count_problem(await self.pool.get(RETRY_KEY_PREFIX + job_id), self.max_tries) is None:
                 raise  # the counter is fine: not ours to handle
-            log.error("arq cannot count the job's tries; dropping it", job_id=job_id)
+            log.error("job.dropped", job_id=job_id, why="arq cannot count its tries")
             await self.finish_failed_job(job_id, None)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -191,7 +191,7 @@ class WakeableWorker(Worker):
                 async with asyncio.timeout(_HEALTH_KEY_DELETE_S):
                     await self.pool.delete(self.health_check_key)
             except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("could not delete the health key; it expires by itself", error=str(exc))
+                log.warning("health_key.delete_failed", error=str(exc))
             if self.on_shutdown:
                 await self.on_shutdown(self.ctx)
         finally:
@@ -216,7 +216,7 @@ class WakeableWorker(Worker):
             except (RedisError, OSError) as exc:
                 delay = _LISTEN_BACKOFF_S[min(failures, len(_LISTEN_BACKOFF_S) - 1)]
                 failures += 1
-                log.warning("wake channel lost; polling until it is back", error=str(exc), retry_in_s=delay)
+                log.warning("wake_channel.lost", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(RedisError, OSError, RuntimeError):

@@ -111,7 +111,7 @@ class LiveView:
             try:
                 found[job_id] = JobStatus.from_hash(job_id, raw)
             except ValidationError as exc:
-                log.warning("unreadable status hash", job_id=job_id, error=str(exc))
+                log.warning("status.unreadable", job_id=job_id, error=str(exc))
         return found
 
     async def _ledger_job_ids(self) -> list[str]:
@@ -122,7 +122,7 @@ class LiveView:
             async with read_only(self._settings.ledger_path) as conn:
                 events = await tail(conn, EventFilter(), _LEDGER_TAIL)
         except (LedgerError, sqlite3.Error) as exc:
-            log.warning("ledger unreadable", error=str(exc))
+            log.warning("ledger.unreadable", error=str(exc))
             return []
         return [e["job_id"] for e in reversed(events) if e.get("job_id")]
 
