@@ -14,11 +14,14 @@ from bench.infra import Bench
 from bench.report import median
 from bench.workload import plan_request
 from governance.models import SEED_AGENT, PlanRequest
-from worker import codec, llm_stream
+from worker import codec
 from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
-from worker.llm_stream import LLMPlanner, _Progress, request_options
+from worker.llm import sse
+from worker.llm.modes import request_options
+from worker.llm.planner import LLMPlanner
+from worker.llm.stream import Progress
 from worker.llm_stub.server import answer_text
 from worker.prompt import build_messages
 from worker.redis_conn import text_client
@@ -71,18 +74,18 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
         closers += [sdk.close, planner.aclose]
 
         def plangate_call(planner: LLMPlanner = planner) -> Awaitable[Any]:
-            return planner._stream_once(messages, "scripted", "json_schema", _Progress(lambda _: None))
+            return planner._stream_once(messages, "scripted", "json_schema", Progress(lambda _: None))
 
         async def stdlib_call(call: Callable[[], Awaitable[Any]] = plangate_call) -> Any:
-            fast, llm_stream._load_event = llm_stream._load_event, json.loads
+            fast, sse._load_event = sse._load_event, json.loads
             try:
                 return await call()
             finally:
-                llm_stream._load_event = fast
+                sse._load_event = fast
 
         calls_of[("sdk", chunks)] = lambda sdk=sdk, options=options: _sdk_call(sdk, messages, options)
         calls_of[("plangate", chunks)] = plangate_call
-        if llm_stream._load_event is not json.loads:
+        if sse._load_event is not json.loads:
             calls_of[("plangate_stdlib_json", chunks)] = stdlib_call
     try:
         for call in calls_of.values():

@@ -33,7 +33,8 @@ from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
 from worker.ledger_events import done_payload, error_payload, refused_payload
-from worker.llm_stream import LLMPlanner, LLMResult
+from worker.llm.planner import LLMPlanner, LLMResult
+from worker.llm.usage import Usage
 from worker.preflight import PreflightPhase, lock_ttl_ms
 from worker.settings import Settings
 from worker.status_store import Beat, BudgetCharge, Spend, StatusStore
@@ -223,7 +224,7 @@ class Pipeline:
                 "model": result.model,
                 "response_mode": result.response_mode,
                 "llm_attempts": result.attempts,
-                "usage": result.usage,
+                "usage": result.usage.as_dict(),
                 "flags": list(verdict.flags),
                 "llm_decision": draft.decision.value,
                 "handoff_from": request.handoff_from,
@@ -232,7 +233,7 @@ class Pipeline:
 
     async def record_done(self, job: JobRun, output: AgentOutput, result: LLMResult) -> str:
         """RECORD a plan: terminal status, result and ledger event in one transaction."""
-        payload = done_payload(output, result.usage)
+        payload = done_payload(output, result.usage.as_dict())
         output_json, flags = payload["output"], payload["flags"]
         escalated = output.decision is Decision.ESCALATE
         event = job.event(
@@ -248,9 +249,7 @@ class Pipeline:
             "progress": {"tokens": job.tokens},
         }
         usage = result.usage
-        spend = Spend(
-            int(usage["prompt_tokens"]), int(usage["completion_tokens"]), bool(usage.get("estimated"))
-        )
+        spend = Spend(usage.prompt_tokens, usage.completion_tokens, usage.estimated)
         return await self._record(job, JobState.DONE, event, fields, needs_review=escalated, spend=spend)
 
     async def record_end(
@@ -269,12 +268,8 @@ class Pipeline:
         else:
             assert error is not None
             spent = job.spend
-            usage = {
-                "prompt_tokens": spent.prompt_tokens,
-                "completion_tokens": spent.completion_tokens,
-                "estimated": True,
-            }
-            payload = error_payload(*error, usage if job.llm_started else None)
+            usage = Usage(spent.prompt_tokens, spent.completion_tokens, estimated=True)
+            payload = error_payload(*error, usage.as_dict() if job.llm_started else None)
             event = job.event(state.value, reason=error[0], payload=payload)
             fields = {"error": payload["error"], "reason_code": error[0], "progress": {"tokens": job.tokens}}
         charge = None
@@ -364,17 +359,17 @@ class Pipeline:
             metrics.TTFT.labels(result.model).observe(job.first_token_at - started)
             streaming = time.monotonic() - job.first_token_at
             if streaming > 0:
-                metrics.TOKENS_PER_SECOND.labels(result.model).observe(usage["completion_tokens"] / streaming)
-        metrics.TOKENS.labels("prompt", result.model).inc(usage["prompt_tokens"])
-        metrics.TOKENS.labels("completion", result.model).inc(usage["completion_tokens"])
+                metrics.TOKENS_PER_SECOND.labels(result.model).observe(usage.completion_tokens / streaming)
+        metrics.TOKENS.labels("prompt", result.model).inc(usage.prompt_tokens)
+        metrics.TOKENS.labels("completion", result.model).inc(usage.completion_tokens)
         if result.attempts > 1:
             metrics.LLM_RETRIES.labels("transient").inc(result.attempts - 1)
         tracing.end_span(
             span,
             attributes={
                 "gen_ai.response.model": result.model,
-                "gen_ai.usage.input_tokens": usage["prompt_tokens"],
-                "gen_ai.usage.output_tokens": usage["completion_tokens"],
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
             },
         )
         return result

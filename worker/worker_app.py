@@ -28,7 +28,7 @@ from worker.admin import AgentAdmin
 from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
-from worker.llm_stream import LLMPlanner
+from worker.llm.planner import LLMPlanner
 from worker.metrics import serve_metrics
 from worker.pipeline import Pipeline
 from worker.redis_conn import arq_settings, text_client

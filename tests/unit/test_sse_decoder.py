@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.errors import LLMAnswerTooLarge
-from worker.llm_stream import SSEDecoder
+from worker.llm.sse import SSEDecoder
 
 ENDINGS = st.sampled_from([b"\n", b"\r\n", b"\r"])
 VALUE = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
