@@ -48,7 +48,8 @@ def typed_error(exc: openai.APIError, model: str, timeout: openai.Timeout, *, st
         return LLMUnavailable(f"LLM endpoint unreachable: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         return status_error(exc, model)
-    # No status: an error event inside a 200 stream (the SDK never retries these).
+    # No status and no transport cause: the SDK's own error for an error event inside a 200 stream
+    # (worker/llm/sse.py reads those itself, with the same words).
     return LLMStreamError(f"LLM stream reported an error: {exc.message} (model {model})")
 
 

@@ -164,8 +164,8 @@ def usage_chunk(ident: str, created: int, model: str, usage: dict[str, int]) -> 
 DONE = "data: [DONE]\n\n"
 
 
-def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+def _json(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def _error(status: int, message: str, type_: str, code: int | str) -> web.Response:
@@ -176,8 +176,12 @@ def _error(status: int, message: str, type_: str, code: int | str) -> web.Respon
 def _hang_up(request: web.BaseRequest, *, flush: bool = False) -> None:
     """Drop the connection under the response: at once (abort), or after what was written (`flush`)."""
     transport = request.transport
-    if transport is not None:
-        transport.close() if flush else transport.abort()
+    if transport is None:  # the client is gone already
+        return
+    if flush:
+        transport.close()
+    else:
+        transport.abort()
 
 
 class StubServer:
@@ -401,7 +405,8 @@ class StubServer:
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             await send(answer.chunk(delta))
         if fail and behaviour == "scripted-cut":
-            return _hang_up(request)  # mid-body: the client sees the chunked body end early
+            _hang_up(request)  # mid-body: the client sees the chunked body end early
+            return
         if fail:  # OpenRouter's shape for an error after generation started
             error = {"message": "upstream provider error during generation", "code": 502}
             await send(answer.chunk({"content": ""}, "error", error=error))
