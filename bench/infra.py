@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry
 from worker.keys import Keys
+from worker.queue_backend import job_queue
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _READY_S = 30.0
@@ -227,8 +228,9 @@ class Bench:
                 doomed: list[str] = []
                 for prefix in self.prefixes:
                     doomed += [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
+                bare = job_queue("")  # arq's keys of a job do not depend on its queue
                 for job_id in self.arq_ids:
-                    doomed += [f"arq:{kind}:{job_id}" for kind in ("job", "in-progress", "retry", "result")]
+                    doomed += bare.job_keys(job_id)
                 for start in range(0, len(doomed), 500):
                     await redis.delete(*doomed[start : start + 500])
             finally:

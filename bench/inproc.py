@@ -14,7 +14,8 @@ from bench.infra import Bench
 from bench.report import median
 from bench.workload import plan_request
 from governance.models import SEED_AGENT, PlanRequest
-from worker import codec
+from plangate_base import codec
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, Decision, EventKind
 from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
@@ -131,13 +132,15 @@ def backlog_event(number: int, mix: str, output: dict[str, Any]) -> dict[str, An
     common = {"job_id": job_id, "agent_id": SEED_AGENT.agent_id, "tenant_id": "default"}
     if mix == "jobs" and number % 2 == 0:
         request = PlanRequest.model_validate(plan_request(number // 2))
-        return ledger_event("submitted", **common, payload=request.model_dump(mode="json", exclude_none=True))
+        return ledger_event(
+            EventKind.SUBMITTED, **common, payload=request.model_dump(mode="json", exclude_none=True)
+        )
     return ledger_event(
-        "done",
+        EventKind.DONE,
         **common,
         attempt=1,
         worker="bench",
-        decision="EXECUTE",
+        decision=Decision.EXECUTE.value,
         model="scripted",
         payload={"output": output},
     )
@@ -158,7 +161,7 @@ async def ledger(bench: Bench, events: int, mix: str = "done") -> float:
         for start in range(0, events, 1000):
             async with redis.pipeline(transaction=False) as pipe:
                 for number in range(start, min(events, start + 1000)):
-                    pipe.xadd(stream, {"e": codec.dumps(backlog_event(number, mix, output))})
+                    pipe.xadd(stream, {LEDGER_STREAM_FIELD: codec.dumps(backlog_event(number, mix, output))})
                 await pipe.execute()
         freeze_startup_objects()  # as `plangate ledger serve` and `plangate worker` do once started
         writer, task = await start_ledger_writer(redis, settings)

@@ -19,8 +19,9 @@ from pathlib import Path
 from bench.inproc import backlog_event
 from ledger import migrations
 from ledger.events import decode_entry
-from ledger.sqlite_store import _connect_writer, _insert_batch_sync
-from worker import codec
+from ledger.sqlite_store import connect_writer, insert_batch_sync
+from plangate_base import codec
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD
 from worker.llm_stub.server import answer_text
 
 EVENTS = 2_000
@@ -40,13 +41,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "ledger.db"
         migrations.migrate_file(path)
-        conn = _connect_writer(path)
+        conn = connect_writer(path)
         gc.collect()
         gc.freeze()
         if not args.setup_only:
             for start in range(0, EVENTS, BATCH):
                 entries = range(start, min(EVENTS, start + BATCH))
-                _insert_batch_sync(conn, [decode_entry(f"{n}-0", {"e": raws[n]})[0] for n in entries])
+                insert_batch_sync(
+                    conn, [decode_entry(f"{n}-0", {LEDGER_STREAM_FIELD: raws[n]})[0] for n in entries]
+                )
         conn.close()
 
 

@@ -54,7 +54,7 @@ async def plangate_throughput(bench: Bench, llm_url: str, jobs: int, concurrency
         await asyncio.sleep(0.5)  # let start-up settle before the CPU sample
         cpu0, t0, side0 = cpu_seconds(proc.pid), time.time(), bench.side_cpu(llm_url)
         ids = await submit_many(client, jobs)
-        t1 = await wait_queue_empty(redis, f"{prefix}queue", timeout=60 + jobs / 10)
+        t1 = await wait_queue_empty(redis, Keys(prefix).queue(), timeout=60 + jobs / 10)
         await _wait_ledger_drained(bench, prefix)
         cpu1 = cpu_seconds(proc.pid)
         states = [row["state"] for row in await job_times(redis, prefix, ids)]
@@ -140,7 +140,7 @@ async def scale_once(
     try:
         t0 = time.time()
         submitted = await submit_at_rate(client, ideal, duration)
-        await wait_queue_empty(redis, f"{prefix}queue", timeout=3 * duration + 60)
+        await wait_queue_empty(redis, Keys(prefix).queue(), timeout=3 * duration + 60)
         stop.set()
         await sampler
         rows = await job_times(redis, prefix, [job_id for job_id, _ in submitted])
@@ -230,7 +230,7 @@ async def pickup(
             [row] = await job_times(redis, prefix, [job_id])
             idle.append(row["started_at"] - row["submitted_at"])
         submitted = await submit_at_rate(client, load_rate, load_s)
-        await wait_queue_empty(redis, f"{prefix}queue", timeout=60 + load_s)
+        await wait_queue_empty(redis, Keys(prefix).queue(), timeout=60 + load_s)
         rows = await job_times(redis, prefix, [job_id for job_id, _ in submitted])
         loaded = [r["started_at"] - r["submitted_at"] for r in rows if r["started_at"]]
     finally:
@@ -267,7 +267,7 @@ async def memory(bench: Bench, in_flight: int, first_token: float, stream: float
             most = max(most, running)
             peak = max(peak, rss_mib(proc.pid))
             await asyncio.sleep(0.1)
-        await wait_queue_empty(redis, f"{prefix}queue", timeout=60 + stream)
+        await wait_queue_empty(redis, Keys(prefix).queue(), timeout=60 + stream)
     finally:
         await client.aclose()
         await redis.aclose()

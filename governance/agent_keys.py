@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from governance.models import AgentRecord
 from governance.policy import Refuse
-from governance.vocabulary import RefusalCode
+from plangate_base.vocabulary import RefusalCode
 
 _SCHEME = "sha256"
 AGENT_KEY_PREFIX = "pgk_"

@@ -6,13 +6,13 @@ see carry their ledger entry (already encoded by the caller) in the same transac
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, AgentState
+from plangate_base.clock import now_ms
 
 
 class StateKeys(Protocol):
@@ -41,7 +41,7 @@ class AgentStateStore:
 
     async def read(self, agent: AgentRecord) -> AgentState:
         """The agent's state, with its failures counted over its error-budget window."""
-        since_ms = int(time.time() * 1000) - agent.error_budget_window_s * 1000
+        since_ms = now_ms() - agent.error_budget_window_s * 1000
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._keys.agent_state(agent.agent_id))
             pipe.zcount(self._keys.agent_errors(agent.agent_id), since_ms, "+inf")

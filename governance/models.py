@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS, declared_word
-from governance.vocabulary import SEED_AGENT_ID, Decision
+from plangate_base.vocabulary import SEED_AGENT_ID, Decision
 
 MAX_DESCRIPTION_CHARS = 8_000
 MAX_CONSTRAINTS = 50

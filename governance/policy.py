@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from governance.capabilities import BUILTIN_VOCABULARY, is_canonical, normalize, shown
 from governance.models import DEFAULT_TENANT, AgentRecord, AgentState, PlanDraft, PlanRequest, TenantRecord
-from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode, ReviewDecision, TaskType
+from plangate_base.vocabulary import Decision, FailureCode, JobState, RefusalCode, ReviewDecision, TaskType
 
 # Task types a tier may plan for. A tier-0 observer reads, analyses and plans, nothing else;
 # tiers 1 and above default to the same and widen it per agent (AgentRecord.allowed_task_types).

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_FORBIDDEN_ACTIONS, declared_word
 from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
+from plangate_base.errors import PlangateError
 
 LedgerEntry = dict[str, str]  # the stream fields of one encoded ledger event
 
@@ -61,7 +62,7 @@ class CapabilityKeys(Protocol):
     def ledger_stream(self) -> str: ...
 
 
-class RegistryError(Exception):
+class RegistryError(PlangateError):
     """An agents file or a stored record could not be read."""
 
 

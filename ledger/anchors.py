@@ -6,7 +6,6 @@ its signature makes a rewritten chain detectable by anyone holding the public ke
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,8 +15,9 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger import signing
-from ledger.chain import now_iso
 from ledger.sqlite_store import LedgerStore
+from plangate_base import codec
+from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
 
 ANCHOR_FIELDS: tuple[str, ...] = ("head_seq", "head_hash", "row_count", "created_at", "key_id")
@@ -44,7 +44,7 @@ def anchor_signed(anchor: dict[str, Any], key: Ed25519PublicKey) -> bool:
 
 def export_anchors(anchors: list[dict[str, Any]], path: str | os.PathLike[str]) -> int:
     """Write anchors as JSON lines (for safe keeping off the machine); returns how many."""
-    lines = [json.dumps(a, sort_keys=True, separators=(",", ":")) for a in anchors]
+    lines = [codec.canonical_dumps(a) for a in anchors]
     Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return len(lines)
 
@@ -52,18 +52,18 @@ def export_anchors(anchors: list[dict[str, Any]], path: str | os.PathLike[str]) 
 def load_anchors(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read anchors exported with export_anchors (JSON lines)."""
     text = Path(path).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [codec.loads(line) for line in text.splitlines() if line.strip()]
 
 
 async def publish(redis: aioredis.Redis, key: str, anchor: dict[str, Any]) -> None:
     """Publish the latest anchor to Redis (a plain string key; one per ledger)."""
-    await redis.set(key, json.dumps(anchor, sort_keys=True, separators=(",", ":")))
+    await redis.set(key, codec.canonical_dumps(anchor))
 
 
 async def fetch(redis: aioredis.Redis, key: str) -> dict[str, Any] | None:
     """The latest anchor published to Redis, if any."""
     raw = await redis.get(key)
-    return None if raw is None else json.loads(raw)
+    return None if raw is None else codec.loads(raw)
 
 
 class Anchorer:

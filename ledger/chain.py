@@ -7,12 +7,11 @@ previous row's hash included) as sorted-key JSON. Editing, deleting or inserting
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
-from ledger import jsontext
+from plangate_base import codec
+from plangate_base.vocabulary import EventKind
 
 GENESIS_HASH = "0" * 64
 """The prev_hash of the first row ever written."""
@@ -49,30 +48,24 @@ _CHAIN_KEYS = frozenset(CHAIN_COLUMNS)
 UNKNOWN_POLICY = "unknown"
 
 # Kinds whose source is not a worker running a job.
-_SOURCES = {
-    "submitted": "producer",
-    "review_approved": "reviewer",
-    "review_rejected": "reviewer",
-    "revoked": "operator",
-    "restored": "operator",
-    "budget_reset": "operator",
-    "agent_saved": "operator",
-    "key_issued": "operator",
-    "reviewer_saved": "operator",
-    "vocabulary_extended": "operator",
-    "malformed": "ledger",
+_SOURCES: dict[str, str] = {
+    EventKind.SUBMITTED: "producer",
+    EventKind.REVIEW_APPROVED: "reviewer",
+    EventKind.REVIEW_REJECTED: "reviewer",
+    EventKind.REVOKED: "operator",
+    EventKind.RESTORED: "operator",
+    EventKind.BUDGET_RESET: "operator",
+    EventKind.AGENT_SAVED: "operator",
+    EventKind.KEY_ISSUED: "operator",
+    EventKind.REVIEWER_SAVED: "operator",
+    EventKind.VOCABULARY_EXTENDED: "operator",
+    EventKind.MALFORMED: "ledger",
 }
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 text with milliseconds and a 'Z' (sorts as text)."""
-    at = datetime.now(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def row_hash(row: dict[str, Any]) -> str:
     """The SHA-256 (hex) of a row's canonical text: its chain columns as compact sorted-key JSON, UTF-8."""
-    return hashlib.sha256(jsontext.canonical_bytes(_chain_content(row))).hexdigest()
+    return hashlib.sha256(codec.canonical_bytes(_chain_content(row))).hexdigest()
 
 
 def _chain_content(row: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +123,7 @@ def backfill(conn: sqlite3.Connection) -> int:
         conn.row_factory = None
     prev_hash = prev[0] if prev else GENESIS_HASH
     for row in rows:
-        payload = json.loads(row["payload"]) if row["payload"] else {}
+        payload = codec.loads(row["payload"]) if row["payload"] else {}
         row.update(audit_columns({**row, "payload": payload}))
         row["schema_version"] = 1
         row["policy_version"] = UNKNOWN_POLICY

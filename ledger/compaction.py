@@ -11,10 +11,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import chain, migrations, signing
+from ledger import migrations, signing
 from ledger.errors import CompactionError
 from ledger.queries import normalize_time
 from ledger.verify import verify_ledger
+from plangate_base import clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ def _cut(
             "total_rows": (previous[0] if previous else 0) + archived,
             "archive_file": archive_name,
             "archive_sha256": digest,
-            "created_at": chain.now_iso(),
+            "created_at": clock.now_iso(),
             "key_id": signing.key_id(key.public_key()),
         }
         triggers = conn.execute(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from plangate_base.errors import PlangateError
 
-class LedgerError(Exception):
+
+class LedgerError(PlangateError):
     """Base of every error the ledger raises on purpose."""
 
 

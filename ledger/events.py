@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from ledger import jsontext
-
-# The ledger cannot import the queue's vocabulary (layering), so it names the few kinds it projects.
-SUBMITTED = "submitted"
-MALFORMED = "malformed"
-TERMINAL_KINDS: frozenset[str] = frozenset({"done", "refused", "failed", "cancelled"})
-
-STREAM_FIELD = "e"
-"""The one field of a stream entry; its value is the event as a JSON object."""
+from plangate_base.clock import from_ms, iso
+from plangate_base.codec import dumps, loads
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
 
 REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "kind")
 # job_id may be null: agent events (revoked, restored, budget reset) belong to no job.
@@ -44,18 +37,15 @@ EVENT_COLUMNS: tuple[str, ...] = (
 """The columns of an event as stored, in table order (without seq and recorded_at)."""
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is (the same form the producers write)."""
-    return jsontext.dumps(value)
-
-
 def decode_entry(stream_id: str, fields: dict[str, str] | None) -> tuple[dict[str, Any], str | None]:
     """Turn one stream entry into an event; returns (event, None) or (malformed event, the problem)."""
-    raw = (fields or {}).get(STREAM_FIELD)
+    raw = (fields or {}).get(LEDGER_STREAM_FIELD)
     if raw is None:
-        return malformed_event(stream_id, dumps(fields or {}), f"no {STREAM_FIELD!r} field"), "missing_field"
+        return malformed_event(
+            stream_id, dumps(fields or {}), f"no {LEDGER_STREAM_FIELD!r} field"
+        ), "missing_field"
     try:
-        obj = jsontext.loads(raw)
+        obj = loads(raw)
     except ValueError:
         return malformed_event(stream_id, raw, "invalid JSON"), "invalid_json"
     if not isinstance(obj, dict):
@@ -79,16 +69,16 @@ def _problem(obj: dict[str, Any]) -> str | None:
     attempt = obj.get("attempt")
     if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
         return "attempt is not an integer"
-    if obj["kind"] == MALFORMED:
-        return f"kind {MALFORMED!r} is reserved for the ledger writer"
+    if obj["kind"] == EventKind.MALFORMED:
+        return f"kind {EventKind.MALFORMED.value!r} is reserved for the ledger writer"
     return None
 
 
 def malformed_event(stream_id: str, raw: str, error: str, job_id: Any = None) -> dict[str, Any]:
     """The record of an entry that could not be read; its id derives from the stream id, so replays dedupe."""
     return {
-        "event_id": f"{MALFORMED}:{stream_id}",
-        "kind": MALFORMED,
+        "event_id": f"{EventKind.MALFORMED.value}:{stream_id}",
+        "kind": EventKind.MALFORMED.value,
         "job_id": job_id if isinstance(job_id, str) else None,
         "agent_id": None,
         "tenant_id": None,
@@ -108,5 +98,4 @@ def _stream_id_time(stream_id: str) -> str | None:
         millis = int(stream_id.split("-", 1)[0])
     except ValueError:
         return None
-    at = datetime.fromtimestamp(millis / 1000, UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return iso(from_ms(millis))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ledger import chain, projections
 from ledger.errors import MigrationError, SchemaTooNew
+from plangate_base import clock
 from plangate_base.logs import get_logger
 
 log = get_logger(__name__)
@@ -121,11 +122,11 @@ def _stamp(conn: sqlite3.Connection, migration: Migration) -> None:
         # A first-cut file: record its implicit migrations so the table tells the whole story.
         conn.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            (version, available()[version - 1].name, chain.now_iso()),
+            (version, available()[version - 1].name, clock.now_iso()),
         )
     conn.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-        (migration.version, migration.name, chain.now_iso()),
+        (migration.version, migration.name, clock.now_iso()),
     )
     conn.execute(f"PRAGMA user_version = {migration.version}")
 

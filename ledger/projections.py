@@ -6,15 +6,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ledger import jsontext
-from ledger.events import SUBMITTED, TERMINAL_KINDS, dumps
-
-AGENT_KINDS = frozenset({"revoked", "restored", "suspended", "budget_reset"})
+from plangate_base.codec import dumps, loads
+from plangate_base.vocabulary import AGENT_EVENT_KINDS, TERMINAL_EVENT_KINDS, EventKind, JobState
 
 # Upserts, so the projection comes out the same whichever of submitted/terminal is recorded first.
-_PROJECT_SUBMITTED = """
+_PROJECT_SUBMITTED = f"""
 INSERT INTO jobs (job_id, agent_id, tenant_id, task_type, description, state, submitted_at)
-VALUES (?, ?, ?, ?, ?, 'queued', ?)
+VALUES (?, ?, ?, ?, ?, '{JobState.QUEUED.value}', ?)
 ON CONFLICT (job_id) DO UPDATE SET
     agent_id = coalesce(jobs.agent_id, excluded.agent_id),
     tenant_id = coalesce(jobs.tenant_id, excluded.tenant_id),
@@ -52,13 +50,13 @@ ON CONFLICT (tenant_id, project_id) DO UPDATE SET
     jobs = projects.jobs + 1
 """
 
-_AGENT_SNAPSHOT = """
+_AGENT_SNAPSHOT = f"""
 INSERT OR IGNORE INTO agents (agent_id, event_id, kind, revoked, suspended, changed_by, reason, changed_at)
 SELECT ?, ?, ?,
-    CASE ? WHEN 'revoked' THEN 1 WHEN 'restored' THEN 0
+    CASE ? WHEN '{EventKind.REVOKED.value}' THEN 1 WHEN '{EventKind.RESTORED.value}' THEN 0
         ELSE coalesce((SELECT revoked FROM agents WHERE agent_id = ?
             ORDER BY snapshot_id DESC LIMIT 1), 0) END,
-    CASE ? WHEN 'suspended' THEN 1 WHEN 'budget_reset' THEN 0
+    CASE ? WHEN '{EventKind.SUSPENDED.value}' THEN 1 WHEN '{EventKind.BUDGET_RESET.value}' THEN 0
         ELSE coalesce((SELECT suspended FROM agents WHERE agent_id = ?
             ORDER BY snapshot_id DESC LIMIT 1), 0) END,
     ?, ?, ?
@@ -139,11 +137,11 @@ def project(
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
-    if kind in AGENT_KINDS and event.get("agent_id"):
+    if kind in AGENT_EVENT_KINDS and event.get("agent_id"):
         _agent_snapshot(conn, event, fields)
     if not event.get("job_id"):
         return
-    if kind == SUBMITTED:
+    if kind == EventKind.SUBMITTED:
         conn.execute(
             _PROJECT_SUBMITTED,
             (
@@ -157,7 +155,7 @@ def project(
         )
         _tenant_and_project(conn, event, fields)
         search.set(event["job_id"], description=_text(fields.get("description")) or "")
-    elif kind in TERMINAL_KINDS:
+    elif kind in TERMINAL_EVENT_KINDS:
         conn.execute(
             _PROJECT_TERMINAL,
             (
@@ -252,7 +250,7 @@ def _payload(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return jsontext.loads(text)
+        return loads(text)
     except ValueError:
         return None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,6 +14,8 @@ from typing import Any
 import aiosqlite
 
 from ledger.errors import LedgerError, LedgerNotFound
+from plangate_base import codec
+from plangate_base.clock import iso
 
 _EVENT_SELECT = "SELECT * FROM events"
 
@@ -56,7 +57,7 @@ def normalize_time(text: str) -> str:
     except ValueError as exc:
         raise LedgerError(f"not an ISO-8601 time: {text!r}") from exc
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return iso(at)
 
 
 def _row_dict(cursor: aiosqlite.Cursor, row: Sequence[Any]) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def _row_dict(cursor: aiosqlite.Cursor, row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _parse_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else codec.loads(text)
 
 
 def _event(cursor: aiosqlite.Cursor, row: Sequence[Any]) -> dict[str, Any]:

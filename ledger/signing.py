@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger.errors import SigningKeyError
+from plangate_base import codec
 
 
 def default_key_path(ledger_path: str | os.PathLike[str]) -> Path:
@@ -89,7 +89,7 @@ def key_id(key: Ed25519PublicKey) -> str:
 
 def signed_message(fields: dict[str, Any]) -> bytes:
     """The bytes a signature covers: the fields as compact sorted-key JSON."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return codec.canonical_bytes(fields)
 
 
 def sign(key: Ed25519PrivateKey, fields: dict[str, Any]) -> str:

@@ -17,8 +17,8 @@ import aiosqlite
 
 from ledger import chain, migrations, queries
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
-from ledger.events import dumps
 from ledger.projections import SearchRows, project
+from plangate_base import clock, codec
 
 _T = TypeVar("_T")
 
@@ -69,7 +69,7 @@ class LedgerStore:
         await asyncio.to_thread(migrations.migrate_file, file)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
         try:
-            writer = await asyncio.get_running_loop().run_in_executor(executor, _connect_writer, file)
+            writer = await asyncio.get_running_loop().run_in_executor(executor, connect_writer, file)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -101,7 +101,7 @@ class LedgerStore:
         if not events:
             return 0
         async with self._lock:
-            return await self._in_writer(_insert_batch_sync, events, self.policy_version)
+            return await self._in_writer(insert_batch_sync, events, self.policy_version)
 
     async def insert_prepared(self, prepare: Callable[[], tuple[list[dict[str, Any]], _T]]) -> tuple[int, _T]:
         """`insert_events(events)` for `events, extra = prepare()`, with prepare() run on the writer thread
@@ -155,8 +155,10 @@ class LedgerStore:
                 self._executor.shutdown(wait=False)
 
 
-def _connect_writer(file: Path) -> sqlite3.Connection:
-    """The writer's connection: autocommit mode (transactions are ours), WAL, fsync on commit."""
+def connect_writer(file: Path) -> sqlite3.Connection:
+    """The writer's connection: autocommit mode (transactions are ours), WAL, fsync on commit.
+
+    Public with `insert_batch_sync` for bench/ledger_cost.py, which counts their work without a thread."""
     # Opened, used and closed on the store's one writer thread, which also serialises it (with the
     # store's lock); check_same_thread=False only so that it need not stay that way.
     conn = sqlite3.connect(
@@ -172,7 +174,7 @@ def _connect_writer(file: Path) -> sqlite3.Connection:
     return conn
 
 
-def _insert_batch_sync(
+def insert_batch_sync(
     conn: sqlite3.Connection, events: list[dict[str, Any]], policy_version: str = UNKNOWN_POLICY
 ) -> int:
     """Append a batch to the chain and project it, in one transaction; returns how many rows are new."""
@@ -181,7 +183,7 @@ def _insert_batch_sync(
     conn.execute("BEGIN IMMEDIATE")
     try:
         seq, prev_hash = chain.read_head(conn)
-        recorded_at = chain.now_iso()
+        recorded_at = clock.now_iso()
         inserted = 0
         search = SearchRows()
         for event in events:
@@ -190,7 +192,7 @@ def _insert_batch_sync(
             if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
                 seq, prev_hash = seq + 1, row["row_hash"]
                 inserted += 1
-                # (the row's payload text is dumps(payload) whenever the event has a payload)
+                # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
                 project(conn, event, row["payload"], search)
         search.flush(conn)
         conn.execute("COMMIT")
@@ -205,7 +207,7 @@ def _prepare_and_insert_sync(
     conn: sqlite3.Connection, prepare: Callable[[], tuple[list[dict[str, Any]], _T]], policy_version: str
 ) -> tuple[int, _T]:
     events, extra = prepare()
-    return (_insert_batch_sync(conn, events, policy_version) if events else 0), extra
+    return (insert_batch_sync(conn, events, policy_version) if events else 0), extra
 
 
 def _row(event: dict[str, Any], seq: int, recorded_at: str, policy_version: str) -> dict[str, Any]:
@@ -217,7 +219,7 @@ def _row(event: dict[str, Any], seq: int, recorded_at: str, policy_version: str)
     row.update(chain.audit_columns(event))
     row.update(
         seq=seq,
-        payload=dumps(payload),
+        payload=codec.dumps(payload),
         recorded_at=recorded_at,
         schema_version=migrations.LATEST,
         policy_version=policy if isinstance(policy, str) else policy_version,

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from governance.models import SEED_AGENT, AgentRecord
 from worker.keys import Keys
 from worker.llm_stub.server import BEHAVIOURS, StubServer
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 
 TEST_DB = int(os.environ.get("PLANGATE_TEST_REDIS_DB", "9"))
@@ -103,14 +104,15 @@ def redis_url(redis_base_url: str) -> str:
 
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix of this test's own; afterwards only its keys (and its arq jobs) are deleted."""
+    """A key prefix of this test's own; afterwards only its keys (and its queued jobs' keys) are deleted."""
     prefix = f"pgtest-{uuid.uuid4().hex[:10]}:"
     yield prefix
     client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         queued = client.zrange(f"{prefix}queue", 0, -1)
         doomed = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        doomed += [f"arq:{kind}:{job_id}" for job_id in queued for kind in ("job", "in-progress", "retry")]
+        queue = job_queue(f"{prefix}queue")
+        doomed += [key for job_id in queued for key in queue.job_keys(job_id)]
         for start in range(0, len(doomed), 500):
             client.delete(*doomed[start : start + 500])
     finally:

@@ -22,17 +22,12 @@ from governance.registry import (
     check_words,
     vocabulary_problems,
 )
-from worker import codec
-from worker.clock import now_iso
+from plangate_base import codec
+from plangate_base.clock import now_iso
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
-
-# Ledger event kinds of operator actions.
-AGENT_SAVED = "agent_saved"
-KEY_ISSUED = "key_issued"
-REVIEWER_SAVED = "reviewer_saved"
-VOCABULARY_EXTENDED = "vocabulary_extended"
 
 
 def agent_keys(redis: Redis, keys: Keys) -> KeyStore:
@@ -46,15 +41,15 @@ def reviewer_keys(redis: Redis, keys: Keys) -> KeyStore:
 
 
 def _entry(
-    kind: str, agent_id: str | None, tenant_id: str | None, reason: str, payload: dict[str, Any]
+    kind: EventKind, agent_id: str | None, tenant_id: str | None, reason: str, payload: dict[str, Any]
 ) -> dict[str, str]:
     event = ledger_event(
         kind, job_id=None, agent_id=agent_id, tenant_id=tenant_id, reason=reason or None, payload=payload
     )
-    return {"e": codec.dumps(event)}
+    return {LEDGER_STREAM_FIELD: codec.dumps(event)}
 
 
-def agent_change_entry(kind: str, agent_id: str, *, reason: str, by: str) -> dict[str, str]:
+def agent_change_entry(kind: EventKind, agent_id: str, *, reason: str, by: str) -> dict[str, str]:
     """The ledger entry of a change to an agent's live state (revoked, restored, budget_reset)."""
     return _entry(kind, agent_id, None, reason, {"by": by, "reason": reason})
 
@@ -89,7 +84,9 @@ class AgentAdmin:
         except RegistryError:
             pass  # an unreadable stored record is replaced
         payload = {"by": by, "source": source, "record": record.model_dump(mode="json")}
-        await self.agents.put(record, _entry(AGENT_SAVED, record.agent_id, record.tenant_id, "", payload))
+        await self.agents.put(
+            record, _entry(EventKind.AGENT_SAVED, record.agent_id, record.tenant_id, "", payload)
+        )
         return True
 
     async def issue_agent_key(self, agent_id: str, *, by: str) -> str:
@@ -97,7 +94,7 @@ class AgentAdmin:
         agent = await self.agents.get(agent_id)
         if agent is None:
             raise BadRequest(f"no agent with id {agent_id!r}")
-        entry = _entry(KEY_ISSUED, agent_id, agent.tenant_id, "", {"by": by, "for": "agent"})
+        entry = _entry(EventKind.KEY_ISSUED, agent_id, agent.tenant_id, "", {"by": by, "for": "agent"})
         return await self._agent_keys.issue(agent_id, entry)
 
     async def save_reviewer(self, record: ReviewerRecord, *, by: str) -> str:
@@ -105,9 +102,15 @@ class AgentAdmin:
         if await self.tenants.get(record.tenant_id) is None:
             raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
         payload = {"by": by, "record": record.model_dump(mode="json")}
-        await self.reviewers.put(record, _entry(REVIEWER_SAVED, None, record.tenant_id, "", payload))
+        await self.reviewers.put(
+            record, _entry(EventKind.REVIEWER_SAVED, None, record.tenant_id, "", payload)
+        )
         entry = _entry(
-            KEY_ISSUED, None, record.tenant_id, "", {"by": by, "for": f"reviewer {record.reviewer_id}"}
+            EventKind.KEY_ISSUED,
+            None,
+            record.tenant_id,
+            "",
+            {"by": by, "for": f"reviewer {record.reviewer_id}"},
         )
         return await self._reviewer_keys.issue(record.reviewer_id, entry)
 
@@ -124,22 +127,22 @@ class AgentAdmin:
         record = {"by": by, "at": now_iso(), "reason": reason, "source": source}
         payload = {**record, "words": normal}
         return await self.vocabulary.add(
-            normal, codec.dumps(record), _entry(VOCABULARY_EXTENDED, None, None, reason, payload)
+            normal, codec.dumps(record), _entry(EventKind.VOCABULARY_EXTENDED, None, None, reason, payload)
         )
 
     async def revoke(self, agent_id: str, *, reason: str, by: str) -> None:
         """Stop the agent: queued jobs are refused `revoked`, running ones end `cancelled`."""
         if not reason.strip():
             raise BadRequest("a revocation needs a reason (--reason)")
-        entry = agent_change_entry("revoked", agent_id, reason=reason, by=by)
+        entry = agent_change_entry(EventKind.REVOKED, agent_id, reason=reason, by=by)
         await self._states.revoke(agent_id, reason, by, now_iso(), entry)
 
     async def restore(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Lift a revocation."""
-        entry = agent_change_entry("restored", agent_id, reason=reason, by=by)
+        entry = agent_change_entry(EventKind.RESTORED, agent_id, reason=reason, by=by)
         await self._states.restore(agent_id, by, now_iso(), entry)
 
     async def reset_budget(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Forget the agent's counted failures and lift its suspension."""
-        entry = agent_change_entry("budget_reset", agent_id, reason=reason, by=by)
+        entry = agent_change_entry(EventKind.BUDGET_RESET, agent_id, reason=reason, by=by)
         await self._states.reset_budget(agent_id, by, now_iso(), entry)

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry
-from governance.vocabulary import CancelReason, JobState
+from plangate_base import codec
+from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
-from worker import codec
-from worker.clock import now_iso
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -28,13 +25,15 @@ from worker.errors import (
     QueueUnavailable,
     Unauthenticated,
     WaitTimeout,
+    describe_validation_error,
 )
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
-from worker.job_payload import JOB_FUNCTION, encode_job
-from worker.keys import ARQ_JOB_KEY_PREFIX, Keys
-from worker.ledger_events import error_payload, ledger_event
-from worker.redis_conn import redacted, text_client
+from worker.keys import Keys
+from worker.ledger_events import ledger_event
+from worker.outcome import Outcome
+from worker.queue_backend import JOB_FUNCTION, job_queue
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
@@ -43,15 +42,6 @@ log = get_logger(__name__)
 
 _WATCH_BLOCK_MS = 1000
 _IDEMPOTENT_SUBMIT_TRIES = 5
-
-
-def describe_validation_error(exc: ValidationError, what: str = "request") -> str:
-    """One line naming every field that failed and why."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{where}: {err['msg']}")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 def usage_row(tenant_id: str, day: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -97,7 +87,15 @@ class PlanClient:
         self._redis = redis
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
-        self._status = StatusStore(redis, self._keys, ttl_s=settings.result_ttl_s)
+        self._queue = job_queue(settings.queue_name)
+        self._status = StatusStore(
+            redis,
+            self._keys,
+            ttl_s=settings.result_ttl_s,
+            queue=self._queue,
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
+        )
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -150,8 +148,8 @@ class PlanClient:
         try:
             req = await self._check_links(req)
             return await self._enqueue(req, key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     def _scoped(self, request: PlanRequest | dict[str, Any]) -> PlanRequest | dict[str, Any]:
         """Fill in this client's tenant and agent; refuse a request for another one."""
@@ -196,8 +194,8 @@ class PlanClient:
             return None
 
     async def _enqueue(self, req: PlanRequest, agent_key: str | None) -> str:
-        """One transaction: idempotency key, status hash (queued), ledger event, arq job and queue entry.
-        The agent key goes only into the arq payload the worker reads, never the status or ledger."""
+        """One transaction: idempotency key, status hash (queued), ledger event, the queue's job and entry.
+        The agent key goes only into the queue's payload the worker reads, never the status or ledger."""
         from worker import tracing  # OpenTelemetry, when installed, is for submitters only
 
         idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
@@ -215,10 +213,6 @@ class PlanClient:
     async def _enqueue_once(
         self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], idem_key: str | None
     ) -> str:
-        # Importing any part of arq runs its package __init__, which imports its whole worker:
-        # only submit needs arq, so status, wait, watch and cancel do without.
-        from arq.jobs import serialize_job
-
         for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
             job_id = new_id()
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -229,12 +223,9 @@ class PlanClient:
                         await pipe.reset()
                         return existing
                 submitted_at = now_iso()
-                enqueue_ms = int(time.time() * 1000)
-                job = serialize_job(
-                    JOB_FUNCTION, (job_id, for_worker), {}, None, enqueue_ms, serializer=encode_job
-                )
+                enqueue_ms = now_ms()
                 event = ledger_event(
-                    "submitted",
+                    EventKind.SUBMITTED,
                     job_id=job_id,
                     agent_id=req.agent_id,
                     tenant_id=req.tenant_id,
@@ -250,9 +241,8 @@ class PlanClient:
                 )
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
-                pipe.psetex(ARQ_JOB_KEY_PREFIX + job_id, ttl * 1000, job)
-                pipe.zadd(self._settings.queue_name, {job_id: enqueue_ms})
-                pipe.xadd(self._keys.ledger_stream(), {"e": codec.dumps(event)})
+                self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
+                pipe.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
                 pipe.incr(self._keys.stats_submitted())
                 pipe.publish(self._keys.wake(), job_id)
                 try:
@@ -267,8 +257,8 @@ class PlanClient:
         """The job's status object; JobNotFound when no such job is known."""
         try:
             return self._visible(await self._status.read(job_id))
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
         """Wait until the job is terminal and return its status; WaitTimeout after `timeout` seconds
@@ -296,14 +286,14 @@ class PlanClient:
         while True:
             try:
                 reply = await self._redis.xread({stream: last_id}, block=_WATCH_BLOCK_MS, count=100)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+            except UNREACHABLE as exc:
+                raise unreachable(self._settings.redis_url, exc) from exc
             if not reply:
                 # Nothing new: the stream may have expired with a terminal job.
                 status = await self.status(job_id)
                 if status.terminal:
                     yield JobEvent(
-                        kind="terminal",
+                        kind=StreamKind.TERMINAL,
                         state=status.state,
                         phase=status.phase,
                         attempt=status.attempt,
@@ -315,7 +305,7 @@ class PlanClient:
                 last_id = entry_id
                 event = JobEvent.from_fields(fields)
                 yield event
-                if event.kind == "terminal":
+                if event.kind is StreamKind.TERMINAL:
                     return
 
     async def cancel(self, job_id: str) -> JobStatus:
@@ -325,23 +315,20 @@ class PlanClient:
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            reason = CancelReason.BY_SUBMITTER.value
-            payload = error_payload(reason, "cancelled while queued")
+            outcome = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
             event = ledger_event(
-                JobState.CANCELLED.value,
+                outcome.kind,
                 job_id=job_id,
                 agent_id=status.agent_id,
                 tenant_id=status.tenant_id,
-                reason=reason,
-                payload=payload,
+                **outcome.event_fields(),
             )
-            fields = {"error": payload["error"], "reason_code": reason}
             ref = JobRef(job_id, status.agent_id, tenant_id=status.tenant_id)
-            if await self._status.record(ref, None, JobState.CANCELLED, event, fields, phase=None):
-                # The arq job would only be skipped by the worker; removing it saves the work.
+            fields = outcome.status_fields()
+            if await self._status.record(ref, None, outcome.state, event, fields, phase=None):
+                # The queued job would only be skipped by the worker; removing it saves the work.
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(self._settings.queue_name, job_id)
-                    pipe.delete(ARQ_JOB_KEY_PREFIX + job_id)
+                    self._queue.add_dequeue(pipe, job_id)
                     await pipe.execute()
                 return await self.status(job_id)
         await self._status.request_cancel(job_id)  # running (or it started as we recorded)
@@ -381,7 +368,7 @@ class PlanClient:
         """Token and cost totals of a tenant per UTC day (and per agent), oldest first."""
         if self._tenant_id and tenant_id != self._tenant_id:
             raise BadRequest(f"this client reads tenant {self._tenant_id!r} only")
-        until = until or datetime.now(UTC).date()
+        until = until or utcnow().date()
         if since > until:
             raise BadRequest(f"--since {since} is after {until}")
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
@@ -396,11 +383,11 @@ class PlanClient:
     async def queue_position(self, job_id: str) -> int | None:
         """How many entries are ahead of a queued job in the queue (running ones included); None when
         it is not in the queue."""
-        return await self._redis.zrank(self._settings.queue_name, job_id)
+        return await self._queue.position(self._redis, job_id)
 
     async def healthy_workers(self, window_s: float) -> int:
         """How many workers of this queue that take jobs (not draining) beat within the last `window_s` s."""
-        since_ms = int((time.time() - window_s) * 1000)
+        since_ms = now_ms() - int(window_s * 1000)
         return int(await self._redis.zcount(self._keys.workers_accepting(), since_ms, "+inf"))
 
     async def review_desk(self, reviewer_id: str, reviewer_key: str | None) -> ReviewDesk:
@@ -408,14 +395,11 @@ class PlanClient:
         decision. Unauthenticated for a wrong key; a tenant-scoped client opens only its tenant's desk."""
         try:
             reviewer = await authenticate_reviewer(self._redis, self._keys, reviewer_id, reviewer_key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {self._redacted_url()}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(self._settings.redis_url, exc) from exc
         if self._tenant_id is not None and reviewer.tenant_id != self._tenant_id:
             raise Unauthenticated(f"reviewer {reviewer_id!r} does not review tenant {self._tenant_id!r}")
         return ReviewDesk(self._redis, self._keys, self._status, reviewer)
-
-    def _redacted_url(self) -> str:
-        return redacted(self._settings.redis_url)
 
 
 __all__ = ["JOB_FUNCTION", "PlanClient"]

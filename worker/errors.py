@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from governance.vocabulary import FailureCode
+from typing import TYPE_CHECKING
 
+from plangate_base.errors import PlangateError
+from plangate_base.vocabulary import FailureCode
 
-class PlangateError(Exception):
-    """Base of every error plangate raises on purpose."""
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class BadRequest(PlangateError):
@@ -114,3 +116,12 @@ class InvalidOutput(LLMError):
 
 class UnreadablePayload(PlangateError):
     """arq's payload of a job is not a plan call (not JSON, another function, other arguments)."""
+
+
+def describe_validation_error(exc: ValidationError, what: str = "request") -> str:
+    """One line naming every field of `what` that failed validation and why (a BadRequest's message)."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)

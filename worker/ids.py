@@ -10,7 +10,8 @@ as the file outgrows the page cache; bench/README.md note 4).
 from __future__ import annotations
 
 import secrets
-import time
+
+from plangate_base.clock import now_ms
 
 _VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
@@ -18,7 +19,7 @@ _VARIANT = 0b10 << 62
 
 def new_id() -> str:
     """A fresh UUIDv7 as 32 lowercase hex digits (the same form as `uuid4().hex`)."""
-    millis = time.time_ns() // 1_000_000
+    millis = now_ms()
     rand_a = secrets.randbits(12)
     rand_b = secrets.randbits(62)
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | rand_a << 64 | _VARIANT | rand_b

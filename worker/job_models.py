@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
-from governance.vocabulary import JobState, Phase, ReviewDecision
-from worker import codec
+from plangate_base import codec
+from plangate_base.vocabulary import JobState, Phase, ReviewDecision, StreamKind
 
 # Fields of the status hash that hold JSON rather than plain text.
 JSON_FIELDS = ("progress", "output", "refusal", "error", "review")
@@ -103,7 +103,7 @@ class JobStatus(BaseModel):
 class JobEvent(BaseModel):
     """One entry of a job's event stream: a phase change, progress, or the terminal state."""
 
-    kind: str  # "phase" | "progress" | "terminal"
+    kind: StreamKind
     state: JobState
     phase: Phase | None = None
     attempt: int = 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from governance.models import AgentRecord
 from governance.policy import Refuse
-from governance.vocabulary import CancelReason, Phase
+from plangate_base.vocabulary import CancelReason, EventKind, Phase
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.status_store import JobRef, Spend
 
@@ -60,7 +60,7 @@ class JobRun:
     def ref(self) -> JobRef:
         return JobRef(self.job_id, self.agent_id, self.locks, self.tenant_id, self.quota_day)
 
-    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def event(self, kind: EventKind, **fields: Any) -> dict[str, Any]:
         """A ledger event of this attempt: who, what, when, where."""
         return ledger_event(
             kind,

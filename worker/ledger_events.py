@@ -6,15 +6,15 @@ import os
 import socket
 from typing import Any
 
-from governance.models import AgentOutput
-from worker.clock import now_iso
+from plangate_base.clock import now_iso
+from plangate_base.vocabulary import EventKind
 from worker.ids import new_id
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def ledger_event(
-    kind: str,
+    kind: EventKind,
     *,
     job_id: str | None,
     agent_id: str | None,
@@ -29,7 +29,7 @@ def ledger_event(
     """One ledger event: who, what, when, where, and the outcome."""
     return {
         "event_id": new_id(),
-        "kind": kind,
+        "kind": str(kind),
         "job_id": job_id,
         "agent_id": agent_id,
         "tenant_id": tenant_id,
@@ -37,24 +37,7 @@ def ledger_event(
         "attempt": attempt,
         "worker": worker,
         "decision": decision,
-        "reason": reason,
+        "reason": None if reason is None else str(reason),
         "model": model,
         "payload": payload or {},
     }
-
-
-def done_payload(output: AgentOutput, usage: dict[str, Any]) -> dict[str, Any]:
-    """A done event's payload: the AgentOutput as JSON data, the LLM call's usage, the governance flags."""
-    flags = output.metadata.get("flags") or []
-    return {"output": output.model_dump(mode="json"), "usage": usage, "flags": flags}
-
-
-def refused_payload(code: str, reason: str) -> dict[str, Any]:
-    """A refused event's payload: the refusal's code and why."""
-    return {"refusal": {"code": code, "reason": reason}}
-
-
-def error_payload(error_type: str, message: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A failed or cancelled event's payload: the typed error, and the usage when the LLM call had begun."""
-    detail = {"type": error_type, "message": message}
-    return {"error": detail} if usage is None else {"error": detail, "usage": usage}

@@ -8,7 +8,6 @@ values are bounded: states, phases, decisions, reason codes and model names, nev
 from __future__ import annotations
 
 import threading
-import time
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
@@ -16,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from plangate_base import clock
 from plangate_base.logs import get_logger
 from worker.keys import LEDGER_GROUP, Keys
 from worker.queue_counts import add_queue_reads, queue_counts_of
@@ -115,7 +115,7 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
     """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog)."""
     keys = Keys(settings.key_prefix)
     async with redis.pipeline(transaction=False) as pipe:
-        add_queue_reads(pipe, settings, int(time.time() * 1000))
+        add_queue_reads(pipe, settings, clock.now_ms())
         pipe.zrange(keys.running(), 0, 0, withscores=True)
         pipe.xlen(keys.ledger_stream())
         pipe.get(keys.stats_submitted())
@@ -124,7 +124,7 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
     QUEUE_COUNTERS.submitted = float(submitted or 0)
     QUEUE_DEPTH.set(queue.waiting)
     QUEUE_DEFERRED.set(queue.deferred)
-    OLDEST_HEARTBEAT_AGE.set(max(0.0, time.time() - oldest[0][1] / 1000) if oldest else 0.0)
+    OLDEST_HEARTBEAT_AGE.set(max(0.0, (clock.now_ms() - oldest[0][1]) / 1000) if oldest else 0.0)
     LEDGER_STREAM_LENGTH.set(length)
     try:
         pending = await redis.xpending(keys.ledger_stream(), LEDGER_GROUP)

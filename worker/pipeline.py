@@ -11,7 +11,6 @@ import re
 import time
 from typing import Any
 
-from arq.worker import RetryJob
 from redis.asyncio import Redis
 
 from governance.models import (
@@ -22,20 +21,32 @@ from governance.models import (
     PlanRequest,
 )
 from governance.policy import Refuse, Verdict, counts_against_budget, has_unknown_names, review_output
-from governance.quota import NOW_MS
 from governance.registry import AgentRegistry, CapabilityVocabulary
-from governance.vocabulary import CancelReason, Decision, FailureCode, JobState, Phase, RefusalCode
+from plangate_base import codec
+from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
-from worker import __version__, codec, metrics, tracing
-from worker.clock import now_iso
+from plangate_base.vocabulary import (
+    LEDGER_STREAM_FIELD,
+    NOW_MS,
+    CancelReason,
+    EventKind,
+    FailureCode,
+    JobState,
+    Phase,
+    RefusalCode,
+    RequeueReason,
+    StreamKind,
+)
+from worker import __version__, metrics, tracing
 from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_run import Fenced, JobRun, Refused, Stopped
 from worker.keys import Keys
-from worker.ledger_events import done_payload, error_payload, refused_payload
 from worker.llm.planner import LLMPlanner, LLMResult
 from worker.llm.usage import Usage
+from worker.outcome import Outcome
 from worker.preflight import PreflightPhase, lock_ttl_ms
+from worker.queue_backend import RunAgain
 from worker.settings import Settings
 from worker.status_store import Beat, BudgetCharge, Spend, StatusStore
 from worker.tracing import TRACE_FIELD
@@ -43,7 +54,6 @@ from worker.tracing import TRACE_FIELD
 logger = get_logger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-_LOCK_POLL_S = 0.1
 
 
 def governed_output(
@@ -135,8 +145,8 @@ class Pipeline:
             return await self.record_end(job, JobState.FAILED, error=(FailureCode.JOB_TIMEOUT, message))
         except Fenced:
             return await self._fenced(job)
-        except RetryJob:
-            raise  # fenced out by a takeover: arq keeps the job for its next run
+        except RunAgain:
+            raise  # fenced out by a takeover: the queue keeps the job for its next run
         except asyncio.CancelledError:
             # The worker is shutting down: give the job back to the queue (its try is not spent).
             await asyncio.shield(self._hand_back(job))
@@ -167,7 +177,9 @@ class Pipeline:
         return JobRun(job_id, claim.attempt, agent_id, tenant_id, log, tries=claim.tries)
 
     async def _hand_back(self, job: JobRun) -> None:
-        event = job.event("handed_back", reason="shutdown", payload={"tokens": job.tokens})
+        event = job.event(
+            EventKind.HANDED_BACK, reason=RequeueReason.SHUTDOWN, payload={"tokens": job.tokens}
+        )
         outcome = await self.status.requeue(job.job_id, job.attempt, event)
         job.log.info("job handed back to the queue", outcome=outcome)
 
@@ -198,7 +210,7 @@ class Pipeline:
                     result = self._observe_llm(job, model, started, call, llm_span)
                     return result
                 next_beat += interval
-                await self._beat(job, Phase.PLAN, kind="progress")
+                await self._beat(job, Phase.PLAN, kind=StreamKind.PROGRESS)
         finally:
             if not call.done():
                 call.cancel()
@@ -233,24 +245,10 @@ class Pipeline:
 
     async def record_done(self, job: JobRun, output: AgentOutput, result: LLMResult) -> str:
         """RECORD a plan: terminal status, result and ledger event in one transaction."""
-        payload = done_payload(output, result.usage.as_dict())
-        output_json, flags = payload["output"], payload["flags"]
-        escalated = output.decision is Decision.ESCALATE
-        event = job.event(
-            JobState.DONE.value,
-            decision=output.decision.value,
-            reason=",".join(flags) or None,
-            model=result.model,
-            payload=payload,
-        )
-        fields = {
-            "output": output_json,
-            "decision": output.decision.value,
-            "progress": {"tokens": job.tokens},
-        }
         usage = result.usage
+        outcome = Outcome.done(output, model=result.model, usage=usage.as_dict(), tokens=job.tokens)
         spend = Spend(usage.prompt_tokens, usage.completion_tokens, usage.estimated)
-        return await self._record(job, JobState.DONE, event, fields, needs_review=escalated, spend=spend)
+        return await self._record(job, outcome, spend=spend)
 
     async def record_end(
         self,
@@ -262,43 +260,48 @@ class Pipeline:
     ) -> str:
         """RECORD a refusal, a failure or a cancellation."""
         if refusal is not None:
-            payload = refused_payload(refusal.code.value, refusal.reason)
-            event = job.event(state.value, reason=refusal.code.value, payload=payload)
-            fields = {"refusal": payload["refusal"], "reason_code": refusal.code.value}
+            outcome = Outcome.refused(refusal)
         else:
             assert error is not None
             spent = job.spend
             usage = Usage(spent.prompt_tokens, spent.completion_tokens, estimated=True)
-            payload = error_payload(*error, usage.as_dict() if job.llm_started else None)
-            event = job.event(state.value, reason=error[0], payload=payload)
-            fields = {"error": payload["error"], "reason_code": error[0], "progress": {"tokens": job.tokens}}
+            code, message = error
+            outcome = Outcome.error(
+                state, code, message, usage=usage.as_dict() if job.llm_started else None, tokens=job.tokens
+            )
         charge = None
-        if job.agent is not None and counts_against_budget(state, error[0] if error else None):
+        if job.agent is not None and counts_against_budget(state, outcome.reason_code if error else None):
             suspension = job.event(
-                "suspended",
+                EventKind.SUSPENDED,
                 reason=RefusalCode.ERROR_BUDGET_EXHAUSTED.value,
                 payload={"limit": job.agent.error_budget_limit, "window_s": job.agent.error_budget_window_s},
             )
             charge = BudgetCharge(
                 job.agent.error_budget_window_s * 1000, job.agent.error_budget_limit, suspension
             )
-        return await self._record(job, state, event, fields, charge=charge, spend=job.spend)
+        return await self._record(job, outcome, charge=charge, spend=job.spend)
 
     async def _record(
         self,
         job: JobRun,
-        state: JobState,
-        event: dict[str, Any],
-        fields: dict[str, Any],
+        outcome: Outcome,
         *,
         charge: BudgetCharge | None = None,
-        needs_review: bool = False,
         spend: Spend = Spend(),  # noqa: B008  (frozen)
     ) -> str:
         self._enter(job, Phase.RECORD)
+        state = outcome.state
+        event = job.event(outcome.kind, **outcome.event_fields())
         event["payload"] = {**event["payload"], "settled_at_ms": NOW_MS}  # stamped by the server
         recorded = await self.status.record(
-            job.ref, job.attempt, state, event, fields, charge=charge, needs_review=needs_review, spend=spend
+            job.ref,
+            job.attempt,
+            state,
+            event,
+            outcome.status_fields(),
+            charge=charge,
+            needs_review=outcome.needs_review,
+            spend=spend,
         )
         metrics.PHASE_SECONDS.labels(Phase.RECORD.value).observe(time.monotonic() - job.phase_started)
         if recorded:
@@ -314,17 +317,19 @@ class Pipeline:
 
     async def _fenced(self, job: JobRun) -> str:
         """This attempt lost the job: it ended, another attempt holds it, or a watchdog took it back
-        to the queue (this worker looked dead). In that last case arq must keep the job for its next
+        to the queue (this worker looked dead). In that last case the queue must keep the job for its next
         run, so tell it to run the job again instead of finishing (and deleting) it."""
         state = (await self.status.fields(job.job_id, "state"))["state"]
         job.log.warning("attempt fenced out", state=state)
         if state == JobState.QUEUED.value:
-            raise RetryJob()
+            raise RunAgain()
         return "fenced"
 
-    async def _ledger(self, kind: str, job: JobRun, **fields: Any) -> None:
+    async def _ledger(self, kind: EventKind, job: JobRun, **fields: Any) -> None:
         """A ledger event outside the terminal write (e.g. a lock wait)."""
-        await self.redis.xadd(self.keys.ledger_stream(), {"e": codec.dumps(job.event(kind, **fields))})
+        await self.redis.xadd(
+            self.keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(job.event(kind, **fields))}
+        )
 
     def _enter(self, job: JobRun, phase: Phase) -> None:
         """Close the timing (and span) of the phase the job leaves, open the next one."""
@@ -374,8 +379,8 @@ class Pipeline:
         )
         return result
 
-    async def _beat(self, job: JobRun, phase: Phase, *, kind: str = "phase") -> None:
-        if kind == "phase":
+    async def _beat(self, job: JobRun, phase: Phase, *, kind: StreamKind = StreamKind.PHASE) -> None:
+        if kind is StreamKind.PHASE:
             self._enter(job, phase)
         beat = await self.status.heartbeat(
             job.ref, job.attempt, phase, tokens=job.tokens, kind=kind, lock_ttl_ms=self.lock_ttl_ms

@@ -15,18 +15,18 @@ from governance.agent_keys import check_agent_key
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, check_links, preflight
-from governance.quota import NOW_MS, QuotaStore, reservation_for, utc_day
+from governance.quota import QuotaStore, reservation_for
 from governance.registry import AgentRegistry, TenantRegistry
-from governance.vocabulary import RefusalCode
-from worker import codec
+from plangate_base import codec
+from plangate_base.clock import utc_day
+from plangate_base.vocabulary import NOW_MS, EventKind, RefusalCode
 from worker.admin import agent_keys
-from worker.client import describe_validation_error
-from worker.errors import JobNotFound
+from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
-from worker.job_payload import MALFORMED_FIELD
 from worker.job_run import JobRun, Refused
 from worker.keys import Keys
 from worker.prompt import build_messages
+from worker.queue_backend import MALFORMED_FIELD
 from worker.settings import Settings
 from worker.status_store import StatusStore
 
@@ -48,7 +48,7 @@ class PreflightPhase:
         self.agent_states = AgentStateStore(redis, self.keys)
         self.agent_keys = agent_keys(redis, self.keys)
         self.tenants = TenantRegistry(redis, self.keys)
-        self.quotas = QuotaStore(redis, self.keys)
+        self.quotas = QuotaStore(redis, self.keys, day_ttl_s=settings.quota_day_ttl_s)
         self.lock_store = LockStore(redis, self.keys)
         self.lock_ttl_ms = lock_ttl_ms(settings)
         self._emit = emit  # a ledger event outside the terminal write (a lock wait)
@@ -130,12 +130,11 @@ class PreflightPhase:
         refusal = await self.quotas.admit(
             tenant,
             job.job_id,
-            self.keys.job(job.job_id),
             reservation,
             price=price,
             day=day,
             stale_ms=stale_ms,
-            admitted_event=codec.dumps(job.event("admitted", payload=reserved)),
+            admitted_event=codec.dumps(job.event(EventKind.ADMITTED, payload=reserved)),
         )
         if refusal is not None:
             raise Refused(refusal)
@@ -158,7 +157,7 @@ class PreflightPhase:
             if not waited:
                 waited = True
                 await self._emit(
-                    "lock_wait", job, reason=RefusalCode.LOCKED.value, payload={"resource": held}
+                    EventKind.LOCK_WAIT, job, reason=RefusalCode.LOCKED.value, payload={"resource": held}
                 )
             await asyncio.sleep(_LOCK_POLL_S)
 

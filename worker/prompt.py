@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from governance.models import AgentRecord, PlanDraft, PlanRequest
-from worker import codec
+from plangate_base import codec
 
 MAX_REPAIR_ERROR_CHARS = 4_000
 MAX_REPAIR_ANSWER_CHARS = 16_000

@@ -1,9 +1,9 @@
-"""What arq's queue holds: jobs waiting for a worker, and jobs deferred to a later time.
+"""What the job queue holds: jobs waiting for a worker, and jobs deferred to a later time.
 
-arq keeps a job in its queue (a sorted set scored by the ms the job may start) from submit until it
-finishes, while it runs too, and a retry deferred to later carries a future score. So the queue's
-size is not what waits. Waiting = entries due now minus the running jobs (every running job is a due
-entry); deferred = entries scored after now. Three reads of O(log n) at most: no SCAN.
+The queue keeps a job from submit until it finishes, while it runs too, and a retry deferred to later
+is due in the future (JobQueue.add_due_reads). So the queue's size is not what waits. Waiting =
+entries due now minus the running jobs (every running job is a due entry); deferred = entries due
+later. Three reads of O(log n) at most: no SCAN.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.keys import Keys
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 
 
@@ -28,8 +29,7 @@ class QueueCounts:
 
 def add_queue_reads(pipe: Any, settings: Settings, now_ms: int) -> None:
     """Queue the three reads on a pipeline; `queue_counts_of` turns their replies into counts."""
-    pipe.zcount(settings.queue_name, "-inf", now_ms)
-    pipe.zcount(settings.queue_name, f"({now_ms}", "+inf")
+    job_queue(settings.queue_name).add_due_reads(pipe, now_ms)
     pipe.zcard(Keys(settings.key_prefix).running())
 
 

@@ -52,12 +52,21 @@ class RedisSetupError(QueueUnavailable, RedisError):
     login or database refused. Never retried; a RedisError too, so redis-py drops the connection."""
 
 
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What a Redis call raises when the server cannot be reached or stopped answering."""
+
+
 def redacted(url: str) -> str:
-    """The URL without its password (for messages and logs)."""
+    """The URL without its password: how every message and log line names a Redis."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest:
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     return url
+
+
+def unreachable(url: str, exc: BaseException) -> QueueUnavailable:
+    """The error for a call to the Redis at `url` that failed with one of UNREACHABLE."""
+    return QueueUnavailable(f"cannot reach Redis at {redacted(url)}: {exc}")
 
 
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -87,7 +96,7 @@ class _Handshake:
     retried); afterwards, or for a service's client, it is an outage (retried)."""
 
     def __init__(self, url: str, *, strict: bool) -> None:
-        self._where = _where(url)
+        self._where = redacted(url)
         self._strict = strict
         self._tls_hint = "" if url.startswith("rediss:") else " (a TLS port needs rediss://)"
 
@@ -124,11 +133,6 @@ class _Handshake:
         if self._strict:
             raise RedisSetupError(f"cannot use Redis at {self._where}: {problem}")
         raise retry_as(f"Redis at {self._where}: {problem}")
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.path if parts.scheme == "unix" else (parts.netloc.rsplit("@", 1)[-1] + parts.path)
 
 
 def _short(exc: BaseException | str) -> str:
@@ -181,8 +185,8 @@ async def check_redis(url: str) -> None:
     async with text_client(url) as redis:
         try:
             await redis.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"cannot reach Redis at {redacted(url)}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(url, exc) from exc
 
 
 async def wait_for_redis(url: str, stop: asyncio.Event, wait_s: float) -> bool:

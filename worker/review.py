@@ -11,10 +11,16 @@ from redis.asyncio import Redis
 
 from governance.models import ReviewerRecord
 from governance.registry import ReviewerRegistry
-from governance.vocabulary import Decision, JobState, ReviewDecision
-from worker import codec
+from plangate_base import codec
+from plangate_base.clock import now_iso
+from plangate_base.vocabulary import (
+    LEDGER_STREAM_FIELD,
+    Decision,
+    JobState,
+    ReviewDecision,
+    review_event_kind,
+)
 from worker.admin import reviewer_keys
-from worker.clock import now_iso
 from worker.errors import JobNotFound, NotReviewable, Unauthenticated
 from worker.job_models import JobStatus
 from worker.keys import Keys
@@ -30,7 +36,7 @@ if f[1] ~= '{JobState.DONE.value}' or f[2] ~= '{Decision.ESCALATE.value}' then r
 if f[3] then return -2 end
 redis.call('HSET', KEYS[1], 'review', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('XADD', KEYS[3], '*', 'e', ARGV[3])
+redis.call('XADD', KEYS[3], '*', '{LEDGER_STREAM_FIELD}', ARGV[3])
 return 1
 """
 
@@ -78,7 +84,7 @@ class ReviewDesk:
         by = self.reviewer.reviewer_id
         review = {"decision": decision.value, "by": by, "note": note, "at": now_iso()}
         event = ledger_event(
-            f"review_{decision.value}",
+            review_event_kind(decision),
             job_id=job_id,
             agent_id=status.agent_id,
             tenant_id=status.tenant_id,

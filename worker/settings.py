@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from governance.quota import Price
+from governance.quota import DAY_TTL_S, USAGE_TTL_S, Price
+from worker.keys import Keys
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+STATS_TTL_S = 2 * 3600  # how long the per-minute counts of ended jobs are kept (default of STATS_TTL_S)
 
 
 def _split_list(value: object) -> object:
@@ -78,6 +80,17 @@ class Settings(BaseSettings):
     )
     fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     result_ttl_s: int = Field(default=86_400, ge=1)
+    stats_ttl_s: int = Field(
+        default=STATS_TTL_S, ge=60, description="how long the per-minute counts of ended jobs are kept"
+    )
+    usage_ttl_s: int = Field(
+        default=USAGE_TTL_S, ge=86_400, description="how long a tenant's usage totals of a day are kept"
+    )
+    quota_day_ttl_s: int = Field(
+        default=DAY_TTL_S,
+        ge=86_400,
+        description="how long a tenant's daily quota account (and a job's reservation) is kept",
+    )
     job_tries: int = Field(default=3, ge=1)
     log_level: str = "INFO"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="worker /metrics port; 0 = off")
@@ -108,8 +121,8 @@ class Settings(BaseSettings):
 
     @property
     def queue_name(self) -> str:
-        """The arq queue this deployment uses (under our key prefix)."""
-        return f"{self.key_prefix}queue"
+        """The job queue this deployment uses (under our key prefix; see worker.queue_backend)."""
+        return Keys(self.key_prefix).queue()
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with `changes` checked like values from the environment (model_copy alone checks nothing);

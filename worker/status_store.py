@@ -8,25 +8,22 @@ entry land together.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from redis.asyncio import Redis
 
-from governance.quota import utc_day
-from governance.vocabulary import JobState, Phase
-from worker import codec
+from governance.quota import reserved_day, settle_keys
+from plangate_base import clock, codec
+from plangate_base.clock import now_iso, utc_day
+from plangate_base.vocabulary import JobState, Phase, StreamKind
 from worker import lifecycle_lua as lua
-from worker.clock import now_iso
 from worker.errors import JobNotFound
 from worker.job_models import JobStatus
-from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX, JOB_EVENTS_MAXLEN, Keys
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+from worker.keys import JOB_EVENTS_MAXLEN, Keys
+from worker.queue_backend import JobQueue, job_queue
+from worker.settings import STATS_TTL_S, USAGE_TTL_S
 
 
 class Beat(IntEnum):
@@ -80,13 +77,24 @@ class StatusStore:
     """Owns the status hashes and event streams of jobs."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, ttl_s: int, worker_name: str = "", queue_name: str = ""
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        ttl_s: int,
+        worker_name: str = "",
+        queue: JobQueue | None = None,
+        stats_ttl_s: int = STATS_TTL_S,
+        usage_ttl_s: int = USAGE_TTL_S,
     ) -> None:
+        """`queue` is the deployment's job queue (by default the one named `<prefix>queue`)."""
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
+        self._stats_ttl_s = stats_ttl_s
+        self._usage_ttl_s = usage_ttl_s
         self._worker = worker_name
-        self._queue_name = queue_name or f"{keys.prefix}queue"
+        self._queue = queue or job_queue(keys.queue())
         self._start = redis.register_script(lua.START)
         self._heartbeat = redis.register_script(lua.HEARTBEAT)
         self._record = redis.register_script(lua.RECORD)
@@ -129,7 +137,7 @@ class StatusStore:
         keys = [self._keys.job(job_id), self._keys.job_events(job_id), self._keys.running()]
         if agent_id:
             keys.append(self._keys.agent_state(agent_id))
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         args = [
             now_iso(),
             self._worker,
@@ -150,7 +158,7 @@ class StatusStore:
         phase: Phase,
         *,
         tokens: int = 0,
-        kind: str = "phase",
+        kind: StreamKind = StreamKind.PHASE,
         lock_ttl_ms: int = 0,
     ) -> Beat:
         """Record a phase change or progress, renew the job's locks and update the agent's
@@ -160,8 +168,8 @@ class StatusStore:
         keys += [k.lock(r) for r in job.locks]
         progress = codec.dumps({"tokens": tokens})
         args = [
-            attempt, kind, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
-            job.job_id, lock_ttl_ms, _now_ms(),
+            attempt, kind.value, phase.value, now_iso(), tokens, progress, JOB_EVENTS_MAXLEN,
+            job.job_id, lock_ttl_ms, clock.now_ms(),
         ]  # fmt: skip
         return Beat(int(await self._heartbeat(keys=keys, args=args)))
 
@@ -196,42 +204,39 @@ class StatusStore:
             k.locks(),
             k.running(),
             k.failed(),
-            *self._tenant_keys(job.tenant_id, job.quota_day),
-            k.stats_minute(time.strftime("%Y%m%d%H%M", time.gmtime())),
+            *settle_keys(k, job.job_id, job.tenant_id, job.quota_day, utc_day()),
+            k.stats_minute(clock.utc_minute()),
             *(k.lock(r) for r in job.locks),
         ]
-        args: list[Any] = [
-            "queued" if attempt is None else attempt,
-            state.value,
-            phase.value if phase else "",
-            ledger_event["created_at"],
-            self._ttl_s,
-            JOB_EVENTS_MAXLEN,
-            codec.dumps(ledger_event),
-            job.job_id,
-            _now_ms(),
-            "1" if charge else "0",
-            charge.window_ms if charge else 0,
-            charge.limit if charge else 0,
-            codec.dumps(charge.suspension_event) if charge else "",
-            "1" if needs_review else "0",
-            spend.prompt_tokens,
-            spend.completion_tokens,
-            "1" if spend.estimated else "0",
-            job.agent_id,
-        ]
-        for name, value in fields.items():
-            args += [name, value if isinstance(value, str) else codec.dumps(value)]
-        return bool(await self._record(keys=keys, args=args))
-
-    def _tenant_keys(self, tenant_id: str, quota_day: str) -> list[str]:
-        today = utc_day()
-        k = self._keys
-        return [
-            k.tenant_running(tenant_id),
-            k.tenant_day(tenant_id, quota_day or today),
-            k.usage(tenant_id, today),
-        ]
+        args: dict[str, Any] = {
+            "state": state.value,
+            "phase": phase.value if phase else "",
+            "now": ledger_event["created_at"],
+            "ttl_s": self._ttl_s,
+            "maxlen": JOB_EVENTS_MAXLEN,
+            "event": codec.dumps(ledger_event),
+            "job_id": job.job_id,
+            "agent_id": job.agent_id,
+            "now_ms": clock.now_ms(),
+            "fields": {name: v if isinstance(v, str) else codec.dumps(v) for name, v in fields.items()},
+            "spend": {
+                "prompt": spend.prompt_tokens,
+                "completion": spend.completion_tokens,
+                "estimated": spend.estimated,
+            },
+            "review": needs_review,
+            "stats_ttl_s": self._stats_ttl_s,
+            "usage_ttl_s": self._usage_ttl_s,
+        }
+        if attempt is not None:  # (absent: record only while the job is still queued)
+            args["attempt"] = attempt
+        if charge is not None:
+            args["charge"] = {
+                "window_ms": charge.window_ms,
+                "limit": charge.limit,
+                "event": codec.dumps(charge.suspension_event),
+            }
+        return bool(await self._record(keys=keys, args=[codec.dumps(args)]))
 
     async def requeue(
         self,
@@ -244,41 +249,41 @@ class StatusStore:
         """Return a running attempt's job to the queue without burning its try (see lifecycle_lua).
 
         With `stale_before_ms` only when its last heartbeat is older (the watchdog's takeover).
-        Returns 1 requeued, 0 not ours to requeue, -1 the arq job is gone.
+        Returns 1 requeued, 0 not ours to requeue, -1 the queue's payload of the job is gone.
         """
         keys = [
             self._keys.job(job_id),
             self._keys.job_events(job_id),
             self._keys.running(),
             self._keys.ledger_stream(),
-            ARQ_IN_PROGRESS_KEY_PREFIX + job_id,
-            self._queue_name,
-            ARQ_JOB_KEY_PREFIX + job_id,
+            self._queue.claim_key(job_id),
+            self._queue.queue_key,
+            self._queue.job_key(job_id),
         ]
-        owner = await self.fields(job_id, "agent_id", "tenant_id", "q_day")
-        keys += self._tenant_keys(owner["tenant_id"] or "default", owner["q_day"] or "")
+        owner = await self.fields(job_id, "agent_id", "tenant_id")
+        day = await reserved_day(self._redis, self._keys, job_id)
+        keys += settle_keys(self._keys, job_id, owner["tenant_id"] or "default", day, utc_day())
         cutoff = "" if stale_before_ms is None else stale_before_ms
         args = [
-            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, _now_ms(), cutoff,
-            owner["agent_id"] or "?",
+            attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, clock.now_ms(), cutoff,
+            owner["agent_id"] or "?", self._usage_ttl_s,
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
 
     async def release_lost_pickups(self, older_than_s: float, mark_ttl_s: float, limit: int = 20) -> int:
-        """Clear arq's in-progress mark of queued jobs whose picking worker died before START."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
-        ids = await self._redis.zrangebyscore(self._queue_name, "-inf", cutoff, start=0, num=limit)
+        """Clear the queue's claim (arq's in-progress mark) of queued jobs whose picking worker died before
+        START; `mark_ttl_s` is the claim's full TTL (JobQueue.claim_ttl_s)."""
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
+        ids = await self._queue.due(self._redis, cutoff, limit)
         if not ids:
             return 0
-        keys = [
-            key for job_id in ids for key in (self._keys.job(job_id), ARQ_IN_PROGRESS_KEY_PREFIX + job_id)
-        ]
+        keys = [key for job_id in ids for key in (self._keys.job(job_id), self._queue.claim_key(job_id))]
         args = [int(mark_ttl_s * 1000), int(older_than_s * 1000)]
         return int(await self._release_lost(keys=keys, args=args))
 
     async def stale(self, older_than_s: float, limit: int = 100) -> list[tuple[str, int]]:
         """Running jobs whose last heartbeat is older than `older_than_s`, with their cutoff in ms."""
-        cutoff = _now_ms() - int(older_than_s * 1000)
+        cutoff = clock.now_ms() - int(older_than_s * 1000)
         ids = await self._redis.zrangebyscore(self._keys.running(), "-inf", cutoff, start=0, num=limit)
         return [(job_id, cutoff) for job_id in ids]
 

@@ -3,7 +3,7 @@
 A running job whose heartbeat is older than HEARTBEAT_TIMEOUT_S lost its worker (killed,
 frozen, cut off). arq alone would wait for the job timeout plus 10 s; the watchdog returns it
 to the queue at once, fenced so the old attempt can no longer record, and records the takeover.
-A job that can never run again (its arq payload gone, see `fail_dropped`) ends `failed` instead.
+A job that can never run again (its queue payload gone, see `fail_dropped`) ends `failed` instead.
 """
 
 from __future__ import annotations
@@ -16,24 +16,22 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from governance.vocabulary import FailureCode, JobState, Phase
+from governance.quota import reserved_day
+from plangate_base import clock, codec
 from plangate_base.logs import get_logger
-from worker import codec, metrics
+from plangate_base.vocabulary import EventKind, FailureCode, JobState, Phase, RequeueReason
+from worker import metrics
 from worker.keys import Keys
-from worker.ledger_events import WORKER_NAME, error_payload, ledger_event
+from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
+from worker.outcome import Outcome
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
 log = get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
-ARQ_TIMEOUT_MARGIN_S = 10  # seconds arq's job timeout exceeds ours, so our own timeout records first
-
-
-def in_progress_ttl_s(settings: Settings) -> float:
-    """The TTL arq gives its in-progress mark: its job timeout (ours plus a margin) plus 10 s."""
-    return settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S + 10
 
 
 class Watchdog:
@@ -51,6 +49,7 @@ class Watchdog:
         self._accepting = accepting
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
+        self._queue = job_queue(settings.queue_name)
         self._status = status
         self._stop = asyncio.Event()
         self.taken_over = 0
@@ -82,7 +81,7 @@ class Watchdog:
 
     async def beat(self) -> None:
         """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
         accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -100,20 +99,20 @@ class Watchdog:
         taken = 0
         for job_id, cutoff_ms in await self._status.stale(self._settings.stale_after_s):
             fields = await self._status.fields(
-                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "q_day", "request"
+                job_id, "attempt", "agent_id", "tenant_id", "worker", "heartbeat_at", "request"
             )
             if fields["attempt"] is None:
                 await self._redis.zrem(self._keys.running(), job_id)  # its status expired
                 continue
             attempt = int(fields["attempt"])
             event = ledger_event(
-                "taken_over",
+                EventKind.TAKEN_OVER,
                 job_id=job_id,
                 agent_id=fields["agent_id"] or "?",
                 tenant_id=fields["tenant_id"],
                 attempt=attempt,
                 worker=WORKER_NAME,
-                reason="heartbeat_timeout",
+                reason=RequeueReason.HEARTBEAT_TIMEOUT,
                 payload={"abandoned_by": fields["worker"], "last_heartbeat_at": fields["heartbeat_at"]},
             )
             outcome = await self._status.requeue(job_id, attempt, event, stale_before_ms=cutoff_ms)
@@ -128,7 +127,7 @@ class Watchdog:
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
             self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
             freed = await self._status.release_lost_pickups(
-                self._settings.stale_after_s, in_progress_ttl_s(self._settings)
+                self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
             )
             if freed:
                 log.warning("freed jobs whose picking worker died before starting them", jobs=freed)
@@ -141,7 +140,7 @@ class Watchdog:
     async def fail_dropped(self, job_id: str, code: FailureCode, message: str) -> bool:
         """End a queued job `failed` (`code`) that arq drops without running it (its payload is gone
         or unusable): else its status would say `queued` forever. False when it is not queued."""
-        names = ("state", "attempt", "agent_id", "tenant_id", "q_day", "request")
+        names = ("state", "attempt", "agent_id", "tenant_id", "request")
         fields = await self._status.fields(job_id, *names)
         if fields["state"] != JobState.QUEUED.value:
             return False  # unknown (a hand-made entry), ended already (cancelled), or running elsewhere
@@ -161,32 +160,31 @@ class Watchdog:
     ) -> bool:
         """The one terminal write of a job no attempt can finish: status, event, ledger entry, and its
         quota and locks settled (`attempt=None`: only while it is still queued)."""
-        payload = error_payload(code.value, message)
+        outcome = Outcome.error(JobState.FAILED, code, message)
         agent_id = fields["agent_id"] or "?"
         # The job's own tenant, quota day and locks, so that what it holds is settled on the right account.
         failed = ledger_event(
-            JobState.FAILED.value,
+            outcome.kind,
             job_id=job_id,
             agent_id=agent_id,
             tenant_id=fields["tenant_id"],
             attempt=attempt if attempt is not None else int(fields.get("attempt") or 0),
             worker=WORKER_NAME,
-            reason=code.value,
-            payload=payload,
+            **outcome.event_fields(),
         )
         ref = JobRef(
             job_id,
             agent_id,
             locks=_locks_of(fields.get("request")),
             tenant_id=fields["tenant_id"] or "default",
-            quota_day=fields["q_day"] or "",
+            quota_day=await reserved_day(self._redis, self._keys, job_id),
         )
         recorded = await self._status.record(
             ref,
             attempt,
-            JobState.FAILED,
+            outcome.state,
             failed,
-            {"error": payload["error"], "reason_code": code.value},
+            outcome.status_fields(),
             phase=None if attempt is None else Phase.RECORD,
         )
         if recorded:

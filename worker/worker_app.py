@@ -1,4 +1,4 @@
-"""The arq worker: one settings object in, a configured arq Worker out (JSON jobs, never pickle).
+"""The worker: one settings object in, a configured queue worker out (worker.queue_backend.arq_worker).
 
 The ledger writer runs inside the worker process by default; `ledger_writer=False` leaves it
 to a separate process.
@@ -12,43 +12,36 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
-from arq.connections import ArqRedis
-from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
-from governance.vocabulary import FailureCode
 from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
 from ledger.signing import default_key_path, load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
+from plangate_base.vocabulary import FailureCode
 from worker.admin import AgentAdmin
-from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
 from worker.llm.planner import LLMPlanner
 from worker.metrics import serve_metrics
 from worker.pipeline import Pipeline
-from worker.redis_conn import arq_settings, text_client
+from worker.queue_backend import QueueWorker, job_queue
+from worker.queue_backend.arq_worker import QueuePool, WakeableWorker, build_arq_worker
+from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
-from worker.wakeable_worker import WakeableWorker
-from worker.watchdog import ARQ_TIMEOUT_MARGIN_S, Watchdog
+from worker.watchdog import Watchdog
 
 log = get_logger(__name__)
 
-_ARQ_MAX_TRIES = 1_000_000
 
-
-async def run_plan_job(ctx: dict[str, Any], *args: Any) -> str:
-    """The arq job function: hand the job to this process's pipeline (the job id is arq's own)."""
+async def run_plan_job(ctx: dict[str, Any], job_id: str, request: Any, enqueued_at: float | None) -> str:
+    """The job function: hand the job to this process's pipeline."""
     pipeline: Pipeline = ctx["pipeline"]
-    enqueued = ctx.get("enqueue_time")
-    return await pipeline.run(
-        ctx["job_id"], request_of(args), enqueued_at=enqueued.timestamp() if enqueued else None
-    )
+    return await pipeline.run(job_id, request, enqueued_at=enqueued_at)
 
 
 LEDGER_LOCK_TTL_S = 5.0
@@ -140,18 +133,18 @@ def build_worker(
     burst: bool = False,
     ledger_writer: bool = True,
     handle_signals: bool = True,
-    redis_factory: Callable[[], tuple[ArqRedis, Redis]] | None = None,
+    redis_factory: Callable[[], tuple[QueuePool, Redis]] | None = None,
 ) -> WakeableWorker:
-    """An arq Worker running the planning pipeline with these settings.
+    """A queue worker running the planning pipeline with these settings.
 
-    `redis_factory` returns (arq pool, text client); by default both connect to REDIS_URL.
+    `redis_factory` returns (queue pool, text client); by default both connect to REDIS_URL.
     The embedded demo passes one backed by an in-process server.
     """
     keys = Keys(settings.key_prefix)
     ctx: dict[str, Any] = {}
-    arq_pool = text_redis = None
+    queue_pool = text_redis = None
     if redis_factory is not None:
-        arq_pool, text_redis = redis_factory()
+        queue_pool, text_redis = redis_factory()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # Each resource is pushed as soon as it is open, so on_shutdown closes exactly those that were
@@ -165,16 +158,20 @@ def build_worker(
         if settings.agents_file is not None:
             await load_agents(redis, settings)
         status = StatusStore(
-            redis, keys, ttl_s=settings.result_ttl_s, worker_name=WORKER_NAME, queue_name=settings.queue_name
+            redis,
+            keys,
+            ttl_s=settings.result_ttl_s,
+            worker_name=WORKER_NAME,
+            queue=job_queue(settings.queue_name),
+            stats_ttl_s=settings.stats_ttl_s,
+            usage_ttl_s=settings.usage_ttl_s,
         )
         metrics = serve_metrics(settings)
         if metrics is not None:
             resources.callback(metrics.close)
         ctx["metrics_port"] = metrics.port if metrics else None
         # `worker` is the WakeableWorker built below: it stops picking jobs when it starts draining.
-        ctx["watchdog"] = watchdog = Watchdog(
-            settings, redis, status, accepting=lambda: worker.allow_pick_jobs
-        )
+        ctx["watchdog"] = watchdog = Watchdog(settings, redis, status, accepting=lambda: worker.accepting)
         watchdog_task = asyncio.create_task(watchdog.run(), name="watchdog")
         resources.push_async_callback(_stop_watchdog, watchdog, watchdog_task)
         planner = LLMPlanner(settings)
@@ -204,35 +201,18 @@ def build_worker(
         finally:
             log.info("worker stopped", worker=WORKER_NAME)
 
-    worker = WakeableWorker(
-        wake_channel=keys.wake(),
-        on_drop=on_drop,
-        functions=[
-            func(
-                run_plan_job,
-                name=JOB_FUNCTION,
-                timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
-                # plangate counts tries itself (hand-backs and takeovers do not burn one).
-                max_tries=_ARQ_MAX_TRIES,
-            )
-        ],
-        queue_name=settings.queue_name,
-        redis_settings=None if arq_pool else arq_settings(settings.redis_url),
-        redis_pool=arq_pool,
-        burst=burst,
+    worker = build_arq_worker(
+        settings,
+        run_plan_job,
+        ctx=ctx,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
-        handle_signals=handle_signals,
-        max_jobs=settings.concurrency,
-        job_timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
-        keep_result=0,
-        max_tries=_ARQ_MAX_TRIES,
+        on_drop=on_drop,
+        wake_channel=keys.wake(),
         health_check_key=f"{settings.key_prefix}health:{WORKER_NAME}",
-        health_check_interval=max(1, int(settings.heartbeat_s * 5)),
-        ctx=ctx,
-        job_serializer=encode_job,
-        job_deserializer=decode_job,
-        log_results=False,
+        burst=burst,
+        handle_signals=handle_signals,
+        pool=queue_pool,
     )
     return worker
 
@@ -242,13 +222,13 @@ async def _stop_watchdog(watchdog: Watchdog, task: asyncio.Task[None]) -> None:
     await stop_task(task, STOP_TIMEOUT_S)
 
 
-async def stop_worker(worker: Worker, grace_s: float = 10.0) -> None:
+async def stop_worker(worker: QueueWorker, grace_s: float = 10.0) -> None:
     """Stop taking jobs, let running ones finish (up to `grace_s`), then close the worker.
 
-    For embedded use (demo, tests); `plangate worker` stops on SIGTERM/SIGINT through arq.
+    For embedded use (demo, tests); `plangate worker` stops on SIGTERM/SIGINT (worker_process).
     """
-    worker.allow_pick_jobs = False
-    running = [task for task in worker.tasks.values() if not task.done()]
+    worker.stop_taking_jobs()
+    running = worker.running()
     if running:
         await asyncio.wait(running, timeout=grace_s)
     await worker.close()

@@ -16,14 +16,12 @@ import contextlib
 import signal
 import sqlite3
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from plangate_base.logs import get_logger
-from worker.redis_conn import wait_for_redis
+from worker.queue_backend import QueueWorker
+from worker.redis_conn import UNREACHABLE, wait_for_redis
 from worker.settings import Settings
-from worker.wakeable_worker import WakeableWorker
 from worker.worker_app import build_worker
 
 log = get_logger(__name__)
@@ -67,7 +65,7 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
         try:
             await _run_once(worker, settings, signals)
             return
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
             failures += 1
             log.error("lost Redis; starting the worker over", error=str(exc), retry_in_s=delay)
@@ -80,9 +78,9 @@ async def serve(settings: Settings, *, burst: bool = False, ledger_writer: bool 
             continue
 
 
-async def _run_once(worker: WakeableWorker, settings: Settings, signals: _Signals) -> None:
+async def _run_once(worker: QueueWorker, settings: Settings, signals: _Signals) -> None:
     """Run until a signal or the end of a burst, or raise when Redis is lost; the caller closes the worker."""
-    main = asyncio.create_task(worker.async_run(), name="arq-main")
+    main = asyncio.create_task(worker.run(), name="queue-worker")
     stop = asyncio.create_task(signals.graceful.wait())
     try:
         await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -92,16 +90,16 @@ async def _run_once(worker: WakeableWorker, settings: Settings, signals: _Signal
         main.result()  # a burst that ended, or the error that ended it
         return
     await _drain(worker, settings, signals)
-    worker.stop_signal = signals.received  # so arq's "shutdown on ..." line names it
-    await _close(worker)  # ends arq's main loop
+    worker.stop_signal = signals.received  # so the worker's "shutdown on ..." line names it
+    await _close(worker)  # ends the worker's job loop
     with contextlib.suppress(asyncio.CancelledError):
         await main
 
 
-async def _drain(worker: WakeableWorker, settings: Settings, signals: _Signals) -> None:
+async def _drain(worker: QueueWorker, settings: Settings, signals: _Signals) -> None:
     """Let running jobs finish within the grace period; hand back whatever still runs after it."""
-    worker.allow_pick_jobs = False
-    pending = {t for t in worker.tasks.values() if not t.done()}
+    worker.stop_taking_jobs()
+    pending = set(worker.running())
     if pending:
         log.info("waiting for running jobs", jobs=len(pending), grace_s=settings.shutdown_grace_s)
         loop = asyncio.get_running_loop()
@@ -113,12 +111,10 @@ async def _drain(worker: WakeableWorker, settings: Settings, signals: _Signals) 
             )
             pending -= done
         immediate.cancel()
-    for task in list(worker.job_tasks.values()):
-        task.cancel()  # the pipeline hands its job back to the queue
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    await worker.hand_back_running()  # the pipeline hands its job back to the queue
 
 
-async def _close(worker: WakeableWorker) -> None:
+async def _close(worker: QueueWorker) -> None:
     """Close the worker (a second call does nothing); a failure to close is logged, not raised, so that
     it cannot hide what ended the run."""
     try:

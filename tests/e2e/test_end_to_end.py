@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.models import AgentOutput
-from governance.vocabulary import JobState, Phase
+from plangate_base.vocabulary import JobState, Phase
 from tests.e2e.conftest import plangate_cmd
 from worker.cli.main import EXIT_REFUSED
 from worker.client import PlanClient

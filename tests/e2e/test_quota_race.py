@@ -15,9 +15,9 @@ import pytest
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, TenantRecord
-from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
-from governance.vocabulary import RefusalCode
+from plangate_base.clock import utc_day
+from plangate_base.vocabulary import RefusalCode
 from worker.client import PlanClient
 from worker.keys import Keys
 from worker.settings import Settings

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.vocabulary import JobState
+from plangate_base.vocabulary import JobState
 from tests.conftest import store_keyless_seed_agent
 from tests.faults.conftest import FAULT_REPORT
 from tests.redis_server import OwnRedis

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
-from governance.vocabulary import JobState
+from plangate_base.vocabulary import JobState
 from tests.e2e.conftest import plangate_cmd
 from worker.cli.main import EXIT_OF_STATE
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from plangate_base.vocabulary import JobState, Phase
 from tests.faults.conftest import FAULT_REPORT
 from worker.client import PlanClient
 from worker.keys import Keys

@@ -17,17 +17,17 @@ from redis.asyncio import Redis
 
 from governance.live_state import AgentStateStore
 from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
-from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import codec
+from plangate_base.vocabulary import Decision, EventKind, FailureCode, JobState, RefusalCode
 from tests.integration.workers import running_worker
-from worker import codec
-from worker.admin import AGENT_SAVED, AgentAdmin, agent_keys
+from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, Unauthenticated
 from worker.job_models import JobStatus
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub.behaviours import HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ async def test_a_lifted_forbidden_action_is_shown_and_recorded_and_then_plans_pa
     assert not await admin.save_agent(record, by="olga")  # unchanged: nothing new recorded
     status = await client.wait(await client.submit(_request("ops", model="scripted-forbidden-step")), WAIT_S)
     assert status.output is not None and status.output.decision is Decision.EXECUTE
-    saved = [e for e in await _ledger_rows(settings, AGENT_SAVED) if e["agent_id"] == "ops"]
+    saved = [e for e in await _ledger_rows(settings, EventKind.AGENT_SAVED) if e["agent_id"] == "ops"]
     assert len(saved) == 1 and saved[0]["payload"]["by"] == "olga" and saved[0]["reviewer"] == "olga"
     assert saved[0]["payload"]["record"]["lifted_forbidden"] == ["run_terraform"]
 

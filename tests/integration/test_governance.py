@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import SEED_AGENT, ReviewerRecord
-from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
+from plangate_base.vocabulary import Decision, JobState, Phase, RefusalCode
 from worker.admin import AgentAdmin
 from worker.client import PlanClient
 from worker.errors import BadRequest, NotReviewable

@@ -12,7 +12,7 @@ import pytest
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from plangate_base.vocabulary import JobState, Phase
 from worker.client import PlanClient
 from worker.errors import LLMAnswerTooLarge
 from worker.keys import Keys

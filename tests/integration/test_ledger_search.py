@@ -8,8 +8,8 @@ import time
 from arq.worker import Worker
 
 from governance.models import SEED_AGENT_ID
-from governance.vocabulary import JobState
 from ledger.queries import search, show_job
+from plangate_base.vocabulary import JobState
 from worker.client import PlanClient
 from worker.settings import Settings
 

@@ -11,13 +11,13 @@ import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 
-from governance.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from ledger.queries import show_job
+from plangate_base import codec
+from plangate_base.vocabulary import TERMINAL_STATES, FailureCode, JobState
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.client import PlanClient
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 from worker.worker_app import stop_worker
 

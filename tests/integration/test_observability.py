@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from structlog.testing import capture_logs
 
-from governance.vocabulary import JobState
+from plangate_base.vocabulary import JobState
 from tests.conftest import free_port
 from tests.integration.workers import running_worker
 from worker.client import PlanClient

@@ -10,14 +10,14 @@ from arq.constants import job_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import Decision, JobState, Phase, RefusalCode
 from ledger.queries import show_job
-from worker import codec
+from plangate_base import codec
+from plangate_base.vocabulary import Decision, JobState, Phase, RefusalCode
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound, NotCancellable, WaitTimeout
-from worker.job_payload import JOB_FUNCTION
 from worker.keys import Keys
 from worker.llm_stub.server import StubServer
+from worker.queue_backend.arq_payload import JOB_FUNCTION
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry, CapabilityVocabulary, RegistryError, load_agents_file
-from worker import codec
-from worker.admin import AGENT_SAVED, VOCABULARY_EXTENDED
+from plangate_base import codec
+from plangate_base.vocabulary import EventKind
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.settings import Settings
@@ -79,7 +79,7 @@ async def test_the_worker_applies_the_agents_file_and_records_each_change_once(
     assert stored is not None and stored.allowed_side_effects == ["read_metrics", "generate_plan"]
     assert "read_metrics" in await CapabilityVocabulary(redis, keys).known()
     kinds = [codec.loads(f["e"])["kind"] for _, f in await redis.xrange(keys.ledger_stream())]
-    assert kinds == [VOCABULARY_EXTENDED, AGENT_SAVED]
+    assert kinds == [EventKind.VOCABULARY_EXTENDED, EventKind.AGENT_SAVED]
     # a file naming a word nobody added is refused with the vocabulary listed
     path.write_text('[[agents]]\nagent_id = "x"\nallowed_side_effects = ["drop_database"]\n')
     with pytest.raises(

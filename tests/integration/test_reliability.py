@@ -10,12 +10,13 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState
 from ledger.queries import show_job
+from plangate_base.vocabulary import JobState
 from worker.client import PlanClient
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
 
@@ -37,7 +38,7 @@ async def _abandon(
     redis: Redis, settings: Settings, job_id: str, agent_id: str = "llm-planner-001"
 ) -> StatusStore:
     """Play a worker that claimed the job and died: arq's in-progress mark, our attempt 1, silence."""
-    store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue_name=settings.queue_name)
+    store = StatusStore(redis, Keys(settings.key_prefix), ttl_s=60, queue=job_queue(settings.queue_name))
     await redis.set(in_progress_key_prefix + job_id, "1", ex=300)
     claim = await store.start(job_id, agent_id, stale_after_s=settings.stale_after_s)
     assert claim.attempt == 1
@@ -124,11 +125,10 @@ async def test_a_job_whose_picking_worker_died_before_start_is_freed(
 ) -> None:
     """arq marked the job in progress, then its worker died before our START: the job is still
     `queued` but hidden by arq's mark for the job timeout plus 20 s, unless the watchdog frees it."""
-    from worker.watchdog import in_progress_ttl_s
     from worker.worker_app import build_worker, stop_worker
 
     job_id = await client.submit(_request())
-    mark_ttl_ms = int(in_progress_ttl_s(settings) * 1000)
+    mark_ttl_ms = int(job_queue(settings.queue_name).claim_ttl_s(settings.job_timeout_s) * 1000)
     await redis.set(in_progress_key_prefix + job_id, "1", px=mark_ttl_ms - 3_000)  # marked 3 s ago
     await redis.zadd(settings.queue_name, {job_id: int(time.time() * 1000) - 3_000})
     worker = build_worker(settings, handle_signals=False)
@@ -147,8 +147,9 @@ async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_te
     from arq.constants import job_key_prefix
 
     from governance.models import AgentRecord, TenantRecord
-    from governance.quota import QuotaStore, Reservation, utc_day
+    from governance.quota import QuotaStore, Reservation
     from governance.registry import AgentRegistry, TenantRegistry
+    from plangate_base.clock import utc_day
     from worker.worker_app import build_worker, stop_worker
 
     keys = Keys(settings.key_prefix)
@@ -159,7 +160,7 @@ async def test_an_abandoned_job_without_its_payload_fails_and_settles_its_own_te
     await _abandon(redis, settings, job_id, agent_id="acme-planner")
     day = utc_day()
     refusal = await QuotaStore(redis, keys).admit(
-        acme, job_id, keys.job(job_id), Reservation(5_000, 0.0, 100), price=None, day=day, stale_ms=600_000
+        acme, job_id, Reservation(5_000, 0.0, 100), price=None, day=day, stale_ms=600_000
     )
     assert refusal is None and (await redis.hget(keys.tenant_day("acme", day), "reserved")) == "5000"
     await redis.delete(job_key_prefix + job_id)  # the payload is gone: nothing left to run

@@ -17,10 +17,10 @@ import redis as sync_redis
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from plangate_base import codec
+from plangate_base.vocabulary import JobState, Phase
 from tests.conftest import free_port
 from tests.integration.workers import running_worker
-from worker import codec
 from worker.cli.stats import collect_stats, minute_stamps, render_stats
 from worker.client import PlanClient
 from worker.errors import BadRequest

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from governance.vocabulary import JobState, Phase
+from plangate_base.vocabulary import JobState, Phase
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
+from worker.queue_backend import job_queue
 from worker.settings import Settings
 from worker.status_store import Beat, JobRef, StatusStore
 
@@ -76,7 +77,7 @@ async def test_requeue_returns_the_try_and_fences_the_old_attempt(redis: Redis, 
     from arq.constants import in_progress_key_prefix, job_key_prefix
 
     keys = Keys(settings.key_prefix)
-    store = StatusStore(redis, keys, ttl_s=60, queue_name=settings.queue_name)
+    store = StatusStore(redis, keys, ttl_s=60, queue=job_queue(settings.queue_name))
     await _queued(redis, store, keys, "j4")
     await redis.set(job_key_prefix + "j4", "{}", ex=60)
     await redis.set(in_progress_key_prefix + "j4", "1", ex=60)

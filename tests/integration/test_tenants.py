@@ -11,9 +11,9 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from governance.models import AgentRecord, TenantRecord
-from governance.quota import utc_day
 from governance.registry import AgentRegistry, TenantRegistry
-from governance.vocabulary import JobState, Phase, RefusalCode
+from plangate_base.clock import utc_day
+from plangate_base.vocabulary import JobState, Phase, RefusalCode
 from worker.admin import AgentAdmin, agent_keys
 from worker.client import PlanClient
 from worker.errors import BadRequest, JobNotFound
@@ -150,10 +150,13 @@ async def test_token_quota_refuses_and_reservations_always_settle(
         await asyncio.sleep(0.02)
     account = await _account(redis, settings, "acme")
     assert account["reserved"] > 0 and account["reserved"] + account["used"] <= 2 * settings.max_tokens + 4000
+    held = await redis.hgetall(Keys(settings.key_prefix).reservation(slow))  # the quota's own record of it
+    assert int(held["tokens"]) == account["reserved"] and held["day"] == utc_day()
     cancelled = await client.cancel(slow)
     assert cancelled.state in (JobState.RUNNING, JobState.CANCELLED)
     assert (await client.wait(slow, WAIT_S)).state is JobState.CANCELLED
     assert (await _account(redis, settings, "acme")).get("reserved", 0) == 0
+    assert await redis.exists(Keys(settings.key_prefix).reservation(slow)) == 0  # settled and gone
 
     # spend the day: the next job is refused, naming the limit and when it resets
     await redis.hincrby(Keys(settings.key_prefix).tenant_day("acme", utc_day()), "used", 10**6)

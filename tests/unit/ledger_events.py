@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 from governance.models import SEED_AGENT, AgentOutput, AgentRecord, PlanRequest
-from governance.policy import review_output
+from governance.policy import Refuse, review_output
+from plangate_base.vocabulary import FailureCode, JobState, RefusalCode
 from worker.admin import agent_change_entry
-from worker.ledger_events import done_payload, error_payload, ledger_event, refused_payload
+from worker.ledger_events import ledger_event
 from worker.llm.planner import parse_draft
 from worker.llm.usage import Usage
 from worker.llm_stub.server import build_plan
+from worker.outcome import Outcome
 from worker.pipeline import governed_output
 
 DESCRIPTION = "Rotate the TLS certificates of the web tier"
@@ -90,25 +92,22 @@ def submitted_event(
 def done_event(
     job_id: str = "job-1", output: AgentOutput | None = None, model: str = "scripted", **fields: Any
 ) -> dict[str, Any]:
-    """A job's done event as RECORD writes it: decision, flags and model, the payload from done_payload."""
+    """A job's done event as RECORD writes it: decision, flags, model and payload from its Outcome."""
     output = output if output is not None else agent_output()
-    payload = done_payload(output, USAGE)
-    fields.setdefault("reason", ",".join(payload["flags"]) or None)
-    return make_event("done", job_id, decision=output.decision.value, model=model, payload=payload, **fields)
+    outcome = Outcome.done(output, model=model, usage=USAGE, tokens=USAGE["completion_tokens"])
+    return make_event(outcome.kind, job_id, **{**outcome.event_fields(), **fields})
 
 
 def refused_event(job_id: str = "job-1", code: str = "quota_exceeded", **fields: Any) -> dict[str, Any]:
     """A job's refused event as RECORD writes it for a PREFLIGHT refusal."""
-    fields.setdefault("reason", code)
-    return make_event("refused", job_id, payload=refused_payload(code, f"refused: {code}"), **fields)
+    outcome = Outcome.refused(Refuse(RefusalCode(code), f"refused: {code}"))
+    return make_event(outcome.kind, job_id, **{**outcome.event_fields(), **fields})
 
 
 def failed_event(job_id: str = "job-1", error_type: str = "llm_timeout", **fields: Any) -> dict[str, Any]:
     """A job's failed event as RECORD writes it for an LLM error after the call began."""
-    fields.setdefault("reason", error_type)
-    return make_event(
-        "failed", job_id, payload=error_payload(error_type, f"failed: {error_type}", USAGE), **fields
-    )
+    outcome = Outcome.error(JobState.FAILED, FailureCode(error_type), f"failed: {error_type}", usage=USAGE)
+    return make_event(outcome.kind, job_id, **{**outcome.event_fields(), **fields})
 
 
 def agent_event(kind: str, agent_id: str, reason: str = "", by: str = "op") -> dict[str, Any]:

@@ -13,12 +13,19 @@ from hypothesis import strategies as st
 
 from governance.models import PlanRequest
 from governance.registry import AgentRegistry
-from governance.vocabulary import FailureCode, RefusalCode
+from plangate_base.vocabulary import FailureCode, RefusalCode
 from worker.client import to_request
 from worker.errors import BadRequest, UnreadablePayload
-from worker.job_payload import JOB_FUNCTION, decode_job, encode_job, request_of, try_count_problem, unrunnable
 from worker.keys import Keys
 from worker.pipeline import JobRun, Pipeline, Refused
+from worker.queue_backend.arq_payload import (
+    JOB_FUNCTION,
+    decode_job,
+    encode_job,
+    request_of,
+    try_count_problem,
+    unrunnable,
+)
 from worker.settings import Settings
 from worker.status_store import StatusStore
 

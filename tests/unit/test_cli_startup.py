@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from arq import constants as arq_constants
-
 from tests.cli_imports import NOT_FOR_POLLING, imported_by_redis_py, loaded, run_cli
 from worker.cli.main import build_parser
-from worker.keys import ARQ_IN_PROGRESS_KEY_PREFIX, ARQ_JOB_KEY_PREFIX
 
 # Everything a parser needs is the standard library's; these are what the commands themselves use.
 THIRD_PARTY = (*NOT_FOR_POLLING, "redis", "pydantic", "pydantic_core", "pydantic_settings", "structlog")
@@ -40,8 +37,3 @@ def test_status_path_imports_nothing_only_submit_or_the_worker_needs(tmp_path: P
     assert "worker.client" in modules and "worker.job_models" in modules  # it did reach the client
     unneeded = tuple(n for n in NOT_FOR_POLLING if n not in imported_by_redis_py(tmp_path))
     assert loaded(modules, unneeded) == []
-
-
-def test_arq_key_prefixes_spelled_as_arq_does() -> None:
-    assert ARQ_JOB_KEY_PREFIX == arq_constants.job_key_prefix
-    assert ARQ_IN_PROGRESS_KEY_PREFIX == arq_constants.in_progress_key_prefix

@@ -236,7 +236,7 @@ async def test_compaction_archives_old_rows_and_the_chain_still_verifies(tmp_pat
 
 
 def _now_le(cut: str) -> bool:
-    from ledger.chain import now_iso
+    from plangate_base.clock import now_iso
 
     return now_iso() <= cut
 

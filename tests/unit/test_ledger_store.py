@@ -14,6 +14,7 @@ from ledger.events import decode_entry
 from ledger.migrations import LATEST
 from ledger.queries import show_job
 from ledger.sqlite_store import LedgerStore
+from plangate_base.vocabulary import CancelReason, JobState
 from tests.unit.ledger_events import (
     agent_output,
     done_event,
@@ -22,7 +23,7 @@ from tests.unit.ledger_events import (
     refused_event,
     submitted_event,
 )
-from worker.ledger_events import error_payload
+from worker.outcome import Outcome
 
 EVENT_KEYS = {
     "event_id",
@@ -71,8 +72,8 @@ async def test_redelivered_terminal_event_does_not_reproject(store: LedgerStore)
     done = done_event()
     await store.insert_events([submitted_event(), done])
     # A different terminal event later wins; re-delivering the first one must not undo that.
-    cancelled = error_payload("by_submitter", "cancelled while queued")
-    await store.insert_events([make_event("cancelled", reason="by_submitter", payload=cancelled)])
+    cancelled = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
+    await store.insert_events([make_event(cancelled.kind, **cancelled.event_fields())])
     await store.insert_events([done])
     job = await store.job("job-1")
     assert job is not None

@@ -14,7 +14,7 @@ from governance.models import (
     PlanDraft,
     PlanRequest,
 )
-from governance.vocabulary import Decision, JobState
+from plangate_base.vocabulary import Decision, JobState
 from worker.client import to_request
 from worker.errors import BadRequest
 

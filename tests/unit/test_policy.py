@@ -24,7 +24,7 @@ from governance.policy import (
     preflight,
     review_output,
 )
-from governance.vocabulary import Decision, FailureCode, JobState, RefusalCode, ReviewDecision
+from plangate_base.vocabulary import Decision, FailureCode, JobState, RefusalCode, ReviewDecision
 
 
 def _req(**fields: object) -> PlanRequest:

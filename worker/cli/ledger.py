@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
-from worker import codec
-from worker.cli.render import render_output
+from plangate_base import codec
+from plangate_base.vocabulary import EventKind
+from worker.cli.render import echo, render_output
 from worker.errors import BadRequest, JobNotFound
 from worker.keys import Keys
 
@@ -25,10 +26,7 @@ if TYPE_CHECKING:  # `plangate --help` registers these commands without the ledg
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
 _FOLLOW_POLL_S = 0.5
 
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+_KIND_HELP = "only this kind of event: " + ", ".join(EventKind)
 
 
 def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
@@ -91,12 +89,12 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     if not record["events"]:
         raise JobNotFound(args.job_id)
     if args.json:
-        _out(codec.dumps(record))
+        echo(codec.dumps(record))
     else:
-        _out(f"job {args.job_id}: {len(record['events'])} ledger events")
+        echo(f"job {args.job_id}: {len(record['events'])} ledger events")
         for event in record["events"]:
             what = event.get("decision") or event.get("reason") or ""
-            _out(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
+            echo(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
             output = (event.get("payload") or {}).get("output")
             if output:
                 render_output(output, sys.stdout)
@@ -114,11 +112,11 @@ async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
         events = await queries.tail(conn, flt, args.n)
         last = events[-1]["seq"] if events else 0
         for event in events:
-            _out(codec.dumps(event) if args.json else _line(event))
+            echo(codec.dumps(event) if args.json else _line(event))
         while args.follow:
             await asyncio.sleep(_FOLLOW_POLL_S)  # a new commit is only visible by reading again
             for event in await queries.fetch_events(conn, flt, after_seq=last):
-                _out(codec.dumps(event) if args.json else _line(event))
+                echo(codec.dumps(event) if args.json else _line(event))
                 last = event["seq"]
     return EXIT_OK
 
@@ -131,9 +129,9 @@ async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int
     found = await queries.search(ledger_path(args, settings), text, _filter(args), args.limit)
     for job in found:
         if args.json:
-            _out(codec.dumps(job))
+            echo(codec.dumps(job))
         else:
-            _out(f"{job['job_id']}  {job['state']:<9} {job['decision'] or '':<10} {job['snippet']}")
+            echo(f"{job['job_id']}  {job['state']:<9} {job['decision'] or '':<10} {job['snippet']}")
     if not found and not args.json:  # (--json prints no line: an empty JSON-lines list)
         sys.stderr.write(f"plangate: no jobs match {text!r}\n")
     return EXIT_OK
@@ -197,22 +195,22 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
         extra += [published] if published else []
     report = await asyncio.to_thread(verify_ledger, path, key, extra)
     if args.json:
-        _out(codec.dumps(report.__dict__))
+        echo(codec.dumps(report.__dict__))
     else:
         anchor = report.latest_anchor
         if anchor:
-            _out(
+            echo(
                 f"anchor: row {anchor['head_seq']} ({anchor['row_count']} rows) {anchor['head_hash']} "
                 f"at {anchor['created_at']} key {anchor['key_id']}"
             )
         if key is None:
-            _out("no public key: anchor signatures not checked (pass --public-key)")
+            echo("no public key: anchor signatures not checked (pass --public-key)")
         for warning in report.warnings:
-            _out(f"warning: {warning}")
+            echo(f"warning: {warning}")
         if report.ok:
-            _out(f"ok: {report.rows} rows, head row {report.head_seq} {report.head_hash}")
+            echo(f"ok: {report.rows} rows, head row {report.head_seq} {report.head_hash}")
         else:
-            _out(f"BAD: {report.problem} at row {report.bad_seq}: {report.detail}")
+            echo(f"BAD: {report.problem} at row {report.bad_seq}: {report.detail}")
     return EXIT_OK if report.ok else EXIT_BAD_LEDGER
 
 
@@ -226,14 +224,14 @@ async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> in
     kept = await queries.list_anchors(ledger_path(args, settings))
     if args.export:
         count = await asyncio.to_thread(ledger_anchors.export_anchors, kept, args.export)
-        _out(f"exported {count} anchors to {args.export}")
+        echo(f"exported {count} anchors to {args.export}")
         return EXIT_OK
     for anchor in kept:
         if args.json:
-            _out(codec.dumps(anchor))
+            echo(codec.dumps(anchor))
         else:
             seq, head, key = anchor["head_seq"], anchor["head_hash"], anchor["key_id"]
-            _out(f"{anchor['created_at']}  row {seq:>7}  {head}  {key}")
+            echo(f"{anchor['created_at']}  row {seq:>7}  {head}  {key}")
     return EXIT_OK
 
 
@@ -245,7 +243,7 @@ async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> in
 
     done = await asyncio.to_thread(migrate_file, ledger_path(args, settings), args.to)
     applied = ", ".join(map(str, done)) or "none (up to date)"
-    _out(f"migrations applied: {applied}; schema version {args.to or LATEST}")
+    echo(f"migrations applied: {applied}; schema version {args.to or LATEST}")
     return EXIT_OK
 
 
@@ -260,7 +258,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
     archive = Path(args.archive) if args.archive else path.with_name(f"{path.stem}-archive-{args.before}.db")
     key = await asyncio.to_thread(load_private_key, _key_path(settings, path))
     result = await asyncio.to_thread(compact, path, args.before, archive, key)
-    _out(
+    echo(
         f"archived {result.archived_rows} rows (through row {result.through_seq}) to {result.archive} "
         f"sha256 {result.archive_sha256}"
     )
@@ -331,7 +329,7 @@ def add_ledger_commands(sub: Any) -> None:
     p = command("tail", cmd_ledger_tail, "the latest events (and, with --follow, new ones as they commit)")
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--json", action="store_true", help="print each event as one JSON object per line")
     _add_filters(p)
 
@@ -342,7 +340,7 @@ def add_ledger_commands(sub: Any) -> None:
     _add_filters(p)
 
     p = command("export", cmd_ledger_export, "export events as JSON lines")
-    p.add_argument("--kind", help="only this kind of event")
+    p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--output", "-o", help="write to this file (default stdout)")
     _add_filters(p)
 

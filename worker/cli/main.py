@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS
-from governance.vocabulary import SEED_AGENT_ID, JobState
-from worker import codec
+from plangate_base import codec
+from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands
-from worker.cli.render import render_event, render_fields, render_status, status_json
+from worker.cli.render import echo, render_event, render_fields, render_status, status_json
 from worker.cli.stats import add_stats_commands
 from worker.cli.subparsers import Commands
 from worker.cli.tenants import add_tenant_commands
@@ -60,10 +60,6 @@ NO_WORKER_NOTICE_S = 3.0
 
 class CLIError(PlangateError):
     """A usage problem found by the CLI itself (exit code 2)."""
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
 
 
 # --- job commands -------------------------------------------------------------------------
@@ -133,7 +129,7 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         job_id = await client.submit(request)
         if not args.wait:
             status = await client.status(job_id)
-            _out(status_json(status) if args.json else job_id)
+            echo(status_json(status) if args.json else job_id)
             return EXIT_OK
         return await _wait_and_show(client, job_id, args)
 
@@ -150,7 +146,7 @@ async def _wait_and_show(client: PlanClient, job_id: str, args: argparse.Namespa
     except WaitTimeout as exc:
         status = await client.status(job_id)
         if args.json:
-            _out(status_json(status))
+            echo(status_json(status))
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_TIMEOUT
     finally:
@@ -174,7 +170,7 @@ async def _say_if_no_worker(client: PlanClient, job_id: str) -> None:
 
 def _show(status: Any, args: argparse.Namespace) -> None:
     if args.json:
-        _out(status_json(status))
+        echo(status_json(status))
     else:
         render_status(status, sys.stdout)
 
@@ -203,10 +199,10 @@ async def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
         if status.state is JobState.QUEUED and not args.json:
             ahead = await client.queue_position(args.job_id)
             where = f" ({ahead} ahead of it in the queue, running ones included)" if ahead else ""
-            _out(f"job {args.job_id} is queued: waiting for a worker{where}")
+            echo(f"job {args.job_id} is queued: waiting for a worker{where}")
         async for event in client.watch(args.job_id):
             if args.json:
-                _out(event.model_dump_json())
+                echo(event.model_dump_json())
             else:
                 render_event(event, sys.stdout, live=live)
         if not args.json:
@@ -220,11 +216,11 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
         status = await client.cancel(args.job_id)
     if args.json:
-        _out(status_json(status))
+        echo(status_json(status))
     elif status.state is JobState.CANCELLED:
-        _out(f"job {status.job_id} cancelled")
+        echo(f"job {status.job_id} cancelled")
     else:
-        _out(f"job {status.job_id} is {status.state.value}: cancel requested, it stops at its next heartbeat")
+        echo(f"job {status.job_id} is {status.state.value}: cancel requested, it stops at its next heartbeat")
     return EXIT_OK
 
 
@@ -299,7 +295,7 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
 
     from governance.models import AgentRecord
     from worker.admin import AgentAdmin
-    from worker.client import describe_validation_error
+    from worker.errors import describe_validation_error
 
     fields: dict[str, Any] = {
         "agent_id": args.agent_id,
@@ -325,18 +321,18 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
         changed = await admin.save_agent(record, by=args.by)
         key = await admin.issue_agent_key(record.agent_id, by=args.by) if args.issue_key else None
     if args.json:
-        _out(codec.dumps({**record.model_dump(mode="json"), **({"agent_key": key} if key else {})}))
+        echo(codec.dumps({**record.model_dump(mode="json"), **({"agent_key": key} if key else {})}))
     else:
         what = "saved" if changed else "unchanged (the stored record is the same)"
-        _out(f"agent {record.agent_id} {what} (tier {record.tier}, tenant {record.tenant_id})")
+        echo(f"agent {record.agent_id} {what} (tier {record.tier}, tenant {record.tenant_id})")
         if record.lifted_forbidden:
-            _out(f"lifted forbidden actions (recorded in the ledger): {', '.join(record.lifted_forbidden)}")
+            echo(f"lifted forbidden actions (recorded in the ledger): {', '.join(record.lifted_forbidden)}")
         if key:
-            _out(f"agent key (shown once; jobs must carry it, e.g. PLANGATE_AGENT_KEY): {key}")
+            echo(f"agent key (shown once; jobs must carry it, e.g. PLANGATE_AGENT_KEY): {key}")
         elif record.keyless:
-            _out("keyless: anyone who can submit may claim this agent until a key is issued")
+            echo("keyless: anyone who can submit may claim this agent until a key is issued")
         else:
-            _out(f"jobs need its key: issue one with `plangate agents issue-key {record.agent_id}`")
+            echo(f"jobs need its key: issue one with `plangate agents issue-key {record.agent_id}`")
     return EXIT_OK
 
 
@@ -345,7 +341,7 @@ async def cmd_agents_issue_key(args: argparse.Namespace, settings: Settings) -> 
 
     async with _redis(settings) as redis:
         key = await AgentAdmin(redis, Keys(settings.key_prefix)).issue_agent_key(args.agent_id, by=args.by)
-    _out(key)  # the only time it is shown: it is stored hashed
+    echo(key)  # the only time it is shown: it is stored hashed
     return EXIT_OK
 
 
@@ -354,11 +350,11 @@ async def cmd_agents_list(args: argparse.Namespace, settings: Settings) -> int:
         registry = _registry(redis, settings)
         records = await registry.list()
     if args.json:
-        _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+        echo(codec.dumps([r.model_dump(mode="json") for r in records]))
     else:
         for r in records:
             keyless = "\tkeyless" if r.keyless else ""
-            _out(
+            echo(
                 f"{r.agent_id}\ttier {r.tier}\t{r.role}\ttenant {r.tenant_id}"
                 f"\tthreshold {r.confidence_threshold:.2f}{keyless}"
             )
@@ -385,7 +381,7 @@ async def cmd_agents_show(args: argparse.Namespace, settings: Settings) -> int:
         "state": {**raw_state, **state.model_dump(mode="json")},
     }
     if args.json:
-        _out(codec.dumps(shown))
+        echo(codec.dumps(shown))
     else:
         render_fields(shown, sys.stdout)
     return EXIT_OK
@@ -406,7 +402,7 @@ async def cmd_agents_admin(args: argparse.Namespace, settings: Settings) -> int:
         else:
             await admin.reset_budget(args.agent_id, by=args.by, reason=args.reason or "")
     done = {"revoke": "revoked", "restore": "restored", "reset-budget": "error budget reset"}[args.agents_cmd]
-    _out(f"agent {args.agent_id} {done} by {args.by}")
+    echo(f"agent {args.agent_id} {done} by {args.by}")
     return EXIT_OK
 
 
@@ -417,22 +413,22 @@ async def cmd_vocabulary(args: argparse.Namespace, settings: Settings) -> int:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
         if args.vocabulary_cmd == "add":
             new = await admin.add_vocabulary(_names(args.word), by=args.by, reason=args.reason)
-            _out(f"added: {', '.join(new)}" if new else "nothing new: every word is known already")
+            echo(f"added: {', '.join(new)}" if new else "nothing new: every word is known already")
             return EXIT_OK
         added = {word: codec.loads(raw) for word, raw in (await admin.vocabulary.added()).items()}
     words = sorted(BUILTIN_VOCABULARY | set(added))
     if args.json:
-        _out(
+        echo(
             codec.dumps([{"word": w, "builtin": w in BUILTIN_VOCABULARY, **added.get(w, {})} for w in words])
         )
         return EXIT_OK
     for word in words:
         if word in added:
             entry = added[word]
-            _out(f"{word}\tadded by {entry.get('by')} at {entry.get('at')}: {entry.get('reason')}")
+            echo(f"{word}\tadded by {entry.get('by')} at {entry.get('at')}: {entry.get('reason')}")
         else:
             kind = "seed, forbidden to every agent" if word in SEED_FORBIDDEN_ACTIONS else "seed"
-            _out(f"{word}\t{kind}")
+            echo(f"{word}\t{kind}")
     return EXIT_OK
 
 
@@ -441,7 +437,7 @@ async def cmd_reviewers(args: argparse.Namespace, settings: Settings) -> int:
 
     from governance.models import ReviewerRecord
     from worker.admin import AgentAdmin
-    from worker.client import describe_validation_error
+    from worker.errors import describe_validation_error
 
     async with _redis(settings) as redis:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
@@ -452,20 +448,20 @@ async def cmd_reviewers(args: argparse.Namespace, settings: Settings) -> int:
                 raise BadRequest(describe_validation_error(exc, "reviewer")) from exc
             key = await admin.save_reviewer(record, by=args.by)
             if args.json:
-                _out(codec.dumps({**record.model_dump(mode="json"), "reviewer_key": key}))
+                echo(codec.dumps({**record.model_dump(mode="json"), "reviewer_key": key}))
             else:
-                _out(f"reviewer {record.reviewer_id} saved for tenant {record.tenant_id}")
-                _out(
+                echo(f"reviewer {record.reviewer_id} saved for tenant {record.tenant_id}")
+                echo(
                     f"reviewer key (shown once; `plangate review` reads it from PLANGATE_REVIEWER_KEY): {key}"
                 )
             return EXIT_OK
         records = await admin.reviewers.list()
     if args.json:
-        _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+        echo(codec.dumps([r.model_dump(mode="json") for r in records]))
     elif not records:
-        _out("no reviewers (add one with `plangate reviewers add ID --tenant T`)")
+        echo("no reviewers (add one with `plangate reviewers add ID --tenant T`)")
     for r in [] if args.json else records:
-        _out(f"{r.reviewer_id}\ttenant {r.tenant_id}\t{r.name}")
+        echo(f"{r.reviewer_id}\ttenant {r.tenant_id}\t{r.name}")
     return EXIT_OK
 
 
@@ -475,12 +471,12 @@ async def cmd_locks_list(args: argparse.Namespace, settings: Settings) -> int:
     async with _redis(settings) as redis:
         holders = await LockStore(redis, Keys(settings.key_prefix)).holders()
     if args.json:
-        _out(codec.dumps([{"resource": h.resource, "job_id": h.job_id, "ttl_ms": h.ttl_ms} for h in holders]))
+        echo(codec.dumps([{"resource": h.resource, "job_id": h.job_id, "ttl_ms": h.ttl_ms} for h in holders]))
     elif not holders:
-        _out("no locks held")
+        echo("no locks held")
     else:
         for h in holders:
-            _out(f"{h.resource}\theld by job {h.job_id}\t(expires in {h.ttl_ms / 1000:.1f}s unless renewed)")
+            echo(f"{h.resource}\theld by job {h.job_id}\t(expires in {h.ttl_ms / 1000:.1f}s unless renewed)")
     return EXIT_OK
 
 
@@ -493,19 +489,19 @@ async def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
         if args.review_cmd == "list":
             pending = await desk.pending()
             if args.json:
-                _out(codec.dumps([s.model_dump(mode="json") for s in pending]))
+                echo(codec.dumps([s.model_dump(mode="json") for s in pending]))
             elif not pending:
-                _out(f"no plans of tenant {desk.reviewer.tenant_id} waiting for review")
+                echo(f"no plans of tenant {desk.reviewer.tenant_id} waiting for review")
             for status in [] if args.json else pending:
                 flags = ", ".join(status.output.metadata.get("flags", [])) if status.output else ""
-                _out(f"{status.job_id}\tagent {status.agent_id}\tfinished {status.finished_at}\t{flags}")
+                echo(f"{status.job_id}\tagent {status.agent_id}\tfinished {status.finished_at}\t{flags}")
             return EXIT_OK
         status = await desk.decide(args.job_id, approve=args.review_cmd == "approve", note=args.note)
         if args.json:
-            _out(status_json(status))
+            echo(status_json(status))
         else:
             verb = "approved" if args.review_cmd == "approve" else "rejected"
-            _out(
+            echo(
                 f"job {status.job_id} {verb} by reviewer {desk.reviewer.reviewer_id} (recorded in the ledger)"
             )
     return EXIT_OK
@@ -517,17 +513,17 @@ async def cmd_failed(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
         if args.failed_cmd == "retry":
             new_id = await client.retry(args.job_id)
-            _out(status_json(await client.status(new_id)) if args.json else new_id)
+            echo(status_json(await client.status(new_id)) if args.json else new_id)
             return EXIT_OK
         failed = await client.failed(args.limit)
     if args.json:
-        _out(codec.dumps([s.model_dump(mode="json") for s in failed]))
+        echo(codec.dumps([s.model_dump(mode="json") for s in failed]))
     elif not failed:
-        _out("no failed jobs")
+        echo("no failed jobs")
     else:
         for s in failed:
             cause = f"{s.error.type}: {s.error.message}" if s.error else "?"
-            _out(f"{s.job_id}\t{s.finished_at}\tagent {s.agent_id}\t{cause}")
+            echo(f"{s.job_id}\t{s.finished_at}\tagent {s.agent_id}\t{cause}")
     return EXIT_OK
 
 
@@ -537,7 +533,7 @@ async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
         alive = await client.healthy_workers(settings.liveness_window_s)
     if alive:
-        _out(f"ok: {alive} worker(s) of queue {settings.queue_name} taking jobs")
+        echo(f"ok: {alive} worker(s) of queue {settings.queue_name} taking jobs")
         return EXIT_OK
     sys.stderr.write(
         f"plangate: no worker of queue {settings.queue_name} takes jobs"
@@ -941,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from governance.registry import RegistryError
     from worker.log_setup import configure_logging
-    from worker.redis_conn import redacted, refusal
+    from worker.redis_conn import redacted, refusal, unreachable
     from worker.settings import Settings
 
     try:
@@ -974,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"plangate: {exc}\n")
         return EXIT_UNAVAILABLE
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        sys.stderr.write(f"plangate: cannot reach Redis at {redacted(settings.redis_url)}: {exc}\n")
+        sys.stderr.write(f"plangate: {unreachable(settings.redis_url, exc)}\n")
         return EXIT_UNAVAILABLE
     except RedisError as exc:  # a server that answers but refuses (a read-only replica, out of memory)
         sys.stderr.write(

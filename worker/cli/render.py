@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from governance.vocabulary import Decision
+from plangate_base.vocabulary import Decision, StreamKind
 
 if TYPE_CHECKING:  # the status model is pydantic, which `plangate --help` and `ledger show` do without
     from worker.job_models import JobEvent, JobStatus
+
+
+def echo(text: str) -> None:
+    """Write one line to stdout and flush it (a follower of `ledger tail` sees each line as it comes)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def status_json(status: JobStatus) -> str:
@@ -75,12 +82,12 @@ def render_output(output: dict[str, Any], out: TextIO) -> None:
 
 def render_event(event: JobEvent, out: TextIO, *, live: bool) -> None:
     """One watch event; on a terminal, progress overwrites its line."""
-    if event.kind == "progress" and live:
+    if event.kind is StreamKind.PROGRESS and live:
         out.write(f"\r  {event.phase} … {event.tokens} tokens")
         out.flush()
         return
-    prefix = "\n" if live and event.kind != "progress" else ""
-    if event.kind == "terminal":
+    prefix = "\n" if live and event.kind is not StreamKind.PROGRESS else ""
+    if event.kind is StreamKind.TERMINAL:
         out.write(f"{prefix}  {event.state.value} (attempt {event.attempt}) at {event.at}\n")
     else:
         out.write(f"{prefix}  {event.phase} (attempt {event.attempt}, {event.tokens} tokens) at {event.at}\n")

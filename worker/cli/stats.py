@@ -9,11 +9,11 @@ import argparse
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from governance.vocabulary import TERMINAL_STATES, JobState
-from worker import codec
+from plangate_base import codec
+from plangate_base.clock import from_ms, iso, utc_minute
+from plangate_base.vocabulary import TERMINAL_STATES, JobState
 from worker.errors import BadRequest
 from worker.keys import LEDGER_GROUP, Keys
 
@@ -34,7 +34,7 @@ _CLEAR = "\x1b[H\x1b[2J"
 def minute_stamps(now: float, minutes: int) -> list[str]:
     """The UTC minutes (YYYYmmddHHMM) of the window ending with the current one, oldest first."""
     start = int(now // 60) - minutes + 1
-    return [time.strftime("%Y%m%d%H%M", time.gmtime((start + i) * 60)) for i in range(minutes)]
+    return [utc_minute((start + i) * 60) for i in range(minutes)]
 
 
 def _by_reason(totals: Counter[str], state: JobState) -> dict[str, int]:
@@ -98,7 +98,7 @@ async def collect_stats(
     finished = {state: totals.get(state, 0) for state in _STATES}
     oldest_age = max(0.0, (now_ms - running[0][1]) / 1000) if running else None
     return {
-        "at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+        "at": iso(from_ms(now_ms)),
         "queue": settings.queue_name,
         "queue_depth": queue.waiting,
         "queue_deferred": queue.deferred,

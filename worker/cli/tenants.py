@@ -7,8 +7,8 @@ import sys
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from worker import codec
-from worker.cli.render import render_fields
+from plangate_base import codec
+from worker.cli.render import echo, render_fields
 from worker.errors import BadRequest
 from worker.keys import Keys
 
@@ -18,17 +18,13 @@ if TYPE_CHECKING:  # `plangate --help` registers these commands without redis-py
 _LIMITS = ("max_concurrent", "jobs_per_minute", "tokens_per_day", "cost_per_day_usd")
 
 
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-
-
 async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from governance.models import TenantRecord
-    from governance.quota import utc_day
     from governance.registry import TenantRegistry
-    from worker.client import describe_validation_error
+    from plangate_base.clock import utc_day
+    from worker.errors import describe_validation_error
     from worker.redis_conn import text_client
 
     keys = Keys(settings.key_prefix)
@@ -45,15 +41,15 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
             except ValidationError as exc:
                 raise BadRequest(describe_validation_error(exc, "tenant")) from exc
             await registry.put(record)
-            _out(record.model_dump_json() if args.json else f"tenant {record.tenant_id} saved")
+            echo(record.model_dump_json() if args.json else f"tenant {record.tenant_id} saved")
             return 0
         if args.tenants_cmd == "list":
             records = await registry.list()
             if args.json:
-                _out(codec.dumps([r.model_dump(mode="json") for r in records]))
+                echo(codec.dumps([r.model_dump(mode="json") for r in records]))
             for r in [] if args.json else records:
                 limits = ", ".join(f"{n}={getattr(r, n)}" for n in _LIMITS if getattr(r, n) is not None)
-                _out(f"{r.tenant_id}\t{r.name}\t{limits or 'no limits'}")
+                echo(f"{r.tenant_id}\t{r.name}\t{limits or 'no limits'}")
             return 0
         record = await registry.get(args.tenant_id)
         if record is None:
@@ -66,7 +62,7 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
         "today": {"day": day, "running": running, **account},
     }
     if args.json:
-        _out(codec.dumps(shown))
+        echo(codec.dumps(shown))
     else:
         render_fields(shown, sys.stdout)
     return 0
@@ -82,18 +78,18 @@ async def cmd_usage(args: argparse.Namespace, settings: Settings) -> int:
     async with PlanClient.connect(settings) as client:
         rows = await client.usage(args.tenant, since)
     if args.json:
-        _out(codec.dumps(rows))
+        echo(codec.dumps(rows))
         return 0
     if not rows:
-        _out(f"no usage for tenant {args.tenant} since {since}")
+        echo(f"no usage for tenant {args.tenant} since {since}")
     for row in rows:
-        _out(
+        echo(
             f"{row['day']}  jobs {row.get('jobs', 0)}  prompt {row.get('prompt_tokens', 0)}  "
             f"completion {row.get('completion_tokens', 0)}  cost ${row.get('cost_usd', 0.0):.4f}"
             + (f"  ({row['estimated_calls']} estimated)" if row.get("estimated_calls") else "")
         )
         for agent_id, agent in sorted(row["agents"].items()):
-            _out(
+            echo(
                 f"    {agent_id}: jobs {agent.get('jobs', 0)}  prompt {agent.get('prompt_tokens', 0)}  "
                 f"completion {agent.get('completion_tokens', 0)}"
             )

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import fakeredis
-from arq.connections import ArqRedis
 from fakeredis.aioredis import FakeAsyncRedisMixin
 from redis.asyncio import Redis
 
-from worker.job_payload import decode_job, encode_job
-
-
-class _FakeArqRedis(FakeAsyncRedisMixin, ArqRedis):
-    """arq's pool class, talking to an in-process fake server."""
+from worker.queue_backend.arq_worker import QueuePool, pool_with
 
 
 class EmbeddedRedis:
-    """One in-process server and the two clients plangate uses: arq's (bytes) and ours (text)."""
+    """One in-process server and the two clients plangate uses: the queue's (bytes) and ours (text)."""
 
     def __init__(self) -> None:
         self.server = fakeredis.FakeServer()
 
-    def arq_pool(self, queue_name: str) -> ArqRedis:
-        pool = _FakeArqRedis(server=self.server)
-        pool.job_serializer = encode_job
-        pool.job_deserializer = decode_job
-        pool.default_queue_name = queue_name
-        return pool
+    def queue_pool(self, queue_name: str) -> QueuePool:
+        """The worker's queue pool on the in-process server."""
+        return pool_with(FakeAsyncRedisMixin, queue_name, server=self.server)
 
     def text_client(self) -> Redis:
         return fakeredis.FakeAsyncRedis(server=self.server, decode_responses=True)

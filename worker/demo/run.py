@@ -16,6 +16,7 @@ from ledger.errors import LedgerError
 from ledger.migrations import migrate_file
 from ledger.queries import show_job
 from ledger.signing import default_key_path, load_or_create_key, public_key_path
+from plangate_base.vocabulary import TERMINAL_EVENT_KINDS, JobState
 from worker.admin import AgentAdmin
 from worker.cli.render import render_event, render_output, render_status
 from worker.client import PlanClient
@@ -66,7 +67,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         worker = build_worker(
             settings,
             handle_signals=False,
-            redis_factory=lambda: (embedded.arq_pool(settings.queue_name), embedded.text_client()),
+            redis_factory=lambda: (embedded.queue_pool(settings.queue_name), embedded.text_client()),
         )
         worker_task = asyncio.create_task(worker.async_run())
         client = PlanClient(embedded.text_client(), settings)
@@ -120,7 +121,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     _say("  plangate worker                                       # as many as you like, on any machine")
     _say(f"  export PLANGATE_AGENT_KEY=$(plangate agents issue-key {SEED_AGENT_ID})  # agents need keys")
     _say('  plangate submit --description "..." --wait')
-    return 0 if status.state.value == "done" else 1
+    return 0 if status.state is JobState.DONE else 1
 
 
 def _follow_up(ledger_path: Path, job_id: str) -> None:
@@ -161,6 +162,6 @@ async def _ledger_record(path: Path, job_id: str) -> dict:
     while True:
         record = await show_job(path, job_id)
         kinds = {e["kind"] for e in record["events"]}
-        if kinds & {"done", "refused", "failed", "cancelled"} or time.monotonic() > deadline:
+        if kinds & TERMINAL_EVENT_KINDS or time.monotonic() > deadline:
             return record
         await asyncio.sleep(0.05)

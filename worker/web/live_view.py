@@ -21,23 +21,22 @@ from urllib.parse import parse_qs
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.registry import TenantRegistry
-from governance.vocabulary import JobState
 from ledger.errors import LedgerError
 from ledger.queries import EventFilter, read_only, show_job, tail
+from plangate_base import clock, codec
+from plangate_base.clock import utcnow
 from plangate_base.logs import get_logger
-from worker import codec
+from plangate_base.vocabulary import JobState
 from worker.cli.stats import DEFAULT_MINUTES, collect_stats
 from worker.cli.web import DEFAULT_PORT
 from worker.client import PlanClient
-from worker.clock import utcnow
 from worker.errors import BadRequest, JobNotFound, QueueUnavailable
 from worker.job_models import JobStatus
 from worker.keys import Keys
-from worker.redis_conn import text_client
+from worker.queue_backend import job_queue
+from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.settings import Settings
 from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML
 
@@ -171,16 +170,14 @@ class LiveView:
         return [e["job_id"] for e in reversed(events) if e.get("job_id")]
 
     async def _waiting(self, running_count: int) -> list[str]:
-        """Jobs waiting for a worker, oldest first: due in arq's queue and not running.
+        """Jobs waiting for a worker, oldest first: due in the queue and not running.
 
-        arq's queue holds a job until it finishes and a deferred retry with a future score, so
+        The queue holds a job until it finishes and a deferred retry due in the future, so
         read the due entries only, enough of them to fill the list after the running ones are
         left out (each running job is a due entry).
         """
-        now_ms = int(utcnow().timestamp() * 1000)
-        due = await self._redis.zrangebyscore(
-            self._settings.queue_name, "-inf", now_ms, start=0, num=LIST_LIMIT + running_count
-        )
+        now_ms = clock.now_ms()
+        due = await job_queue(self._settings.queue_name).due(self._redis, now_ms, LIST_LIMIT + running_count)
         if not due:
             return []
         running = await self._redis.zmscore(self._keys.running(), due)
@@ -209,7 +206,7 @@ class LiveView:
         finished = [statuses[j] for j in candidates if j in statuses and statuses[j].terminal]
         finished.sort(key=lambda s: s.finished_at or "", reverse=True)
         return {
-            "at": now.isoformat().replace("+00:00", "Z"),
+            "at": clock.iso(now),
             "queue": self._settings.queue_name,
             "queued": [
                 job_row(statuses[j], now)
@@ -350,7 +347,7 @@ class WebServer:
             raise HttpError(404, str(exc)) from exc
         except BadRequest as exc:
             raise HttpError(400, str(exc)) from exc
-        except (QueueUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (QueueUnavailable, *UNREACHABLE) as exc:
             raise HttpError(503, f"cannot reach Redis: {exc}") from exc
 
 
@@ -382,9 +379,8 @@ async def serve(settings: Settings, host: str, port: int, on_ready: Callable[[st
     async with text_client(settings.redis_url) as redis:
         try:
             await redis.ping()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            where = settings.redis_url.rsplit("@", 1)[-1]
-            raise QueueUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
+        except UNREACHABLE as exc:
+            raise unreachable(settings.redis_url, exc) from exc
         server = WebServer(LiveView(redis, settings), host, port)
         try:
             await server.start()

@@ -1,17 +1,22 @@
-"""ledger.jsontext: orjson's fast text must be the stdlib's text byte for byte (the chain hashes it)."""
+"""plangate_base.codec: orjson's fast text must be the stdlib's text byte for byte (the chain hashes it)."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import chain, jsontext
+from ledger import chain
+from plangate_base import codec
 from tests.unit.ledger_events import done_event
 
 
@@ -29,7 +34,7 @@ def test_every_code_point_is_written_as_the_stdlib_writes_it() -> None:
         points = range(start, min(start + 4096, 0x110000))
         text = "".join(chr(cp) for cp in points if not 0xD800 <= cp <= 0xDFFF)
         content = {"k": text, "é": start}
-        if jsontext.canonical_dumps(content) != stdlib_canonical(content):
+        if codec.canonical_dumps(content) != stdlib_canonical(content):
             mismatched.append(hex(start))
     assert mismatched == []
 
@@ -39,7 +44,7 @@ scalars = st.none() | st.booleans() | st.integers() | st.text()
 
 @given(st.dictionaries(st.text(), scalars, max_size=25))
 def test_canonical_text_matches_the_stdlib(content: dict[str, Any]) -> None:
-    assert jsontext.canonical_dumps(content) == stdlib_canonical(content)
+    assert codec.canonical_dumps(content) == stdlib_canonical(content)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +54,7 @@ def test_canonical_text_matches_the_stdlib(content: dict[str, Any]) -> None:
 )
 def test_values_orjson_refuses_or_writes_differently_go_to_the_stdlib(value: Any) -> None:
     content = {"seq": 1, "value": value}
-    assert jsontext.canonical_dumps(content) == stdlib_canonical(content)
+    assert codec.canonical_dumps(content) == stdlib_canonical(content)
 
 
 def test_row_hash_is_unchanged_by_the_fast_path() -> None:
@@ -65,24 +70,24 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 @given(st.recursive(scalars | finite, lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
 def test_dumps_round_trips_through_loads(value: Any) -> None:
-    assert jsontext.loads(jsontext.dumps(value)) == value
-    assert json.loads(jsontext.dumps(value)) == value
+    assert codec.loads(codec.dumps(value)) == value
+    assert json.loads(codec.dumps(value)) == value
 
 
 def test_dumps_matches_the_stdlib_for_what_only_the_stdlib_writes() -> None:
     at = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
     for value in ({"at": at}, {"big": 2**70}, {1: "int key"}, ["\ud800"], {"x": {"y": object}}):
-        assert jsontext.dumps(value) == stdlib_dumps(value)
+        assert codec.dumps(value) == stdlib_dumps(value)
 
 
 def test_loads_keeps_long_integers_exact() -> None:
     text = '{"a": 123456789012345678901234567890, "b": -9223372036854775809, "c": 18446744073709551615}'
-    assert jsontext.loads(text) == {"a": 123456789012345678901234567890, "b": -(2**63) - 1, "c": 2**64 - 1}
-    assert jsontext.loads(text.encode()) == jsontext.loads(text)
+    assert codec.loads(text) == {"a": 123456789012345678901234567890, "b": -(2**63) - 1, "c": 2**64 - 1}
+    assert codec.loads(text.encode()) == codec.loads(text)
 
 
 def test_loads_reads_non_json_constants_as_text() -> None:
-    value = jsontext.loads('{"a": NaN, "b": [Infinity, -Infinity], "c": 1.5}')
+    value = codec.loads('{"a": NaN, "b": [Infinity, -Infinity], "c": 1.5}')
     assert value == {"a": "NaN", "b": ["Infinity", "-Infinity"], "c": 1.5}
     assert not any(isinstance(v, float) and math.isnan(v) for v in value.values())
 
@@ -90,4 +95,40 @@ def test_loads_reads_non_json_constants_as_text() -> None:
 @pytest.mark.parametrize("text", ["", "{", '{"a": 1,}', "nul", b"\xff"])
 def test_loads_rejects_invalid_json_with_a_value_error(text: str | bytes) -> None:
     with pytest.raises(ValueError):
-        jsontext.loads(text)
+        codec.loads(text)
+
+
+class _Level(IntEnum):
+    HIGH = 3
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+class _Tag(str):
+    pass
+
+
+def test_subclasses_are_written_as_their_base_as_the_stdlib_does() -> None:
+    value = {"c": Counter(a=2), "o": OrderedDict(b=1), "i": _Level.HIGH, "s": _Colour.RED, "t": _Tag("x")}
+    assert codec.dumps(value) == stdlib_dumps(value) == '{"c":{"a":2},"o":{"b":1},"i":3,"s":"red","t":"x"}'
+
+
+def test_dumpb_is_dumps_as_utf8() -> None:
+    for value in ({"text": "é\u2028"}, {"big": 2**70}, [1, None, True], {1: "int key"}):
+        assert codec.dumpb(value) == codec.dumps(value).encode("utf-8")
+
+
+def test_nesting_too_deep_for_either_parser_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        codec.loads("[" * 100_000 + "]" * 100_000)
+
+
+def test_importing_the_codec_leaves_orjson_for_its_first_use() -> None:
+    program = (
+        "import sys, plangate_base.codec as c; before = 'orjson' in sys.modules; c.dumps({}); "
+        "print(before, 'orjson' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]

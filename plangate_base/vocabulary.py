@@ -1,8 +1,9 @@
-"""The words of plangate, defined once: job states, phases, decisions and refusal codes.
+"""The words of plangate, defined once: job states, phases, decisions, refusal and failure codes,
+ledger event kinds and job-stream kinds.
 
-These enums are the only spelling used in code, Redis, the ledger, the CLI and the docs.
-They live in `governance` because policy decides them; `worker` re-uses them and
-`ledger` stores their string values.
+These enums are the only spelling used in code, Lua, Redis, the ledger, the CLI and the docs. They
+live in the shared bottom layer so that `governance` (which decides them), `worker` (which writes
+them) and `ledger` (which stores and projects them) all use the same ones.
 """
 
 from __future__ import annotations
@@ -89,6 +90,70 @@ class ReviewDecision(StrEnum):
 
     APPROVED = "approved"
     REJECTED = "rejected"
+
+
+class EventKind(StrEnum):
+    """The kind of a ledger event: what happened to a job, an agent or the governance data."""
+
+    SUBMITTED = "submitted"  # a producer enqueued the job
+    ADMITTED = "admitted"  # the tenant's quota admitted it (only for tenants with limits)
+    LOCK_WAIT = "lock_wait"  # it waits for a lock another job holds
+    HANDED_BACK = "handed_back"  # its worker shut down and returned it to the queue
+    TAKEN_OVER = "taken_over"  # a watchdog returned it to the queue (its worker went silent)
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUSPENDED = "suspended"  # the agent spent its error budget
+    REVIEW_APPROVED = "review_approved"
+    REVIEW_REJECTED = "review_rejected"
+    REVOKED = "revoked"  # an operator stopped the agent
+    RESTORED = "restored"  # an operator lifted the revocation
+    BUDGET_RESET = "budget_reset"  # an operator forgot the agent's counted failures
+    AGENT_SAVED = "agent_saved"
+    KEY_ISSUED = "key_issued"
+    REVIEWER_SAVED = "reviewer_saved"
+    VOCABULARY_EXTENDED = "vocabulary_extended"
+    MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
+
+
+TERMINAL_EVENT_KINDS: frozenset[EventKind] = frozenset(
+    {EventKind.DONE, EventKind.REFUSED, EventKind.FAILED, EventKind.CANCELLED}
+)
+"""The ledger event that ends a job: one per terminal JobState, spelled the same."""
+
+AGENT_EVENT_KINDS: frozenset[EventKind] = frozenset(
+    {EventKind.REVOKED, EventKind.RESTORED, EventKind.SUSPENDED, EventKind.BUDGET_RESET}
+)
+"""The events that change an agent's live state (revoked, suspended)."""
+
+
+def review_event_kind(decision: ReviewDecision) -> EventKind:
+    """The ledger event of a reviewer's decision."""
+    return EventKind.REVIEW_APPROVED if decision is ReviewDecision.APPROVED else EventKind.REVIEW_REJECTED
+
+
+class RequeueReason(StrEnum):
+    """Why a running job went back to the queue (the reason of handed_back and taken_over events)."""
+
+    SHUTDOWN = "shutdown"
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+
+
+class StreamKind(StrEnum):
+    """The kind of an entry in a job's event stream (what `plangate watch` shows)."""
+
+    PHASE = "phase"  # the job entered a phase (or went back to the queue)
+    PROGRESS = "progress"  # a heartbeat during PLAN with the token count so far
+    TERMINAL = "terminal"  # the job ended; the last entry
+
+
+LEDGER_STREAM_FIELD = "e"
+"""The one field of a ledger stream entry; its value is the event as a JSON object."""
+
+NOW_MS = "__NOW_MS__"
+"""A ledger event's placeholder (a JSON string) that the Lua writing it replaces by the Redis server's
+clock in milliseconds, the one clock every worker shares."""
 
 
 class CancelReason(StrEnum):

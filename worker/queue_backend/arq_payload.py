@@ -4,7 +4,7 @@ A payload that is a `plan` call reaches the pipeline whatever its request holds,
 refuses what is not a request (`bad_request`). A payload that is no plan call at all (not JSON,
 another function, other arguments) raises: arq then drops the job without calling us, as it does
 when the payload is gone or its try count is past the limit, and the worker's drop hook
-(wakeable_worker) ends the job `failed` with the code `unrunnable` names, instead of leaving its
+(arq_worker) ends the job `failed` with the code `unrunnable` names, instead of leaving its
 status `queued` forever.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from governance.vocabulary import FailureCode
-from worker import codec
+from plangate_base import codec
+from plangate_base.vocabulary import FailureCode
 from worker.errors import UnreadablePayload
 
 JOB_FUNCTION = "plan"

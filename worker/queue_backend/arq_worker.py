@@ -1,4 +1,5 @@
-"""arq's worker, woken at once when a job is submitted or a slot frees, instead of at its next poll.
+"""The worker side of the arq backend: arq's Worker, woken at once when a job is submitted or a slot
+frees, configured for plangate, and plangate's job function in arq's terms.
 
 arq polls the queue every POLL_DELAY (0.5 s): an idle worker picks a job up 250 ms late on
 average, and a finished job's slot waits for the next poll too. Submitters PUBLISH on the queue's
@@ -8,10 +9,14 @@ never a job. Pub/sub is plain Redis that DragonflyDB runs; it costs nothing whil
 
 It also tells plangate about a job arq drops without running it (its payload gone, empty or not a
 plan call, its try count past the limit or not a number): arq only deletes such a job, which would
-leave its status `queued` forever, so the drop hook records it first (see job_payload.unrunnable).
+leave its status `queued` forever, so the drop hook records it first (see arq_payload.unrunnable).
+
+A job function that raises RunAgain (its attempt was handed back by a takeover) is told to arq as
+RetryJob: arq keeps the job and runs it again at once, without finishing (deleting) it. plangate counts
+tries itself (hand-backs and takeovers do not burn one), so arq's own limit is out of reach.
 
 This overrides arq's `Worker.main` loop, `run_job`, `finish_failed_job` and `close`, and hooks its
-slot-release callback (arq 0.26-0.28).
+slot-release callback; the private names it relies on are listed in the package docstring.
 """
 
 from __future__ import annotations
@@ -23,19 +28,38 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from arq.connections import create_pool, log_redis_info
-from arq.constants import job_key_prefix, retry_key_prefix
-from arq.worker import Worker
+from arq.connections import ArqRedis, create_pool, log_redis_info
+from arq.worker import RetryJob, Worker, func
 from redis.exceptions import RedisError, ResponseError
 
-from governance.vocabulary import FailureCode
 from plangate_base.logs import get_logger
-from worker.job_payload import try_count_problem, unrunnable
+from plangate_base.vocabulary import FailureCode
+from worker.queue_backend.arq_payload import (
+    JOB_FUNCTION,
+    decode_job,
+    encode_job,
+    request_of,
+    try_count_problem,
+    unrunnable,
+)
+from worker.queue_backend.arq_queue import JOB_KEY_PREFIX, RETRY_KEY_PREFIX, arq_job_timeout_s
+from worker.queue_backend.base import RunAgain
+from worker.redis_conn import arq_settings
+from worker.settings import Settings
 
 log = get_logger(__name__)
 
 DropHook = Callable[[dict[str, Any], str, FailureCode, str], Awaitable[None]]
 """Called with (worker ctx, job id, code, message) before arq drops a job it could not start."""
+
+JobHandler = Callable[[dict[str, Any], str, Any, float | None], Awaitable[str]]
+"""plangate's job function: (worker ctx, job id, request, enqueued at as a POSIX time or None) -> outcome."""
+
+QueuePool = ArqRedis
+"""The Redis client a worker's job loop uses (arq's pool: bytes, with its job serializers)."""
+
+MAX_TRIES = 1_000_000
+"""arq's try limit, out of reach: plangate counts tries itself (hand-backs and takeovers do not burn one)."""
 
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
@@ -43,7 +67,7 @@ MIN_POLL_GAP_S = 0.01
 
 
 class WakeableWorker(Worker):
-    """An arq Worker whose poll loop also wakes on a pub/sub message and when a job ends."""
+    """An arq Worker whose poll loop also wakes on a pub/sub message and when a job ends (a QueueWorker)."""
 
     def __init__(self, *args: Any, wake_channel: str, on_drop: DropHook | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,6 +78,30 @@ class WakeableWorker(Worker):
         # The signal `plangate worker` stops on, named in arq's "shutdown on ..." line; SIGUSR1 (arq's
         # word for a stop asked by the program) when it was stopped from code.
         self.stop_signal: signal.Signals | None = None
+
+    @property
+    def accepting(self) -> bool:
+        """Whether it still picks new jobs (False once draining)."""
+        return bool(self.allow_pick_jobs)
+
+    async def run(self) -> None:
+        """arq's async_run: pick and run jobs until closed (or the end of a burst)."""
+        await self.async_run()
+
+    def stop_taking_jobs(self) -> None:
+        """Pick no new jobs; the running ones carry on."""
+        self.allow_pick_jobs = False
+
+    def running(self) -> list[asyncio.Task[Any]]:
+        """arq's tasks of running jobs (each wraps a job and its bookkeeping), unfinished ones only."""
+        return [task for task in self.tasks.values() if not task.done()]
+
+    async def hand_back_running(self) -> None:
+        """Cancel every running job function (the pipeline hands its job back to the queue) and wait
+        for all of arq's job tasks to end."""
+        for task in list(self.job_tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     async def main(self) -> None:  # arq's main, with an event in place of its fixed sleep
         if self._pool is None:
@@ -107,7 +155,7 @@ class WakeableWorker(Worker):
         except ResponseError:
             # arq's first step INCRs the job's try counter; one that is not a number (or would overflow)
             # fails every time, and the error would end this worker's loop. Drop the job instead.
-            if try_count_problem(await self.pool.get(retry_key_prefix + job_id), self.max_tries) is None:
+            if try_count_problem(await self.pool.get(RETRY_KEY_PREFIX + job_id), self.max_tries) is None:
                 raise  # the counter is fine: not ours to handle
             log.error("arq cannot count the job's tries; dropping it", job_id=job_id)
             await self.finish_failed_job(job_id, None)
@@ -117,8 +165,8 @@ class WakeableWorker(Worker):
         # so a Redis error here leaves the job in the queue for a later try instead of lost.
         if self.on_drop is not None:
             async with self.pool.pipeline(transaction=False) as pipe:
-                pipe.get(job_key_prefix + job_id)
-                pipe.get(retry_key_prefix + job_id)
+                pipe.get(JOB_KEY_PREFIX + job_id)
+                pipe.get(RETRY_KEY_PREFIX + job_id)
                 raw, tries = await pipe.execute()
             code, message = unrunnable(raw, tries, self.max_tries)
             await self.on_drop(self.ctx, job_id, code, message)
@@ -173,3 +221,70 @@ class WakeableWorker(Worker):
             finally:
                 with contextlib.suppress(RedisError, OSError, RuntimeError):
                     await pubsub.aclose()
+
+
+def _job_function(handle: JobHandler) -> Callable[..., Awaitable[str]]:
+    """plangate's job function as arq calls it: the job id and enqueue time come from arq's ctx, and
+    RunAgain becomes arq's RetryJob."""
+
+    async def run_plan_job(ctx: dict[str, Any], *args: Any) -> str:
+        enqueued = ctx.get("enqueue_time")
+        try:
+            return await handle(
+                ctx, ctx["job_id"], request_of(args), enqueued.timestamp() if enqueued else None
+            )
+        except RunAgain:
+            raise RetryJob() from None  # arq keeps the job for its next run
+
+    return run_plan_job
+
+
+def build_arq_worker(
+    settings: Settings,
+    handle: JobHandler,
+    *,
+    ctx: dict[str, Any],
+    on_startup: Callable[[dict[str, Any]], Awaitable[None]],
+    on_shutdown: Callable[[dict[str, Any]], Awaitable[None]],
+    on_drop: DropHook,
+    wake_channel: str,
+    health_check_key: str,
+    burst: bool = False,
+    handle_signals: bool = True,
+    pool: QueuePool | None = None,
+) -> WakeableWorker:
+    """An arq worker on `settings.queue_name` running `handle` for every job: JSON payloads (never pickle),
+    no results kept, arq's timeout a margin past ours. `pool` is an arq pool to use instead of REDIS_URL."""
+    timeout_s = arq_job_timeout_s(settings.job_timeout_s)
+    return WakeableWorker(
+        wake_channel=wake_channel,
+        on_drop=on_drop,
+        functions=[func(_job_function(handle), name=JOB_FUNCTION, timeout=timeout_s, max_tries=MAX_TRIES)],
+        queue_name=settings.queue_name,
+        redis_settings=None if pool else arq_settings(settings.redis_url),
+        redis_pool=pool,
+        burst=burst,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        handle_signals=handle_signals,
+        max_jobs=settings.concurrency,
+        job_timeout=timeout_s,
+        keep_result=0,
+        max_tries=MAX_TRIES,
+        health_check_key=health_check_key,
+        health_check_interval=max(1, int(settings.heartbeat_s * 5)),
+        ctx=ctx,
+        job_serializer=encode_job,
+        job_deserializer=decode_job,
+        log_results=False,
+    )
+
+
+def pool_with(mixin: type, queue_name: str, **init: Any) -> QueuePool:
+    """arq's pool class with `mixin` first among its bases (the demo's in-process fake server), set up
+    as the worker's own pool would be; `init` goes to its constructor."""
+    pool: QueuePool = type(f"{mixin.__name__}ArqRedis", (mixin, ArqRedis), {})(**init)
+    pool.job_serializer = encode_job
+    pool.job_deserializer = decode_job
+    pool.default_queue_name = queue_name
+    return pool
