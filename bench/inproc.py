@@ -16,11 +16,13 @@ from bench.workload import plan_request
 from governance.models import SEED_AGENT, PlanRequest
 from plangate_base import codec
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, Decision, EventKind
-from worker import llm_stream
 from worker.heap import freeze_startup_objects
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
-from worker.llm_stream import LLMPlanner, _Progress, request_options
+from worker.llm import sse
+from worker.llm.modes import request_options
+from worker.llm.planner import LLMPlanner
+from worker.llm.stream import Progress
 from worker.llm_stub.server import answer_text
 from worker.prompt import build_messages
 from worker.redis_conn import text_client
@@ -73,18 +75,18 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
         closers += [sdk.close, planner.aclose]
 
         def plangate_call(planner: LLMPlanner = planner) -> Awaitable[Any]:
-            return planner._stream_once(messages, "scripted", "json_schema", _Progress(lambda _: None))
+            return planner._stream_once(messages, "scripted", "json_schema", Progress(lambda _: None))
 
         async def stdlib_call(call: Callable[[], Awaitable[Any]] = plangate_call) -> Any:
-            fast, llm_stream._load_event = llm_stream._load_event, json.loads
+            fast, sse._load_event = sse._load_event, json.loads
             try:
                 return await call()
             finally:
-                llm_stream._load_event = fast
+                sse._load_event = fast
 
         calls_of[("sdk", chunks)] = lambda sdk=sdk, options=options: _sdk_call(sdk, messages, options)
         calls_of[("plangate", chunks)] = plangate_call
-        if llm_stream._load_event is not json.loads:
+        if sse._load_event is not json.loads:
             calls_of[("plangate_stdlib_json", chunks)] = stdlib_call
     try:
         for call in calls_of.values():

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from bench.bare_arq import BARE_FUNCTION
 from governance.models import SEED_AGENT, PlanRequest
 from worker.client import PlanClient
-from worker.llm_stream import request_options
+from worker.llm.modes import request_options
 from worker.prompt import build_messages
 from worker.redis_conn import text_client
 from worker.settings import Settings

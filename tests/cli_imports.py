@@ -19,7 +19,7 @@ NOT_FOR_POLLING = (
     "httpx",
     "prometheus_client",
     "worker.pipeline",
-    "worker.llm_stream",
+    "worker.llm.planner",
     "opentelemetry",
     "aiosqlite",
     "fakeredis",

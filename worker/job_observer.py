@@ -15,7 +15,7 @@ from structlog.contextvars import bind_contextvars
 
 from plangate_base.vocabulary import JobState, Phase
 from worker import metrics, tracing
-from worker.llm_stream import LLMResult
+from worker.llm.planner import LLMResult
 from worker.settings import Settings
 
 
@@ -95,17 +95,17 @@ class JobObserver:
             metrics.TTFT.labels(result.model).observe(self._first_token_at - self._llm_started)
             streaming = time.monotonic() - self._first_token_at
             if streaming > 0:
-                metrics.TOKENS_PER_SECOND.labels(result.model).observe(usage["completion_tokens"] / streaming)
-        metrics.TOKENS.labels("prompt", result.model).inc(usage["prompt_tokens"])
-        metrics.TOKENS.labels("completion", result.model).inc(usage["completion_tokens"])
+                metrics.TOKENS_PER_SECOND.labels(result.model).observe(usage.completion_tokens / streaming)
+        metrics.TOKENS.labels("prompt", result.model).inc(usage.prompt_tokens)
+        metrics.TOKENS.labels("completion", result.model).inc(usage.completion_tokens)
         if result.attempts > 1:
             metrics.LLM_RETRIES.labels("transient").inc(result.attempts - 1)
         tracing.end_span(
             self._llm_span,
             attributes={
                 "gen_ai.response.model": result.model,
-                "gen_ai.usage.input_tokens": usage["prompt_tokens"],
-                "gen_ai.usage.output_tokens": usage["completion_tokens"],
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
             },
         )
         self._llm_span = None

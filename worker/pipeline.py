@@ -46,7 +46,8 @@ from worker.ids import new_id
 from worker.job_observer import JobObserver
 from worker.job_run import Fenced, JobContext, Refused, Stopped
 from worker.keys import Keys
-from worker.llm_stream import LLMPlanner, LLMResult
+from worker.llm.planner import LLMPlanner, LLMResult
+from worker.llm.usage import Usage
 from worker.outcome import Outcome
 from worker.preflight import Admitted, PreflightPhase, lock_ttl_ms
 from worker.queue_backend import RunAgain
@@ -244,7 +245,7 @@ class Pipeline:
                 "model": result.model,
                 "response_mode": result.response_mode,
                 "llm_attempts": result.attempts,
-                "usage": result.usage,
+                "usage": result.usage.as_dict(),
                 "flags": list(verdict.flags),
                 "llm_decision": draft.decision.value,
                 "handoff_from": request.handoff_from,
@@ -256,10 +257,8 @@ class Pipeline:
     ) -> str:
         """RECORD a plan: terminal status, result and ledger event in one transaction."""
         usage = result.usage
-        outcome = Outcome.done(output, model=result.model, usage=usage, tokens=job.held.tokens)
-        spend = Spend(
-            int(usage["prompt_tokens"]), int(usage["completion_tokens"]), bool(usage.get("estimated"))
-        )
+        outcome = Outcome.done(output, model=result.model, usage=usage.as_dict(), tokens=job.held.tokens)
+        spend = Spend(usage.prompt_tokens, usage.completion_tokens, usage.estimated)
         return await self._record(job, observer, outcome, spend=spend)
 
     async def record_end(
@@ -279,14 +278,10 @@ class Pipeline:
         else:
             assert error is not None
             spent = held.spend
-            usage = {
-                "prompt_tokens": spent.prompt_tokens,
-                "completion_tokens": spent.completion_tokens,
-                "estimated": True,
-            }
+            usage = Usage(spent.prompt_tokens, spent.completion_tokens, estimated=True)
             code, message = error
             outcome = Outcome.error(
-                state, code, message, usage=usage if held.llm_started else None, tokens=held.tokens
+                state, code, message, usage=usage.as_dict() if held.llm_started else None, tokens=held.tokens
             )
         charge = None
         agent = admitted.agent if admitted is not None else None

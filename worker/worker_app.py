@@ -25,7 +25,7 @@ from plangate_base.vocabulary import FailureCode
 from worker.admin import AgentAdmin
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
-from worker.llm_stream import LLMPlanner
+from worker.llm.planner import LLMPlanner
 from worker.metrics import serve_metrics
 from worker.pipeline import Pipeline
 from worker.queue_backend import QueueWorker, job_queue

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from governance.models import SEED_AGENT, PlanRequest
-from worker import errors, llm_stream
+from worker import errors
 from worker.errors import (
     InvalidOutput,
     LLMAnswerTooLarge,
@@ -21,7 +21,7 @@ from worker.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
-from worker.llm_stream import LLMPlanner, LLMResult
+from worker.llm.planner import LLMPlanner, LLMResult
 from worker.llm_stub.server import BEHAVIOURS, StubServer
 from worker.settings import Settings
 
@@ -68,13 +68,6 @@ WITHOUT_RETRY: dict[str, tuple[type[LLMError], str]] = {
     "scripted-stall": (LLMTimeout, "idle for more than 0.3s"),
     "scripted-500": (LLMUnavailable, "; gave up after 1 attempt"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_modes() -> Iterator[None]:
-    llm_stream.forget_response_modes()
-    yield
-    llm_stream.forget_response_modes()
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from structlog.testing import capture_logs
 
 from governance.models import SEED_AGENT, PlanRequest
 from tests.eventually import eventually
-from worker import llm_stream
 from worker.errors import (
     InvalidOutput,
     LLMAnswerTooLarge,
@@ -21,14 +20,9 @@ from worker.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
-from worker.llm_stream import (
-    LLMPlanner,
-    LLMResult,
-    client_timeout,
-    models_to_try,
-    parse_draft,
-    request_options,
-)
+from worker.llm.modes import request_options
+from worker.llm.planner import LLMPlanner, LLMResult, models_to_try, parse_draft
+from worker.llm.transport import client_timeout
 from worker.llm_stub.server import StubServer
 from worker.prompt import build_messages
 from worker.settings import Settings
@@ -45,13 +39,6 @@ def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Every behaviour holds on both HTTP transports of the openai client (LLM_HTTP)."""
     monkeypatch.setenv("PLANGATE_LLM_HTTP", request.param)
     return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_modes() -> Iterator[None]:
-    llm_stream.forget_response_modes()
-    yield
-    llm_stream.forget_response_modes()
 
 
 @pytest.fixture
@@ -75,14 +62,18 @@ def _settings(base_url: str, **overrides: object) -> Settings:
 async def _plan(base_url: str, model: str, counts: list[int] | None = None, **overrides: object) -> LLMResult:
     planner = LLMPlanner(_settings(base_url, **overrides))
     try:
-        return await planner.plan(
-            agent=SEED_AGENT,
-            request=REQUEST,
-            model=model,
-            on_tokens=(counts if counts is not None else []).append,
-        )
+        return await _plan_with(planner, model, counts)
     finally:
         await planner.aclose()
+
+
+async def _plan_with(planner: LLMPlanner, model: str, counts: list[int] | None = None) -> LLMResult:
+    return await planner.plan(
+        agent=SEED_AGENT,
+        request=REQUEST,
+        model=model,
+        on_tokens=(counts if counts is not None else []).append,
+    )
 
 
 async def test_scripted_gives_a_valid_draft_with_real_usage(stub: StubServer) -> None:
@@ -93,8 +84,8 @@ async def test_scripted_gives_a_valid_draft_with_real_usage(stub: StubServer) ->
     assert result.model == "vendor/scripted"
     assert result.response_mode == "json_schema"
     assert result.attempts == 1
-    assert result.usage["estimated"] is False
-    assert result.usage["completion_tokens"] == 40
+    assert result.usage.estimated is False
+    assert result.usage.completion_tokens == 40
     assert counts == list(range(1, 41))
     sent = stub.requests[0]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
@@ -247,12 +238,20 @@ async def test_invalid_json_fails_after_one_repair_round(stub: StubServer) -> No
 
 
 async def test_no_json_schema_falls_back_and_remembers(stub: StubServer) -> None:
-    first = await _plan(stub.base_url, "scripted-no-json-schema", llm_max_retries=0)
-    assert first.response_mode == "json_object" and first.attempts == 2
-    assert [r["response_format"]["type"] for r in stub.requests] == ["json_schema", "json_object"]
-    second = await _plan(stub.base_url, "scripted-no-json-schema")
-    assert second.response_mode == "json_object" and second.attempts == 1
-    assert stub.requests[2]["response_format"] == {"type": "json_object"}
+    planner = LLMPlanner(_settings(stub.base_url, llm_max_retries=0))
+    try:
+        first = await _plan_with(planner, "scripted-no-json-schema")
+        assert first.response_mode == "json_object" and first.attempts == 2
+        assert [r["response_format"]["type"] for r in stub.requests] == ["json_schema", "json_object"]
+        second = await _plan_with(planner, "scripted-no-json-schema")
+        assert second.response_mode == "json_object" and second.attempts == 1
+        assert stub.requests[2]["response_format"] == {"type": "json_object"}
+    finally:
+        await planner.aclose()
+    # The memory is the planner's: a new one (another worker process) asks for json_schema again.
+    third = await _plan(stub.base_url, "scripted-no-json-schema", llm_max_retries=0)
+    assert third.response_mode == "json_object" and third.attempts == 2
+    assert stub.requests[3]["response_format"]["type"] == "json_schema"
 
 
 async def test_low_confidence_and_forbidden_step(stub: StubServer) -> None:

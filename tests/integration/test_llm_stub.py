@@ -1,4 +1,5 @@
-"""The scripted endpoint over loopback: through the openai SDK and through raw HTTP/1.1."""
+"""The scripted endpoint over loopback: through the openai SDK and through raw HTTP/1.1 (with a Host header,
+as HTTP/1.1 requires and the endpoint's HTTP server enforces)."""
 
 from __future__ import annotations
 
@@ -360,7 +361,8 @@ async def test_endless_streams_deltas_until_the_client_hangs_up(stub: StubServer
 async def test_not_http_answers_a_banner_and_hangs_up(stub: StubServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", stub.port)
     data = json.dumps(_chat("scripted-not-http", stream=True)).encode()
-    writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+    writer.write(head.encode() + data)
     answer = await asyncio.wait_for(reader.read(), timeout=5)
     writer.close()
     assert answer.startswith(b"SSH-2.0-") and not answer.startswith(b"HTTP/")

@@ -10,15 +10,16 @@ from governance.policy import Refuse, review_output
 from plangate_base.vocabulary import FailureCode, JobState, RefusalCode
 from worker.admin import agent_change_entry
 from worker.ledger_events import ledger_event
-from worker.llm_stream import parse_draft
+from worker.llm.planner import parse_draft
+from worker.llm.usage import Usage
 from worker.llm_stub.server import build_plan
 from worker.outcome import Outcome
 from worker.pipeline import governed_output
 
 DESCRIPTION = "Rotate the TLS certificates of the web tier"
 AGENT = SEED_AGENT.model_copy(update={"agent_id": "agent-a"})  # the seed's tier-0 observer, as agent-a
-# What the scripted endpoint reports for a short answer (llm_stream reads these three from the stream).
-USAGE = {"prompt_tokens": 412, "completion_tokens": 268, "total_tokens": 680}
+# What the scripted endpoint reports for a short answer (worker/llm reads these three from the stream).
+USAGE = Usage(prompt_tokens=412, completion_tokens=268, total_tokens=680).as_dict()
 
 
 def make_event(
@@ -63,7 +64,7 @@ def request_payload(description: str = DESCRIPTION, **request: Any) -> dict[str,
 def agent_output(
     description: str = DESCRIPTION, behaviour: str = "scripted", agent: AgentRecord = AGENT
 ) -> AgentOutput:
-    """The AgentOutput of the scripted endpoint's plan for `description`, parsed as llm_stream parses an
+    """The AgentOutput of the scripted endpoint's plan for `description`, parsed as the planner parses an
     answer and governed by `agent` (the decision-bearing part of what VALIDATE builds)."""
     draft = parse_draft(json.dumps(build_plan(description, behaviour)))
     verdict = review_output(agent, draft)

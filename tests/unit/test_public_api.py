@@ -47,5 +47,5 @@ def test_import_plangate_loads_nothing_behind_it() -> None:
 def test_the_client_comes_without_the_worker_or_the_llm_client() -> None:
     modules = _modules_after("from plangate import PlanClient, PlanRequest, Settings")
     assert "worker.client" in modules
-    worker_side = ("arq", "openai", "worker.pipeline", "worker.llm_stream")
+    worker_side = ("arq", "openai", "worker.pipeline", "worker.llm.planner")
     assert sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in worker_side)) == []

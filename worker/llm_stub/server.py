@@ -1,7 +1,9 @@
-"""The scripted OpenAI-compatible endpoint: a small HTTP/1.1 server on loopback for the demo and tests.
+"""The scripted OpenAI-compatible endpoint: an aiohttp web server on loopback for the demo and tests.
 
 It answers `/v1/chat/completions` (streaming and not) with a deterministic plan derived from the
-request text, and misbehaves on purpose when the model name asks for it (see `BEHAVIOURS`).
+request text, and misbehaves on purpose when the model name asks for it (see `BEHAVIOURS`). aiohttp
+speaks HTTP (keep-alive, chunked bodies both ways); the behaviours that misbehave below HTTP (cut the
+connection mid-answer, answer bytes that are not HTTP) act on the request's transport.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import json
 import math
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
 
 from plangate_base.logs import get_logger
 from worker.llm_stub.behaviours import BEHAVIOURS, HOSTILE_ACTIONS, HOSTILE_SIDE_EFFECTS
@@ -27,15 +32,7 @@ _PIECE = 64 * 1024  # bytes per write of a huge line
 STALL_AFTER_CHUNKS = 3
 RETRY_AFTER_S = 1
 _FLAKY = frozenset({"scripted-429", "scripted-cut", "scripted-midstream-error"})
-_MAX_HEAD = 64 * 1024
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    402: "Payment Required",
-    404: "Not Found",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-}
+_MAX_BODY = 64 * 1024 * 1024  # a request body the stub reads (aiohttp's default is 1 MiB)
 
 
 def behaviour_of(model: str) -> str:
@@ -148,20 +145,43 @@ def split_content(text: str, chunks: int = DEFAULT_CHUNKS) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def _json_head(status: int, length: int, extra: dict[str, str] | None = None, close: bool = False) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json"]
-    lines += [f"Content-Length: {length}"] + [f"{k}: {v}" for k, v in (extra or {}).items()]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+def completion_chunk(
+    ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any
+) -> str:
+    """One `chat.completion.chunk` SSE event with one choice (`extra`: more top-level members, e.g. error)."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    body.update(choices=[choice], **extra)
+    return f"data: {json.dumps(body)}\n\n"
 
 
-def _error_body(message: str, type_: str, code: int | str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "code": code}}).encode()
+def usage_chunk(ident: str, created: int, model: str, usage: dict[str, int]) -> str:
+    """The last SSE event of a stream asked for `include_usage`: no choices, the usage."""
+    body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    return f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n"
 
 
-class _Cut(Exception):
-    """Raised inside a handler to drop the connection without finishing the response."""
+DONE = "data: [DONE]\n\n"
+
+
+def _json(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _error(status: int, message: str, type_: str, code: int | str) -> web.Response:
+    body = json.dumps({"error": {"message": message, "type": type_, "code": code}}).encode()
+    return _json(status, body)
+
+
+def _hang_up(request: web.BaseRequest, *, flush: bool = False) -> None:
+    """Drop the connection under the response: at once (abort), or after what was written (`flush`)."""
+    transport = request.transport
+    if transport is None:  # the client is gone already
+        return
+    if flush:
+        transport.close()
+    else:
+        transport.abort()
 
 
 class StubServer:
@@ -193,12 +213,11 @@ class StubServer:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.paths: list[str] = []
-        self.connections = 0
         self.open_streams = 0  # SSE responses being written right now
         self.abandoned_streams = 0  # streams the client hung up on before the end
+        self._peers: set[Any] = set()  # the client address of every connection that sent a request
         self._seen: dict[tuple[str, str], int] = {}
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
         self._stopping = False
         self._seq = 0
 
@@ -207,21 +226,33 @@ class StubServer:
         """The OpenAI base URL of this server, e.g. http://127.0.0.1:PORT/v1."""
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def connections(self) -> int:
+        """How many connections requests came in on (keep-alive reuses one)."""
+        return len(self._peers)
+
     async def start(self) -> None:
         """Bind and start accepting connections (port 0 picks a free port)."""
-        self._server = await asyncio.start_server(self._on_connection, self.host, self.port, limit=_MAX_HEAD)
-        self.port = self._server.sockets[0].getsockname()[1]
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        # handler_cancellation: a client that hangs up cancels its handler, so a stall or an endless
+        # stream notices at once and no handler outlives its connection. No grace period at stop().
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
 
     async def stop(self) -> None:
         """Stop accepting and drop every open connection."""
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def __aenter__(self) -> StubServer:
         await self.start()
@@ -230,144 +261,68 @@ class StubServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self.connections += 1
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (_Cut, ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            writer.transport.abort()
-        except asyncio.CancelledError:
-            # stop() cancels open connections; asyncio 3.11 complains about a cancelled callback task.
-            writer.transport.abort()
-            if not self._stopping:
-                raise
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
-            except asyncio.CancelledError:
-                if not self._stopping:
-                    raise
-            finally:
-                # Only now, so stop() waits for (and cancels) handlers that are still closing.
-                self._handlers.discard(task)
-
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; return whether the connection stays open."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False
-        request_line, *header_lines = head.decode("latin-1").split("\r\n")
-        method, target, _version = [*request_line.split(" "), "", ""][:3]
-        headers = {}
-        for line in header_lines:
-            if ":" in line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        body = await self._read_body(reader, headers)
-        keep = headers.get("connection", "").lower() != "close"
-        path = target.split("?", 1)[0]
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Every request: the two OpenAI routes, else a 404 in OpenAI's error shape."""
+        self._peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        method, path = request.method, request.path
         self.paths.append(f"{method} {path}")
         if method == "GET" and path == "/v1/models":
             data = [
                 {"id": n, "object": "model", "created": 0, "owned_by": "plangate-stub"} for n in BEHAVIOURS
             ]
-            await self._send_json(
-                writer, 200, json.dumps({"object": "list", "data": data}).encode(), close=not keep
-            )
-        elif method == "POST" and path == "/v1/chat/completions":
+            return _json(200, json.dumps({"object": "list", "data": data}).encode())
+        if method == "POST" and path == "/v1/chat/completions":
             try:
-                payload = json.loads(body or b"null")
+                payload = json.loads(await request.read() or b"null")
             except ValueError:
                 payload = None
             if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
-                err = _error_body(
-                    "request body must be a JSON object with messages", "invalid_request_error", 400
+                return _error(
+                    400, "request body must be a JSON object with messages", "invalid_request_error", 400
                 )
-                await self._send_json(writer, 400, err, close=not keep)
-            else:
-                self.requests.append(payload)
-                self.request_headers.append({k: v for k, v in headers.items() if k != "authorization"})
-                await self._chat(reader, writer, payload)
-        else:
-            err = _error_body(f"no route for {method} {path}", "invalid_request_error", "not_found")
-            await self._send_json(writer, 404, err, close=not keep)
-        return keep
-
-    @staticmethod
-    async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            parts = []
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                parts.append(await reader.readexactly(size + 2))
-                if size == 0:
-                    return b"".join(p[:-2] for p in parts)
-        return await reader.readexactly(int(headers.get("content-length", "0") or 0))
-
-    @staticmethod
-    async def _send_json(
-        writer: asyncio.StreamWriter,
-        status: int,
-        body: bytes,
-        extra: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        writer.write(_json_head(status, len(body), extra, close) + body)
-        await writer.drain()
+            self.requests.append(payload)
+            self.request_headers.append(
+                {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
+            )
+            return await self._chat(request, payload)
+        return _error(404, f"no route for {method} {path}", "invalid_request_error", "not_found")
 
     def _first_time(self, behaviour: str, messages: list[dict[str, Any]]) -> bool:
         key = (behaviour, hashlib.sha256(last_user_text(messages).encode()).hexdigest())
         self._seen[key] = self._seen.get(key, 0) + 1
         return self._seen[key] == 1
 
-    async def _stall(self, reader: asyncio.StreamReader) -> None:
-        """Say nothing for `stall_seconds`, but notice at once when the client hangs up (no handler leaks)."""
-        try:
-            async with asyncio.timeout(self.stall_seconds):
-                # HTTP/1.1 clients do not pipeline, so anything read here is not a request we owe an answer.
-                while await reader.read(4096):
-                    pass
-        except TimeoutError:
-            return
-        raise ConnectionResetError("the client hung up during the stall")
+    async def _stall(self) -> None:
+        """Say nothing for `stall_seconds` (a client that hangs up meanwhile cancels the handler)."""
+        await asyncio.sleep(self.stall_seconds)
 
-    async def _chat(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: dict[str, Any]
-    ) -> None:
+    async def _chat(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
         model = str(payload.get("model") or DEFAULT_BEHAVIOUR)
         behaviour = behaviour_of(model)
         messages = payload["messages"]
         if behaviour == "scripted-not-http":
-            writer.write(NOT_HTTP)
-            await writer.drain()
-            raise _Cut
+            if request.transport is not None:
+                request.transport.write(NOT_HTTP)
+            _hang_up(request, flush=True)
+            return web.Response()  # never sent: the connection is closed
         fmt = payload.get("response_format")
         fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
         if fmt_type not in (None, "text", "json_object", "json_schema"):
-            err = _error_body(f"unknown response_format type {fmt_type!r}", "invalid_request_error", 400)
-            return await self._send_json(writer, 400, err)
+            return _error(400, f"unknown response_format type {fmt_type!r}", "invalid_request_error", 400)
         if behaviour == "scripted-no-json-schema" and fmt_type == "json_schema":
             message = "response_format json_schema is not supported by this model"
-            return await self._send_json(writer, 400, _error_body(message, "invalid_request_error", 400))
+            return _error(400, message, "invalid_request_error", 400)
         if behaviour == "scripted-402":
-            message = "Insufficient credits: add more to continue"
-            return await self._send_json(writer, 402, _error_body(message, "payment_required", 402))
+            return _error(402, "Insufficient credits: add more to continue", "payment_required", 402)
         if behaviour == "scripted-fallback":
             model = f"{model}-backup"  # what a router reports when another model answered
         if behaviour == "scripted-500":
-            return await self._send_json(writer, 500, _error_body("scripted failure", "server_error", 500))
+            return _error(500, "scripted failure", "server_error", 500)
         first = behaviour in _FLAKY and self._first_time(behaviour, messages)
         if behaviour == "scripted-429" and first:
-            err = _error_body("rate limited, retry later", "rate_limit_exceeded", 429)
-            return await self._send_json(writer, 429, err, {"Retry-After": str(RETRY_AFTER_S)})
+            response = _error(429, "rate limited, retry later", "rate_limit_exceeded", 429)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         pieces = split_content(answer_text(messages, behaviour), self.chunks)
         prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages)
         usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": len(pieces)}
@@ -377,18 +332,16 @@ class StubServer:
         fail = first and behaviour in ("scripted-cut", "scripted-midstream-error")
         if payload.get("stream"):
             include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-            await self._stream(
-                reader, writer, ident, model, behaviour, pieces, usage if include_usage else None, fail
+            answer = _Answer(
+                ident, int(time.time()), model, behaviour, pieces, usage if include_usage else None
             )
-            return None
+            return await self._stream(request, answer, fail)
         if behaviour == "scripted-slow":
             await asyncio.sleep(self.slow_seconds)
         if behaviour == "scripted-stall":
-            await self._stall(reader)
+            await self._stall()
         if fail and behaviour == "scripted-midstream-error":
-            return await self._send_json(
-                writer, 502, _error_body("upstream provider error", "server_error", 502)
-            )
+            return _error(502, "upstream provider error", "server_error", 502)
         body: dict[str, Any] = {
             "id": ident,
             "object": "chat.completion",
@@ -400,65 +353,42 @@ class StubServer:
         body["choices"][0]["finish_reason"] = "stop"
         data = json.dumps(body).encode()
         if fail:  # announce the whole body, send half, hang up
-            writer.write(_json_head(200, len(data)) + data[: len(data) // 2])
-            await writer.drain()
-            raise _Cut
-        return await self._send_json(writer, 200, data)
+            response = web.StreamResponse(status=200)
+            response.content_type = "application/json"
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+            _hang_up(request)
+            return response
+        return _json(200, data)
 
-    async def _stream(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        ident: str,
-        model: str,
-        behaviour: str,
-        pieces: list[str],
-        usage: dict[str, int] | None,
-        fail: bool,
-    ) -> None:
-        head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        writer.write((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
-        created = int(time.time())
+    async def _stream(self, request: web.Request, answer: _Answer, fail: bool) -> web.StreamResponse:
+        """The answer as server-sent events (chunked); a client that hangs up first counts as abandoned."""
+        response = web.StreamResponse(status=200, headers={"Cache-Control": "no-cache"})
+        response.content_type = "text/event-stream"
+        await response.prepare(request)
 
         async def send(text: str) -> None:
-            data = text.encode()
-            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            await writer.drain()
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-            body.update(choices=[choice], **extra)
-            return f"data: {json.dumps(body)}\n\n"
+            await response.write(text.encode())
 
         self.open_streams += 1
         try:
-            await self._stream_body(
-                reader, send, chunk, behaviour, pieces, usage, fail, ident, created, model
-            )
+            await self._stream_body(request, send, answer, fail)
         except ConnectionError:
             self.abandoned_streams += 1
             raise
+        except asyncio.CancelledError:
+            if not self._stopping:  # the client hung up (handler_cancellation), not stop()
+                self.abandoned_streams += 1
+            raise
         finally:
             self.open_streams -= 1
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        return response
 
-    async def _stream_body(
-        self,
-        reader: asyncio.StreamReader,
-        send: Any,
-        chunk: Any,
-        behaviour: str,
-        pieces: list[str],
-        usage: dict[str, int] | None,
-        fail: bool,
-        ident: str,
-        created: int,
-        model: str,
-    ) -> None:
+    async def _stream_body(self, request: web.Request, send: Any, answer: _Answer, fail: bool) -> None:
+        pieces, behaviour = answer.pieces, answer.behaviour
         if behaviour in ("scripted-huge-line", "scripted-endless"):
-            return await self._flood(send, chunk, behaviour, pieces)
+            return await self._flood(send, answer)
         slow = behaviour == "scripted-slow"
         gap = (self.slow_seconds if slow else self.stream_seconds) / max(1, len(pieces))
         if self.first_token_seconds and not slow:
@@ -467,37 +397,37 @@ class StubServer:
         stall_at = min(STALL_AFTER_CHUNKS, len(pieces) - 1) if behaviour == "scripted-stall" else -1
         for index, piece in enumerate(pieces[:stop_after]):
             if index == stall_at:
-                await self._stall(reader)
+                await self._stall()
             if slow or (gap and index):
                 await asyncio.sleep(gap)
             if slow:
                 await send(": OPENROUTER PROCESSING\n\n" if index % 2 == 0 else ": keep-alive\n\n")
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
-            await send(chunk(delta))
+            await send(answer.chunk(delta))
         if fail and behaviour == "scripted-cut":
-            raise _Cut
+            _hang_up(request)  # mid-body: the client sees the chunked body end early
+            return
         if fail:  # OpenRouter's shape for an error after generation started
             error = {"message": "upstream provider error during generation", "code": 502}
-            await send(chunk({"content": ""}, "error", error=error))
+            await send(answer.chunk({"content": ""}, "error", error=error))
         else:
-            await send(chunk({}, "stop"))
-            if usage is not None:
-                body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-                await send(f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n")
-            await send("data: [DONE]\n\n")
+            await send(answer.chunk({}, "stop"))
+            if answer.usage is not None:
+                await send(usage_chunk(answer.ident, answer.created, answer.model, answer.usage))
+            await send(DONE)
 
-    async def _flood(self, send: Any, chunk: Any, behaviour: str, pieces: list[str]) -> None:
+    async def _flood(self, send: Any, answer: _Answer) -> None:
         """More than a client should accept: one line of `huge_line_bytes`, or deltas without end.
-        A client that hangs up ends it (the next write fails). Each write also gives the event loop a
-        turn: drain() only waits once the socket is full, and a stub in the client's own process must
-        not starve it."""
-        if behaviour == "scripted-endless":
+        A client that hangs up ends it (the handler is cancelled, or the next write fails). Each write
+        also gives the event loop a turn: a write only waits once the socket is full, and a stub in the
+        client's own process must not starve it."""
+        if answer.behaviour == "scripted-endless":
             # Built once: the stub spends its CPU on the socket, not on JSON, however long it runs.
-            batch = "".join(chunk({"content": piece}) for piece in pieces)
+            batch = "".join(answer.chunk({"content": piece}) for piece in answer.pieces)
             while True:
                 await send(batch)
                 await asyncio.sleep(0)
-        head, _, tail = chunk({"role": "assistant", "content": "\x00"}).partition("\\u0000")
+        head, _, tail = answer.chunk({"role": "assistant", "content": "\x00"}).partition("\\u0000")
         await send(head)
         filler = "x" * _PIECE
         count = self.huge_line_bytes // _PIECE
@@ -506,8 +436,23 @@ class StubServer:
             await send(filler)
             await asyncio.sleep(gap)
         await send(tail)
-        await send(chunk({}, "stop"))
-        await send("data: [DONE]\n\n")
+        await send(answer.chunk({}, "stop"))
+        await send(DONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one streamed answer says: its id, time and model on every chunk, its pieces and usage."""
+
+    ident: str
+    created: int
+    model: str
+    behaviour: str
+    pieces: list[str]
+    usage: dict[str, int] | None
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return completion_chunk(self.ident, self.created, self.model, delta, finish, **extra)
 
 
 async def serve_forever(host: str, port: int) -> None:
