@@ -75,18 +75,18 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
         closers += [sdk.close, planner.aclose]
 
         def plangate_call(planner: LLMPlanner = planner) -> Awaitable[Any]:
-            return planner._stream_once(messages, "scripted", "json_schema", Progress(lambda _: None))
+            return planner.stream_once(messages, "scripted", "json_schema", Progress(lambda _: None))
 
         async def stdlib_call(call: Callable[[], Awaitable[Any]] = plangate_call) -> Any:
-            fast, sse._load_event = sse._load_event, json.loads
+            fast, sse.load_event = sse.load_event, json.loads
             try:
                 return await call()
             finally:
-                sse._load_event = fast
+                sse.load_event = fast
 
         calls_of[("sdk", chunks)] = lambda sdk=sdk, options=options: _sdk_call(sdk, messages, options)
         calls_of[("plangate", chunks)] = plangate_call
-        if sse._load_event is not json.loads:
+        if sse.load_event is not json.loads:
             calls_of[("plangate_stdlib_json", chunks)] = stdlib_call
     try:
         for call in calls_of.values():

@@ -369,3 +369,21 @@ def test_admin_routes_for_tenants_and_locks(dep: Deployment) -> None:
     locks = call(f"{dep.url}/v1/locks", token=admin)
     assert locks.status == 200 and isinstance(locks.body, list)
     assert call(f"{dep.url}/v1/locks", token=own).status == 403
+
+
+def test_an_auditor_verifies_the_ledger_and_an_admin_saves_an_agent(dep: Deployment) -> None:
+    auditor, admin = dep.token("auditor"), dep.token("admin")
+    _, key = dep.agent()
+    report = call(f"{dep.url}/v1/ledger/verify", token=auditor)
+    assert report.status == 200 and report.body["ok"] is True and report.body["rows"] > 0, report.body
+    assert call(f"{dep.url}/v1/ledger/verify", token=key).status == 403
+
+    record = {"agent_id": "api-saved-planner", "tenant_id": "default", "role": "observer", "tier": 0}
+    saved = call(f"{dep.url}/v1/agents/api-saved-planner", "PUT", token=admin, body=record)
+    assert saved.status == 200, saved.body
+    shown = call(f"{dep.url}/v1/agents/api-saved-planner", token=admin).body
+    assert shown["agent_id"] == "api-saved-planner" and "run_terraform" in shown["forbidden_actions"]
+    unknown = {**record, "allowed_side_effects": ["launch_rockets"]}
+    assert call(f"{dep.url}/v1/agents/api-saved-planner", "PUT", token=admin, body=unknown).status == 400
+    assert call(f"{dep.url}/v1/agents/other-name", "PUT", token=admin, body=record).status == 400
+    assert call(f"{dep.url}/v1/agents/api-saved-planner", "PUT", token=key, body=record).status == 403

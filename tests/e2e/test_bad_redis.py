@@ -73,6 +73,10 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "usage": ("--tenant", "acme", "--since", "2026-01-01"),
     "stats": (),
     "web": ("--port", "0"),
+    "serve": ("--port", "0"),
+    "tokens issue": ("--scope", "admin"),
+    "tokens list": (),
+    "tokens revoke": ("some-token",),
 }
 # Commands that never need Redis (the ledger file's own, the demo, the stub); `ledger verify` only reads
 # the published anchor when Redis answers and says so when it does not.

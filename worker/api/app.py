@@ -45,6 +45,7 @@ from worker.api.models import (
     JobList,
     JobSubmission,
     LedgerRecord,
+    LedgerVerifyReport,
     LockHeld,
     LoginLink,
     Reason,
@@ -349,6 +350,53 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         if not record["events"]:
             raise ApiProblem(404, "not_found", f"no ledger events for job {job_id!r}")
         return LedgerRecord.model_validate(record)
+
+    @app.get(
+        f"{API_PREFIX}/ledger/verify",
+        response_model=LedgerVerifyReport,
+        responses=_responses(403),
+        summary="Verify the ledger (auditors)",
+        tags=["audit"],
+    )
+    async def ledger_verify(request: Request, principal: Caller) -> LedgerVerifyReport:
+        """`plangate ledger verify` on the ledger file on this API's host: every row's hash and link,
+        the file's anchors and the one published in Redis, signatures checked with the public key beside
+        the signing key when it is there. 503 `ledger_unavailable` where the API runs without the file."""
+        require(principal, Scope.AUDITOR)
+        from ledger import anchors as ledger_anchors
+        from ledger.signing import default_key_path, load_public_key, public_key_path
+        from ledger.verify import verify_ledger
+
+        path = settings.ledger_path
+        if not await asyncio.to_thread(path.is_file):
+            raise ApiProblem(
+                503, "ledger_unavailable", "this API process has no ledger file (PLANGATE_LEDGER_PATH)"
+            )
+        key_file = public_key_path(settings.ledger_signing_key or default_key_path(path))
+        key = await asyncio.to_thread(load_public_key, key_file) if key_file.exists() else None
+        published = await ledger_anchors.fetch(request.app.state.redis, keys.ledger_anchor())
+        report = await asyncio.to_thread(verify_ledger, path, key, [published] if published else [])
+        return LedgerVerifyReport(**report.__dict__, signatures_checked=key is not None)
+
+    @app.put(
+        f"{API_PREFIX}/agents/{{agent_id}}",
+        response_model=AgentRecord,
+        responses=_responses(403),
+        summary="Add or replace an agent",
+        tags=["admin"],
+    )
+    async def put_agent(agent_id: str, body: AgentRecord, request: Request, principal: Caller) -> AgentRecord:
+        """Checked as `plangate agents add` checks it (its lists against the vocabulary, its tenant) and
+        recorded in the ledger. The body's agent_id must be the path's."""
+        require(principal, Scope.ADMIN)
+        if body.agent_id != agent_id:
+            raise ApiProblem(
+                400, "bad_request", f"the body is agent {body.agent_id!r}, the path {agent_id!r}"
+            )
+        await AgentAdmin(request.app.state.redis, keys).save_agent(
+            body, by=f"api:{principal.token_id}", source="api"
+        )
+        return body
 
     @app.get(
         f"{API_PREFIX}/reviews",

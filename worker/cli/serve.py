@@ -78,6 +78,12 @@ def run_app(args: argparse.Namespace, settings: Settings, name: str, path: str) 
 
     import socket
 
+    from worker.redis_conn import wait_for_redis
+
+    # Redis must answer before the API takes requests: a wrong setting is one line and exit 3 at once,
+    # a Redis still starting is waited for PLANGATE_REDIS_START_WAIT_S (then exit 3), as for a worker.
+    asyncio.run(wait_for_redis(settings.redis_url, asyncio.Event(), settings.redis_start_wait_s))
+
     try:  # a taken port is a setting to change, said in one line (uvicorn would log and exit 1)
         with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

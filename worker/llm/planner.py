@@ -167,7 +167,7 @@ class LLMPlanner:
             progress.attempts += 1
             calls += 1
             try:
-                completion = await self._stream_once(messages, model, mode, progress)
+                completion = await self.stream_once(messages, model, mode, progress)
             except openai.APIError as exc:
                 if rejects_mode(exc, mode):
                     lower = ResponseModes.after(mode)
@@ -194,7 +194,7 @@ class LLMPlanner:
             )
             await asyncio.sleep(delay)
 
-    async def _stream_once(
+    async def stream_once(
         self,
         messages: list[dict[str, Any]],
         model: str,

@@ -20,9 +20,9 @@ from worker.llm.usage import Usage
 try:  # a faster JSON parser for stream events when installed (the `fast` extra); stdlib otherwise
     import orjson
 
-    _load_event: Callable[[bytes], Any] = orjson.loads
+    load_event: Callable[[bytes], Any] = orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
-    _load_event = json.loads
+    load_event = json.loads
 
 # What the SDK says for an error event without a message of its own.
 DEFAULT_ERROR_MESSAGE = "An error occurred during streaming"
@@ -157,7 +157,7 @@ class AnswerReader:
             if payload.startswith(b"[DONE]"):
                 return True
             try:
-                event = _load_event(payload)
+                event = load_event(payload)
             except json.JSONDecodeError as exc:  # a data line that is not JSON (a broken proxy)
                 raise LLMStreamError("LLM stream sent a malformed event") from exc
             if not isinstance(event, dict):
