@@ -27,6 +27,7 @@ from governance.api_tokens import Principal, Scope, token_digest
 from governance.live_state import LockStore
 from governance.models import AgentRecord, TenantRecord
 from governance.registry import TenantRegistry
+from ledger.verify import VerifyReport, verify_ledger
 from plangate_base import codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
@@ -45,7 +46,6 @@ from worker.api.models import (
     JobList,
     JobSubmission,
     LedgerRecord,
-    LedgerVerifyReport,
     LockHeld,
     LoginLink,
     Reason,
@@ -353,19 +353,18 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
 
     @app.get(
         f"{API_PREFIX}/ledger/verify",
-        response_model=LedgerVerifyReport,
+        response_model=VerifyReport,
         responses=_responses(403),
         summary="Verify the ledger (auditors)",
         tags=["audit"],
     )
-    async def ledger_verify(request: Request, principal: Caller) -> LedgerVerifyReport:
+    async def ledger_verify(request: Request, principal: Caller) -> VerifyReport:
         """`plangate ledger verify` on the ledger file on this API's host: every row's hash and link,
         the file's anchors and the one published in Redis, signatures checked with the public key beside
         the signing key when it is there. 503 `ledger_unavailable` where the API runs without the file."""
         require(principal, Scope.AUDITOR)
         from ledger import anchors as ledger_anchors
         from ledger.signing import default_key_path, load_public_key, public_key_path
-        from ledger.verify import verify_ledger
 
         path = settings.ledger_path
         if not await asyncio.to_thread(path.is_file):
@@ -376,7 +375,9 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         key = await asyncio.to_thread(load_public_key, key_file) if key_file.exists() else None
         published = await ledger_anchors.fetch(request.app.state.redis, keys.ledger_anchor())
         report = await asyncio.to_thread(verify_ledger, path, key, [published] if published else [])
-        return LedgerVerifyReport(**report.__dict__, signatures_checked=key is not None)
+        if key is None:
+            report.warnings.append(f"no public key at {key_file}: anchor signatures not checked")
+        return report
 
     @app.put(
         f"{API_PREFIX}/agents/{{agent_id}}",

@@ -77,23 +77,6 @@ class LedgerRecord(BaseModel):
     events: list[dict[str, Any]]
 
 
-class LedgerVerifyReport(BaseModel):
-    """The outcome of `plangate ledger verify`: ok, or the first problem and the row it concerns."""
-
-    ok: bool
-    rows: int
-    head_seq: int
-    head_hash: str
-    problem: str | None = None
-    bad_seq: int | None = None
-    bad_event_id: str | None = None
-    detail: str = ""
-    anchors_checked: int = 0
-    latest_anchor: dict[str, Any] | None = None
-    warnings: list[str] = Field(default_factory=list)
-    signatures_checked: bool = False
-
-
 class ReviewNote(BaseModel):
     """A reviewer's reason for approving or rejecting an escalated plan."""
 

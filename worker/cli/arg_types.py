@@ -25,3 +25,14 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0..65535, not {port}")
     return port
+
+
+def add_listen_args(p: argparse.ArgumentParser, default_port: int) -> None:
+    """`--host` and `--port` of a command that serves HTTP (`serve`, `web`)."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=default_port,
+        help=f"TCP port (default {default_port}; 0 picks a free one)",
+    )

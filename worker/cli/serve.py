@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from worker.cli.arg_types import port_number
+from worker.cli.arg_types import add_listen_args
 from worker.cli.render import render_fields
 
 if TYPE_CHECKING:
@@ -149,13 +149,7 @@ def add_serve_commands(sub: Any) -> None:
         "Callers send `Authorization: Bearer TOKEN`: an agent's key, a reviewer's key, or a token from "
         "`plangate tokens issue`.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"TCP port (default {DEFAULT_PORT}; 0 picks one)",
-    )
+    add_listen_args(p, DEFAULT_PORT)
     p.add_argument(
         "--no-auth",
         action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from worker.cli.arg_types import port_number
+from worker.cli.arg_types import add_listen_args
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -31,11 +31,5 @@ def add_web_commands(sub: Any) -> None:
         "and ledger record. Sign in with a token; each token sees only its jobs, reviewers can approve "
         "or reject escalated plans there.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
-    )
+    add_listen_args(p, DEFAULT_PORT)
     p.set_defaults(run=cmd_web, sync=True, logs="service")
