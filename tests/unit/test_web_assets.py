@@ -3,13 +3,17 @@ declared in pyproject's package-data, and the script never parses what it shows 
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from fnmatch import fnmatch
 from importlib.resources import files
 from pathlib import Path
 
+from governance.api_tokens import Scope
+from plangate_base.vocabulary import Decision, EventKind, JobState
 from worker.api.app import create_app, routes_of
+from worker.api.web import WORDS_JS
 from worker.settings import Settings
 from worker.web.assets import APP_CSS, APP_JS, INDEX_HTML, LOGIN_HTML, load_asset
 
@@ -54,3 +58,18 @@ def test_pyproject_ships_the_static_files_as_package_data() -> None:
     patterns = package_data["worker.web"]
     for entry in STATIC.iterdir():
         assert any(fnmatch(f"static/{entry.name}", pattern) for pattern in patterns), entry.name
+
+
+def test_the_page_spells_no_word_of_the_vocabulary_itself() -> None:
+    words = WORDS_JS.removeprefix("'use strict';\nconst WORDS = Object.freeze(").removesuffix(");\n")
+    served = json.loads(words)
+    assert served["state"] == {s.name: s.value for s in JobState}
+    assert (
+        served["decision"]["ESCALATE"] == Decision.ESCALATE and served["scope"]["REVIEWER"] == Scope.REVIEWER
+    )
+    script = APP_JS.body.decode()
+    compared = set(re.findall(r"[!=]==\s*'([^']*)'", script))  # what the script tests values against
+    vocabulary = {w.value for w in (*JobState, *EventKind, *Decision, *Scope)}
+    assert "ESCALATE" in vocabulary and compared & vocabulary == set(), compared
+    index = INDEX_HTML.body.decode()
+    assert index.index("/web/static/words.js") < index.index("/web/static/app.js")

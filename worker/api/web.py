@@ -126,6 +126,10 @@ def web_router(keys: Keys) -> APIRouter:
     async def app_js() -> Response:
         return _asset(APP_JS)
 
+    @router.get("/static/words.js")
+    async def words_js() -> Response:
+        return Response(WORDS_JS, media_type="text/javascript; charset=utf-8", headers=SECURITY_HEADERS)
+
     @router.get("/static/app.css")
     async def app_css() -> Response:
         return _asset(APP_CSS)
@@ -179,6 +183,25 @@ def web_router(keys: Keys) -> APIRouter:
         return _json(status.model_dump(mode="json"))
 
     return router
+
+
+def _words_js() -> str:
+    """The words the page compares against (states, kinds, decisions, scopes), from the enums: the page
+    spells none of them itself."""
+    from plangate_base import codec
+    from plangate_base.vocabulary import Decision, EventKind, JobState, StreamKind
+
+    words = {
+        "state": {s.name: s.value for s in JobState},
+        "event": {k.name: k.value for k in EventKind},
+        "stream": {k.name: k.value for k in StreamKind},
+        "decision": {d.name: d.value for d in Decision},
+        "scope": {s.name: s.value for s in Scope},
+    }
+    return f"'use strict';\nconst WORDS = Object.freeze({codec.dumps(words)});\n"
+
+
+WORDS_JS = _words_js()
 
 
 def new_session_id() -> str:

@@ -169,12 +169,12 @@ class LiveView:
         return {
             "at": clock.iso(now),
             "queue": self._settings.queue_name,
-            "queued": [
+            JobState.QUEUED.value: [
                 job_row(statuses[j], now)
                 for j in queued
                 if j in statuses and statuses[j].state is JobState.QUEUED
             ],
-            "running": [job_row(statuses[j], now) for j in running if j in statuses],
+            JobState.RUNNING.value: [job_row(statuses[j], now) for j in running if j in statuses],
             "recent": [job_row(s, now) for s in finished[:RECENT_LIMIT]],
         }
 

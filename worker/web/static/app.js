@@ -2,7 +2,7 @@
 const POLL_MS = 1000;
 const BASE = '/web';  // the live view's path on the API app
 const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const LISTS = [['running', 'Running'], ['queued', 'Queued'], ['recent', 'Recently finished']];
+const LISTS = [[WORDS.state.RUNNING, 'Running'], [WORDS.state.QUEUED, 'Queued'], ['recent', 'Recently finished']];
 const COLUMNS = ['job', 'agent', 'state', 'phase', 'attempt', 'heartbeat age', 'tokens', 'outcome', 'at'];
 
 function el(tag, attrs, ...children) {
@@ -93,7 +93,7 @@ function renderJobHeader(s) {
   const header = document.getElementById('stats');
   header.setAttribute('data-job', s.job_id);
   header.setAttribute('data-state', s.state);
-  const phase = s.state === 'running' && s.phase ? ' (' + s.phase + ')' : '';
+  const phase = s.state === WORDS.state.RUNNING && s.phase ? ' (' + s.phase + ')' : '';
   header.textContent = 'job ' + s.job_id + ' \u00b7 ' + s.state + phase +
     ' \u00b7 attempt ' + s.attempt + ' \u00b7 agent ' + s.agent_id + ' \u00b7 tenant ' + s.tenant_id;
 }
@@ -130,7 +130,7 @@ function renderDetail(detail) {
   const row = detail.row;
   const section = document.getElementById('detail');
   const ledgerEvents = detail.ledger ? detail.ledger.events : [];
-  const submitted = ledgerEvents.find((e) => e.kind === 'submitted');
+  const submitted = ledgerEvents.find((e) => e.kind === WORDS.event.SUBMITTED);
   const request = submitted && submitted.payload ? submitted.payload : {};
   const problem = s.refusal ? s.refusal.code + ': ' + s.refusal.reason
     : s.error ? s.error.type + ': ' + s.error.message : '';
@@ -165,8 +165,8 @@ function renderDetail(detail) {
 let review = null;
 
 function reviewable(s) {
-  return me !== null && me.scope === 'reviewer' && s.state === 'done' && s.output &&
-    s.output.decision === 'ESCALATE' && !s.review;
+  return me !== null && me.scope === WORDS.scope.REVIEWER && s.state === WORDS.state.DONE && s.output &&
+    s.output.decision === WORDS.decision.ESCALATE && !s.review;
 }
 
 function reviewBox(jobId) {
@@ -231,7 +231,7 @@ async function tick() {
       renderDetail(detail);
       renderJobHeader(detail.status);
     } else {
-      const operator = me.scope === 'admin' || me.scope === 'auditor';
+      const operator = me.scope === WORDS.scope.ADMIN || me.scope === WORDS.scope.AUDITOR;
       const [jobs, stats] = await Promise.all([
         getJSON(BASE + '/api/jobs'), operator ? getJSON(BASE + '/api/stats') : null]);
       renderLists(jobs);
