@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.infra import Bench, cpu_seconds, free_port
+from bench.infra import Bench, cpu_seconds
 from bench.report import Row, median, percentile, render
 from governance.api_tokens import Scope
 from worker.admin import AgentAdmin
@@ -32,7 +32,6 @@ SUBMITS_PER_S_TARGET = 1500.0
 ADDED_P50_MS_TARGET = 3.0
 WATCHERS_RSS_MIB_TARGET = 150.0
 _REQUEST = {"agent_id": "llm-planner-001", "description": "a job for the API benchmark"}
-_UP_DEADLINE_S = 20.0
 
 
 def _rss_peak_mib(pid: int) -> float:
@@ -40,30 +39,6 @@ def _rss_peak_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def _start_api(bench: Bench, prefix: str) -> tuple[str, int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
-    env.update(
-        PLANGATE_REDIS_URL=bench.redis_url, PLANGATE_KEY_PREFIX=prefix, PLANGATE_API_RATE_LIMIT_PER_S="0"
-    )
-    port = free_port()
-    proc = bench.procs.start("serve", [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)], env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + _UP_DEADLINE_S
-    async with aiohttp.ClientSession() as http:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("plangate serve exited (see serve.log in the bench workdir)")
-            try:
-                async with http.get(url + "/healthz") as answer:
-                    if answer.status == 200:
-                        return url, proc.pid
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("plangate serve did not answer /healthz")
-            await asyncio.sleep(0.05)
 
 
 async def _timed(calls: int, submit: object) -> list[float]:
@@ -95,7 +70,11 @@ async def measure(bench: Bench, calls: int, total: int, concurrency: int, watche
     redis = bench.redis()
     admin = AgentAdmin(redis, Keys(prefix))
     token, _ = await admin.issue_token(Scope.TENANT, tenant_id="default", name="bench", by="bench")
-    url, api_pid = await _start_api(bench, prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
+    env.update(
+        PLANGATE_REDIS_URL=bench.redis_url, PLANGATE_KEY_PREFIX=prefix, PLANGATE_API_RATE_LIMIT_PER_S="0"
+    )
+    url, api_pid = await asyncio.to_thread(bench.start_api, [sys.executable, "-m", "worker.cli"], env)
     n: dict[str, float] = {}
     headers = {"Authorization": f"Bearer {token}"}
     connector = aiohttp.TCPConnector(limit=max(concurrency, watchers) + 10)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.infra import Bench, free_port
+from bench.infra import Bench
 from bench.report import Row, median, render
 from worker.cli.main import EXIT_CANCELLED
 from worker.client import PlanClient
@@ -30,7 +30,6 @@ REDIS_RATIO = 1.2
 REDIS_COMMANDS = ("status", "wait", "cancel")
 # The same commands over the HTTP API (`--api URL --token T --json`): no redis-py at all.
 API_COMMANDS = ("status_api", "wait_api", "cancel_api")
-_UP_DEADLINE_S = 20.0
 
 _REQUEST = {"agent_id": "llm-planner-001", "description": "a job for the start-up benchmark"}
 
@@ -99,8 +98,6 @@ async def startup(bench: Bench, runs: int) -> dict[str, float]:
 
 async def _start_api(bench: Bench, plangate: list[str], env: dict[str, str]) -> tuple[str, str]:
     """`plangate serve` on the benchmark's prefix, and an admin token for it."""
-    import urllib.request
-
     from governance.api_tokens import Scope
     from worker.admin import AgentAdmin
     from worker.keys import Keys
@@ -112,20 +109,8 @@ async def _start_api(bench: Bench, plangate: list[str], env: dict[str, str]) -> 
         token, _ = await admin.issue_token(Scope.ADMIN, tenant_id=None, name="bench", by="bench")
     finally:
         await redis.aclose()
-    port = free_port()
-    proc = bench.procs.start("serve", [*plangate, "serve", "--port", str(port)], env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = asyncio.get_running_loop().time() + _UP_DEADLINE_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError("plangate serve exited; see serve.log in the bench workdir")
-        try:
-            await asyncio.to_thread(urllib.request.urlopen, url + "/healthz", timeout=1)
-            return url, token
-        except OSError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError("plangate serve did not answer /healthz") from None
-            await asyncio.sleep(0.05)
+    url, _ = await asyncio.to_thread(bench.start_api, plangate, env)
+    return url, token
 
 
 def rows(n: dict[str, float]) -> list[Row]:

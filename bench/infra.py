@@ -153,6 +153,14 @@ class Bench:
         self.stubs[url] = proc.pid
         return url
 
+    def start_api(self, plangate: list[str], env: dict[str, str]) -> tuple[str, int]:
+        """`plangate serve` (the command `plangate`, in `env`) as its own process on a free port, once it
+        listens (uvicorn listens only after the app's start-up); its URL and pid."""
+        port = free_port()
+        proc = self.procs.start(f"serve-{port}", [*plangate, "serve", "--port", str(port)], env)
+        _wait_listening(port, proc, "plangate serve")
+        return f"http://127.0.0.1:{port}", proc.pid
+
     def side_cpu(self, llm_url: str) -> tuple[float, float]:
         """CPU seconds so far of the endpoint at `llm_url` and of our Redis server (0 when not ours)."""
         redis_cpu = cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
@@ -238,11 +246,13 @@ class Bench:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_listening(
+    port: int, proc: subprocess.Popen[bytes], what: str = "the scripted LLM endpoint"
+) -> None:
     deadline = time.monotonic() + _READY_S
     while True:
         if proc.poll() is not None:
-            raise RuntimeError("the scripted LLM endpoint exited")
+            raise RuntimeError(f"{what} exited")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return

@@ -115,6 +115,11 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; afterwards only its keys (and its queued jobs' keys) are deleted."""
     prefix = f"pgtest-{uuid.uuid4().hex[:10]}:"
     yield prefix
+    delete_prefix(redis_url, prefix)
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under `prefix`, and the queue's own keys of the jobs still in its queue."""
     client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         queued = client.zrange(f"{prefix}queue", 0, -1)

@@ -65,9 +65,13 @@ class ApiTransport:
     ) -> dict[str, Any]:
         """The decoded JSON answer of a 2xx; the typed error of a problem."""
         request = self._request(method, path, body, headers)
+        with self._open(request, path, timeout_s or self._timeout_s) as response:
+            return json.loads(response.read())
+
+    def _open(self, request: urllib.request.Request, path: str, timeout_s: float) -> Any:
+        """The open response of a 2xx; the typed error of a problem or an unreachable API."""
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s or self._timeout_s) as response:
-                return json.loads(response.read())
+            return urllib.request.urlopen(request, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             raise _problem_error(exc.code, _problem(exc), path) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
@@ -77,14 +81,7 @@ class ApiTransport:
     def events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """A Server-Sent Events stream as (event kind, decoded data) until the server ends it."""
         request = self._request("GET", path, None, {"Accept": "text/event-stream"})
-        try:
-            response = urllib.request.urlopen(request, timeout=max(self._timeout_s, 60.0))
-        except urllib.error.HTTPError as exc:
-            raise _problem_error(exc.code, _problem(exc), path) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise QueueUnavailable(f"cannot reach the API at {self.base_url}: {reason}") from None
-        with response:
+        with self._open(request, path, max(self._timeout_s, 60.0)) as response:
             kind, data = "message", ""
             for raw in response:
                 line = raw.decode("utf-8").rstrip("\r\n")

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis as sync_redis
 from redis.asyncio import Redis
 
 from governance.api_tokens import Scope
 from governance.models import SEED_AGENT, AgentRecord, TenantRecord
-from tests.conftest import TEST_DB, free_port, store_keyless_seed_agent
+from tests.conftest import TEST_DB, delete_prefix, free_port, store_keyless_seed_agent
 from tests.e2e.conftest import plangate_cmd
 from tests.eventually import eventually_sync
 from worker.admin import AgentAdmin
@@ -226,11 +225,4 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        with sync_redis.Redis.from_url(self.redis_url, decode_responses=True) as client:
-            queued = client.zrange(f"{self.prefix}queue", 0, -1)
-            doomed = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
-            doomed += [
-                f"arq:{kind}:{job_id}" for job_id in queued for kind in ("job", "in-progress", "retry")
-            ]
-            for start in range(0, len(doomed), 500):
-                client.delete(*doomed[start : start + 500])
+        delete_prefix(self.redis_url, self.prefix)

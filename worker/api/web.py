@@ -9,6 +9,7 @@ decisions) need the session and an `X-Plangate-Web` header, which no cross-site 
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from fastapi import APIRouter, Cookie, Form, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from governance.api_tokens import Principal, Scope, token_digest
+from plangate_base import codec
+from plangate_base.vocabulary import Decision, EventKind, JobState, StreamKind
 from worker.admin import api_tokens
 from worker.api.models import ReviewNote
 from worker.api.problems import ApiProblem
@@ -29,7 +32,7 @@ SESSION_COOKIE = "plangate_session"
 SESSION_TTL_S = 8 * 3600
 LOGIN_LINK_TTL_S = 60
 WRITE_HEADER = "X-Plangate-Web"
-_JOB_ID = r"^[A-Za-z0-9_-]{1,64}$"
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 # (module level: FastAPI resolves the routes' string annotations in this module's globals)
@@ -188,8 +191,6 @@ def web_router(keys: Keys) -> APIRouter:
 def _words_js() -> str:
     """The words the page compares against (states, kinds, decisions, scopes), from the enums: the page
     spells none of them itself."""
-    from plangate_base import codec
-    from plangate_base.vocabulary import Decision, EventKind, JobState, StreamKind
 
     words = {
         "state": {s.name: s.value for s in JobState},
@@ -210,8 +211,6 @@ def new_session_id() -> str:
 
 
 def _json(data: Any) -> Response:
-    from plangate_base import codec
-
     return Response(codec.dumps(data), media_type="application/json", headers=SECURITY_HEADERS)
 
 
@@ -220,6 +219,4 @@ def _session_id_ok(value: str) -> bool:
 
 
 def _job_id_ok(value: str) -> bool:
-    import re
-
-    return re.fullmatch(_JOB_ID, value) is not None
+    return _JOB_ID.fullmatch(value) is not None
