@@ -10,6 +10,7 @@ configures it later replaces this default. plangate's own processes configure lo
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import MutableMapping
 from typing import Any
@@ -25,12 +26,18 @@ REDACTED = "***"
 _SECRET_TEXT = re.compile(r"\b((?:pgk|pgr)_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,})")
 
 
+@functools.lru_cache(maxsize=1024)
+def _names_a_secret(key: str) -> bool:
+    """Whether a field's name says it holds a secret (the same few names come by again and again)."""
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Replace the value of any field whose name says it holds a secret, and key-like text anywhere."""
     for key, value in list(event_dict.items()):
-        if any(word in key.lower() for word in _SECRET_WORDS):
+        if _names_a_secret(key):
             event_dict[key] = REDACTED
         elif isinstance(value, str) and ("pgk_" in value or "pgr_" in value or "sk-" in value):
             event_dict[key] = _SECRET_TEXT.sub(REDACTED, value)

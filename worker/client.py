@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
@@ -19,11 +18,11 @@ from plangate_base import codec
 from plangate_base.clock import now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
+from worker.atomic_writes import AtomicWrites, register
 from worker.errors import (
     BadRequest,
     JobNotFound,
     NotCancellable,
-    QueueUnavailable,
     Unauthenticated,
     WaitTimeout,
     describe_validation_error,
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _WATCH_BLOCK_MS = 1000
-_IDEMPOTENT_SUBMIT_TRIES = 5
 
 
 def usage_row(tenant_id: str, day: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -105,6 +103,7 @@ class PlanClient:
             stats_ttl_s=settings.stats_ttl_s,
             usage_ttl_s=settings.usage_ttl_s,
         )
+        self._apply_writes = register(redis)
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -166,6 +165,14 @@ class PlanClient:
         """Validate and enqueue a planning job; returns its id. One idempotency key, one job.
         `fingerprint` (the HTTP API's digest of the body) is kept with the job (REQUEST_DIGEST_FIELD) so a
         later submit with the same key can tell whether it sent the same request."""
+        return (await self.submit_for_status(request, fingerprint=fingerprint))[0].job_id
+
+    async def submit_for_status(
+        self, request: PlanRequest | dict[str, Any], *, fingerprint: str | None = None
+    ) -> tuple[JobStatus, bool]:
+        """Submit, and answer the job's status with whether this call created it (False: the
+        idempotency key named an earlier job, whose status is read). A new job's status is the one
+        its submit wrote, without reading it back."""
         req = to_request(self._scoped(request))
         key = req.agent_key.get_secret_value() if req.agent_key else self._agent_key
         if not self._settings.model_allowed(req.model):
@@ -175,7 +182,10 @@ class PlanClient:
             )
         try:
             req = await self._check_links(req)
-            return await self._enqueue(req, key, fingerprint)
+            job_id, fields = await self._enqueue(req, key, fingerprint)
+            if fields is None:
+                return await self.status(job_id), False
+            return JobStatus.from_hash(job_id, fields), True
         except UNREACHABLE as exc:
             raise unreachable(self._settings.redis_url, exc) from exc
 
@@ -183,6 +193,9 @@ class PlanClient:
         """Fill in this client's tenant and agent; refuse a request for another one."""
         if self._tenant_id is None and self._agent_id is None:
             return request
+        if isinstance(request, PlanRequest) and (self._tenant_id or request.tenant_id) == request.tenant_id:
+            if (self._agent_id or request.agent_id) == request.agent_id:
+                return request  # already this client's (validated once, not dumped and validated again)
         data = dict(request) if isinstance(request, dict) else request.model_dump(exclude_none=True)
         if isinstance(request, PlanRequest) and request.agent_key:
             data["agent_key"] = request.agent_key.get_secret_value()
@@ -221,12 +234,15 @@ class PlanClient:
         except JobNotFound:
             return None
 
-    async def _enqueue(self, req: PlanRequest, agent_key: str | None, fingerprint: str | None = None) -> str:
-        """One transaction: idempotency key, status hash (queued), ledger event, the queue's job and entry.
-        The agent key goes only into the queue's payload the worker reads, never the status or ledger."""
+    async def _enqueue(
+        self, req: PlanRequest, agent_key: str | None, fingerprint: str | None = None
+    ) -> tuple[str, dict[str, str] | None]:
+        """One atomic write: idempotency key, status hash (queued), ledger event, the queue's job and
+        entry. Answers the job id with the status fields written, or None for them when the
+        idempotency key already named a job (then nothing is written). The agent key goes only into
+        the queue's payload the worker reads, never the status or ledger."""
         from worker import tracing  # OpenTelemetry, when installed, is for submitters only
 
-        idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
         payload = req.model_dump(mode="json", exclude_none=True)
         for_worker = {**payload, "agent_key": agent_key} if agent_key else payload
         span = None
@@ -234,63 +250,46 @@ class PlanClient:
             span = tracing.start_span("submit", "producer", attributes={"plangate.agent_id": req.agent_id})
             for_worker = {**for_worker, tracing.TRACE_FIELD: tracing.inject(span)}
         try:
-            return await self._enqueue_once(req, payload, for_worker, idem_key, fingerprint)
+            return await self._enqueue_once(req, payload, for_worker, fingerprint)
         finally:
             tracing.end_span(span)
 
     async def _enqueue_once(
-        self,
-        req: PlanRequest,
-        payload: dict[str, Any],
-        for_worker: dict[str, Any],
-        idem_key: str | None,
-        fingerprint: str | None,
-    ) -> str:
-        for _ in range(_IDEMPOTENT_SUBMIT_TRIES):
-            job_id = new_id()
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if idem_key:
-                    await pipe.watch(idem_key)
-                    existing = await pipe.get(idem_key)
-                    if existing:
-                        await pipe.reset()
-                        return existing
-                submitted_at = now_iso()
-                enqueue_ms = now_ms()
-                event = ledger_event(
-                    EventKind.SUBMITTED,
-                    job_id=job_id,
-                    agent_id=req.agent_id,
-                    tenant_id=req.tenant_id,
-                    payload=payload,
-                )
-                ttl = self._settings.result_ttl_s
-                pipe.multi()
-                if idem_key:
-                    pipe.set(idem_key, job_id, ex=ttl)
-                status_key = self._keys.job(job_id)
-                fields = self._status.queued_fields(
-                    req.agent_id, req.tenant_id, submitted_at, codec.dumps(payload)
-                )
-                if fingerprint:
-                    fields[REQUEST_DIGEST_FIELD] = fingerprint
-                pipe.hset(status_key, mapping=fields)
-                pipe.expire(status_key, ttl)
-                self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
-                tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
-                pipe.zadd(tenant_jobs, {job_id: enqueue_ms})
-                pipe.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones
-                pipe.expire(tenant_jobs, ttl)
-                pipe.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
-                pipe.incr(self._keys.stats_submitted())
-                pipe.publish(self._keys.wake(), job_id)
-                try:
-                    await pipe.execute()
-                except WatchError:
-                    continue  # another submit with this key won the race; read its id
-            log.info("job.submitted", job_id=job_id, agent_id=req.agent_id, tenant_id=req.tenant_id)
-            return job_id
-        raise QueueUnavailable("could not submit: idempotency key kept changing under contention")
+        self, req: PlanRequest, payload: dict[str, Any], for_worker: dict[str, Any], fingerprint: str | None
+    ) -> tuple[str, dict[str, str] | None]:
+        idem_key = self._keys.idempotency(req.tenant_id, req.idempotency_key) if req.idempotency_key else None
+        job_id = new_id()
+        enqueue_ms = now_ms()
+        ttl = self._settings.result_ttl_s
+        event = ledger_event(
+            EventKind.SUBMITTED,
+            job_id=job_id,
+            agent_id=req.agent_id,
+            tenant_id=req.tenant_id,
+            payload=payload,
+        )
+        writes = AtomicWrites()
+        if idem_key:
+            writes.set(idem_key, job_id, ex=ttl)
+        status_key = self._keys.job(job_id)
+        fields = self._status.queued_fields(req.agent_id, req.tenant_id, now_iso(), codec.dumps(payload))
+        if fingerprint:
+            fields[REQUEST_DIGEST_FIELD] = fingerprint
+        writes.hset(status_key, fields)
+        writes.expire(status_key, ttl)
+        self._queue.add_enqueue(writes, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
+        tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
+        writes.zadd(tenant_jobs, {job_id: enqueue_ms})
+        writes.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones
+        writes.expire(tenant_jobs, ttl)
+        writes.xadd(self._keys.ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
+        writes.incr(self._keys.stats_submitted())
+        writes.publish(self._keys.wake(), job_id)
+        existing = await writes.apply(self._apply_writes, guard=idem_key)
+        if existing is not None:
+            return existing, None  # this idempotency key's job, submitted earlier
+        log.info("job.submitted", job_id=job_id, agent_id=req.agent_id, tenant_id=req.tenant_id)
+        return job_id, {name: str(value) for name, value in fields.items()}
 
     async def status(self, job_id: str) -> JobStatus:
         """The job's status object; JobNotFound when no such job is known."""

@@ -13,23 +13,33 @@ from typing import Any
 
 import structlog
 
+from plangate_base import codec
 from plangate_base.logs import redact_secrets
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
-    """Route structlog and stdlib logging (arq's) to stderr at `level`."""
+    """Route structlog and stdlib logging (arq's, uvicorn's) to stderr at `level`.
+
+    plangate's own events are rendered by structlog and written straight to stderr, a line each (the
+    API logs one per submit: going through stdlib's handler machinery cost more than the rest of the
+    line); other libraries' stdlib records get the same rendering through a ProcessorFormatter."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     use_json = not sys.stderr.isatty() if json is None else json
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_json_line)
+        if use_json
+        else structlog.dev.ConsoleRenderer()
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    tracebacks: list[Any] = [structlog.processors.format_exc_info] if use_json else []
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, *tracebacks, renderer],
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
@@ -46,3 +56,8 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     # httpx logs every request at INFO; keep that for DEBUG.
     for noisy in ("httpx", "httpx2", "openai", "httpcore"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+def _json_line(event: Any, **_: Any) -> str:
+    """One JSON line (codec: anything it cannot encode as its str)."""
+    return codec.dumps(event)

@@ -102,8 +102,9 @@ class StatusStore:
         self._requeue = redis.register_script(lua.REQUEUE)
         self._release_lost = redis.register_script(lua.RELEASE_LOST_PICKUPS)
 
+    @staticmethod
     def queued_fields(
-        self, agent_id: str, tenant_id: str, submitted_at: str, request_json: str = "{}"
+        agent_id: str, tenant_id: str, submitted_at: str, request_json: str = "{}"
     ) -> dict[str, Any]:
         """The status hash of a freshly submitted job (written inside the submit transaction).
 

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -387,3 +388,54 @@ def test_an_auditor_verifies_the_ledger_and_an_admin_saves_an_agent(dep: Deploym
     assert call(f"{dep.url}/v1/agents/api-saved-planner", "PUT", token=admin, body=unknown).status == 400
     assert call(f"{dep.url}/v1/agents/other-name", "PUT", token=admin, body=record).status == 400
     assert call(f"{dep.url}/v1/agents/api-saved-planner", "PUT", token=key, body=record).status == 403
+
+
+def test_the_submit_fast_path_answers_as_the_route_does(dep: Deployment) -> None:
+    # A JSON body goes through worker/api/fast_submit.py; a `+json` one, which FastAPI also reads as JSON,
+    # through the FastAPI route itself. Each case is sent both ways and must be answered alike.
+    agent_id, key = dep.agent()
+    tenant = dep.tenant()
+    tenant_token = dep.token("tenant", tenant)
+    url = dep.url + "/v1/jobs"
+    cases: list[tuple[str, str | None, dict[str, Any], dict[str, str]]] = [
+        ("accepted", key, {"description": "Plan the fast path"}, {}),
+        ("no token", None, {"description": "Plan x"}, {}),
+        ("unknown token", "pgt_not-a-token", {"description": "Plan x"}, {}),
+        ("another agent", key, {"description": "Plan x", "agent_id": "llm-planner-001"}, {}),
+        ("another tenant", tenant_token, {"description": "Plan x", "tenant_id": "default"}, {}),
+        ("blank description", key, {"description": " "}, {}),
+        ("unknown field", key, {"description": "Plan x", "colour": "red"}, {}),
+        ("long idempotency key", key, {"description": "Plan x"}, {"Idempotency-Key": "k" * 201}),
+    ]
+    for name, token, body, headers in cases:
+        fast = call(url, "POST", token=token, body=body, headers=headers)
+        routed = call(
+            url, "POST", token=token, body=body, headers={**headers, "Content-Type": "application/vnd.x+json"}
+        )
+        assert fast.status == routed.status, (name, fast.body, routed.body)
+        assert fast.headers["content-type"] == routed.headers["content-type"], name
+        if fast.status == 202:
+            volatile = {"job_id", "submitted_at"}
+            assert {k: v for k, v in fast.body.items() if k not in volatile} == {
+                k: v for k, v in routed.body.items() if k not in volatile
+            }, name
+            assert fast.body["agent_id"] == agent_id
+            for answer in (fast, routed):
+                assert answer.headers["location"] == f"/v1/jobs/{answer.body['job_id']}"
+        else:
+            assert fast.body == routed.body, name
+            assert fast.headers.get("www-authenticate") == routed.headers.get("www-authenticate"), name
+    # the same Idempotency-Key answers the same job whichever way it comes, and a changed body 409
+    idem = {"Idempotency-Key": "fast-and-routed"}
+    first = call(url, "POST", token=key, body={"description": "Plan once"}, headers=idem)
+    again = call(
+        url, "POST", token=key, body={"description": "Plan once"},
+        headers={**idem, "Content-Type": "application/vnd.x+json"},
+    )  # fmt: skip
+    changed = call(url, "POST", token=key, body={"description": "Plan twice"}, headers=idem)
+    assert first.status == again.status == 202 and first.body["job_id"] == again.body["job_id"]
+    assert changed.status == 409 and changed.body["code"] == "idempotency_conflict"
+    # fast-path submits are counted under the route's template, like any other
+    metrics = call(dep.url + "/metrics").body
+    assert 'plangate_api_requests_total{route="/v1/jobs",status="202"}' in metrics
+    assert 'route="unmatched",status="202"' not in metrics

@@ -33,6 +33,8 @@ from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
 from worker.admin import AgentAdmin
 from worker.api.auth import Authenticator, bearer, require
+from worker.api.fast_submit import PATH as FAST_PATH
+from worker.api.fast_submit import FastSubmit
 from worker.api.limits import BodyLimits
 from worker.api.models import (
     MAX_BATCH,
@@ -129,11 +131,11 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's own OpenTelemetry (a check on every request) only when plangate's tracing is on;
+        # the API's metrics are its Prometheus /metrics.
+        telemetry={"tracing": settings.tracing, "metrics": False, "logs": False},
     )
     install(app)
-    app.include_router(web_router(keys))
-    app.add_middleware(BodyLimits)
-    app.add_middleware(CountRequests, counter=requests_total)
 
     def client_for(request: Request, principal: Principal) -> PlanClient:
         scoped = principal.scope in (Scope.AGENT, Scope.TENANT, Scope.REVIEWER)
@@ -163,14 +165,15 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         req = to_request(data)
         fingerprint = hashlib.sha256(codec.dumps(req.model_dump(mode="json")).encode()).hexdigest()
         client = client_for(request, principal)
-        job_id = await client.submit(req, fingerprint=fingerprint)
-        if req.idempotency_key and await client.request_digest(job_id) not in (fingerprint, None):
+        status, created = await client.submit_for_status(req, fingerprint=fingerprint)
+        if not created and await client.request_digest(status.job_id) not in (fingerprint, None):
             raise ApiProblem(
                 409,
                 "idempotency_conflict",
-                f"idempotency key {req.idempotency_key!r} was used for a different request (job {job_id})",
+                f"idempotency key {req.idempotency_key!r} was used for a different request "
+                f"(job {status.job_id})",
             )
-        return await client.status(job_id)
+        return status
 
     @app.post(
         f"{API_PREFIX}/jobs",
@@ -615,6 +618,12 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(web_router(keys))  # after the API's routes: a request is matched in route order
+    # Outermost last: counting, then the body limits, then the submit fast path, then FastAPI's own.
+    route = next(r for r in routes_of(app.routes) if r.path == FAST_PATH and "POST" in r.methods)
+    app.add_middleware(FastSubmit, model=JobSubmission, submit=submit_one, route=route)
+    app.add_middleware(BodyLimits)
+    app.add_middleware(CountRequests, counter=requests_total)
     return app
 
 

@@ -107,23 +107,34 @@ def _of_error(exc: PlangateError) -> tuple[int, str, dict[str, str]]:
     return 400, "bad_request", {}
 
 
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+
+
+def problem_for(exc: Exception) -> JSONResponse | None:
+    """The problem answering one of the errors a route may raise (ApiProblem, PlangateError, Redis
+    unreachable); None for any other exception."""
+    if isinstance(exc, ApiProblem):
+        return problem(exc.status, exc.code, exc.detail, headers=exc.headers)
+    if isinstance(exc, PlangateError):
+        status, code, headers = _of_error(exc)
+        return problem(status, code, str(exc), headers=headers)
+    if isinstance(exc, UNAVAILABLE):
+        headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
+        return problem(503, "unavailable", "the queue's Redis server cannot be reached", headers=headers)
+    return None
+
+
 def install(app: Any) -> None:
     """Answer every error the app raises as a problem."""
 
     @app.exception_handler(ApiProblem)
-    async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, headers=exc.headers)
-
     @app.exception_handler(PlangateError)
-    async def _plangate(request: Request, exc: PlangateError) -> JSONResponse:
-        status, code, headers = _of_error(exc)
-        return problem(status, code, str(exc), headers=headers)
-
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
-    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
-        headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
-        return problem(503, "unavailable", "the queue's Redis server cannot be reached", headers=headers)
+    async def _raised(request: Request, exc: Exception) -> JSONResponse:
+        answer = problem_for(exc)
+        assert answer is not None  # registered for exactly the errors problem_for answers
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -94,7 +94,7 @@ def run_app(args: argparse.Namespace, settings: Settings, name: str, path: str) 
         )
         return 2
     server = Server(config)
-    asyncio.run(server.serve())
+    server.run()  # on uvloop (the loop uvicorn picks when it is installed, as it is with plangate)
     return 0 if server.started else 1
 
 
