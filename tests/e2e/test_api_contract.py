@@ -84,3 +84,48 @@ def test_the_document_is_openapi_3_1_with_problem_answers(live_api: Deployment) 
     submit = spec["paths"]["/v1/jobs"]["post"]
     assert {"202", "401", "403", "409", "413", "422", "429", "503"} <= set(submit["responses"])
     assert "application/problem+json" in submit["responses"]["401"]["content"]
+
+
+def test_linked_calls_conform_statefully(live_api: Deployment) -> None:
+    """schemathesis's state machine follows the document's links (submit → get, cancel, ledger) with
+    the ids the API answered, so those calls reach real jobs instead of 404s."""
+    api_schema = schemathesis.openapi.from_url(live_api.url + "/openapi.json")
+    # Only the document's own links (schemathesis would also guess some from field names, and then
+    # take submit for a consumer of its own `handoff_from` jobs instead of where scenarios start).
+    api_schema.config.phases.stateful.inference.algorithms = []
+    headers = {"Authorization": f"Bearer {live_api.admin_token}"}
+    agent_id, _ = live_api.agent()
+    links = api_schema.raw_schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["links"]
+    assert {"GetJob", "CancelJob", "GetJobLedger"} <= set(links)
+    followed: list[str] = []
+
+    class Linked(api_schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: schemathesis.Case) -> None:
+            case.headers = {**(case.headers or {}), **headers}  # over any Authorization it generated
+            if case.method == "POST" and case.path == "/v1/jobs":  # where a scenario starts: a real job
+                case.body = {"agent_id": agent_id, "description": "Plan the stateful contract check"}
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"base_url": live_api.url, "timeout": 30}
+
+        def after_call(self, response: object, case: schemathesis.Case) -> None:
+            super().after_call(response, case)
+            followed.append(f"{case.method} {case.path} {response.status_code}")  # type: ignore[attr-defined]
+
+        def validate_response(self, response: object, case: schemathesis.Case, **kwargs: object) -> None:
+            case.validate_response(response, checks=CHECKS)  # type: ignore[arg-type]
+
+    Linked.run(
+        settings=settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            stateful_step_count=4,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
+    # a random job id is a 404: a 200 means the call followed a link from a submit
+    assert "GET /v1/jobs/{job_id} 200" in followed, sorted(set(followed))
+    assert {"POST /v1/jobs/{job_id}/cancel 200", "POST /v1/jobs/{job_id}/cancel 409"} & set(followed), (
+        followed
+    )

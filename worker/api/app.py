@@ -85,6 +85,19 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _job_links(job_id: str) -> dict[str, Any]:
+    """OpenAPI links from an answer naming a job (`job_id`: a runtime expression) to what can be done
+    with it: a client (and schemathesis's stateful test) follows them."""
+    return {
+        name: {"operationId": operation, "parameters": {"job_id": job_id}}
+        for name, operation in (
+            ("GetJob", "get_job"),
+            ("CancelJob", "cancel_job"),
+            ("GetJobLedger", "job_ledger"),
+        )
+    }
+
+
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _PROBLEMS[code] for code in (400, 401, 413, 422, 429, 503, *codes)}
 
@@ -134,6 +147,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         # FastAPI's own OpenTelemetry (a check on every request) only when plangate's tracing is on;
         # the API's metrics are its Prometheus /metrics.
         telemetry={"tracing": settings.tracing, "metrics": False, "logs": False},
+        generate_unique_id_function=lambda route: route.name,  # operationId: the route's function name
     )
     install(app)
 
@@ -179,7 +193,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         f"{API_PREFIX}/jobs",
         status_code=202,
         response_model=JobStatus,
-        responses=_responses(403, 409),
+        responses={**_responses(403, 409), 202: {"links": _job_links("$response.body#/job_id")}},
         summary="Submit a planning job",
         tags=["jobs"],
     )
