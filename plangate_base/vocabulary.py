@@ -172,5 +172,21 @@ class TaskType(StrEnum):
     REVIEW = "review"
 
 
+class CheckStatus(StrEnum):
+    """What one `plangate doctor` check found: fine, worth a look, or wrong (the command exits 1)."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+    @property
+    def gauge(self) -> int:
+        """The check's value on the `plangate_doctor_check` gauge: 0 ok, 1 warn, 2 fail."""
+        return _CHECK_GAUGE[self]
+
+
+_CHECK_GAUGE = {CheckStatus.OK: 0, CheckStatus.WARN: 1, CheckStatus.FAIL: 2}
+
+
 SEED_AGENT_ID = "llm-planner-001"
 """The seed's tier-0 observer (the LLM Planner agent): registered by default, the CLI's default agent."""

@@ -20,6 +20,7 @@ idempotency            worker.client (submit)                        job id
 running                worker.status_store (lifecycle Lua)           job id -> last heartbeat (ms)
 failed                 worker.status_store (RECORD); client (retry)  job id -> time failed (ms)
 workers(_accepting)    worker.watchdog                               worker name -> last beat (ms)
+workers_info           worker.watchdog                               worker name -> version, concurrency
 stats_submitted        worker.client (submit)                        a counter
 stats_minute           worker.status_store (RECORD)                  state / state:reason -> count
 wake                   worker.client (publish)                       (pub/sub channel)
@@ -110,6 +111,11 @@ class Keys(NamedTuple):
         """Workers taking jobs (not draining) by last beat (sorted set, ms): what `plangate health` counts.
         Written by worker.watchdog."""
         return f"{self.prefix}workers:accepting"
+
+    def workers_info(self) -> str:
+        """What each live worker runs (hash: worker name -> JSON version, concurrency, queue), for
+        `plangate doctor`. Written by worker.watchdog at each beat; names no longer beating are pruned."""
+        return f"{self.prefix}workers:info"
 
     def stats_submitted(self) -> str:
         """Jobs ever submitted to this queue, by any producer (a counter). Written by worker.client."""

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         ge=0,
         description="requests per second one API token may make (all API processes); 0 = off",
     )
+    doctor_interval_s: float = Field(
+        default=300.0, ge=0, description="how often `plangate serve` refreshes its doctor gauge; 0 = never"
+    )
     tracing: bool = Field(default=False, description="OpenTelemetry spans (needs the [otel] extra)")
 
     @field_validator("allowed_models", "fallback_models", mode="before")

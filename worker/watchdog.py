@@ -20,7 +20,7 @@ from governance.quota import reserved_day
 from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import EventKind, FailureCode, JobState, Phase, RequeueReason
-from worker import metrics
+from worker import __version__, metrics
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
 from worker.metrics import refresh_queue_gauges
@@ -32,6 +32,7 @@ from worker.status_store import JobRef, StatusStore
 log = get_logger(__name__)
 
 _PRUNE_WORKERS_AFTER_S = 86_400
+_PRUNE_INFO_EVERY_S = 60.0
 
 
 class Watchdog:
@@ -54,6 +55,10 @@ class Watchdog:
         self._stop = asyncio.Event()
         self.taken_over = 0
         self._next_pickup_check = 0.0
+        self._next_info_prune = 0.0
+        self._info = codec.dumps(
+            {"version": __version__, "concurrency": settings.concurrency, "queue": settings.queue_name}
+        )
 
     def stop(self) -> None:
         """End `run` after the current sweep."""
@@ -92,7 +97,14 @@ class Watchdog:
             else:  # draining: health stops counting it now, not when its last beat ages out
                 pipe.zrem(self._keys.workers_accepting(), WORKER_NAME)
             pipe.zremrangebyscore(self._keys.workers_accepting(), "-inf", pruned)
+            pipe.hset(self._keys.workers_info(), WORKER_NAME, self._info)
             await pipe.execute()
+        if time.monotonic() >= self._next_info_prune:  # the info of workers gone a day: not every beat
+            self._next_info_prune = time.monotonic() + _PRUNE_INFO_EVERY_S
+            live = set(await self._redis.zrange(self._keys.workers(), 0, -1))
+            gone = [name for name in await self._redis.hkeys(self._keys.workers_info()) if name not in live]
+            if gone:
+                await self._redis.hdel(self._keys.workers_info(), *gone)
 
     async def sweep(self) -> int:
         """Return every abandoned job to the queue; returns how many were taken over."""

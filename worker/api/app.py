@@ -17,9 +17,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from redis.asyncio import Redis
 
@@ -32,7 +31,8 @@ from plangate_base import codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
 from worker.admin import AgentAdmin
-from worker.api.auth import Authenticator, bearer, require
+from worker.api.auth import Authenticator, Caller, require
+from worker.api.doctor_routes import Doctor, doctor_router
 from worker.api.fast_submit import PATH as FAST_PATH
 from worker.api.fast_submit import FastSubmit
 from worker.api.limits import BodyLimits
@@ -102,16 +102,6 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _PROBLEMS[code] for code in (400, 401, 413, 422, 429, 503, *codes)}
 
 
-async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    auth: Authenticator = request.app.state.auth
-    return await auth.principal(request, credentials)
-
-
-Caller = Annotated[Principal, Depends(caller)]
-
-
 def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | None = None) -> FastAPI:
     """The API on `settings` (its own Redis pool unless `redis` is given). `open_access` makes every
     caller an admin without a token: for the embedded demo only."""
@@ -120,6 +110,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     requests_total = Counter(
         "plangate_api_requests", "API requests by route and status", ["route", "status"], registry=registry
     )
+    doctor = Doctor(settings, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,8 +121,10 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         app.state.auth = Authenticator(
             app.state.redis, keys, rate_per_s=settings.api_rate_limit_per_s, open_access=open_access
         )
+        app.state.doctor = doctor
         try:
-            yield
+            async with doctor.running(app.state.redis):
+                yield
         finally:
             if own:
                 await app.state.redis.aclose()
@@ -632,6 +625,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(doctor_router(_responses(403)))
     app.include_router(web_router(keys))  # after the API's routes: a request is matched in route order
     # Outermost last: counting, then the body limits, then the submit fast path, then FastAPI's own.
     route = next(r for r in routes_of(app.routes) if r.path == FAST_PATH and "POST" in r.methods)

@@ -4,8 +4,9 @@ per-token rate limit kept in Redis so it holds across every API process."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
@@ -83,6 +84,17 @@ class Authenticator:
                 429, "rate_limited", f"more than {self._rate_per_s} requests per second with this token",
                 headers={"Retry-After": "1"},
             )  # fmt: skip
+
+
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """The dependency every route takes its caller from (the app's Authenticator)."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.principal(request, credentials)
+
+
+Caller = Annotated[Principal, Depends(caller)]
 
 
 def require(principal: Principal, *scopes: Scope) -> None:

@@ -19,6 +19,7 @@ from governance.capabilities import BUILTIN_VOCABULARY, SEED_ALLOWED_SIDE_EFFECT
 from plangate_base import codec
 from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker.cli.arg_types import port_number, seconds
+from worker.cli.doctor import add_doctor_commands
 from worker.cli.ledger import add_ledger_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json
 from worker.cli.serve import add_serve_commands
@@ -851,6 +852,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_stats_commands(sub)
     add_web_commands(sub)
     add_serve_commands(sub)
+    add_doctor_commands(sub)
     return parser
 
 

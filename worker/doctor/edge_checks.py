@@ -1,0 +1,44 @@
+"""`plangate doctor`'s checks of the edges: the API (when its URL is known) and the metrics bind address."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from plangate_base.checks import CheckResult, fail, ok, warn
+from worker.settings import Settings
+
+TIMEOUT_S = 5.0
+_EVERYWHERE = ("0.0.0.0", "::", "")
+
+
+async def api_ready(api_url: str) -> CheckResult:
+    """The API's /readyz answers 200 (Redis reachable, workers alive, ledger backlog bounded)."""
+    name = "api.ready"
+    url = api_url.rstrip("/") + "/readyz"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as http,
+            http.get(url, allow_redirects=False) as answer,
+        ):
+            status, body = answer.status, await answer.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return fail(name, f"{url}: {type(exc).__name__} {exc}".strip(), "is `plangate serve` running there?")
+    if status != 200:
+        detail = body.get("detail", "") if isinstance(body, dict) else ""
+        return fail(name, f"{url} answered {status}: {detail}", "see what /readyz names and fix that")
+    return ok(name, f"{url} is ready")
+
+
+def metrics_bind(settings: Settings) -> CheckResult:
+    """Worker metrics on every interface carry no secrets but are open to anyone who can reach them."""
+    name = "edges.metrics_bind"
+    if settings.metrics_port == 0:
+        return ok(name, "worker metrics are off")
+    where = f"{settings.metrics_host}:{settings.metrics_port}"
+    if settings.metrics_host in _EVERYWHERE:
+        return warn(
+            name,
+            f"worker /metrics on every interface ({where}), without authentication",
+            "bind PLANGATE_METRICS_HOST to the scraper's network only, or firewall the port",
+        )
+    return ok(name, f"worker /metrics on {where}")
