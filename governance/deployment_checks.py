@@ -30,20 +30,22 @@ def forbidden_lists(stored: Mapping[str, Mapping[str, Any]]) -> CheckResult:
         if lifts:
             lifted[agent_id] = sorted(lifts)
     if missing:
-        named = "; ".join(f"{agent}: {', '.join(actions)}" for agent, actions in sorted(missing.items()))
         return fail(
             name,
-            f"stored without the seed's forbidden actions (and no lift): {named}",
+            f"stored without the seed's forbidden actions (and no lift): {_per_agent(missing)}",
             "save each again (`plangate agents add ID ...` with its settings): the record then holds them",
         )
     if lifted:
-        named = "; ".join(f"{agent}: {', '.join(actions)}" for agent, actions in sorted(lifted.items()))
         return warn(
             name,
-            f"seed forbidden actions lifted (recorded in the ledger): {named}",
+            f"seed forbidden actions lifted (recorded in the ledger): {_per_agent(lifted)}",
             "make sure each lift is intended; `plangate agents add ID ...` without --lift restores the list",
         )
     return ok(name, f"all {len(stored)} agent(s) carry the seed's forbidden actions")
+
+
+def _per_agent(actions: Mapping[str, list[str]]) -> str:
+    return "; ".join(f"{agent}: {', '.join(names)}" for agent, names in sorted(actions.items()))
 
 
 def agent_keys(agents: Iterable[AgentRecord], keyed: set[str]) -> CheckResult:

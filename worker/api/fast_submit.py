@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from governance.api_tokens import Principal
+from worker.api.limits import replay
 from worker.api.problems import problem_for
 from worker.job_models import JobStatus
 
@@ -56,7 +57,7 @@ class FastSubmit:
         try:
             submission = self._model.model_validate_json(body)
         except ValidationError:
-            await self.app(scope, _replay(body, receive), send)  # FastAPI answers its 422
+            await self.app(scope, replay(body, receive), send)  # FastAPI answers its 422
             return
         scope["route"] = self._route
         request = Request(scope, receive)
@@ -115,16 +116,3 @@ async def _read_body(receive: Any) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def replayed() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

@@ -71,16 +71,7 @@ class BodyLimits:
             response = problem(413, "too_deep", f"the JSON body nests deeper than {self.max_depth} levels")
             await response(scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any, what: str) -> None:
         # Read (and drop) what the client still sends, up to a bound, so that it gets to read the answer
@@ -95,3 +86,17 @@ class BodyLimits:
                 break
         response = problem(413, "too_large", f"{what}; the limit is {self.max_bytes} bytes")
         await response(scope, receive, send)
+
+
+def replay(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that hands on `body`, already read, as one message, then what `receive` gets."""
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
