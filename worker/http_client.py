@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from worker.errors import (
     BadRequest,
+    Forbidden,
     JobNotFound,
     NotCancellable,
+    NotReviewable,
     PlangateError,
     QueueUnavailable,
     Unauthenticated,
@@ -107,10 +109,14 @@ def _problem_error(status: int, problem: dict[str, Any], path: str) -> PlangateE
     detail = str(problem.get("detail") or f"HTTP {status} from {path}")
     if status == 401:
         return Unauthenticated(f"the API refused the token: {detail}")
-    if status == 404 and path.startswith("/v1/jobs/"):
-        return JobNotFound(path.split("/")[3])
+    if status == 403:
+        return Forbidden(detail)
+    if status == 404 and path.startswith(("/v1/jobs/", "/v1/reviews/")):
+        return JobNotFound(urllib.parse.unquote(path.split("/")[3].split("?")[0]))
     if status == 409 and path.endswith("/cancel"):
         return NotCancellable(detail)
+    if status == 409 and path.startswith("/v1/reviews/"):
+        return NotReviewable(detail)
     if status in (429, 503) or status >= 500:
         return QueueUnavailable(f"the API answered {status}: {detail}")
     return BadRequest(detail)
