@@ -106,6 +106,11 @@ async def submit_and_wait(session: ClientSession, **request: Any) -> tuple[dict[
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         progress.append((done, total, message))
 
+    brief = await session.call_tool("wait_for_job", {"job_id": job["job_id"], "timeout_s": 0.2})
+    if request.get("model") == "scripted-slow":  # streams for ~5 s: still going after 0.2 s
+        assert brief.structured_content is not None and not brief.is_error
+        assert brief.structured_content["state"] in (JobState.QUEUED, JobState.RUNNING)
+        assert "call wait_for_job again" in brief.structured_content["hint"] in text_of(brief)
     for _ in range(5):
         waited = await session.call_tool(
             "wait_for_job", {"job_id": job["job_id"], "timeout_s": 30}, progress_callback=on_progress
@@ -156,6 +161,8 @@ async def _lists_submits_follows(dep: Deployment, key: str, agent_id: str) -> di
         final, progress = await submit_and_wait(
             session, description="Plan the MCP check", model="scripted-slow", idempotency_key="mcp-http-1"
         )
+        too_long = await session.call_tool("wait_for_job", {"job_id": final["job_id"], "timeout_s": 61})
+        assert too_long.is_error and text_of(too_long).startswith("bad_request: ")
 
         assert_planned(final, progress)
         assert final["agent_id"] == agent_id
