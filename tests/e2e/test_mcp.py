@@ -241,6 +241,13 @@ async def _over_stdio(dep: Deployment, key: str, agent_id: str) -> None:
             )
             assert_planned(final, progress)
             assert final["agent_id"] == agent_id
+    # trusted local use: the Redis URL and no token, as an operator's CLI; the agent's key rides along
+    async with stdio_session(dep, {"PLANGATE_AGENT_KEY": key}) as session:
+        assert {tool.name for tool in (await session.list_tools()).tools} == JOB_TOOLS
+        final, progress = await submit_and_wait(session, agent_id=agent_id, description="Plan locally")
+        assert final["state"] == JobState.DONE and final["agent_id"] == agent_id
+        mine = await session.call_tool("list_my_jobs", {"tenant_id": "default", "agent_id": agent_id})
+        assert mine.structured_content is not None and len(mine.structured_content["jobs"]) == 3
 
 
 def test_a_reviewer_token_lists_and_approves_an_escalated_plan(dep: Deployment) -> None:
