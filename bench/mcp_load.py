@@ -4,7 +4,8 @@
 Both paths submit the same request as the same tenant token (the rate limit off), one at a time, in
 interleaved rounds so both see the same machine: REST with aiohttp on a kept-alive connection, MCP with
 the official client (`mcp.ClientSession` on one initialized session; each `tools/call` is one POST whose
-answer is an SSE stream). Also the cost of opening an MCP session (initialize + tools/list), which a
+answer is an SSE stream), and the same tools/call as a bare POST (aiohttp), which separates the server's
+part from the client library's. Also the cost of opening an MCP session (initialize + tools/list), which a
 client pays once, and the API's CPU per submit on each path.
 """
 
@@ -30,6 +31,7 @@ from governance.api_tokens import Scope
 from worker.admin import AgentAdmin
 from worker.keys import Keys
 
+_PROTOCOL = "2025-06-18"  # a handshake-era version: the stateless path takes a tools/call without initialize
 _REQUEST = {"agent_id": "llm-planner-001", "description": "a job for the MCP benchmark"}
 
 
@@ -70,6 +72,16 @@ async def measure(bench: Bench, calls: int, sessions: int) -> dict[str, float]:
                     raise RuntimeError(f"submit answered {answer.status}: {await answer.text()}")
                 await answer.read()
 
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+        call["params"] = {"name": "submit_plan", "arguments": _REQUEST}
+        raw_headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": _PROTOCOL}
+
+        async def via_raw_mcp() -> None:  # the same tools/call without a client library: the server's part
+            async with http.post(url + "/mcp", json=call, headers=raw_headers) as answer:
+                body = await answer.read()
+                if answer.status != 200 or b'"isError":false' not in body:
+                    raise RuntimeError(f"tools/call answered {answer.status}: {body[:200]!r}")
+
         async def via_mcp() -> None:
             result = await session.call_tool("submit_plan", _REQUEST)
             if result.is_error or not result.structured_content:
@@ -77,15 +89,15 @@ async def measure(bench: Bench, calls: int, sessions: int) -> dict[str, float]:
 
         await _timed(20, via_rest)  # warm-up of both paths (connections, first imports)
         await _timed(20, via_mcp)
-        rest_lat, mcp_lat, rest_cpu, mcp_cpu = [], [], [], []
+        await _timed(20, via_raw_mcp)
+        latencies: dict[str, list[float]] = {"rest": [], "mcp": [], "raw": []}
+        cpu: dict[str, list[float]] = {"rest": [], "mcp": [], "raw": []}
         rounds = 3
-        for _ in range(rounds):  # interleaved rounds
-            before = cpu_seconds(api_pid)
-            rest_lat += await _timed(calls // rounds, via_rest)
-            middle = cpu_seconds(api_pid)
-            mcp_lat += await _timed(calls // rounds, via_mcp)
-            rest_cpu.append((middle - before) / (calls // rounds))
-            mcp_cpu.append((cpu_seconds(api_pid) - middle) / (calls // rounds))
+        for _ in range(rounds):  # interleaved rounds, so every path sees the same machine
+            for path, submit in (("rest", via_rest), ("mcp", via_mcp), ("raw", via_raw_mcp)):
+                before = cpu_seconds(api_pid)
+                latencies[path] += await _timed(calls // rounds, submit)
+                cpu[path].append((cpu_seconds(api_pid) - before) / (calls // rounds))
     opens = []
     for _ in range(sessions):
         started = time.perf_counter()
@@ -97,13 +109,12 @@ async def measure(bench: Bench, calls: int, sessions: int) -> dict[str, float]:
             await fresh.initialize()
             await fresh.list_tools()
             opens.append(time.perf_counter() - started)
-    n["mcp.rest_p50_ms"] = median(rest_lat) * 1000
-    n["mcp.rest_p99_ms"] = percentile(rest_lat, 99) * 1000
-    n["mcp.p50_ms"] = median(mcp_lat) * 1000
-    n["mcp.p99_ms"] = percentile(mcp_lat, 99) * 1000
-    n["mcp.ratio_p50"] = n["mcp.p50_ms"] / n["mcp.rest_p50_ms"]
-    n["mcp.rest_cpu_ms"] = median(rest_cpu) * 1000
-    n["mcp.cpu_ms"] = median(mcp_cpu) * 1000
+    for path, name in (("rest", "mcp.rest"), ("mcp", "mcp.client"), ("raw", "mcp.raw")):
+        n[f"{name}_p50_ms"] = median(latencies[path]) * 1000
+        n[f"{name}_p99_ms"] = percentile(latencies[path], 99) * 1000
+        n[f"{name}_cpu_ms"] = median(cpu[path]) * 1000
+    n["mcp.ratio_p50"] = n["mcp.client_p50_ms"] / n["mcp.rest_p50_ms"]
+    n["mcp.raw_ratio_p50"] = n["mcp.raw_p50_ms"] / n["mcp.rest_p50_ms"]
     n["mcp.open_p50_ms"] = median(opens) * 1000
     n["mcp.calls"], n["mcp.sessions"] = float(calls), float(sessions)
     return n
@@ -119,13 +130,18 @@ def rows(n: dict[str, float]) -> list[Row]:
         Row(
             section,
             "MCP submit_plan (streamable HTTP): p50 / p99",
-            f"{n['mcp.p50_ms']:.2f} / {n['mcp.p99_ms']:.2f} ms",
+            f"{n['mcp.client_p50_ms']:.2f} / {n['mcp.client_p99_ms']:.2f} ms",
         ),
-        Row(section, "MCP p50 over REST p50", f"{n['mcp.ratio_p50']:.2f} x"),
+        Row(section, "MCP submit_plan p50 over REST p50", f"{n['mcp.ratio_p50']:.2f} x"),
         Row(
             section,
-            "API process CPU per submit: REST / MCP",
-            f"{n['mcp.rest_cpu_ms']:.2f} / {n['mcp.cpu_ms']:.2f} ms",
+            "raw tools/call POST (aiohttp, no MCP client): p50 / p99",
+            f"{n['mcp.raw_p50_ms']:.2f} / {n['mcp.raw_p99_ms']:.2f} ms ({n['mcp.raw_ratio_p50']:.2f} x REST)",
+        ),
+        Row(
+            section,
+            "API process CPU per submit: REST / MCP client / raw tools/call",
+            f"{n['mcp.rest_cpu_ms']:.2f} / {n['mcp.client_cpu_ms']:.2f} / {n['mcp.raw_cpu_ms']:.2f} ms",
         ),
         Row(
             section,
