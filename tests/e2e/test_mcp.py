@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
@@ -222,6 +222,13 @@ def test_mcp_over_http_needs_a_valid_token_and_stays_out_of_the_openapi_document
         assert answer.status == 401, answer.body
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert answer.headers["www-authenticate"] == "Bearer"
+    _, key = dep.agent()
+    cross = call(
+        dep.url + "/mcp", "POST", token=key, body=hello, headers={**headers, "Origin": "http://evil.test"}
+    )
+    assert cross.status == 403 and cross.body["code"] == "forbidden"
+    listed = call(dep.url + "/mcp", "POST", token=key, body=hello, headers=headers)
+    assert listed.status == 200 and "submit_plan" in listed.body
     spec = call(dep.url + "/openapi.json").body
     assert not any(path.startswith("/mcp") for path in spec["paths"])
 
@@ -280,3 +287,27 @@ async def _reviewed(dep: Deployment, key: str, reviewer_key: str) -> None:
     async with http_session(dep, key) as session:  # an agent's token is no reviewer's
         refused = await session.call_tool("list_reviews", {})
         assert refused.is_error and text_of(refused).startswith("forbidden: ")
+
+
+def test_a_revoked_token_stops_at_once_over_both_transports(dep: Deployment) -> None:
+    agent_id, key = dep.agent()
+    asyncio.run(_revoked(dep, agent_id, key))
+
+
+async def _revoked(dep: Deployment, agent_id: str, key: str) -> None:
+    async with (
+        http_session(dep, key) as over_http,
+        stdio_session(dep, {"PLANGATE_TOKEN": key}) as on_redis,
+    ):
+        for session in (over_http, on_redis):
+            assert not (await session.call_tool("list_my_jobs", {})).is_error
+        revoked = await asyncio.to_thread(dep.cli, "tokens", "revoke", f"agent:{agent_id}")
+        assert revoked.returncode == 0, revoked.stderr
+        refused = await on_redis.call_tool("list_my_jobs", {})
+        assert refused.is_error and text_of(refused) == "unauthenticated: unknown or revoked token"
+        with pytest.raises(MCPError):  # the POST is answered 401 before MCP sees it
+            await over_http.call_tool("list_my_jobs", {})
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    answer = await asyncio.to_thread(call, dep.url + "/mcp", "POST", token=key, body=hello, headers=headers)
+    assert answer.status == 401 and answer.body["code"] == "unauthenticated"

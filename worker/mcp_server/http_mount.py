@@ -9,6 +9,7 @@ transport is stateless (no session lives in one API process), so any number of A
 
 from __future__ import annotations
 
+import urllib.parse
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -50,6 +51,13 @@ class McpMount:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         request = Request(scope, receive)
+        origin = request.headers.get("origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+            # A browser page of another origin (DNS rebinding, as the MCP spec warns): MCP clients send
+            # no Origin, and the live view, the one browser client of this app, is same-origin.
+            refused = problem(403, "forbidden", "cross-origin requests to /mcp are refused")
+            await refused(scope, receive, send)
+            return
         try:
             credentials = await bearer(request)
             principal = await self._app.state.auth.principal(request, credentials)
