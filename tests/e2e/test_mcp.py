@@ -229,6 +229,10 @@ def test_mcp_over_http_needs_a_valid_token_and_stays_out_of_the_openapi_document
     assert cross.status == 403 and cross.body["code"] == "forbidden"
     listed = call(dep.url + "/mcp", "POST", token=key, body=hello, headers=headers)
     assert listed.status == 200 and "submit_plan" in listed.body
+    for settings in ({"api_url": dep.url, "token": "not-a-token"}, {"token": "not-a-token"}):
+        refused = dep.cli("mcp", **settings)  # plangate mcp says so at start, in one line
+        assert refused.returncode == 2 and refused.stdout == "", refused
+        assert refused.stderr.count("\n") == 1 and "token" in refused.stderr, refused.stderr
     spec = call(dep.url + "/openapi.json").body
     assert not any(path.startswith("/mcp") for path in spec["paths"])
 

@@ -17,7 +17,7 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     """Serve MCP on stdin/stdout: over the HTTP API with PLANGATE_API_URL + PLANGATE_TOKEN, else on
     PLANGATE_REDIS_URL (trusted local use). Logs go to stderr: stdout is the protocol's."""
     from worker import __version__
-    from worker.mcp_server.stdio import over_http, over_redis, serve_stdio
+    from worker.mcp_server.stdio import check_api_token, check_redis_token, over_http, over_redis, serve_stdio
 
     api_url = args.mcp_api_url or os.environ.get("PLANGATE_API_URL")
     token = args.mcp_token or os.environ.get("PLANGATE_TOKEN") or None
@@ -25,6 +25,7 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
         if token is None:
             sys.stderr.write("plangate: mcp with an API URL needs a token (PLANGATE_TOKEN or --token)\n")
             return EXIT_BAD_INPUT
+        await check_api_token(api_url, token)
         await serve_stdio(over_http(api_url, token), __version__)
         return 0
     from worker.redis_conn import text_client
@@ -32,6 +33,8 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     redis = text_client(settings.redis_url)
     try:
         await redis.ping()  # a wrong Redis URL is one line and exit 3 now, not an error per tool call
+        if token is not None:
+            await check_redis_token(redis, settings, token)
         await serve_stdio(over_redis(redis, settings, token), __version__)
     finally:
         await redis.aclose()

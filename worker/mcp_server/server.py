@@ -9,7 +9,9 @@ from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INVALID_REQUEST,
     CallToolRequestParams,
     CallToolResult,
     ListToolsResult,
@@ -40,7 +42,10 @@ def build_server(open_jobs: Open, version: str) -> Server[Any]:
     async def list_tools(
         ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        _, scope = await open_jobs(ctx)
+        try:
+            _, scope = await open_jobs(ctx)
+        except ApiProblem as exc:  # (stdio on Redis: the token was revoked since the start)
+            raise MCPError(INVALID_REQUEST, f"{exc.code}: {exc.detail}") from None
         return ListToolsResult(tools=[spec.tool() for spec in visible(scope)])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -11,8 +12,10 @@ from redis.asyncio import Redis
 
 from governance.api_tokens import Principal, Scope
 from worker.api.auth import Authenticator
+from worker.api.problems import ApiProblem
 from worker.api.service import JobService
 from worker.client import PlanClient
+from worker.errors import PlangateError, QueueUnavailable, Unauthenticated
 from worker.http_client import HttpPlanClient
 from worker.keys import Keys
 from worker.mcp_server.jobs import HttpJobs, Jobs
@@ -48,6 +51,27 @@ def over_redis(redis: Redis, settings: Settings, token: str | None) -> Open:
         return JobService(base, principal, token), principal.scope
 
     return open_jobs
+
+
+async def check_api_token(api_url: str, token: str) -> None:
+    """Unauthenticated (a wrong token) or QueueUnavailable (no API there) before serving, so a bad
+    configuration is one line at start rather than an error at every tool call."""
+    client = HttpPlanClient(api_url, token)
+    try:
+        await asyncio.to_thread(client.transport.call, "GET", "/v1/jobs?limit=1")
+    except (Unauthenticated, QueueUnavailable):
+        raise
+    except PlangateError:
+        pass  # an admin or auditor token lists no tenant by default: the token itself is good
+
+
+async def check_redis_token(redis: Redis, settings: Settings, token: str) -> None:
+    """Unauthenticated unless `token` is a live token of this deployment."""
+    auth = Authenticator(redis, Keys(settings.key_prefix), rate_per_s=0, open_access=False)
+    try:
+        await auth.of_token(token)
+    except ApiProblem as exc:
+        raise Unauthenticated(f"PLANGATE_TOKEN: {exc.detail}") from None
 
 
 async def serve_stdio(open_jobs: Open, version: str) -> None:
