@@ -23,14 +23,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from governance.api_tokens import Scope
-from plangate_base.logs import get_logger
 from worker.api.problems import ApiProblem, status_and_code
 from worker.errors import PlangateError, describe_validation_error
 from worker.job_models import JobEvent
 from worker.mcp_server.jobs import Jobs
 from worker.mcp_server.tools import BY_NAME, Report, describe, describe_event, visible
-
-log = get_logger("plangate.mcp")
 
 SERVER_NAME = "plangate"
 Open = Callable[[ServerRequestContext[Any]], Awaitable[tuple[Jobs, Scope | None]]]
