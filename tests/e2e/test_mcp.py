@@ -233,6 +233,8 @@ def test_mcp_over_http_needs_a_valid_token_and_stays_out_of_the_openapi_document
         refused = dep.cli("mcp", **settings)  # plangate mcp says so at start, in one line
         assert refused.returncode == 2 and refused.stdout == "", refused
         assert refused.stderr.count("\n") == 1 and "token" in refused.stderr, refused.stderr
+    metrics = call(dep.url + "/metrics").body  # counted as one route, like every other
+    assert 'route="/mcp",status="401"' in metrics and 'route="/mcp",status="200"' in metrics
     spec = call(dep.url + "/openapi.json").body
     assert not any(path.startswith("/mcp") for path in spec["paths"])
 
