@@ -1,9 +1,11 @@
-"""The ASGI application of `plangate serve`: jobs, review and admin under /v1, health, metrics, OpenAPI.
+"""The ASGI application of `plangate serve`: jobs, review and admin under /v1, MCP at /mcp, health,
+metrics, OpenAPI.
 
 Every route takes its caller from the bearer token (worker/api/auth.py); a job the caller may not see
-is a 404, exactly like one that does not exist. Jobs go through PlanClient, scoped to the caller's
-tenant (and agent), so the API enforces the same rules as a trusted in-cluster producer, and the token
-travels with the job as its credential for the worker's own check.
+is a 404, exactly like one that does not exist. Jobs go through the caller's JobService
+(worker/api/service.py: PlanClient scoped to the caller's tenant and agent), so the API enforces the
+same rules as a trusted in-cluster producer, and the token travels with the job as its credential for
+the worker's own check. The MCP tools (worker/mcp_server/) call the same JobService.
 """
 
 from __future__ import annotations
