@@ -8,7 +8,9 @@ PlanClient's methods and answers, with the API's problems mapped back to the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -177,24 +179,34 @@ class HttpPlanClient:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         end = object()
+        stopped = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop closed meanwhile: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
             try:
                 for _, data in self.transport.events(f"{_job_path(job_id)}/events"):
-                    loop.call_soon_threadsafe(queue.put_nowait, data)
+                    if stopped.is_set():
+                        return  # (closes the stream)
+                    put(data)
             except PlangateError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                put(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, end)
+                put(end)
 
-        # The reader thread ends with the stream (after the terminal event), also when the caller
-        # stops early; its events then go nowhere.
-        loop.run_in_executor(None, pump)
-        while (item := await queue.get()) is not end:
-            if isinstance(item, PlangateError):
-                raise item
-            item.pop("status", None)
-            yield JobEvent.model_validate(item)
+        # A thread of its own, not the loop's executor: a caller that stops early (a bounded wait) leaves
+        # it blocked until the stream's next event, and parked readers must not starve asyncio.to_thread.
+        threading.Thread(target=pump, name="plangate-sse", daemon=True).start()
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, PlangateError):
+                    raise item
+                item.pop("status", None)
+                yield JobEvent.model_validate(item)
+        finally:
+            stopped.set()
 
     async def cancel(self, job_id: str) -> JobStatus:
         """Cancel the job (at once when queued, at the next heartbeat when running)."""

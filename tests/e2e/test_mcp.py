@@ -317,3 +317,35 @@ async def _revoked(dep: Deployment, agent_id: str, key: str) -> None:
     headers = {"Accept": "application/json, text/event-stream"}
     answer = await asyncio.to_thread(call, dep.url + "/mcp", "POST", token=key, body=hello, headers=headers)
     assert answer.status == 401 and answer.body["code"] == "unauthenticated"
+
+
+def test_many_bounded_waits_with_progress_over_stdio_leave_no_reader_in_the_way(dep: Deployment) -> None:
+    _, key = dep.agent()
+    asyncio.run(_bounded_waits(dep, key))
+
+
+async def _bounded_waits(dep: Deployment, key: str) -> None:
+    async with stdio_session(dep, {"PLANGATE_API_URL": dep.url, "PLANGATE_TOKEN": key}) as session:
+        submitted = await session.call_tool(
+            "submit_plan", {"description": "Plan slowly", "model": "scripted-stall"}
+        )
+        assert submitted.structured_content is not None
+        job_id = submitted.structured_content["job_id"]
+        seen: list[str | None] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            seen.append(message)
+
+        # more bounded waits than the event loop's default executor has threads: each one's event reader
+        # is left behind when it times out, and must not block the next call (the job stalls for 30 s)
+        for _ in range(10):
+            waited = await session.call_tool(
+                "wait_for_job", {"job_id": job_id, "timeout_s": 0.3}, progress_callback=on_progress
+            )
+            assert waited.structured_content is not None, text_of(waited)
+            assert waited.structured_content["state"] in (JobState.QUEUED, JobState.RUNNING)
+            assert waited.structured_content["hint"] is not None
+        assert seen, "no progress notification"
+        cancelled = await session.call_tool("cancel_job", {"job_id": job_id})
+        assert not cancelled.is_error and cancelled.structured_content is not None
+        assert cancelled.structured_content["state"] in (JobState.CANCELLED, JobState.RUNNING)
