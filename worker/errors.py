@@ -27,6 +27,10 @@ class Unauthenticated(PlangateError):
     """A key did not prove the identity it was presented for (unknown id or wrong key, alike)."""
 
 
+class Forbidden(BadRequest):
+    """The API refused the token this operation (403: another agent or tenant, or a scope without it)."""
+
+
 class NotCancellable(BadRequest):
     """The job ended already: there is nothing to cancel."""
 

@@ -8,7 +8,9 @@ PlanClient's methods and answers, with the API's problems mapped back to the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from worker.errors import (
     BadRequest,
+    Forbidden,
     JobNotFound,
     NotCancellable,
+    NotReviewable,
     PlangateError,
     QueueUnavailable,
     Unauthenticated,
@@ -107,10 +111,14 @@ def _problem_error(status: int, problem: dict[str, Any], path: str) -> PlangateE
     detail = str(problem.get("detail") or f"HTTP {status} from {path}")
     if status == 401:
         return Unauthenticated(f"the API refused the token: {detail}")
-    if status == 404 and path.startswith("/v1/jobs/"):
-        return JobNotFound(path.split("/")[3])
+    if status == 403:
+        return Forbidden(detail)
+    if status == 404 and path.startswith(("/v1/jobs/", "/v1/reviews/")):
+        return JobNotFound(urllib.parse.unquote(path.split("/")[3].split("?")[0]))
     if status == 409 and path.endswith("/cancel"):
         return NotCancellable(detail)
+    if status == 409 and path.startswith("/v1/reviews/"):
+        return NotReviewable(detail)
     if status in (429, 503) or status >= 500:
         return QueueUnavailable(f"the API answered {status}: {detail}")
     return BadRequest(detail)
@@ -171,24 +179,34 @@ class HttpPlanClient:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         end = object()
+        stopped = threading.Event()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop closed meanwhile: nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
             try:
                 for _, data in self.transport.events(f"{_job_path(job_id)}/events"):
-                    loop.call_soon_threadsafe(queue.put_nowait, data)
+                    if stopped.is_set():
+                        return  # (closes the stream)
+                    put(data)
             except PlangateError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                put(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, end)
+                put(end)
 
-        # The reader thread ends with the stream (after the terminal event), also when the caller
-        # stops early; its events then go nowhere.
-        loop.run_in_executor(None, pump)
-        while (item := await queue.get()) is not end:
-            if isinstance(item, PlangateError):
-                raise item
-            item.pop("status", None)
-            yield JobEvent.model_validate(item)
+        # A thread of its own, not the loop's executor: a caller that stops early (a bounded wait) leaves
+        # it blocked until the stream's next event, and parked readers must not starve asyncio.to_thread.
+        threading.Thread(target=pump, name="plangate-sse", daemon=True).start()
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, PlangateError):
+                    raise item
+                item.pop("status", None)
+                yield JobEvent.model_validate(item)
+        finally:
+            stopped.set()
 
     async def cancel(self, job_id: str) -> JobStatus:
         """Cancel the job (at once when queued, at the next heartbeat when running)."""

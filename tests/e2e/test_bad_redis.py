@@ -74,6 +74,7 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "stats": (),
     "web": ("--port", "0"),
     "serve": ("--port", "0"),
+    "mcp": (),
     "tokens issue": ("--scope", "admin"),
     "tokens list": (),
     "tokens revoke": ("some-token",),

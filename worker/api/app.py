@@ -1,20 +1,21 @@
-"""The ASGI application of `plangate serve`: jobs, review and admin under /v1, health, metrics, OpenAPI.
+"""The ASGI application of `plangate serve`: jobs, review and admin under /v1, MCP at /mcp, health,
+metrics, OpenAPI.
 
 Every route takes its caller from the bearer token (worker/api/auth.py); a job the caller may not see
-is a 404, exactly like one that does not exist. Jobs go through PlanClient, scoped to the caller's
-tenant (and agent), so the API enforces the same rules as a trusted in-cluster producer, and the token
-travels with the job as its credential for the worker's own check.
+is a 404, exactly like one that does not exist. Jobs go through the caller's JobService
+(worker/api/service.py: PlanClient scoped to the caller's tenant and agent), so the API enforces the
+same rules as a trusted in-cluster producer, and the token travels with the job as its credential for
+the worker's own check. The MCP tools (worker/mcp_server/) call the same JobService.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, Response
@@ -54,11 +55,13 @@ from worker.api.models import (
     ReviewNote,
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
+from worker.api.service import JobService
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
-from worker.client import PlanClient, to_request
-from worker.errors import PlangateError, WaitTimeout
+from worker.client import PlanClient
+from worker.errors import PlangateError
 from worker.job_models import JobStatus
 from worker.keys import Keys
+from worker.mcp_server.http_mount import McpMount
 from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.web.live_view import LiveView
@@ -123,7 +126,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         )
         app.state.doctor = doctor
         try:
-            async with doctor.running(app.state.redis):
+            async with doctor.running(app.state.redis), mcp.run():
                 yield
         finally:
             if own:
@@ -143,44 +146,17 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         generate_unique_id_function=lambda route: route.name,  # operationId: the route's function name
     )
     install(app)
+    mcp = McpMount(app, _version())  # MCP over streamable HTTP at /mcp: the same tokens and rules
 
-    def client_for(request: Request, principal: Principal) -> PlanClient:
-        scoped = principal.scope in (Scope.AGENT, Scope.TENANT, Scope.REVIEWER)
-        base: PlanClient = request.app.state.client
-        return base.scoped(
-            tenant_id=principal.tenant_id if scoped else None,
-            agent_id=principal.agent_id if principal.scope is Scope.AGENT else None,
-            agent_key=request.state.token,
-        )
+    def service(request: Request, principal: Principal) -> JobService:
+        """The caller's operations (the same ones the MCP tools call)."""
+        return JobService(request.app.state.client, principal, request.state.token)
 
     async def submit_one(
         request: Request, principal: Principal, body: dict[str, Any], header_key: str | None
     ) -> JobStatus:
-        require(principal, Scope.AGENT, Scope.TENANT)
-        problem = principal.submit_problem(body.get("agent_id"), body.get("tenant_id"))
-        if problem:
-            raise ApiProblem(403, "forbidden", problem)
-        data = {k: v for k, v in body.items() if v is not None}
-        if principal.agent_id:
-            data.setdefault("agent_id", principal.agent_id)
-        if principal.tenant_id:
-            data.setdefault("tenant_id", principal.tenant_id)
-        if header_key is not None:
-            if data.get("idempotency_key", header_key) != header_key:
-                raise ApiProblem(400, "bad_request", "Idempotency-Key and the body's idempotency_key differ")
-            data["idempotency_key"] = header_key
-        req = to_request(data)
-        fingerprint = hashlib.sha256(codec.dumps(req.model_dump(mode="json")).encode()).hexdigest()
-        client = client_for(request, principal)
-        status, created = await client.submit_for_status(req, fingerprint=fingerprint)
-        if not created and await client.request_digest(status.job_id) not in (fingerprint, None):
-            raise ApiProblem(
-                409,
-                "idempotency_conflict",
-                f"idempotency key {req.idempotency_key!r} was used for a different request "
-                f"(job {status.job_id})",
-            )
-        return status
+        """The submit route's work (also what the fast path in worker/api/fast_submit.py calls)."""
+        return await service(request, principal).submit(body, header_key)
 
     @app.post(
         f"{API_PREFIX}/jobs",
@@ -215,10 +191,11 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         """One result per item, in order: 202 with the job, or the item's problem. Each item may carry
         its own idempotency_key."""
         require(principal, Scope.AGENT, Scope.TENANT)
+        jobs = service(request, principal)
         results: list[BatchItem] = []
         for index, item in enumerate(body.jobs):
             try:
-                status = await submit_one(request, principal, item.model_dump(exclude_unset=True), None)
+                status = await jobs.submit(item.model_dump(exclude_unset=True))
                 results.append(BatchItem(index=index, status=202, job=status))
             except ApiProblem as exc:
                 results.append(_failed_item(index, exc.status, exc.code, exc.detail))
@@ -248,23 +225,15 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     ) -> JobList:
         """Newest first. Agent tokens see their agent's jobs, tenant and reviewer tokens their tenant's;
         admin and auditor tokens name the tenant."""
-        tenant = principal.tenant_id or tenant_id
-        if tenant is None:
-            raise ApiProblem(
-                400, "bad_request", f"a {principal.scope.value} token lists one tenant: ?tenant_id="
-            )
-        if principal.tenant_id and tenant_id not in (None, principal.tenant_id):
-            raise ApiProblem(403, "forbidden", f"this token lists tenant {principal.tenant_id!r} only")
-        jobs, next_cursor = await client_for(request, principal).jobs(
-            tenant,
+        return await service(request, principal).jobs(
             states=frozenset(state or ()),
             agent_id=agent_id,
-            since_ms=_ms(since),
-            until_ms=_ms(until),
+            tenant_id=tenant_id,
+            since=since,
+            until=until,
             limit=limit,
             cursor=cursor,
         )
-        return JobList(jobs=jobs, next_cursor=next_cursor)
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}",
@@ -281,13 +250,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     ) -> JobStatus:
         """The status object (the same as `plangate status --json`). With `wait`, answers when the job
         is terminal or `wait` seconds passed, whichever is first (then with the current status)."""
-        client = client_for(request, principal)
-        if wait <= 0:
-            return await client.status(job_id)
-        try:
-            return await client.wait(job_id, timeout=wait)
-        except WaitTimeout:
-            return await client.status(job_id)
+        return await service(request, principal).wait(job_id, wait)
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}/events",
@@ -307,15 +270,15 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     ) -> StreamingResponse:
         """`phase` and `progress` events as they happen, then one `terminal` event whose data holds the
         final status; the stream ends after it. Each event's id resumes the stream (Last-Event-ID)."""
-        client = client_for(request, principal)
-        await client.status(job_id)  # a 404 before the stream starts
+        jobs = service(request, principal)
+        await jobs.status(job_id)  # a 404 before the stream starts
         after = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else "0"
 
         async def stream() -> AsyncIterator[str]:
-            async for entry_id, event in client.watch_entries(job_id, after):
+            async for entry_id, event in jobs.watch_entries(job_id, after):
                 data: dict[str, Any] = event.model_dump(mode="json")
                 if event.kind is StreamKind.TERMINAL:
-                    data["status"] = (await client.status(job_id)).model_dump(mode="json")
+                    data["status"] = (await jobs.status(job_id)).model_dump(mode="json")
                 yield f"id: {entry_id}\nevent: {event.kind}\ndata: {codec.dumps(data)}\n\n"
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -331,11 +294,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     async def cancel_job(job_id: str, request: Request, principal: Caller) -> JobStatus:
         """At once when queued; a running job stops at its next heartbeat (`cancel_requested` until
         then). 409 when it has ended already."""
-        client = client_for(request, principal)
-        status = await client.status(job_id)
-        if not principal.may_act_on(status.tenant_id, status.agent_id):
-            raise ApiProblem(403, "forbidden", f"a {principal.scope.value} token cannot cancel jobs")
-        return await client.cancel(job_id)
+        return await service(request, principal).cancel(job_id)
 
     @app.get(
         f"{API_PREFIX}/jobs/{{job_id}}/ledger",
@@ -418,8 +377,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     async def pending_reviews(request: Request, principal: Caller) -> list[JobStatus]:
         """The reviewer's tenant's escalated jobs, oldest first (reviewer tokens only)."""
-        desk = await _desk(request, principal)
-        return await desk.pending()
+        return await service(request, principal).pending_reviews()
 
     @app.post(
         f"{API_PREFIX}/reviews/{{job_id}}/{{verdict}}",
@@ -434,14 +392,8 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         """`verdict` is `approve` or `reject`; the decision and its note are recorded in the ledger."""
         if verdict not in ("approve", "reject"):
             raise ApiProblem(404, "not_found", f"no review action {verdict!r} (approve or reject)")
-        desk = await _desk(request, principal)
-        return await desk.decide(job_id, approve=verdict == "approve", note=body.note)
-
-    async def _desk(request: Request, principal: Principal) -> Any:
-        if principal.scope is not Scope.REVIEWER or principal.reviewer_id is None:
-            raise ApiProblem(403, "forbidden", "reviews need a reviewer's token (its key)")
-        client = client_for(request, principal)
-        return await client.review_desk(principal.reviewer_id, request.state.token)
+        jobs = service(request, principal)
+        return await jobs.decide_review(job_id, approve=verdict == "approve", note=body.note)
 
     @app.get(
         f"{API_PREFIX}/agents/{{agent_id}}",
@@ -563,7 +515,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         request: Request, principal: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[JobStatus]:
         require(principal, Scope.ADMIN, Scope.AUDITOR, Scope.TENANT)
-        return await client_for(request, principal).failed(limit)
+        return await service(request, principal).client.failed(limit)
 
     @app.post(
         f"{API_PREFIX}/web/login-links",
@@ -626,7 +578,9 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(doctor_router(_responses(403)))
-    app.include_router(web_router(keys))  # after the API's routes: a request is matched in route order
+    # After the API's routes (a request is matched in route order): MCP, then the web view.
+    app.router.routes.append(mcp.route())
+    app.include_router(web_router(keys))
     # Outermost last: counting, then the body limits, then the submit fast path, then FastAPI's own.
     route = next(r for r in routes_of(app.routes) if r.path == FAST_PATH and "POST" in r.methods)
     app.add_middleware(FastSubmit, model=JobSubmission, submit=submit_one, route=route)
@@ -677,14 +631,6 @@ def routes_of(routes: list[Any]) -> list[Any]:
         elif hasattr(route, "original_router"):
             flat += routes_of(route.original_router.routes)
     return flat
-
-
-def _ms(at: datetime | None) -> int | None:
-    if at is None:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return int(at.timestamp() * 1000)
 
 
 def _failed_item(index: int, status: int, code: str, detail: str) -> BatchItem:

@@ -51,13 +51,19 @@ class Authenticator:
                 headers=_CHALLENGE,
             )  # fmt: skip
         token = credentials.credentials
+        principal = await self.of_token(token)
+        request.state.token = token
+        return principal
+
+    async def of_token(self, token: str) -> Principal:
+        """The principal `token` proves: 401 when it is unknown or revoked (or its agent is), 429 over
+        its rate. What every request and every MCP tool call (HTTP or stdio) is checked with."""
         principal = await self._tokens.lookup(token)
         if principal is None:
             raise ApiProblem(401, "unauthenticated", "unknown or revoked token", headers=_CHALLENGE)
         if principal.scope is Scope.AGENT:
             await self._agent_live(principal)
         await self._rate(principal)
-        request.state.token = token
         return principal
 
     async def _agent_live(self, principal: Principal) -> None:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.errors import (
     BadRequest,
+    Forbidden,
     JobNotFound,
     NotCancellable,
     NotReviewable,
@@ -93,9 +94,17 @@ def problem(
     )
 
 
+def status_and_code(exc: PlangateError) -> tuple[int, str]:
+    """The HTTP status and problem code the API answers for a typed error (the MCP tools say the same)."""
+    status, code, _ = _of_error(exc)
+    return status, code
+
+
 def _of_error(exc: PlangateError) -> tuple[int, str, dict[str, str]]:
     if isinstance(exc, JobNotFound):
         return 404, "not_found", {}
+    if isinstance(exc, Forbidden):
+        return 403, "forbidden", {}
     if isinstance(exc, NotCancellable | NotReviewable):
         return 409, "conflict", {}
     if isinstance(exc, BadRequest):

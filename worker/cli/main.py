@@ -21,6 +21,7 @@ from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.doctor import add_doctor_commands
 from worker.cli.ledger import add_ledger_commands
+from worker.cli.mcp_stdio import add_mcp_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json
 from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
@@ -853,6 +854,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_web_commands(sub)
     add_serve_commands(sub)
     add_doctor_commands(sub)
+    add_mcp_commands(sub)
     return parser
 
 
