@@ -38,6 +38,7 @@ from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
+from worker.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from worker.http_client import HttpPlanClient
@@ -175,6 +176,8 @@ class PlanClient:
             )
         try:
             req = await self._check_links(req)
+            if req.callback_url:
+                await WebhookStore(self._redis, self._keys).check_callback(req.tenant_id, req.callback_url)
             return await self._enqueue(req, key, fingerprint)
         except UNREACHABLE as exc:
             raise unreachable(self._settings.redis_url, exc) from exc
@@ -274,6 +277,8 @@ class PlanClient:
                 )
                 if fingerprint:
                     fields[REQUEST_DIGEST_FIELD] = fingerprint
+                if req.callback_url:
+                    fields["callback_url"] = req.callback_url
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)

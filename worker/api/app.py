@@ -17,9 +17,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from redis.asyncio import Redis
 
@@ -32,7 +31,7 @@ from plangate_base import codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
 from worker.admin import AgentAdmin
-from worker.api.auth import Authenticator, bearer, require
+from worker.api.auth import Authenticator, Caller, require
 from worker.api.limits import BodyLimits
 from worker.api.models import (
     MAX_BATCH,
@@ -53,6 +52,7 @@ from worker.api.models import (
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
+from worker.api.webhook_routes import webhook_router
 from worker.client import PlanClient, to_request
 from worker.errors import PlangateError, WaitTimeout
 from worker.job_models import JobStatus
@@ -85,16 +85,6 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _PROBLEMS[code] for code in (400, 401, 413, 422, 429, 503, *codes)}
-
-
-async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    auth: Authenticator = request.app.state.auth
-    return await auth.principal(request, credentials)
-
-
-Caller = Annotated[Principal, Depends(caller)]
 
 
 def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | None = None) -> FastAPI:
@@ -132,6 +122,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     install(app)
     app.include_router(web_router(keys))
+    app.include_router(webhook_router(keys))
     app.add_middleware(BodyLimits)
     app.add_middleware(CountRequests, counter=requests_total)
 

@@ -4,8 +4,9 @@ per-token rate limit kept in Redis so it holds across every API process."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
@@ -91,3 +92,14 @@ def require(principal: Principal, *scopes: Scope) -> None:
         return
     names = ", ".join(s.value for s in scopes)
     raise ApiProblem(403, "forbidden", f"this needs a token with scope {names}, not {principal.scope.value}")
+
+
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """The request's principal (a FastAPI dependency: `principal: Caller`)."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.principal(request, credentials)
+
+
+Caller = Annotated[Principal, Depends(caller)]
