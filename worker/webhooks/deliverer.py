@@ -46,7 +46,7 @@ log = get_logger(__name__)
 KEEP_ON_JOB = 50  # attempts shown on a job's status
 _RECLAIM_EVERY_S = 5.0
 _OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
-_LEASE_MARGIN_S = 10.0
+_LEASE_MARGIN_S = 1.0
 _BATCH = 100
 
 
@@ -67,7 +67,9 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.poll_s = settings.webhook_poll_s
-        self._lease_ms = int((settings.webhook_timeout_s + _LEASE_MARGIN_S) * 1000)
+        # Longer than an attempt can take (its time limit, then recording it); a killed deliverer's
+        # claim runs out after it.
+        self._lease_ms = int((2 * settings.webhook_timeout_s + _LEASE_MARGIN_S) * 1000)
 
     async def run(self) -> None:
         """Fan out and deliver until `stop()`; Redis outages are waited out."""
