@@ -12,7 +12,7 @@ from governance.api_tokens import Principal, Scope
 from governance.webhook_policy import EndpointRecord, WebhookPolicy, WebhookUrl
 from plangate_base.vocabulary import WebhookEvent
 from worker.api.auth import Caller, require
-from worker.api.problems import ApiProblem
+from worker.api.problems import ApiProblem, problem_responses
 from worker.keys import Keys
 from worker.webhooks.store import DeliveryRecord, WebhookStore
 
@@ -54,7 +54,12 @@ def webhook_router(keys: Keys) -> APIRouter:
     def store(request: Request) -> WebhookStore:
         return WebhookStore(request.app.state.redis, keys)
 
-    @router.get("/tenants/{tenant_id}/webhooks/policy", response_model=WebhookPolicy, summary="Allow list")
+    @router.get(
+        "/tenants/{tenant_id}/webhooks/policy",
+        response_model=WebhookPolicy,
+        responses=problem_responses(403),
+        summary="Allow list",
+    )
     async def get_policy(tenant_id: str, request: Request, principal: Caller) -> WebhookPolicy:
         """The hosts the tenant's webhooks may go to."""
         _own_tenant(principal, tenant_id)
@@ -75,6 +80,7 @@ def webhook_router(keys: Keys) -> APIRouter:
         "/tenants/{tenant_id}/webhooks/callback-secret",
         response_model=IssuedSecret,
         status_code=201,
+        responses=problem_responses(403),
         summary="Issue the callback secret",
     )
     async def callback_secret(tenant_id: str, request: Request, principal: Caller) -> IssuedSecret:
@@ -86,6 +92,7 @@ def webhook_router(keys: Keys) -> APIRouter:
         "/tenants/{tenant_id}/webhooks/endpoints",
         response_model=IssuedEndpoint,
         status_code=201,
+        responses=problem_responses(403),
         summary="Register an endpoint",
     )
     async def add_endpoint(
@@ -99,7 +106,10 @@ def webhook_router(keys: Keys) -> APIRouter:
         return IssuedEndpoint(**record.model_dump(), secret=secret)
 
     @router.get(
-        "/tenants/{tenant_id}/webhooks/endpoints", response_model=list[EndpointRecord], summary="Endpoints"
+        "/tenants/{tenant_id}/webhooks/endpoints",
+        response_model=list[EndpointRecord],
+        responses=problem_responses(403),
+        summary="Endpoints",
     )
     async def list_endpoints(tenant_id: str, request: Request, principal: Caller) -> list[EndpointRecord]:
         """The tenant's endpoints (never their secrets)."""
@@ -107,7 +117,10 @@ def webhook_router(keys: Keys) -> APIRouter:
         return await store(request).endpoints(tenant_id)
 
     @router.delete(
-        "/tenants/{tenant_id}/webhooks/endpoints/{endpoint_id}", status_code=204, summary="Remove an endpoint"
+        "/tenants/{tenant_id}/webhooks/endpoints/{endpoint_id}",
+        status_code=204,
+        responses=problem_responses(403, 404),
+        summary="Remove an endpoint",
     )
     async def remove_endpoint(
         tenant_id: str, endpoint_id: str, request: Request, principal: Caller
@@ -121,6 +134,7 @@ def webhook_router(keys: Keys) -> APIRouter:
         "/tenants/{tenant_id}/webhooks/endpoints/{endpoint_id}/secret",
         response_model=IssuedSecret,
         status_code=201,
+        responses=problem_responses(403),
         summary="Rotate an endpoint's secret",
     )
     async def rotate_secret(
@@ -129,7 +143,12 @@ def webhook_router(keys: Keys) -> APIRouter:
         _own_tenant(principal, tenant_id)
         return IssuedSecret(secret=await store(request).rotate_secret(tenant_id, endpoint_id))
 
-    @router.get("/webhooks/failed", response_model=list[DeliveryRecord], summary="Dead deliveries")
+    @router.get(
+        "/webhooks/failed",
+        response_model=list[DeliveryRecord],
+        responses=problem_responses(403),
+        summary="Dead deliveries",
+    )
     async def failed(
         request: Request,
         principal: Caller,
@@ -144,7 +163,10 @@ def webhook_router(keys: Keys) -> APIRouter:
         return await store(request).dead(tenant_id=tenant_id, limit=limit)
 
     @router.post(
-        "/webhooks/deliveries/{delivery_id}/redeliver", response_model=DeliveryRecord, summary="Redeliver"
+        "/webhooks/deliveries/{delivery_id}/redeliver",
+        response_model=DeliveryRecord,
+        responses=problem_responses(403, 404, 409),
+        summary="Redeliver a dead delivery",
     )
     async def redeliver(delivery_id: str, request: Request, principal: Caller) -> DeliveryRecord:
         """A dead delivery due again now, with the same webhook-id (409 when it is not dead)."""
