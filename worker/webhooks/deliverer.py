@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from governance.webhook_policy import attempt_outcome, retry_delay_s, url_problem
+from governance.webhook_policy import WebhookPolicy, attempt_outcome, retry_delay_s, url_problem
 from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JOB_WEBHOOK_EVENTS, AttemptOutcome, EventKind, WebhookEvent
@@ -34,7 +35,7 @@ from worker import metrics
 from worker.job_models import JobStatus
 from worker.keys import WEBHOOK_GROUP, Keys
 from worker.ledger_events import ledger_event
-from worker.redis_conn import UNREACHABLE
+from worker.redis_conn import UNREACHABLE, text_client
 from worker.settings import Settings
 from worker.webhooks import webhook_lua as lua
 from worker.webhooks.sender import Answer, Sender
@@ -44,10 +45,12 @@ from worker.webhooks.store import CALLBACK, WebhookStore, body_json, callback_en
 log = get_logger(__name__)
 
 KEEP_ON_JOB = 50  # attempts shown on a job's status
+CONFIG_CACHE_S = 1.0  # how long a deliverer uses an allow list and a secret it read
 _RECLAIM_EVERY_S = 5.0
 _OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
 _LEASE_MARGIN_S = 1.0
 _BATCH = 100
+STOP_GRACE_S = 2.0 + 5.0  # beyond a poll: an attempt's recording, and closing the connection pools
 
 
 class Deliverer:
@@ -64,6 +67,7 @@ class Deliverer:
         self._claim = redis.register_script(lua.CLAIM)
         self._finish = redis.register_script(lua.FINISH)
         self._inflight: dict[str, int] = defaultdict(int)
+        self._config: dict[str, tuple[float, WebhookPolicy, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.poll_s = settings.webhook_poll_s
@@ -193,18 +197,19 @@ class Deliverer:
                 continue
             keys = [self._keys.webhook_ready(), due_key, *(self._keys.webhook_delivery(i) for i in ids)]
             claimed = await self._claim(keys=keys, args=[now, self._lease_ms, target, *ids])
-            for delivery_id, attempt in zip(claimed[::2], claimed[1::2], strict=True):
+            for delivery_id, attempt, flat in zip(claimed[::3], claimed[1::3], claimed[2::3], strict=True):
                 self._inflight[target] += 1
                 room -= 1
-                task = asyncio.create_task(self._attempt(target, str(delivery_id), int(attempt)))
+                raw = dict(zip(flat[::2], flat[1::2], strict=True))
+                task = asyncio.create_task(self._attempt(target, str(delivery_id), int(attempt), raw))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if room <= 0:
                 return
 
-    async def _attempt(self, target: str, delivery_id: str, attempt: int) -> None:
+    async def _attempt(self, target: str, delivery_id: str, attempt: int, raw: dict[str, str]) -> None:
         try:
-            await self._deliver(target, delivery_id, attempt)
+            await self._deliver(target, delivery_id, attempt, raw)
         except (RedisError, *UNREACHABLE) as exc:  # the lease runs out and it is tried again
             log.warning("webhooks.attempt_unrecorded", delivery_id=delivery_id, error=type(exc).__name__)
         finally:
@@ -212,17 +217,12 @@ class Deliverer:
             if self._inflight[target] <= 0:
                 del self._inflight[target]
 
-    async def _deliver(self, target: str, delivery_id: str, attempt: int) -> None:
-        raw = await self._redis.hgetall(self._keys.webhook_delivery(delivery_id))
-        if not raw:
-            return
+    async def _deliver(self, target: str, delivery_id: str, attempt: int, raw: dict[str, str]) -> None:
         tenant_id, url = raw["tenant_id"], raw["url"]
         if attempt == 1:
             metrics.WEBHOOK_LAG.observe(max(0.0, (clock.now_ms() - int(raw.get("event_ms") or 0)) / 1000))
-        policy = await self._store.policy(tenant_id)
-        secret = await self._store.secret(
-            target_of(tenant_id, CALLBACK) if raw["endpoint_id"].startswith("cb_") else target
-        )
+        signer = target_of(tenant_id, CALLBACK) if raw["endpoint_id"].startswith("cb_") else target
+        policy, secret = await self._signing(tenant_id, signer)
         problem = url_problem(url, policy) or ("" if secret else "no signing secret (endpoint removed?)")
         if problem:
             answer = Answer(None, 0, error="not_allowed", refused=True)
@@ -247,6 +247,18 @@ class Deliverer:
             if next_ms - int(raw.get("created_ms") or now) > self._settings.webhook_retry_window_s * 1000:
                 outcome = AttemptOutcome.DEAD
         await self._record(raw, delivery_id, target, attempt, answer, outcome, next_ms, now)
+
+    async def _signing(self, tenant_id: str, signer: str) -> tuple[WebhookPolicy, str | None]:
+        """The tenant's allow list and the target's secret, read at most once a second: a change (a host
+        taken off the list, a rotated secret) applies within CONFIG_CACHE_S."""
+        now = time.monotonic()
+        cached = self._config.get(signer)
+        if cached is None or now - cached[0] > CONFIG_CACHE_S:
+            cached = (now, await self._store.policy(tenant_id), await self._store.secret(signer))
+            if len(self._config) > 10_000:
+                self._config.clear()
+            self._config[signer] = cached
+        return cached[1], cached[2]
 
     async def _record(
         self, raw: dict[str, str], delivery_id: str, target: str, attempt: int, answer: Answer,
@@ -304,7 +316,7 @@ class Deliverer:
 
 
 def start_deliverer(redis: Redis, settings: Settings, name: str) -> tuple[Deliverer, asyncio.Task[None]]:
-    """A deliverer running as its own task (inside a worker process, or `plangate webhooks run`)."""
+    """A deliverer as a task of the running loop, on `redis` (`plangate webhooks run`, DelivererThread)."""
     deliverer = Deliverer(redis, settings, name)
     return deliverer, asyncio.create_task(deliverer.run(), name="webhook-deliverer")
 
@@ -320,3 +332,47 @@ async def stop_deliverer(deliverer: Deliverer, task: asyncio.Task[None]) -> None
                 await task
     finally:
         await deliverer.close()
+
+
+class DelivererThread:
+    """A deliverer on an event loop of its own, in a thread of the worker process, with its own Redis
+    pool: the jobs' loop, busy streaming, never delays a delivery, and a delivery never delays a job."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._settings = settings
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliverer: Deliverer | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="webhook-deliverer", daemon=True)
+
+    def start(self) -> DelivererThread:
+        """Start the thread; returns once its loop runs."""
+        self._thread.start()
+        self._started.wait(timeout=10)
+        return self
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        redis = text_client(self._settings.redis_url, service=True)
+        try:
+            deliverer, task = start_deliverer(redis, self._settings, self._name)
+            self._deliverer, self._loop = deliverer, asyncio.get_running_loop()
+            self._started.set()
+            try:
+                await task
+            finally:
+                await deliverer.close()
+        finally:
+            self._started.set()
+            await redis.aclose()
+
+    async def stop(self) -> None:
+        """Ask the loop to end, and wait (in a thread) for it; a loop that does not end in time is left to
+        die with the process (its deliveries come due again after their lease)."""
+        if self._loop is not None and self._deliverer is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._deliverer.stop)
+        await asyncio.to_thread(self._thread.join, self._settings.webhook_poll_s + STOP_GRACE_S)

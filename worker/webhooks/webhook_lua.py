@@ -55,7 +55,8 @@ return made
 """)
 
 # KEYS: ready, the target's due set, then the delivery hash of each id. ARGV: now ms, lease ms, target,
-# then the ids. Returns {id, attempt, id, attempt, ...} for those claimed (still due and pending).
+# then the ids. Returns {id, attempt, fields, id, attempt, fields, ...} for those claimed (still due and
+# pending; fields: the delivery hash as a flat list).
 CLAIM = _lua("""
 local now = tonumber(ARGV[1])
 local out = {}
@@ -67,6 +68,7 @@ for i = 4, #ARGV do
       redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
       table.insert(out, id)
       table.insert(out, redis.call('HINCRBY', hash, 'attempts', 1))
+      table.insert(out, redis.call('HGETALL', hash))
     else
       redis.call('ZREM', KEYS[2], id)
     end
