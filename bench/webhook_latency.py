@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.infra import Bench, epoch_of, free_port, job_times, wait_queue_empty
-from bench.report import median, percentile
+from bench.report import Row, median, percentile
 from bench.workload import client_for, submit_at_rate
 from governance.webhook_policy import WebhookPolicy
 from plangate_base.vocabulary import WebhookEvent
@@ -141,6 +141,24 @@ async def webhooks(
         out[f"webhooks.{mode}.jobs_ratio"] = out[f"webhooks.{mode}.jobs_s"] / out["webhooks.plain_jobs_s"]
     out["webhooks.workers"] = float(workers)
     out["webhooks.concurrency"] = float(concurrency)
+    return out
+
+
+def rows(n: dict[str, float], latency: float) -> list[Row]:
+    """The section's rows of the table."""
+    section = f"webhooks (W=1, C={n['webhooks.concurrency']:.0f}, the scale run's load, {latency:g} s jobs)"
+    out = [Row(section, "jobs/s without webhooks", f"{n['webhooks.plain_jobs_s']:.1f}")]
+    for mode, label in ((IN_WORKER, "deliverer in the worker"), (OWN_PROCESS, "deliverer process")):
+        p50, p99 = n[f"webhooks.{mode}.lag_p50_ms"], n[f"webhooks.{mode}.lag_p99_ms"]
+        delivered = f"{n[f'webhooks.{mode}.delivered']:.0f} of {n[f'webhooks.{mode}.jobs']:.0f} jobs"
+        out += [
+            Row(section, f"{label}: terminal record -> receiver p50", f"{p50:.1f} ms", "<= 50 ms", p50 <= 50),
+            Row(
+                section, f"{label}: terminal record -> receiver p99", f"{p99:.1f} ms", "<= 250 ms", p99 <= 250
+            ),
+            Row(section, f"{label}: delivered", delivered),
+            Row(section, f"{label}: jobs/s of the run without", f"{n[f'webhooks.{mode}.jobs_ratio']:.2f}"),
+        ]
     return out
 
 

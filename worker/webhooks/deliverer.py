@@ -27,7 +27,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from governance.webhook_policy import WebhookPolicy, attempt_outcome, retry_delay_s, url_problem
+from governance.webhook_policy import (
+    EndpointRecord,
+    WebhookPolicy,
+    attempt_outcome,
+    retry_delay_s,
+    url_problem,
+)
 from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JOB_WEBHOOK_EVENTS, AttemptOutcome, EventKind, WebhookEvent
@@ -50,6 +56,8 @@ _RECLAIM_EVERY_S = 5.0
 _OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
 _LEASE_MARGIN_S = 1.0
 _BATCH = 100
+_FAN_OUT_AT_ONCE = 16
+_EVENTS = frozenset(e.value for e in WebhookEvent)
 STOP_GRACE_S = 2.0 + 5.0  # beyond a poll: an attempt's recording, and closing the connection pools
 
 
@@ -70,6 +78,7 @@ class Deliverer:
         self._config: dict[str, tuple[float, WebhookPolicy, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self.poll_s = settings.webhook_poll_s
         # Longer than an attempt can take (its time limit, then recording it); a killed deliverer's
         # claim runs out after it.
@@ -79,6 +88,16 @@ class Deliverer:
         """Fan out and deliver until `stop()`; Redis outages are waited out."""
         log.info("webhooks.deliverer_started", deliverer=self._name)
         await self._ensure_group()
+        dispatch = asyncio.create_task(self._dispatch(), name="webhook-dispatch")
+        try:
+            await self._read_loop()
+        finally:
+            dispatch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatch
+
+    async def _read_loop(self) -> None:
+        """Fan-out: the outbox, blocking up to WEBHOOK_POLL_S a read."""
         backlog, last_reclaim = True, 0.0
         while not self._stopping.is_set():
             try:
@@ -86,15 +105,30 @@ class Deliverer:
                     await self._reclaim()
                     last_reclaim = time.monotonic()
                 backlog = await self._read_outbox("0" if backlog else ">")
-                await self._start_due()
             except UNREACHABLE as exc:
                 log.warning("webhooks.redis_unreachable", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+                await self._pause()
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()
+
+    async def _dispatch(self) -> None:
+        """Delivery: due deliveries (retries, and those the fan-out left for want of room), at once when an
+        attempt ends, else every WEBHOOK_POLL_S."""
+        while not self._stopping.is_set():
+            try:
+                await self._start_due()
+            except UNREACHABLE as exc:
+                log.warning("webhooks.redis_unreachable", error=str(exc))
+                await self._pause()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            self._wake.clear()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
 
     def stop(self) -> None:
         """Ask the loop to end after its current round."""
@@ -125,60 +159,99 @@ class Deliverer:
             WEBHOOK_GROUP, self._name, {self._keys.webhook_outbox(): after}, count=_BATCH, block=block
         )
         entries = [entry for _, batch in reply or [] for entry in batch]
-        for entry_id, fields in entries:
-            if fields:
-                await self._fan_out(entry_id, fields)
+        await self._fan_out_all(entries)
         return after == "0" and len(entries) == _BATCH
+
+    async def _fan_out_all(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Fan out entries a few at a time (each is its own script: no order between them matters)."""
+        entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        for start in range(0, len(entries), _FAN_OUT_AT_ONCE):
+            chunk = entries[start : start + _FAN_OUT_AT_ONCE]
+            await asyncio.gather(*(self._fan_out(entry_id, fields) for entry_id, fields in chunk))
 
     async def _reclaim(self) -> None:
         """Take over outbox entries a dead deliverer read but never fanned out."""
         reply = await self._redis.xautoclaim(
             self._keys.webhook_outbox(), WEBHOOK_GROUP, self._name, _OUTBOX_IDLE_MS, "0-0", count=_BATCH
         )
-        for entry_id, fields in reply[1] if reply else []:
-            if fields:
-                await self._fan_out(entry_id, fields)
+        await self._fan_out_all(list(reply[1]) if reply else [])
 
     async def _fan_out(self, entry_id: str, fields: dict[str, str]) -> None:
         """One outbox entry -> its deliveries (one script: they exist and the entry is acknowledged)."""
-        event = WebhookEvent(fields["type"])
         tenant_id, job_id = fields.get("tenant_id", ""), fields.get("job_id", "")
+        if fields.get("type") not in _EVENTS or not tenant_id or ":" in tenant_id + job_id:
+            log.warning("webhooks.malformed_entry", entry_id=entry_id, type=fields.get("type"))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._keys.webhook_outbox(), WEBHOOK_GROUP, entry_id)
+                pipe.xdel(self._keys.webhook_outbox(), entry_id)
+                await pipe.execute()
+            return
+        event = WebhookEvent(fields["type"])
         at_ms = int(entry_id.split("-", 1)[0])
         timestamp = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat()
-        targets: list[tuple[str, str]] = [
-            (e.endpoint_id, e.url) for e in await self._store.endpoints(tenant_id) if event in e.events
-        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(self._keys.webhook_endpoints(tenant_id))
+            pipe.hgetall(self._keys.job(job_id or "-"))
+            endpoints_raw, raw = await pipe.execute()
+        endpoints = [EndpointRecord.model_validate_json(r) for r in endpoints_raw]
+        targets = [(e.endpoint_id, e.url) for e in endpoints if event in e.events]
         data: dict[str, Any] = codec.loads(fields["data"]) if fields.get("data") else {}
-        if job_id:
-            raw = await self._redis.hgetall(self._keys.job(job_id))
-            if raw:
-                status = JobStatus.from_hash(job_id, raw)
-                data = status.model_dump(mode="json", exclude={"webhooks"})
-                callback = raw.get("callback_url")
-                if callback and event in JOB_WEBHOOK_EVENTS:
-                    targets.append((callback_endpoint_id(callback), callback))
-            else:
-                data = {"job_id": job_id, **data}
+        if job_id and raw:
+            status = JobStatus.from_hash(job_id, raw)
+            data = status.model_dump(mode="json", exclude={"webhooks"})
+            callback = raw.get("callback_url")
+            if callback and event in JOB_WEBHOOK_EVENTS:
+                targets.append((callback_endpoint_id(callback), callback))
+        elif job_id:
+            data = {"job_id": job_id, **data}
         msg_id = f"msg_{entry_id}"
         body = body_json(event.value, timestamp, data)
         planned = []
         keys = [self._keys.webhook_outbox(), self._keys.webhook_ready()]
+        room = self._settings.webhook_concurrency - len(self._tasks)
         for endpoint_id, url in targets:
             delivery_id = f"{msg_id}.{endpoint_id}"
             target = target_of(tenant_id, endpoint_id)
             keys += [self._keys.webhook_delivery(delivery_id), self._keys.webhook_due(target)]
+            claim = room > 0 and self._inflight[target] < self._settings.webhook_endpoint_concurrency
+            if claim:  # started here at once: no trip through the due set
+                room -= 1
+                self._inflight[target] += 1
             planned.append({
                 "target": target,
                 "delivery_id": delivery_id,
+                "claim": claim,
                 "fields": {
                     "msg_id": msg_id, "target": target, "tenant_id": tenant_id, "endpoint_id": endpoint_id,
                     "type": event.value, "job_id": job_id, "agent_id": fields.get("agent_id", ""),
                     "url": url, "body": body, "event_ms": at_ms,
                 },
             })  # fmt: skip
-        args = {"entry": entry_id, "group": WEBHOOK_GROUP, "now_ms": clock.now_ms(), "targets": planned}
-        made = await self._fanout(keys=keys, args=[codec.dumps(args)])
-        log.debug("webhooks.fanned_out", msg_id=msg_id, type=event.value, deliveries=made)
+        args = {
+            "entry": entry_id, "group": WEBHOOK_GROUP, "now_ms": clock.now_ms(), "lease_ms": self._lease_ms,
+            "targets": planned,
+        }  # fmt: skip
+        try:
+            claimed = await self._fanout(keys=keys, args=[codec.dumps(args)])
+        finally:
+            for target in (t["target"] for t in planned if t["claim"]):
+                self._release(target)  # taken again below for each delivery the script did claim
+        self._start(claimed)
+        log.debug("webhooks.fanned_out", msg_id=msg_id, type=event.value, deliveries=len(planned))
+
+    def _release(self, target: str) -> None:
+        self._inflight[target] -= 1
+        if self._inflight[target] <= 0:
+            del self._inflight[target]
+
+    def _start(self, claimed: list[Any]) -> None:
+        """Start an attempt for each claimed delivery ({id, attempt, fields, ...} from the Lua)."""
+        for delivery_id, attempt, flat in zip(claimed[::3], claimed[1::3], claimed[2::3], strict=True):
+            raw = dict(zip(flat[::2], flat[1::2], strict=True))
+            self._inflight[raw["target"]] += 1
+            task = asyncio.create_task(self._attempt(raw["target"], str(delivery_id), int(attempt), raw))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _start_due(self) -> None:
         """Claim and start due deliveries, per target as many as its concurrency limit leaves room for."""
@@ -197,13 +270,8 @@ class Deliverer:
                 continue
             keys = [self._keys.webhook_ready(), due_key, *(self._keys.webhook_delivery(i) for i in ids)]
             claimed = await self._claim(keys=keys, args=[now, self._lease_ms, target, *ids])
-            for delivery_id, attempt, flat in zip(claimed[::3], claimed[1::3], claimed[2::3], strict=True):
-                self._inflight[target] += 1
-                room -= 1
-                raw = dict(zip(flat[::2], flat[1::2], strict=True))
-                task = asyncio.create_task(self._attempt(target, str(delivery_id), int(attempt), raw))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self._start(claimed)
+            room -= len(claimed) // 3
             if room <= 0:
                 return
 
@@ -213,9 +281,8 @@ class Deliverer:
         except (RedisError, *UNREACHABLE) as exc:  # the lease runs out and it is tried again
             log.warning("webhooks.attempt_unrecorded", delivery_id=delivery_id, error=type(exc).__name__)
         finally:
-            self._inflight[target] -= 1
-            if self._inflight[target] <= 0:
-                del self._inflight[target]
+            self._release(target)
+            self._wake.set()
 
     async def _deliver(self, target: str, delivery_id: str, attempt: int, raw: dict[str, str]) -> None:
         tenant_id, url = raw["tenant_id"], raw["url"]

@@ -34,24 +34,31 @@ end
 """
 
 # KEYS: outbox, ready, then (delivery hash, due set) per target.
-# ARGV[1]: JSON {entry, group, now_ms, targets: [{target, delivery_id, fields}]}.
-# Returns the number of deliveries created (an existing one is left as it is).
+# ARGV[1]: JSON {entry, group, now_ms, lease_ms, targets: [{target, delivery_id, claim, fields}]}; a new
+# delivery with `claim` is claimed for its first attempt at once (as CLAIM would).
+# Returns {id, attempt, fields, ...} of the claimed ones (an existing delivery is left as it is).
 FANOUT = _lua("""
 local a = cjson.decode(ARGV[1])
-local made = 0
+local out = {}
 for i, t in ipairs(a.targets) do
   local hash, due = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   if redis.call('EXISTS', hash) == 0 then
     for name, value in pairs(t.fields) do redis.call('HSET', hash, name, value) end
     redis.call('HSET', hash, 'state', '$pending', 'attempts', 0, 'rebased', 0, 'created_ms', a.now_ms)
-    redis.call('ZADD', due, a.now_ms, t.delivery_id)
+    if t.claim then
+      redis.call('ZADD', due, a.now_ms + a.lease_ms, t.delivery_id)
+      table.insert(out, t.delivery_id)
+      table.insert(out, redis.call('HINCRBY', hash, 'attempts', 1))
+      table.insert(out, redis.call('HGETALL', hash))
+    else
+      redis.call('ZADD', due, a.now_ms, t.delivery_id)
+    end
     refresh(KEYS[2], due, t.target)
-    made = made + 1
   end
 end
 redis.call('XACK', KEYS[1], a.group, a.entry)
 redis.call('XDEL', KEYS[1], a.entry)
-return made
+return out
 """)
 
 # KEYS: ready, the target's due set, then the delivery hash of each id. ARGV: now ms, lease ms, target,
