@@ -107,7 +107,14 @@ async def webhook_once(
     finished = [r["finished_at"] for r in rows if r["finished_at"]]
     achieved = sum(start <= f <= end for f in finished) / max(0.5, end - start)
     lags = [at - epoch_of(body["data"]["finished_at"]) for at, body in arrivals]
-    out = {"jobs_s": achieved, "ideal_jobs_s": ideal, "jobs": float(len(rows))}
+    waits = [r["started_at"] - r["submitted_at"] for r in rows if r["started_at"] and r["submitted_at"]]
+    out = {
+        "jobs_s": achieved,
+        "ideal_jobs_s": ideal,
+        "jobs": float(len(rows)),
+        "wait_p50_ms": percentile(waits, 50) * 1000,
+        "wait_p99_ms": percentile(waits, 99) * 1000,
+    }
     if hooked:
         out |= {
             "delivered": float(len({body["data"]["job_id"] for _, body in arrivals})),
@@ -134,7 +141,11 @@ async def webhooks(
     for _ in range(repeats):
         for mode, done in runs.items():
             done.append(await webhook_once(bench, llm_url, workers, concurrency, latency, duration, mode))
-    out = {"webhooks.plain_jobs_s": median([r["jobs_s"] for r in runs[None]])}
+    out = {
+        "webhooks.plain_jobs_s": median([r["jobs_s"] for r in runs[None]]),
+        "webhooks.plain_wait_p50_ms": median([r["wait_p50_ms"] for r in runs[None]]),
+        "webhooks.plain_wait_p99_ms": median([r["wait_p99_ms"] for r in runs[None]]),
+    }
     for mode in (IN_WORKER, OWN_PROCESS):
         for name in runs[mode][0]:
             out[f"webhooks.{mode}.{name}"] = median([r[name] for r in runs[mode]])
@@ -147,7 +158,11 @@ async def webhooks(
 def rows(n: dict[str, float], latency: float) -> list[Row]:
     """The section's rows of the table."""
     section = f"webhooks (W=1, C={n['webhooks.concurrency']:.0f}, the scale run's load, {latency:g} s jobs)"
-    out = [Row(section, "jobs/s without webhooks", f"{n['webhooks.plain_jobs_s']:.1f}")]
+    waits = f"{n['webhooks.plain_wait_p50_ms']:.1f} ms / {n['webhooks.plain_wait_p99_ms']:.1f} ms"
+    out = [
+        Row(section, "jobs/s without webhooks", f"{n['webhooks.plain_jobs_s']:.1f}"),
+        Row(section, "without webhooks: queue wait p50 / p99 (the machine's noise)", waits),
+    ]
     for mode, label in ((IN_WORKER, "deliverer in the worker"), (OWN_PROCESS, "deliverer process")):
         p50, p99 = n[f"webhooks.{mode}.lag_p50_ms"], n[f"webhooks.{mode}.lag_p99_ms"]
         delivered = f"{n[f'webhooks.{mode}.delivered']:.0f} of {n[f'webhooks.{mode}.jobs']:.0f} jobs"
