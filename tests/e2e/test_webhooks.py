@@ -383,3 +383,26 @@ def test_a_delivery_survives_its_deliverer_killed_mid_request(
         'plangate_webhook_attempts_total{event="job.terminal",outcome="delivered",status="2xx"} 1.0'
         in metrics
     )
+
+
+def test_operators_manage_allow_lists_and_endpoints_with_the_cli(dep: Deployment, receiver: Receiver) -> None:
+    tenant_id = dep.tenant()
+    refused = dep.cli("webhooks", "add", tenant_id, f"{receiver.base}/ok/x", "--event", "job.terminal")
+    assert refused.returncode == 2 and "allow list" in refused.stderr
+
+    allowed = json.loads(
+        dep.out("webhooks", "allow", tenant_id, "--host", "127.0.0.1", "--allow-private", "--json")
+    )
+    added = json.loads(
+        dep.out("webhooks", "add", tenant_id, f"{receiver.base}/ok/x", "--event", "job.terminal", "--json")
+    )
+    listed = json.loads(dep.out("webhooks", "list", tenant_id, "--json"))
+    rotated = json.loads(dep.out("webhooks", "rotate-secret", tenant_id, added["endpoint_id"], "--json"))
+    removed = dep.out("webhooks", "remove", tenant_id, added["endpoint_id"])
+
+    assert allowed == {"hosts": ["127.0.0.1"], "allow_private": True}
+    assert added["secret"].startswith("whsec_") and added["events"] == ["job.terminal"]
+    assert [e["endpoint_id"] for e in listed] == [added["endpoint_id"]] and "secret" not in listed[0]
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != added["secret"]
+    assert removed == f"endpoint {added['endpoint_id']} removed"
+    assert json.loads(dep.out("webhooks", "list", tenant_id, "--json")) == []

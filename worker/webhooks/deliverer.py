@@ -53,7 +53,7 @@ log = get_logger(__name__)
 KEEP_ON_JOB = 50  # attempts shown on a job's status
 CONFIG_CACHE_S = 1.0  # how long a deliverer uses an allow list and a secret it read
 _RECLAIM_EVERY_S = 5.0
-_OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
+OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
 _LEASE_MARGIN_S = 1.0
 _BATCH = 100
 _FAN_OUT_AT_ONCE = 16
@@ -64,11 +64,22 @@ STOP_GRACE_S = 2.0 + 5.0  # beyond a poll: an attempt's recording, and closing t
 class Deliverer:
     """One deliverer (consumer `name` of the outbox group)."""
 
-    def __init__(self, redis: Redis, settings: Settings, name: str, *, sender: Sender | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        name: str,
+        *,
+        sender: Sender | None = None,
+        reclaim_idle_ms: int = OUTBOX_IDLE_MS,
+    ) -> None:
+        """`reclaim_idle_ms`: how long an outbox entry another deliverer read stays pending before this one
+        takes it over (that deliverer is presumed dead)."""
         self._redis = redis
         self._settings = settings
         self._keys = Keys(settings.key_prefix)
         self._name = name
+        self._reclaim_idle_ms = reclaim_idle_ms
         self._store = WebhookStore(redis, self._keys)
         self._sender = sender or Sender(settings.webhook_timeout_s)
         self._fanout = redis.register_script(lua.FANOUT)
@@ -172,7 +183,7 @@ class Deliverer:
     async def _reclaim(self) -> None:
         """Take over outbox entries a dead deliverer read but never fanned out."""
         reply = await self._redis.xautoclaim(
-            self._keys.webhook_outbox(), WEBHOOK_GROUP, self._name, _OUTBOX_IDLE_MS, "0-0", count=_BATCH
+            self._keys.webhook_outbox(), WEBHOOK_GROUP, self._name, self._reclaim_idle_ms, "0-0", count=_BATCH
         )
         await self._fan_out_all(list(reply[1]) if reply else [])
 
