@@ -34,7 +34,7 @@ from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
 from worker.watchdog import Watchdog
-from worker.webhooks.deliverer import DelivererThread
+from worker.webhooks.deliverer_thread import DelivererThread
 
 log = get_logger(__name__)
 

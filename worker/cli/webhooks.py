@@ -99,7 +99,7 @@ async def _run(settings: Settings) -> int:
     from worker.ledger_events import WORKER_NAME
     from worker.metrics import serve_metrics
     from worker.redis_conn import text_client, wait_for_redis
-    from worker.webhooks.deliverer import start_deliverer, stop_deliverer
+    from worker.webhooks.deliverer_thread import start_deliverer, stop_deliverer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

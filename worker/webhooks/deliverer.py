@@ -2,10 +2,12 @@
 
 1. Fan-out: it reads the outbox (a stream with consumer group WEBHOOK_GROUP; event sources add to it in
    the transaction of the event) and turns each entry into one delivery per target (the job's
-   callback_url, the tenant's endpoints for the event type), acknowledging the entry in the same script.
-   Entries a dead deliverer left pending are claimed again (XAUTOCLAIM).
-2. Delivery: it polls the `ready` index for targets with a due delivery and claims, per target, only as
-   many as that target's concurrency limit leaves room for, each with a lease (its due time pushed out).
+   callback_url, the tenant's endpoints for the event type), acknowledging the entry in the same script,
+   which also claims the first attempt of each delivery whose target has room. Entries a dead deliverer
+   left pending are claimed again (XAUTOCLAIM).
+2. Delivery: its dispatch loop polls the `ready` index for targets with a due delivery (retries, and
+   deliveries the fan-out left for want of room) and claims, per target, only as many as the target's
+   concurrency limit leaves room for, each with a lease (its due time pushed out).
    A killed deliverer's deliveries come due again when their lease runs out; the webhook-id stays the
    same, so delivery is at least once and receivers de-duplicate.
 3. Each attempt has a time limit; its outcome (status, latency) is recorded on the delivery, on the
@@ -18,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ from worker import metrics
 from worker.job_models import JobStatus
 from worker.keys import WEBHOOK_GROUP, Keys
 from worker.ledger_events import ledger_event
-from worker.redis_conn import UNREACHABLE, text_client
+from worker.redis_conn import UNREACHABLE
 from worker.settings import Settings
 from worker.webhooks import webhook_lua as lua
 from worker.webhooks.sender import Answer, Sender
@@ -58,7 +59,6 @@ _LEASE_MARGIN_S = 1.0
 _BATCH = 100
 _FAN_OUT_AT_ONCE = 16
 _EVENTS = frozenset(e.value for e in WebhookEvent)
-STOP_GRACE_S = 2.0 + 5.0  # beyond a poll: an attempt's recording, and closing the connection pools
 
 
 class Deliverer:
@@ -391,66 +391,3 @@ class Deliverer:
             error=answer.error,
             recorded=bool(recorded),
         )
-
-
-def start_deliverer(redis: Redis, settings: Settings, name: str) -> tuple[Deliverer, asyncio.Task[None]]:
-    """A deliverer as a task of the running loop, on `redis` (`plangate webhooks run`, DelivererThread)."""
-    deliverer = Deliverer(redis, settings, name)
-    return deliverer, asyncio.create_task(deliverer.run(), name="webhook-deliverer")
-
-
-async def stop_deliverer(deliverer: Deliverer, task: asyncio.Task[None]) -> None:
-    """Stop the loop (cancelled when Redis keeps it from ending), then what it has in flight."""
-    deliverer.stop()
-    try:
-        done, _ = await asyncio.wait({task}, timeout=deliverer.poll_s + 2.0)
-        if not done:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    finally:
-        await deliverer.close()
-
-
-class DelivererThread:
-    """A deliverer on an event loop of its own, in a thread of the worker process, with its own Redis
-    pool: the jobs' loop, busy streaming, never delays a delivery, and a delivery never delays a job."""
-
-    def __init__(self, settings: Settings, name: str) -> None:
-        self._settings = settings
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._deliverer: Deliverer | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="webhook-deliverer", daemon=True)
-
-    def start(self) -> DelivererThread:
-        """Start the thread; returns once its loop runs."""
-        self._thread.start()
-        self._started.wait(timeout=10)
-        return self
-
-    def _main(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        redis = text_client(self._settings.redis_url, service=True)
-        try:
-            deliverer, task = start_deliverer(redis, self._settings, self._name)
-            self._deliverer, self._loop = deliverer, asyncio.get_running_loop()
-            self._started.set()
-            try:
-                await task
-            finally:
-                await deliverer.close()
-        finally:
-            self._started.set()
-            await redis.aclose()
-
-    async def stop(self) -> None:
-        """Ask the loop to end, and wait (in a thread) for it; a loop that does not end in time is left to
-        die with the process (its deliveries come due again after their lease)."""
-        if self._loop is not None and self._deliverer is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._deliverer.stop)
-        await asyncio.to_thread(self._thread.join, self._settings.webhook_poll_s + STOP_GRACE_S)
