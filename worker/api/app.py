@@ -50,8 +50,7 @@ from worker.api.models import (
     Reason,
     ReviewNote,
 )
-from worker.api.problems import ApiProblem, install, problem_body
-from worker.api.problems import problem_responses as _responses
+from worker.api.problems import ApiProblem, Problem, install, problem_body
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
 from worker.api.webhook_routes import webhook_router
 from worker.client import PlanClient, to_request
@@ -67,6 +66,25 @@ log = get_logger("plangate.api")
 API_PREFIX = "/v1"
 MAX_LEDGER_BACKLOG = 100_000  # /readyz fails when more ledger events than this wait to be written
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": what}
+    for code, what in (
+        (400, "bad request"),
+        (401, "no, unknown or revoked token"),
+        (403, "the token lacks the scope"),
+        (404, "no such job (or not the caller's)"),
+        (409, "conflict"),
+        (413, "body too large or nested too deeply"),
+        (422, "invalid request"),
+        (429, "rate limited (Retry-After)"),
+        (503, "Redis unreachable (Retry-After)"),
+    )
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: _PROBLEMS[code] for code in (400, 401, 413, 422, 429, 503, *codes)}
 
 
 def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | None = None) -> FastAPI:
@@ -104,7 +122,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     install(app)
     app.include_router(web_router(keys))
-    app.include_router(webhook_router(keys))
+    app.include_router(webhook_router(keys, _responses))
     app.add_middleware(BodyLimits)
     app.add_middleware(CountRequests, counter=requests_total)
 

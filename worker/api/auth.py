@@ -86,20 +86,20 @@ class Authenticator:
             )  # fmt: skip
 
 
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """The dependency every route takes its caller from (the app's Authenticator)."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.principal(request, credentials)
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
 def require(principal: Principal, *scopes: Scope) -> None:
     """403 unless `principal` has one of `scopes` (admin always has)."""
     if principal.scope is Scope.ADMIN or principal.scope in scopes:
         return
     names = ", ".join(s.value for s in scopes)
     raise ApiProblem(403, "forbidden", f"this needs a token with scope {names}, not {principal.scope.value}")
-
-
-async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    """The request's principal (a FastAPI dependency: `principal: Caller`)."""
-    auth: Authenticator = request.app.state.auth
-    return await auth.principal(request, credentials)
-
-
-Caller = Annotated[Principal, Depends(caller)]

@@ -138,24 +138,3 @@ def install(app: Any) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": what}
-    for code, what in (
-        (400, "bad request"),
-        (401, "no, unknown or revoked token"),
-        (403, "the token lacks the scope"),
-        (404, "no such job (or not the caller's)"),
-        (409, "conflict"),
-        (413, "body too large or nested too deeply"),
-        (422, "invalid request"),
-        (429, "rate limited (Retry-After)"),
-        (503, "Redis unreachable (Retry-After)"),
-    )
-}
-
-
-def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The problem answers a route documents: the ones every route may give, and `codes`."""
-    return {code: _PROBLEMS[code] for code in (400, 401, 413, 422, 429, 503, *codes)}

@@ -3,7 +3,8 @@ secret (admins, or the tenant's own token), and the dead letters. Secrets are in
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -12,7 +13,7 @@ from governance.api_tokens import Principal, Scope
 from governance.webhook_policy import EndpointRecord, WebhookPolicy, WebhookUrl
 from plangate_base.vocabulary import WebhookEvent
 from worker.api.auth import Caller, require
-from worker.api.problems import ApiProblem, problem_responses
+from worker.api.problems import ApiProblem
 from worker.keys import Keys
 from worker.webhooks.store import DeliveryRecord, WebhookStore
 
@@ -47,8 +48,11 @@ def _own_tenant(principal: Principal, tenant_id: str) -> None:
     raise ApiProblem(403, "forbidden", "a tenant's webhooks are managed by admins, or the tenant's own token")
 
 
-def webhook_router(keys: Keys) -> APIRouter:
-    """The routes (the app's Redis client is `request.app.state.redis`)."""
+def webhook_router(
+    keys: Keys, problem_responses: Callable[..., dict[int | str, dict[str, Any]]]
+) -> APIRouter:
+    """The routes (the app's Redis client is `request.app.state.redis`), documenting the problem answers
+    `problem_responses(*codes)` gives (the app's own, besides every route's)."""
     router = APIRouter(prefix=PREFIX, tags=["webhooks"])
 
     def store(request: Request) -> WebhookStore:
