@@ -29,7 +29,7 @@ from worker.errors import (
     describe_validation_error,
 )
 from worker.ids import new_id
-from worker.job_models import JobEvent, JobStatus
+from worker.job_models import CALLBACK_URL_FIELD, JobEvent, JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.outcome import Outcome
@@ -278,7 +278,7 @@ class PlanClient:
                 if fingerprint:
                     fields[REQUEST_DIGEST_FIELD] = fingerprint
                 if req.callback_url:
-                    fields["callback_url"] = req.callback_url
+                    fields[CALLBACK_URL_FIELD] = req.callback_url
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
                 self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)

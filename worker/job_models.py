@@ -11,6 +11,9 @@ from governance.policy import LinkedJob
 from plangate_base import codec
 from plangate_base.vocabulary import AttemptOutcome, JobState, Phase, ReviewDecision, StreamKind, WebhookEvent
 
+# Status-hash field: the request's callback_url (what RECORD's and the review's Lua check).
+CALLBACK_URL_FIELD = "callback_url"
+
 # Fields of the status hash that hold JSON rather than plain text.
 JSON_FIELDS = ("progress", "output", "refusal", "error", "review", "webhooks")
 

@@ -15,6 +15,7 @@ from string import Template
 
 from governance.quota import SETTLE
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, NOW_MS, JobState, Phase, StreamKind, WebhookEvent
+from worker.job_models import CALLBACK_URL_FIELD
 
 
 def _lua(text: str) -> str:
@@ -31,6 +32,7 @@ def _lua(text: str) -> str:
         now_ms=NOW_MS,
         job_terminal=WebhookEvent.JOB_TERMINAL.value,
         review_requested=WebhookEvent.REVIEW_REQUESTED.value,
+        callback_field=CALLBACK_URL_FIELD,
     )
 
 
@@ -147,7 +149,7 @@ if a.charge ~= nil then
   end
 end
 if a.review then redis.call('ZADD', KEYS[6], a.now_ms, a.job_id) end
-local owner = redis.call('HMGET', KEYS[1], 'tenant_id', 'callback_url')
+local owner = redis.call('HMGET', KEYS[1], 'tenant_id', '$callback_field')
 local function notify(kind)
   if owner[2] or redis.call('SISMEMBER', KEYS[16], owner[1] .. ':' .. kind) == 1 then
     redis.call('XADD', KEYS[15], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', a.job_id,

@@ -23,7 +23,7 @@ from plangate_base.vocabulary import (
 )
 from worker.admin import reviewer_keys
 from worker.errors import JobNotFound, NotReviewable, Unauthenticated
-from worker.job_models import JobStatus
+from worker.job_models import CALLBACK_URL_FIELD, JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.status_store import StatusStore
@@ -40,7 +40,7 @@ if f[3] then return -2 end
 redis.call('HSET', KEYS[1], 'review', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], '*', '{LEDGER_STREAM_FIELD}', ARGV[3])
-local owner = redis.call('HMGET', KEYS[1], 'tenant_id', 'callback_url', 'agent_id')
+local owner = redis.call('HMGET', KEYS[1], 'tenant_id', '{CALLBACK_URL_FIELD}', 'agent_id')
 local kind = '{WebhookEvent.REVIEW_DECIDED.value}'
 if owner[2] or redis.call('SISMEMBER', KEYS[5], owner[1] .. ':' .. kind) == 1 then
   redis.call('XADD', KEYS[4], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', ARGV[1],

@@ -39,7 +39,7 @@ from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JOB_WEBHOOK_EVENTS, AttemptOutcome, EventKind, WebhookEvent
 from worker import metrics
-from worker.job_models import JobStatus
+from worker.job_models import CALLBACK_URL_FIELD, JobStatus
 from worker.keys import WEBHOOK_GROUP, Keys
 from worker.ledger_events import ledger_event
 from worker.redis_conn import UNREACHABLE
@@ -210,7 +210,7 @@ class Deliverer:
         if job_id and raw:
             status = JobStatus.from_hash(job_id, raw)
             data = status.model_dump(mode="json", exclude={"webhooks"})
-            callback = raw.get("callback_url")
+            callback = raw.get(CALLBACK_URL_FIELD)
             if callback and event in JOB_WEBHOOK_EVENTS:
                 targets.append((callback_endpoint_id(callback), callback))
         elif job_id:
