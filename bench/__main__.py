@@ -43,6 +43,7 @@ class Plan:
     in_flight: int = 500
     memory_stream_s: float = 8.0
     startup_runs: int = 15
+    webhook_modes: tuple[str, ...] = (webhook_latency.IN_WORKER, webhook_latency.OWN_PROCESS)
 
 
 QUICK = Plan(
@@ -63,6 +64,7 @@ QUICK = Plan(
     in_flight=100,
     memory_stream_s=1.5,
     startup_runs=3,
+    webhook_modes=(webhook_latency.IN_WORKER,),
 )
 
 
@@ -243,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 plan.stream_s,
                 plan.scale_duration_s,
                 plan.scale_repeats,
+                plan.webhook_modes,
             )
     finally:
         await bench.close()

@@ -132,12 +132,13 @@ async def webhooks(
     stream: float,
     duration: float,
     repeats: int,
+    modes: tuple[str, ...] = (IN_WORKER, OWN_PROCESS),
 ) -> dict[str, float]:
-    """`repeats` rounds of three runs, alternating: without webhooks, with the deliverer in the worker, and
-    with it in its own process; medians."""
+    """`repeats` rounds of runs, alternating: without webhooks, then with the deliverer in the worker and
+    (in `modes`) in its own process; medians."""
     llm_url = bench.start_stub(chunks=40, first_token_s=first_token, stream_s=stream)
     latency = first_token + stream
-    runs: dict[str | None, list[dict[str, float]]] = {None: [], IN_WORKER: [], OWN_PROCESS: []}
+    runs: dict[str | None, list[dict[str, float]]] = {None: [], **{mode: [] for mode in modes}}
     for _ in range(repeats):
         for mode, done in runs.items():
             done.append(await webhook_once(bench, llm_url, workers, concurrency, latency, duration, mode))
@@ -146,7 +147,7 @@ async def webhooks(
         "webhooks.plain_wait_p50_ms": median([r["wait_p50_ms"] for r in runs[None]]),
         "webhooks.plain_wait_p99_ms": median([r["wait_p99_ms"] for r in runs[None]]),
     }
-    for mode in (IN_WORKER, OWN_PROCESS):
+    for mode in modes:
         for name in runs[mode][0]:
             out[f"webhooks.{mode}.{name}"] = median([r[name] for r in runs[mode]])
         out[f"webhooks.{mode}.jobs_ratio"] = out[f"webhooks.{mode}.jobs_s"] / out["webhooks.plain_jobs_s"]
@@ -164,6 +165,8 @@ def rows(n: dict[str, float], latency: float) -> list[Row]:
         Row(section, "without webhooks: queue wait p50 / p99 (the machine's noise)", waits),
     ]
     for mode, label in ((IN_WORKER, "deliverer in the worker"), (OWN_PROCESS, "deliverer process")):
+        if f"webhooks.{mode}.lag_p50_ms" not in n:
+            continue
         p50, p99 = n[f"webhooks.{mode}.lag_p50_ms"], n[f"webhooks.{mode}.lag_p99_ms"]
         delivered = f"{n[f'webhooks.{mode}.delivered']:.0f} of {n[f'webhooks.{mode}.jobs']:.0f} jobs"
         out += [
