@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cli_startup, inproc, worker_runs
+from bench import cli_startup, inproc, webhook_latency, worker_runs
 from bench.infra import Bench
 from bench.report import Row, as_json, render
 from worker.log_setup import configure_logging
 
-SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup")
+SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Plan:
     in_flight: int = 500
     memory_stream_s: float = 8.0
     startup_runs: int = 15
+    webhook_modes: tuple[str, ...] = (webhook_latency.IN_WORKER, webhook_latency.OWN_PROCESS)
 
 
 QUICK = Plan(
@@ -63,6 +64,7 @@ QUICK = Plan(
     in_flight=100,
     memory_stream_s=1.5,
     startup_runs=3,
+    webhook_modes=(webhook_latency.IN_WORKER,),
 )
 
 
@@ -183,6 +185,8 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
         rows.append(Row(section, label, f"{peak:.0f} MiB", target, met))
     if "startup.help_s" in n:
         rows += cli_startup.rows(n)
+    if "webhooks.plain_jobs_s" in n:
+        rows += webhook_latency.rows(n, plan.first_token_s + plan.stream_s)
     return rows
 
 
@@ -232,6 +236,17 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
         if "startup" in only:
             n |= await cli_startup.startup(bench, plan.startup_runs)
+        if "webhooks" in only:
+            n |= await webhook_latency.webhooks(
+                bench,
+                1,
+                plan.scale_concurrency,
+                plan.first_token_s,
+                plan.stream_s,
+                plan.scale_duration_s,
+                plan.scale_repeats,
+                plan.webhook_modes,
+            )
     finally:
         await bench.close()
     return n

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS, declared_word
+from governance.webhook_policy import WebhookUrl
 from plangate_base.vocabulary import SEED_AGENT_ID, Decision
 
 MAX_DESCRIPTION_CHARS = 8_000
@@ -117,6 +118,8 @@ class PlanRequest(BaseModel):
     handoff_from: Identifier | None = None
     retry_of: Identifier | None = None
     project_id: Identifier | None = None
+    # Where to POST the job's events (signed; its host must be on the tenant's webhook allow list).
+    callback_url: WebhookUrl | None = None
     # The agent's key when its agent requires one; checked by the worker, never stored or shown.
     agent_key: SecretStr | None = Field(default=None, exclude=True)
 

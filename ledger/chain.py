@@ -61,6 +61,7 @@ _SOURCES: dict[str, str] = {
     EventKind.REVIEWER_SAVED: "operator",
     EventKind.VOCABULARY_EXTENDED: "operator",
     EventKind.MALFORMED: "ledger",
+    EventKind.WEBHOOK_DELIVERED: "webhooks",
 }
 
 

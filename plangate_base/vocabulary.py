@@ -115,6 +115,7 @@ class EventKind(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # an operator revoked an API token
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
+    WEBHOOK_DELIVERED = "webhook_delivered"  # a receiver took the job's terminal event (once per job)
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
 
 
@@ -132,6 +133,37 @@ AGENT_EVENT_KINDS: frozenset[EventKind] = frozenset(
 def review_event_kind(decision: ReviewDecision) -> EventKind:
     """The ledger event of a reviewer's decision."""
     return EventKind.REVIEW_APPROVED if decision is ReviewDecision.APPROVED else EventKind.REVIEW_REJECTED
+
+
+class WebhookEvent(StrEnum):
+    """The event types a webhook endpoint subscribes to (the `type` of a delivery's body)."""
+
+    JOB_TERMINAL = "job.terminal"  # the job ended (any terminal state)
+    REVIEW_REQUESTED = "review.requested"  # the job ended ESCALATE and waits for a reviewer
+    REVIEW_DECIDED = "review.decided"  # a reviewer approved or rejected the plan
+    AGENT_REVOKED = "agent.revoked"  # an operator revoked one of the tenant's agents
+
+
+JOB_WEBHOOK_EVENTS: frozenset[WebhookEvent] = frozenset(
+    {WebhookEvent.JOB_TERMINAL, WebhookEvent.REVIEW_REQUESTED, WebhookEvent.REVIEW_DECIDED}
+)
+"""The events about one job: what a job's own `callback_url` receives."""
+
+
+class DeliveryState(StrEnum):
+    """Where one webhook delivery (one event to one endpoint) is."""
+
+    PENDING = "pending"  # due now or at its next try
+    DELIVERED = "delivered"  # a 2xx answer
+    DEAD = "dead"  # gave up: a 4xx other than 429, a redirect, a refused address, or out of retry time
+
+
+class AttemptOutcome(StrEnum):
+    """What one delivery attempt led to."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # a timeout, a connection error, 5xx or 429: tried again later
+    DEAD = "dead"
 
 
 class RequeueReason(StrEnum):

@@ -25,7 +25,7 @@ from governance.registry import (
 )
 from plangate_base import codec
 from plangate_base.clock import now_iso
-from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind, WebhookEvent
 from worker.errors import BadRequest
 from worker.ids import new_id
 from worker.keys import Keys
@@ -65,6 +65,8 @@ class AgentAdmin:
     """Every operator change to agents, reviewers and the vocabulary, each recorded in the ledger."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
         self._states = AgentStateStore(redis, keys)
         self.agents = AgentRegistry(redis, keys)
         self.tenants = TenantRegistry(redis, keys)
@@ -183,7 +185,27 @@ class AgentAdmin:
         if not reason.strip():
             raise BadRequest("a revocation needs a reason (--reason)")
         entry = agent_change_entry(EventKind.REVOKED, agent_id, reason=reason, by=by)
-        await self._states.revoke(agent_id, reason, by, now_iso(), entry)
+        at = now_iso()
+        await self._states.revoke(agent_id, reason, by, at, entry)
+        await self._notify_revoked(agent_id, reason=reason, by=by, at=at)
+
+    async def _notify_revoked(self, agent_id: str, *, reason: str, by: str, at: str) -> None:
+        """The agent.revoked webhook event, when an endpoint of the agent's tenant takes it. Added right
+        after the revocation (not in its transaction: governance owns that one)."""
+        agent = await self.agents.get(agent_id)
+        if agent is None or not await self._redis.sismember(
+            self._keys.webhook_subscriptions(), f"{agent.tenant_id}:{WebhookEvent.AGENT_REVOKED.value}"
+        ):
+            return
+        data = {"agent_id": agent_id, "tenant_id": agent.tenant_id, "reason": reason, "by": by, "at": at}
+        fields = {
+            "type": WebhookEvent.AGENT_REVOKED.value,
+            "tenant_id": agent.tenant_id,
+            "job_id": "",
+            "agent_id": agent_id,
+            "data": codec.dumps(data),
+        }
+        await self._redis.xadd(self._keys.webhook_outbox(), fields)  # type: ignore[arg-type]
 
     async def restore(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Lift a revocation."""

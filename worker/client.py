@@ -28,7 +28,7 @@ from worker.errors import (
     describe_validation_error,
 )
 from worker.ids import new_id
-from worker.job_models import JobEvent, JobStatus
+from worker.job_models import CALLBACK_URL_FIELD, JobEvent, JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.outcome import Outcome
@@ -37,6 +37,7 @@ from worker.redis_conn import UNREACHABLE, text_client, unreachable
 from worker.review import ReviewDesk, authenticate_reviewer
 from worker.settings import Settings
 from worker.status_store import JobRef, StatusStore
+from worker.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
     from worker.http_client import HttpPlanClient
@@ -182,6 +183,8 @@ class PlanClient:
             )
         try:
             req = await self._check_links(req)
+            if req.callback_url:
+                await WebhookStore(self._redis, self._keys).check_callback(req.tenant_id, req.callback_url)
             job_id, fields = await self._enqueue(req, key, fingerprint)
             if fields is None:
                 return await self.status(job_id), False
@@ -275,6 +278,8 @@ class PlanClient:
         fields = self._status.queued_fields(req.agent_id, req.tenant_id, now_iso(), codec.dumps(payload))
         if fingerprint:
             fields[REQUEST_DIGEST_FIELD] = fingerprint
+        if req.callback_url:
+            fields[CALLBACK_URL_FIELD] = req.callback_url
         writes.hset(status_key, fields)
         writes.expire(status_key, ttl)
         self._queue.add_enqueue(writes, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)

@@ -9,10 +9,13 @@ from pydantic import BaseModel, Field
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
 from plangate_base import codec
-from plangate_base.vocabulary import JobState, Phase, ReviewDecision, StreamKind
+from plangate_base.vocabulary import AttemptOutcome, JobState, Phase, ReviewDecision, StreamKind, WebhookEvent
+
+# Status-hash field: the request's callback_url (what RECORD's and the review's Lua check).
+CALLBACK_URL_FIELD = "callback_url"
 
 # Fields of the status hash that hold JSON rather than plain text.
-JSON_FIELDS = ("progress", "output", "refusal", "error", "review")
+JSON_FIELDS = ("progress", "output", "refusal", "error", "review", "webhooks")
 
 
 class Refusal(BaseModel):
@@ -38,6 +41,20 @@ class Review(BaseModel):
     at: str
 
 
+class WebhookAttempt(BaseModel):
+    """One delivery attempt of one of the job's webhook events (never its body or secret)."""
+
+    delivery_id: str
+    endpoint_id: str
+    event: WebhookEvent
+    attempt: int
+    status: int | None = None  # the receiver's status code; None when it did not answer
+    latency_ms: int
+    outcome: AttemptOutcome
+    error: str = ""  # timeout, connect, refused_address, redirect_not_followed, not_allowed, ...
+    at: str
+
+
 class JobStatus(BaseModel):
     """What a submitter polls: the job's state, phase, attempt, heartbeat, progress and outcome."""
 
@@ -57,6 +74,7 @@ class JobStatus(BaseModel):
     error: JobError | None = None
     review: Review | None = None
     cancel_requested: bool = False  # a running job asked to stop: it does at its next heartbeat
+    webhooks: list[WebhookAttempt] = Field(default_factory=list)  # the latest delivery attempts
 
     @property
     def terminal(self) -> bool:
@@ -95,8 +113,9 @@ class JobStatus(BaseModel):
                 value = None
             if value is not None:
                 data[name] = value
-        if data.get("progress") is None:
-            data.pop("progress", None)
+        for name in ("progress", "webhooks"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return cls.model_validate(data)
 
 

@@ -43,6 +43,9 @@ review_pending         worker.status_store (RECORD); worker.review   job id -> e
 reviewer(s)            governance.registry                           JSON record / the id set
 reviewer_key           governance.agent_keys                         salted key hash
 capabilities           governance.registry                           word -> JSON (who, when, why)
+webhook_*              worker.webhooks.store (policy, endpoints,     allow lists, endpoints, secrets,
+                       secrets, deliveries); every event source adds the outbox (group WEBHOOK_GROUP),
+                       to webhook_outbox (RECORD, review, revoke)    due and dead deliveries
 =====================  ============================================  ===================================
 """
 
@@ -53,6 +56,7 @@ from typing import NamedTuple
 from worker.errors import BadRequest
 
 LEDGER_GROUP = "ledger-writer"
+WEBHOOK_GROUP = "webhooks"
 JOB_EVENTS_MAXLEN = 500
 SEPARATOR = ":"
 
@@ -75,8 +79,10 @@ class Keys(NamedTuple):
         """The job's status hash. Written by worker.status_store (`queued_fields` in the client's submit
         transaction, then the lifecycle Lua) and worker.review (`review`). Fields: state, phase, attempt,
         tries, request, agent_id, tenant_id, submitted_at, started_at, heartbeat_at, finished_at, worker,
-        progress, tokens, cancel_requested; at the end (worker.outcome) output and decision, or refusal
-        and reason_code, or error and reason_code; review. TTL: RESULT_TTL_S after the end."""
+        progress, tokens, cancel_requested, callback_url (the request's, set at submit); at the end
+        (worker.outcome) output and decision, or refusal and reason_code, or error and reason_code; review;
+        webhooks (the delivery attempts, JSON) and webhook_delivered (the first delivery of the terminal
+        event), set by worker.webhooks. TTL: RESULT_TTL_S after the end."""
         return f"{self.prefix}job:{_part(job_id, 'job id')}"
 
     def job_events(self, job_id: str) -> str:
@@ -258,3 +264,45 @@ class Keys(NamedTuple):
     def api_rate(self, token_id: str, window: int) -> str:
         """Requests one token made in one rate-limit window (counter; worker/api/auth.py)."""
         return f"{self.prefix}api:rate:{window}:{token_id}"
+
+    def webhook_policy(self, tenant_id: str) -> str:
+        """A tenant's webhook allow list (JSON WebhookPolicy), set by an admin (worker.webhooks.store)."""
+        return f"{self.prefix}webhook:policy:{_part(tenant_id, 'tenant id')}"
+
+    def webhook_endpoints(self, tenant_id: str) -> str:
+        """A tenant's endpoints (hash: endpoint id -> JSON EndpointRecord), by worker.webhooks.store."""
+        return f"{self.prefix}webhook:endpoints:{_part(tenant_id, 'tenant id')}"
+
+    def webhook_secrets(self) -> str:
+        """Signing secrets (hash: target `tenant/endpoint id`, or `tenant/callback` -> `whsec_...`). Kept
+        readable because they sign; never logged or shown after they are issued."""
+        return f"{self.prefix}webhook:secrets"
+
+    def webhook_subscriptions(self) -> str:
+        """The set of `tenant:event type` some endpoint of the tenant subscribes to: how an event source
+        (RECORD's Lua, review, revoke) knows in one lookup whether to add to the outbox."""
+        return f"{self.prefix}webhook:subscriptions"
+
+    def webhook_outbox(self) -> str:
+        """Events to deliver (stream, group WEBHOOK_GROUP): type, tenant_id, job_id, agent_id, data. Added
+        in the same transaction as the event itself; the deliverer turns each into deliveries."""
+        return f"{self.prefix}webhook:outbox"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """One delivery (hash): msg_id (the stable webhook-id), target, tenant_id, type, job_id, url, body,
+        state (a DeliveryState), attempts, created_ms, last_status. Written by worker.webhooks' Lua."""
+        return f"{self.prefix}webhook:delivery:{_part(delivery_id, 'delivery id')}"
+
+    def webhook_due(self, target: str) -> str:
+        """One target's pending deliveries by when they are due (sorted set, ms; a claimed one is pushed
+        out by its lease, so a killed deliverer's delivery comes due again)."""
+        return f"{self.prefix}webhook:due:{_part(target, 'webhook target')}"
+
+    def webhook_ready(self) -> str:
+        """Targets by their earliest due delivery (sorted set, ms): what the deliverer polls, so that one
+        slow target's backlog never hides another's."""
+        return f"{self.prefix}webhook:ready"
+
+    def webhook_dead(self) -> str:
+        """Deliveries that gave up, by when (sorted set, ms): `plangate webhooks failed`."""
+        return f"{self.prefix}webhook:dead"

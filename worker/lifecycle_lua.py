@@ -14,7 +14,8 @@ from __future__ import annotations
 from string import Template
 
 from governance.quota import SETTLE
-from plangate_base.vocabulary import LEDGER_STREAM_FIELD, NOW_MS, JobState, Phase, StreamKind
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, NOW_MS, JobState, Phase, StreamKind, WebhookEvent
+from worker.job_models import CALLBACK_URL_FIELD
 
 
 def _lua(text: str) -> str:
@@ -29,6 +30,9 @@ def _lua(text: str) -> str:
         terminal_kind=StreamKind.TERMINAL.value,
         ledger_field=LEDGER_STREAM_FIELD,
         now_ms=NOW_MS,
+        job_terminal=WebhookEvent.JOB_TERMINAL.value,
+        review_requested=WebhookEvent.REVIEW_REQUESTED.value,
+        callback_field=CALLBACK_URL_FIELD,
     )
 
 
@@ -84,12 +88,14 @@ return 1
 
 # KEYS: status, events, ledger, agent state, agent errors, review queue, locks index, running,
 # failed index, reservation, tenant running, tenant day (of the reservation), tenant usage (today),
-# stats of this minute, then lock keys.
+# stats of this minute, webhook outbox, webhook subscriptions, then lock keys.
 # ARGV[1]: one JSON object (StatusStore.record builds it): attempt (absent = only while queued), state,
 # phase ('' for none), now, ttl_s, maxlen, event (the ledger event's JSON text), job_id, agent_id, now_ms,
 # fields (status fields to set, text values), spend {prompt, completion, estimated}, review (bool),
 # charge {window_ms, limit, event} (absent = not counted against the error budget), stats_ttl_s,
 # usage_ttl_s.
+# The webhook events of the end (job.terminal, and review.requested for an escalated plan) go to the
+# outbox in the same transaction, when the job has a callback_url or its tenant an endpoint for them.
 # Returns 1 recorded, 0 refused (terminal already, or another attempt holds the job).
 RECORD = SETTLE + _lua("""
 local a = cjson.decode(ARGV[1])
@@ -122,7 +128,7 @@ redis.call('HINCRBY', KEYS[14], a.state, 1)
 local why = redis.call('HGET', KEYS[1], 'reason_code')
 if why then redis.call('HINCRBY', KEYS[14], a.state .. ':' .. why, 1) end
 redis.call('EXPIRE', KEYS[14], a.stats_ttl_s)
-for i = 15, #KEYS do
+for i = 17, #KEYS do
   if redis.call('GET', KEYS[i]) == a.job_id then
     redis.call('DEL', KEYS[i])
     redis.call('SREM', KEYS[7], KEYS[i])
@@ -143,6 +149,17 @@ if a.charge ~= nil then
   end
 end
 if a.review then redis.call('ZADD', KEYS[6], a.now_ms, a.job_id) end
+local owner = redis.call('HMGET', KEYS[1], 'tenant_id', '$callback_field')
+local function notify(kind)
+  if owner[2] or redis.call('SISMEMBER', KEYS[16], owner[1] .. ':' .. kind) == 1 then
+    redis.call('XADD', KEYS[15], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', a.job_id,
+      'agent_id', a.agent_id)
+  end
+end
+if owner[1] then
+  notify('$job_terminal')
+  if a.review then notify('$review_requested') end
+end
 return 1
 """)
 

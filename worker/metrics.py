@@ -46,6 +46,19 @@ TOKENS_PER_SECOND = Histogram(
 )
 TOKENS = Counter("plangate_llm_tokens_total", "LLM tokens by kind and model", ["kind", "model"])
 LLM_RETRIES = Counter("plangate_llm_retries_total", "LLM calls retried, by cause", ["cause"])
+WEBHOOK_ATTEMPTS = Counter(
+    "plangate_webhook_attempts_total",
+    "Webhook delivery attempts by event type, outcome and status class (2xx, 4xx, 5xx, none)",
+    ["event", "outcome", "status"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "plangate_webhook_attempt_seconds", "Time one webhook attempt took", ["outcome"], buckets=_SECONDS
+)
+WEBHOOK_LAG = Histogram(
+    "plangate_webhook_delivery_lag_seconds",
+    "From the event (outbox entry) to its delivery's first attempt",
+    buckets=_SECONDS,
+)
 RUNNING = Gauge("plangate_jobs_running", "Jobs this worker is running now")
 QUEUE_DEPTH = Gauge("plangate_queue_depth", "Jobs waiting for a worker (due now, not running)")
 QUEUE_DEFERRED = Gauge(

@@ -18,16 +18,19 @@ from plangate_base.vocabulary import (
     Decision,
     JobState,
     ReviewDecision,
+    WebhookEvent,
     review_event_kind,
 )
 from worker.admin import reviewer_keys
 from worker.errors import JobNotFound, NotReviewable, Unauthenticated
-from worker.job_models import JobStatus
+from worker.job_models import CALLBACK_URL_FIELD, JobStatus
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.status_store import StatusStore
 
-# KEYS: status, the tenant's review queue, ledger. ARGV: job id, review json, ledger event json.
+# KEYS: status, the tenant's review queue, ledger, webhook outbox, webhook subscriptions.
+# ARGV: job id, review json, ledger event json. The review.decided webhook event goes to the outbox in the
+# same transaction when the job has a callback_url or its tenant an endpoint for it.
 # Returns 1 recorded, -1 unknown job, 0 not an escalated plan, -2 reviewed already.
 _DECIDE = f"""
 local f = redis.call('HMGET', KEYS[1], 'state', 'decision', 'review')
@@ -37,6 +40,12 @@ if f[3] then return -2 end
 redis.call('HSET', KEYS[1], 'review', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], '*', '{LEDGER_STREAM_FIELD}', ARGV[3])
+local owner = redis.call('HMGET', KEYS[1], 'tenant_id', '{CALLBACK_URL_FIELD}', 'agent_id')
+local kind = '{WebhookEvent.REVIEW_DECIDED.value}'
+if owner[2] or redis.call('SISMEMBER', KEYS[5], owner[1] .. ':' .. kind) == 1 then
+  redis.call('XADD', KEYS[4], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', ARGV[1],
+    'agent_id', owner[3])
+end
 return 1
 """
 
@@ -93,7 +102,8 @@ class ReviewDesk:
             reason=decision.value,
             payload={"reviewer": by, "reviewer_name": self.reviewer.name, "note": note},
         )
-        keys = [self._keys.job(job_id), self._queue, self._keys.ledger_stream()]
+        k = self._keys
+        keys = [k.job(job_id), self._queue, k.ledger_stream(), k.webhook_outbox(), k.webhook_subscriptions()]
         outcome = int(await self._decide(keys=keys, args=[job_id, codec.dumps(review), codec.dumps(event)]))
         if outcome == -1:
             raise JobNotFound(job_id)

@@ -106,6 +106,22 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="how often `plangate serve` refreshes its doctor gauge; 0 = never"
     )
     tracing: bool = Field(default=False, description="OpenTelemetry spans (needs the [otel] extra)")
+    webhooks_in_worker: bool = Field(
+        default=True, description="run the webhook deliverer in each worker (off: `plangate webhooks run`)"
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="one delivery attempt's time limit")
+    webhook_retry_base_s: float = Field(default=2.0, gt=0, description="the first retry's delay (doubles)")
+    webhook_retry_cap_s: float = Field(default=600.0, gt=0, description="the longest delay between tries")
+    webhook_retry_window_s: float = Field(
+        default=6 * 3600.0, gt=0, description="how long a delivery is retried before it goes dead"
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4, ge=1, description="deliveries in flight to one endpoint, per deliverer"
+    )
+    webhook_concurrency: int = Field(default=64, ge=1, description="deliveries in flight, per deliverer")
+    webhook_poll_s: float = Field(
+        default=0.1, gt=0, description="how often the deliverer looks for retries that came due"
+    )
 
     @field_validator("allowed_models", "fallback_models", mode="before")
     @classmethod

@@ -207,6 +207,8 @@ class StatusStore:
             k.failed(),
             *settle_keys(k, job.job_id, job.tenant_id, job.quota_day, utc_day()),
             k.stats_minute(clock.utc_minute()),
+            k.webhook_outbox(),
+            k.webhook_subscriptions(),
             *(k.lock(r) for r in job.locks),
         ]
         args: dict[str, Any] = {

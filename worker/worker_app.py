@@ -34,6 +34,7 @@ from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
 from worker.watchdog import Watchdog
+from worker.webhooks.deliverer_thread import DelivererThread
 
 log = get_logger(__name__)
 
@@ -180,6 +181,8 @@ def build_worker(
         if ledger_writer:
             writer, writer_task = await start_ledger_writer(redis, settings)
             resources.push_async_callback(stop_ledger_writer, writer, writer_task)
+        if settings.webhooks_in_worker and text_redis is None:  # (not on the demo's in-process stand-in)
+            resources.push_async_callback(DelivererThread(settings, WORKER_NAME).start().stop)
         log.info(
             "worker.started",
             worker=WORKER_NAME,

@@ -21,6 +21,7 @@ GROSS = {
     "memory.peak_mib": ("<=", 250.0),
     "ledger.jobs_events_s": (">=", 2000.0),
     "startup.help_over_pass_s": ("<=", 0.2),  # importing the whole stack for --help costs ~0.6 s
+    "webhooks.in_worker.lag_p50_ms": ("<=", 500.0),  # target 50 ms
 }
 
 

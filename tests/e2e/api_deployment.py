@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from governance.api_tokens import Scope
-from governance.models import SEED_AGENT, AgentRecord, TenantRecord
+from governance.models import SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
 from tests.conftest import TEST_DB, delete_prefix, free_port, store_keyless_seed_agent
 from tests.e2e.conftest import plangate_cmd
 from tests.eventually import eventually_sync
@@ -147,6 +147,11 @@ class Deployment:
         wait_until_up(url + "/healthz", proc, "plangate serve")
         return url
 
+    def start_process(self, name: str, *args: str, **settings: str) -> subprocess.Popen:
+        """One more `plangate ARGS` process of the deployment (extra PLANGATE_* settings as keywords),
+        stopped with the others."""
+        return self._start(name, *args, **settings)
+
     def _start(self, name: str, *args: str, **settings: str) -> subprocess.Popen:
         env = {**self.env, **{f"PLANGATE_{k.upper()}": v for k, v in settings.items()}}
         path = self.workdir / f"{name}-{len(self.procs)}.log"
@@ -200,6 +205,11 @@ class Deployment:
             return await admin.issue_agent_key(agent_id, by="test")
 
         return agent_id, self._admin(add)
+
+    def reviewer(self, tenant_id: str) -> str:
+        """A new reviewer of `tenant_id`; its key (its API token)."""
+        record = ReviewerRecord(reviewer_id=f"rev-{uuid.uuid4().hex[:8]}", tenant_id=tenant_id)
+        return self._admin(lambda admin: admin.save_reviewer(record, by="test"))
 
     def token(self, scope: str, tenant_id: str | None = None) -> str:
         """A new tenant, auditor or admin token."""

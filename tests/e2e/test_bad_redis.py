@@ -78,6 +78,16 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "tokens issue": ("--scope", "admin"),
     "tokens list": (),
     "tokens revoke": ("some-token",),
+    "webhooks allow": ("acme", "--host", "hooks.example.com"),
+    "webhooks policy": ("acme",),
+    "webhooks callback-secret": ("acme",),
+    "webhooks add": ("acme", "https://hooks.example.com/h", "--event", "job.terminal"),
+    "webhooks list": ("acme",),
+    "webhooks remove": ("acme", "ep_0123456789abcdef"),
+    "webhooks rotate-secret": ("acme", "ep_0123456789abcdef"),
+    "webhooks failed": (),
+    "webhooks redeliver": ("--all",),
+    "webhooks run": (),
 }
 # Commands that never need Redis (the ledger file's own, the demo, the stub); `ledger verify` only reads
 # the published anchor when Redis answers and says so when it does not.

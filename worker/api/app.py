@@ -57,6 +57,7 @@ from worker.api.models import (
 from worker.api.problems import ApiProblem, Problem, install, problem_body
 from worker.api.service import JobService
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
+from worker.api.webhook_routes import webhook_router
 from worker.client import PlanClient
 from worker.errors import PlangateError
 from worker.job_models import JobStatus
@@ -578,6 +579,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(doctor_router(_responses(403)))
+    app.include_router(webhook_router(keys, _responses))
     # After the API's routes (a request is matched in route order): MCP, then the web view.
     app.router.routes.append(mcp.route())
     app.include_router(web_router(keys))

@@ -28,6 +28,7 @@ from worker.cli.stats import add_stats_commands
 from worker.cli.subparsers import Commands
 from worker.cli.tenants import add_tenant_commands
 from worker.cli.web import add_web_commands
+from worker.cli.webhooks import add_webhook_commands
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -123,6 +124,8 @@ def submit_request(args: argparse.Namespace) -> dict[str, Any]:
         request["idempotency_key"] = args.idempotency_key
     if args.model:
         request["model"] = args.model
+    if args.callback_url:
+        request["callback_url"] = args.callback_url
     return request
 
 
@@ -598,6 +601,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="tenant id (default: the agent's own tenant)")
     p.add_argument("--project", help="the tenant's project this plan is for")
     p.add_argument(
+        "--callback-url", help="POST the job's events here, signed (its host on the tenant's allow list)"
+    )
+    p.add_argument(
         "--model", help="model to use instead of PLANGATE_MODEL (must be on PLANGATE_ALLOWED_MODELS)"
     )
     p.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
@@ -850,6 +856,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_ledger_commands(sub)
     add_tenant_commands(sub)
+    add_webhook_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
     add_serve_commands(sub)

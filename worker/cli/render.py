@@ -61,6 +61,12 @@ def render_status(status: JobStatus, out: TextIO) -> None:
         out.write("  review: pending (`plangate review approve|reject JOB_ID --by REVIEWER`)\n")
     if status.cancel_requested and not status.terminal:
         out.write("  cancel requested: it stops at its next heartbeat\n")
+    for hook in status.webhooks[-5:]:  # the latest attempts (`--json` has them all)
+        answer = hook.status if hook.status is not None else hook.error or "no answer"
+        out.write(
+            f"  webhook {hook.event.value} to {hook.endpoint_id}: try {hook.attempt}, {answer}, "
+            f"{hook.outcome.value} ({hook.latency_ms} ms)\n"
+        )
 
 
 def render_output(output: dict[str, Any], out: TextIO) -> None:

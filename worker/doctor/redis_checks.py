@@ -16,6 +16,7 @@ from plangate_base.errors import PlangateError
 from worker import lifecycle_lua, review
 from worker.atomic_writes import _APPLY, AtomicWrites, register
 from worker.settings import Settings
+from worker.webhooks import webhook_lua
 
 MIN_REDIS_MAJOR = 7
 
@@ -32,6 +33,10 @@ SCRIPTS: dict[str, str] = {
     "live_state.acquire": live_state._ACQUIRE,
     "quota.admit": quota._ADMIT,
     "atomic_writes.apply": _APPLY,
+    "webhooks.fanout": webhook_lua.FANOUT,
+    "webhooks.claim": webhook_lua.CLAIM,
+    "webhooks.finish": webhook_lua.FINISH,
+    "webhooks.redeliver": webhook_lua.REDELIVER,
 }
 
 
