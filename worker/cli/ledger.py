@@ -1,5 +1,6 @@
-"""`plangate ledger ...`: the audit ledger's commands (show, tail, search, export, verify, anchors, migrate,
-compact, serve). Ledger errors become one-line messages with exit code 2; a failed verify exits 1."""
+"""`plangate ledger ...`: the audit ledger's commands (show, tail, search, export, verify, anchors,
+checkpoint, prove, prove-consistency, verify-bundle, migrate, compact, serve). Ledger errors become
+one-line messages with exit code 2; a failed verify (or bundle) exits 1."""
 
 from __future__ import annotations
 
@@ -35,10 +36,30 @@ def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _key_path(settings: Settings, ledger: Path) -> Path:
-    """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else beside the ledger file."""
-    from ledger.signing import default_key_path
+    """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else this ledger's key in PLANGATE_LEDGER_KEY_DIR."""
+    return settings.model_copy(update={"ledger_path": ledger}).signing_key_path()
 
-    return settings.ledger_signing_key or default_key_path(ledger)
+
+def _trusted_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, str | None]:
+    """The public key verify trusts (and its name, for a verifier key): --public-key, else
+    PLANGATE_LEDGER_TRUSTED_KEY, else, only with --trust-local-key (warned), the .pub beside the signing
+    key on this machine. None of them: a one-line error."""
+    from ledger.signing import load_public_key, load_trusted_key, public_key_path
+
+    chosen = getattr(args, "public_key", None) or settings.ledger_trusted_key
+    if chosen:
+        return load_trusted_key(chosen)
+    if getattr(args, "trust_local_key", False):
+        local = public_key_path(_key_path(settings, ledger_path(args, settings)))
+        sys.stderr.write(
+            f"plangate: WARNING: trusting the public key found on this machine ({local}): whoever could "
+            "change the ledger may have changed it too; an auditor passes their own copy (--public-key)\n"
+        )
+        return load_public_key(local), None
+    raise BadRequest(
+        "no trusted public key: pass --public-key KEY (PEM or verifier key), or set "
+        "PLANGATE_LEDGER_TRUSTED_KEY; --trust-local-key trusts the one on this machine"
+    )
 
 
 def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
@@ -160,19 +181,21 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
-async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
-    """The anchor published to Redis, or None when there is none or Redis does not answer."""
+async def _redis_published(settings: Settings) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(anchor, checkpoint note, writer head) published to Redis; Nones when Redis does not answer."""
     from redis.exceptions import RedisError
 
     from ledger import anchors as ledger_anchors
     from worker.redis_conn import text_client
 
+    keys = Keys(settings.key_prefix)
     try:
         async with text_client(settings.redis_url) as redis:
-            return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
+            anchor = await ledger_anchors.fetch(redis, keys.ledger_anchor())
+            return anchor, await redis.get(keys.ledger_checkpoint()), await redis.get(keys.ledger_head())
     except (RedisError, OSError) as exc:  # a wrong URL too (RedisSetupError)
-        sys.stderr.write(f"plangate: no anchor from Redis ({exc}); checking the file's own anchors\n")
-        return None
+        sys.stderr.write(f"plangate: nothing from Redis ({exc}); checking the file and the sink\n")
+        return None, None, None
 
 
 @_ledger_errors
@@ -180,20 +203,34 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     import asyncio
 
     from ledger import anchors as ledger_anchors
-    from ledger.signing import load_public_key, public_key_path
     from ledger.verify import verify_ledger
 
     path = Path(args.file) if args.file else ledger_path(args, settings)
-    own_key = public_key_path(_key_path(settings, ledger_path(args, settings)))
-    key_file = Path(args.public_key) if args.public_key else own_key
-    key = None
-    if args.public_key or await asyncio.to_thread(key_file.exists):
-        key = await asyncio.to_thread(load_public_key, key_file)
+    key, key_name = await asyncio.to_thread(_trusted_key, args, settings)
     extra = await asyncio.to_thread(ledger_anchors.load_anchors, args.anchors) if args.anchors else []
+    notes: list[str] = []
+    for note_file in [
+        *(args.checkpoint or []),
+        *([settings.ledger_checkpoint_sink] if not args.file else []),
+    ]:
+        if note_file is not None:
+            note = await asyncio.to_thread(ledger_anchors.read_sink, note_file)
+            notes += [note] if note else []
+    writer_head = None
     if not args.no_redis and not args.file:
-        published = await _redis_anchor(settings)
+        published, published_note, writer_head = await _redis_published(settings)
         extra += [published] if published else []
-    report = await asyncio.to_thread(verify_ledger, path, key, extra)
+        notes += [published_note] if published_note else []
+    report = await asyncio.to_thread(
+        functools.partial(
+            verify_ledger, path, key, extra, checkpoints=notes, key_name=key_name, require_signed=True
+        )
+    )
+    if writer_head and report.ok and writer_head != f"{report.head_seq}:{report.head_hash}":
+        report.warnings.append(
+            f"the writer last published head {writer_head.split(':')[0]}, the file ends at row "
+            f"{report.head_seq}: rows after it are not yet acknowledged, or were added behind the writer"
+        )
     if args.json:
         echo(codec.dumps(report.__dict__))
     else:
@@ -203,14 +240,141 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
                 f"anchor: row {anchor['head_seq']} ({anchor['row_count']} rows) {anchor['head_hash']} "
                 f"at {anchor['created_at']} key {anchor['key_id']}"
             )
-        if key is None:
-            echo("no public key: anchor signatures not checked (pass --public-key)")
+        if report.signed_size:
+            echo(
+                f"checkpoint: {report.signed_size} rows signed; "
+                f"tree of {report.tree_size} rows {report.tree_root}"
+            )
         for warning in report.warnings:
             echo(f"warning: {warning}")
         if report.ok:
             echo(f"ok: {report.rows} rows, head row {report.head_seq} {report.head_hash}")
         else:
-            echo(f"BAD: {report.problem} at row {report.bad_seq}: {report.detail}")
+            where = f" at row {report.bad_seq}" if report.bad_seq is not None else ""
+            echo(f"BAD: {report.problem}{where}: {report.detail}")
+    return EXIT_OK if report.ok else EXIT_BAD_LEDGER
+
+
+@_ledger_errors
+async def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger.proofs import latest_checkpoint
+    from ledger.signed_note import verifier_key
+    from ledger.verify import open_read_only
+
+    path = ledger_path(args, settings)
+    if args.verifier_key or args.sign:
+        from ledger.anchors import default_origin
+        from ledger.signing import load_private_key
+
+        private = await asyncio.to_thread(load_private_key, _key_path(settings, path))
+        origin = settings.ledger_origin or default_origin(private.public_key())
+        if args.verifier_key:
+            echo(verifier_key(origin, private.public_key()))
+            return EXIT_OK
+        await _sign_head(settings, path, private, origin)
+
+    def read() -> str:
+        conn = open_read_only(path)
+        try:
+            return latest_checkpoint(conn)
+        finally:
+            conn.close()
+
+    note = await asyncio.to_thread(read)
+    sys.stdout.write(note)
+    return EXIT_OK
+
+
+async def _sign_head(settings: Settings, path: Path, private: Any, origin: str) -> None:
+    """`checkpoint --sign`: the operator attests the file's head (after `verify`), as the writer would."""
+    from ledger.anchors import Anchorer
+    from ledger.sqlite_store import LedgerStore
+
+    store = await LedgerStore.open(path)
+    try:
+        anchorer = Anchorer(store, private, origin=origin, sink=settings.ledger_checkpoint_sink)
+        await anchorer.maybe(force=True)
+    finally:
+        await store.close()
+
+
+@_ledger_errors
+async def cmd_ledger_prove(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger.anchors import read_sink
+    from ledger.proofs import prove_job
+
+    note = await asyncio.to_thread(read_sink, args.checkpoint) if args.checkpoint else None
+    bundle = await asyncio.to_thread(prove_job, ledger_path(args, settings), args.job_id, note)
+    await _write_bundle(bundle, args.output)
+    if bundle["newer_rows"]:
+        sys.stderr.write(
+            f"plangate: {bundle['newer_rows']} rows of the job are newer than the checkpoint "
+            "(not in the bundle)\n"
+        )
+    return EXIT_OK
+
+
+@_ledger_errors
+async def cmd_ledger_prove_consistency(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ledger.anchors import read_sink
+    from ledger.proofs import prove_consistency
+
+    old = await asyncio.to_thread(read_sink, args.old)
+    new = await asyncio.to_thread(read_sink, args.new) if args.new else None
+    if old is None or (args.new and new is None):
+        raise BadRequest(f"no checkpoint at {args.old if old is None else args.new}")
+    bundle = await asyncio.to_thread(prove_consistency, ledger_path(args, settings), old, new)
+    await _write_bundle(bundle, args.output)
+    return EXIT_OK
+
+
+async def _write_bundle(bundle: dict[str, Any], output: str | None) -> None:
+    import asyncio
+
+    text = codec.dumps(bundle) + "\n"
+    if output:
+        await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
+        sys.stderr.write(f"plangate: wrote a {bundle['kind']} bundle to {output}\n")
+    else:
+        sys.stdout.write(text)
+
+
+@_ledger_errors
+async def cmd_ledger_verify_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    """No ledger file, no Redis: the bundle and the trusted key only."""
+    import asyncio
+
+    from ledger.proofs import verify_bundle
+    from ledger.signing import load_trusted_key
+
+    key, key_name = await asyncio.to_thread(load_trusted_key, args.public_key)
+    try:
+        bundle = codec.loads(await asyncio.to_thread(Path(args.bundle).read_text, encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"cannot read the bundle {args.bundle}: {exc}") from exc
+    report = verify_bundle(bundle, key, key_name)
+    if args.json:
+        echo(codec.dumps(report.__dict__))
+    elif not report.ok:
+        echo(f"BAD: {report.problem}")
+    elif report.kind == "inclusion":
+        echo(
+            f"ok: {len(report.rows)} rows of job {report.job_id} are in the signed tree of "
+            f"{report.tree_size} rows"
+        )
+        for row in report.rows:
+            echo(f"  row {row['seq']:>7}  {row['created_at']}  {row['kind']:<15} {row.get('outcome') or ''}")
+    else:
+        echo(
+            f"ok: the signed tree of {report.tree_size} rows extends the signed tree of "
+            f"{report.old_size} rows"
+        )
     return EXIT_OK if report.ok else EXIT_BAD_LEDGER
 
 
@@ -342,12 +506,69 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--output", "-o", help="write to this file (default stdout)")
     _add_filters(p)
 
-    p = command("verify", cmd_ledger_verify, "check the hash chain and the signed anchors; exit 1 if broken")
+    p = command(
+        "verify",
+        cmd_ledger_verify,
+        "check the hash chain, the Merkle tree and the signed heads; exit 1 if broken",
+    )
     p.add_argument("file", nargs="?", help="a ledger or archive file (default the ledger)")
-    p.add_argument("--public-key", help="Ed25519 public key (PEM) (default LEDGER_SIGNING_KEY + '.pub')")
+    p.add_argument(
+        "--public-key",
+        help="the trusted Ed25519 public key: PEM or verifier key (default LEDGER_TRUSTED_KEY)",
+    )
+    p.add_argument(
+        "--trust-local-key",
+        action="store_true",
+        help="trust the .pub beside the signing key on this machine (warned: swappable with the file)",
+    )
     p.add_argument("--anchors", help="anchors exported earlier (JSON lines) to check against")
-    p.add_argument("--no-redis", action="store_true", help="do not fetch the anchor published to Redis")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a checkpoint note kept elsewhere (repeatable; LEDGER_CHECKPOINT_SINK is read too)",
+    )
+    p.add_argument("--no-redis", action="store_true", help="do not fetch what the writer published to Redis")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
+
+    p = command(
+        "checkpoint", cmd_ledger_checkpoint, "print the latest signed checkpoint (a C2SP signed note)"
+    )
+    p.add_argument(
+        "--sign", action="store_true", help="sign the file's head now with the signing key (after verify)"
+    )
+    p.add_argument(
+        "--verifier-key",
+        action="store_true",
+        help="print the signing key's verifier key for auditors and exit",
+    )
+
+    p = command(
+        "prove", cmd_ledger_prove, "write a job's rows with inclusion proofs against a signed checkpoint"
+    )
+    p.add_argument("job_id", help="the job's id")
+    p.add_argument(
+        "--checkpoint", metavar="FILE", help="prove against this checkpoint note (default the latest)"
+    )
+    p.add_argument("--output", "-o", help="write the bundle to this file (default stdout)")
+
+    p = command(
+        "prove-consistency",
+        cmd_ledger_prove_consistency,
+        "prove that a later checkpoint extends an earlier one",
+    )
+    p.add_argument("old", help="the earlier checkpoint note (a file)")
+    p.add_argument("new", nargs="?", help="the later checkpoint note (default the latest in the ledger)")
+    p.add_argument("--output", "-o", help="write the bundle to this file (default stdout)")
+
+    p = command(
+        "verify-bundle",
+        cmd_ledger_verify_bundle,
+        "check a proof bundle with the trusted public key alone (no ledger, no Redis); exit 1 if it fails",
+    )
+    p.add_argument("bundle", help="the bundle file (from prove or prove-consistency)")
+    p.add_argument("--public-key", required=True, help="the trusted public key: PEM or verifier key")
+    p.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
 
     p = command("anchors", cmd_ledger_anchors, "list the signed anchors of the chain head")
     p.add_argument("--export", metavar="FILE", help="write them as JSON lines to FILE (keep it elsewhere)")
