@@ -22,6 +22,7 @@ from ledger import chain, merkle, signed_note, tree_store
 from ledger.anchors import anchor_signed
 from ledger.errors import LedgerNotFound
 from ledger.signing import signature_ok
+from plangate_base import clock
 
 EDITED, DELETED, INSERTED, BROKEN, TRUNCATED, FORGED, REWRITTEN, UNSIGNED, TREE = (
     "edited",
@@ -89,12 +90,16 @@ def verify_ledger(
     checkpoints: Iterable[str] = (),
     key_name: str | None = None,
     require_signed: bool = False,
+    unsigned_grace_s: float | None = None,
 ) -> VerifyReport:
     """Verify the ledger file at `path` (read-only), with anchors and checkpoint notes from elsewhere
     (Redis, the checkpoint sink, an export) too.
 
     `key_name`: the name a trusted verifier key gives (checkpoints must be of that origin). `require_signed`
-    (the operator's mode): a ledger with rows and no checkpoint signed by the key fails."""
+    (the operator's mode): a ledger with rows and no checkpoint signed by the key fails, and so do rows
+    not covered by a signed checkpoint that were recorded more than `unsigned_grace_s` ago (the writer
+    signs its head every interval and at shutdown: an older unsigned row was added behind its back, or the
+    writer died or stopped writing)."""
     conn = open_read_only(path)
     try:
         conn.execute("BEGIN")  # one consistent snapshot while the writer keeps appending
@@ -126,11 +131,34 @@ def verify_ledger(
             )
         if report.unsigned_rows and require_signed:
             first = report.head_seq - report.unsigned_rows + 1
+            if unsigned_grace_s is not None and report.ok:
+                _check_unsigned_age(path, first, unsigned_grace_s, report)
             report.warnings.append(
                 f"{report.unsigned_rows} rows from row {first} on are not covered by a signed checkpoint "
                 "(signed at the next interval, or added behind the writer: see its plangate_ledger_diverged)"
             )
     return report
+
+
+def _check_unsigned_age(
+    path: str | os.PathLike[str], first: int, grace_s: float, report: VerifyReport
+) -> None:
+    conn = open_read_only(path)
+    try:
+        row = conn.execute("SELECT recorded_at FROM events WHERE seq = ?", (first,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return
+    age = (clock.utcnow() - clock.parse_iso(row[0])).total_seconds()
+    if age > grace_s:
+        report.fail(
+            UNSIGNED,
+            first,
+            f"rows from {first} on are not covered by a signed checkpoint {age:.0f} s after they were "
+            f"recorded (more than {grace_s:.0f} s): added behind the writer (see plangate_ledger_diverged), "
+            "or the writer is down; a writer that takes over signs what it wrote",
+        )
 
 
 def _claimed(note: str, report: VerifyReport) -> signed_note.Checkpoint | None:
