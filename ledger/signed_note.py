@@ -45,7 +45,7 @@ def verifier_key(name: str, key: Ed25519PublicKey) -> str:
 
 def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
     """(name, public key) of a verifier key string; NoteError if it is not one or its hash is wrong."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # (base64 may hold "+" too)
     if len(parts) != 3:
         raise NoteError("a verifier key is NAME+HASH+KEY")
     name, hash_hex, encoded = parts
