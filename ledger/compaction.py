@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import migrations, signing, tree_store
 from ledger.errors import CompactionError
+from ledger.projection_check import replay
 from ledger.queries import normalize_time
 from ledger.verify import verify_ledger
 from plangate_base import clock
@@ -94,11 +95,13 @@ def _write_archive(conn: sqlite3.Connection, target: Path, through_seq: int) -> 
 
 
 def _build_archive_tree(target: Path) -> None:
-    """The archive's own Merkle tree over its rows (its checkpoints then verify there)."""
+    """The archive's own Merkle tree and read models over its rows (its checkpoints then verify there,
+    and `ledger show`/`search --ledger ARCHIVE` read its jobs)."""
     archive = sqlite3.connect(target, isolation_level=None, timeout=10.0)
     try:
         archive.execute("BEGIN IMMEDIATE")
         tree_store.build(archive)
+        replay(archive, archive)
         archive.execute("COMMIT")
     finally:
         archive.close()

@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import chain, merkle, signed_note, tree_store
 from ledger.anchors import anchor_signed
 from ledger.errors import LedgerNotFound
+from ledger.projection_check import check_projections
 from ledger.signing import signature_ok
 from plangate_base import clock
 
-EDITED, DELETED, INSERTED, BROKEN, TRUNCATED, FORGED, REWRITTEN, UNSIGNED, TREE = (
+EDITED, DELETED, INSERTED, BROKEN, TRUNCATED, FORGED, REWRITTEN, UNSIGNED, TREE, PROJECTION = (
     "edited",
     "deleted",
     "inserted",
@@ -34,6 +35,7 @@ EDITED, DELETED, INSERTED, BROKEN, TRUNCATED, FORGED, REWRITTEN, UNSIGNED, TREE 
     "rewritten",
     "unsigned",
     "tree_mismatch",
+    "projection",
 )
 
 
@@ -57,6 +59,8 @@ class VerifyReport:
     checkpoints_checked: int = 0
     signed_size: int = 0  # the largest tree size a checkpoint signed with the trusted key covers
     unsigned_rows: int = 0  # rows after it: not signed yet (the writer signs every interval), or forged
+    jobs_checked: int = 0  # jobs rows (and their search rows) recomputed from the events and compared
+    jobs_archived: int = 0  # jobs rows whose submitted event is archived: checked with the archive
     warnings: list[str] = field(default_factory=list)
 
     def fail(self, problem: str, seq: int | None, detail: str, event_id: str | None = None) -> VerifyReport:
@@ -91,6 +95,7 @@ def verify_ledger(
     key_name: str | None = None,
     require_signed: bool = False,
     unsigned_grace_s: float | None = None,
+    projections: bool = True,
 ) -> VerifyReport:
     """Verify the ledger file at `path` (read-only), with anchors and checkpoint notes from elsewhere
     (Redis, the checkpoint sink, an export) too.
@@ -113,6 +118,8 @@ def verify_ledger(
         sizes = {c.size for c in claimed if c is not None}
         positions, roots = _walk(conn, report, public_key, wanted, sizes)
         _check_triggers(conn, report)
+        if projections and report.ok:
+            _check_read_models(conn, report)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -159,6 +166,14 @@ def _check_unsigned_age(
             f"recorded (more than {grace_s:.0f} s): added behind the writer (see plangate_ledger_diverged), "
             "or the writer is down; a writer that takes over signs what it wrote",
         )
+
+
+def _check_read_models(conn: sqlite3.Connection, report: VerifyReport) -> None:
+    """The jobs table and the search index must be what the events rows imply."""
+    found = check_projections(conn)
+    report.jobs_checked, report.jobs_archived = found.jobs_checked, found.unchecked
+    if found.difference is not None:
+        report.fail(PROJECTION, None, f"{found.difference} (the read model was edited)")
 
 
 def _claimed(note: str, report: VerifyReport) -> signed_note.Checkpoint | None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import chain, tree_store
 from ledger.anchors import Anchorer
+from ledger.projection_check import replay
 from ledger.signing import load_or_create_key, public_pem
 from ledger.sqlite_store import LedgerStore, connect_writer, insert_batch_sync
 from tests.e2e.conftest import plangate_cmd
@@ -88,6 +89,15 @@ def attacker(path: Path) -> sqlite3.Connection:
 def rebuild_tree(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN")
     tree_store.build(conn)
+    conn.execute("COMMIT")
+
+
+def rebuild_read_models(conn: sqlite3.Connection) -> None:
+    """And the jobs table and search index, from the rows left (with the writer's projection code)."""
+    conn.execute("BEGIN")
+    conn.execute("DELETE FROM jobs")
+    conn.execute("DELETE FROM job_search")
+    replay(conn, conn)
     conn.execute("COMMIT")
 
 
@@ -179,18 +189,39 @@ async def test_a_cut_tail_with_its_anchors_removed_is_caught(deployment: Deploym
         conn.execute("DELETE FROM anchors WHERE head_seq > 14")
         conn.execute("DELETE FROM tree_checkpoints WHERE tree_size > 14")
         rebuild_tree(conn)
+        rebuild_read_models(conn)
     bad = deployment.verify("--no-redis")
     assert bad.returncode == 1 and "BAD: truncated at row 15" in bad.stdout, bad.stdout
 
 
 async def test_a_rehashed_history_is_caught(deployment: Deployment) -> None:
     with attacker(deployment.path) as conn:
-        rehash_from(conn, 3, "SKIP")
+        rehash_from(conn, 4, "SKIP")  # job-1's done event
         rebuild_tree(conn)
+        rebuild_read_models(conn)
         conn.execute("DELETE FROM anchors")
         conn.execute("DELETE FROM tree_checkpoints")
     bad = deployment.verify("--no-redis")
     assert bad.returncode == 1 and "BAD: rewritten" in bad.stdout, bad.stdout
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE jobs SET decision = 'ESCALATE' WHERE job_id = 'job-3'",
+        "UPDATE jobs SET description = 'Nothing to see' WHERE job_id = 'job-4'",
+        "INSERT INTO jobs (job_id, state) VALUES ('job-invented', 'done')",
+        "DELETE FROM job_search WHERE job_id = 'job-2'",
+    ],
+    ids=["decision", "description", "invented_job", "search_row"],
+)
+def test_an_edited_read_model_is_caught(deployment: Deployment, edit: str) -> None:
+    """`ledger show` reads the chained events, `ledger search` the jobs table and search index: verify
+    recomputes both from the events."""
+    with attacker(deployment.path) as conn:
+        conn.execute(edit)
+    bad = deployment.verify()
+    assert bad.returncode == 1 and "BAD: projection" in bad.stdout and "read model" in bad.stdout, bad.stdout
 
 
 def put_back(source: Path, path: Path) -> None:

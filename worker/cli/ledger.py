@@ -112,7 +112,8 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         echo(codec.dumps(record))
     else:
-        echo(f"job {args.job_id}: {len(record['events'])} ledger events")
+        # (from the chained events rows, which verify checks; search reads the jobs table and its index)
+        echo(f"job {args.job_id}: {len(record['events'])} ledger events (the chained events rows)")
         for event in record["events"]:
             what = event.get("decision") or event.get("reason") or ""
             echo(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
