@@ -61,6 +61,8 @@ _SOURCES: dict[str, str] = {
     EventKind.REVIEWER_SAVED: "operator",
     EventKind.VOCABULARY_EXTENDED: "operator",
     EventKind.MALFORMED: "ledger",
+    EventKind.LOST: "ledger",
+    EventKind.REDACTED: "operator",
 }
 
 

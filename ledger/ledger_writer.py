@@ -12,6 +12,7 @@ import contextlib
 import functools
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -50,6 +51,8 @@ class LedgerWriter:
         anchorer: Anchorer | None = None,
         claim_idle_s: float = 30.0,
         head_key: str | None = None,
+        reconciler: Callable[[], Awaitable[int]] | None = None,
+        reconcile_interval_s: float = 300.0,
     ) -> None:
         if batch_size < 1 or block_ms < 1:
             raise ValueError("batch_size and block_ms must be at least 1")
@@ -76,6 +79,12 @@ class LedgerWriter:
         # when it is the published head (plus entries still pending), or the head its key last signed.
         self.head_key = head_key
         self.diverged: LedgerDiverged | TreeError | None = None  # set: the writer stopped writing
+        # The periodic reconciliation with Redis (the queue side's: it owns the status keys); returns how
+        # many jobs it found lost (and recorded as `lost` on the stream).
+        self.reconciler = reconciler
+        self.reconcile_interval_s = reconcile_interval_s
+        self.lost = 0
+        self._next_reconcile = time.monotonic() + reconcile_interval_s
         self._stop = asyncio.Event()
         self._group_ready = False
         # Our own pending entries (read before a crash or a failed commit) are re-read before new ones.
@@ -112,6 +121,7 @@ class LedgerWriter:
                     await self._step(block_ms=self.block_ms)
                     if self.anchorer is not None:
                         await self.anchorer.maybe()
+                    await self._reconcile_due()
                     failures = 0
                 except (RedisError, sqlite3.Error) as exc:
                     self._on_error(exc)
@@ -123,6 +133,16 @@ class LedgerWriter:
         finally:
             await self._shutdown()
         self._log.info("ledger_writer.stopped", written=self.written, processed=self.processed)
+
+    async def _reconcile_due(self) -> None:
+        """Run the reconciliation every reconcile_interval_s (while active)."""
+        if self.reconciler is None or time.monotonic() < self._next_reconcile:
+            return
+        self._next_reconcile = time.monotonic() + self.reconcile_interval_s
+        found = await self.reconciler()
+        self.lost += found
+        if found:
+            self._log.warning("ledger_writer.jobs_lost", jobs=found)
 
     def _on_diverged(self, exc: LedgerDiverged | TreeError) -> None:
         """Stop writing for good: what is in the stream stays there (pending or new) for an operator."""

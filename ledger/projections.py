@@ -35,6 +35,12 @@ ON CONFLICT (job_id) DO UPDATE SET
     output = excluded.output
 """
 
+# A lost job ends as `lost` unless an end was recorded (a terminal event after it still wins).
+_PROJECT_LOST = f"""
+UPDATE jobs SET state = '{EventKind.LOST.value}', finished_at = ?
+WHERE job_id = ? AND state NOT IN ({", ".join(f"'{k.value}'" for k in sorted(TERMINAL_EVENT_KINDS))})
+"""
+
 _TENANT = """
 INSERT INTO tenants (tenant_id, first_seen_at, last_seen_at, jobs) VALUES (?, ?, ?, 1)
 ON CONFLICT (tenant_id) DO UPDATE SET
@@ -173,6 +179,8 @@ def project(
         columns = outcome_search_columns(fields)
         if columns is not None:
             search.set(event["job_id"], **columns)
+    elif kind == EventKind.LOST:
+        conn.execute(_PROJECT_LOST, (event.get("created_at"), event["job_id"]))
 
 
 def outcome_search_columns(payload: Any) -> dict[str, str] | None:

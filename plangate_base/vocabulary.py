@@ -116,6 +116,8 @@ class EventKind(StrEnum):
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
+    LOST = "lost"  # reconciliation: submitted, never ended, and its status is gone from Redis
+    REDACTED = "redacted"  # an operator replaced payloads with tombstones (who, what, why)
 
 
 TERMINAL_EVENT_KINDS: frozenset[EventKind] = frozenset(

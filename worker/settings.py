@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default=None, description="the log's origin line and key name in checkpoints; default plangate/KEY_ID"
     )
     ledger_anchor_interval_s: float = Field(default=10.0, gt=0)
+    ledger_reconcile_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="how often the writer looks for jobs lost with Redis's data (recorded `lost`); 0 = off",
+    )
     ledger_claim_idle_s: float = Field(
         default=30.0, gt=0, description="re-claim entries a dead writer left pending"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,6 +31,7 @@ from worker.metrics import serve_metrics, watch_ledger_writer
 from worker.pipeline import Pipeline
 from worker.queue_backend import QueueWorker, job_queue
 from worker.queue_backend.arq_worker import QueuePool, WakeableWorker, build_arq_worker
+from worker.reconcile import record_lost
 from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
@@ -90,9 +91,20 @@ async def start_ledger_writer(
         ),
         claim_idle_s=settings.ledger_claim_idle_s,
         head_key=keys.ledger_head(),
+        reconciler=_reconciler(redis, settings) if settings.ledger_reconcile_interval_s > 0 else None,
+        reconcile_interval_s=settings.ledger_reconcile_interval_s,
     )
     watch_ledger_writer(writer)
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
+
+
+def _reconciler(redis: Redis, settings: Settings) -> Callable[[], Awaitable[int]]:
+    """The writer's periodic reconciliation: record the jobs lost with Redis's data; how many."""
+
+    async def reconcile() -> int:
+        return len(await record_lost(redis, settings))
+
+    return reconcile
 
 
 def open_signing_key(settings: Settings) -> Ed25519PrivateKey:

@@ -265,6 +265,27 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
 
 
 @_ledger_errors
+async def cmd_ledger_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """Jobs submitted past the result retention, never ended, whose status is gone from Redis."""
+    from worker.reconcile import find_lost, record_lost
+    from worker.redis_conn import text_client
+
+    if args.ledger:
+        settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
+    async with text_client(settings.redis_url) as redis:
+        lost = await (find_lost(redis, settings) if args.dry_run else record_lost(redis, settings))
+    for job in lost:
+        if args.json:
+            echo(codec.dumps(job))
+        else:
+            echo(f"lost  {job['job_id']}  submitted {job['created_at']}  agent {job.get('agent_id') or '-'}")
+    if not args.json:
+        done = "found (not recorded: --dry-run)" if args.dry_run else "recorded as lost"
+        sys.stderr.write(f"plangate: {len(lost)} jobs {done}\n")
+    return EXIT_OK
+
+
+@_ledger_errors
 async def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -539,6 +560,14 @@ def add_ledger_commands(sub: Any) -> None:
     )
     p.add_argument("--no-redis", action="store_true", help="do not fetch what the writer published to Redis")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
+
+    p = command(
+        "reconcile",
+        cmd_ledger_reconcile,
+        "record as lost the jobs submitted past RESULT_TTL_S that never ended and are gone from Redis",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list them, record nothing")
+    p.add_argument("--json", action="store_true", help="print each lost job as one JSON object per line")
 
     p = command(
         "checkpoint", cmd_ledger_checkpoint, "print the latest signed checkpoint (a C2SP signed note)"
