@@ -130,7 +130,12 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tu
 
 
 def project(
-    conn: sqlite3.Connection, event: dict[str, Any], payload_text: str | None, search: SearchRows
+    conn: sqlite3.Connection,
+    event: dict[str, Any],
+    payload_text: str | None,
+    search: SearchRows,
+    *,
+    counts: bool = True,
 ) -> None:
     """Update the read models for one newly recorded event (inside the caller's transaction).
 
@@ -139,11 +144,14 @@ def project(
     changes wait in `search` for the batch's `search.flush(conn)`.
 
     Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
-    projections) in one call on its writer thread instead of one thread hop per statement."""
+    projections) in one call on its writer thread instead of one thread hop per statement.
+
+    `counts=False` (re-projecting a job after a redaction) leaves the per-event tables alone: tenant and
+    project counts, agent snapshots."""
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
-    if kind in AGENT_EVENT_KINDS and event.get("agent_id"):
+    if counts and kind in AGENT_EVENT_KINDS and event.get("agent_id"):
         _agent_snapshot(conn, event, fields)
     if not event.get("job_id"):
         return
@@ -159,7 +167,8 @@ def project(
                 event.get("created_at"),
             ),
         )
-        _tenant_and_project(conn, event, fields)
+        if counts:
+            _tenant_and_project(conn, event, fields)
         search.set(event["job_id"], description=_text(fields.get("description")) or "")
     elif kind in TERMINAL_EVENT_KINDS:
         conn.execute(

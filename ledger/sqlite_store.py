@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ledger import chain, migrations, queries
+from ledger import chain, migrations, queries, redaction
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
 from ledger.errors import LedgerDiverged
 from ledger.projections import SearchRows, project
 from ledger.tree_store import TreeAppender, TreeHead, read_state
 from plangate_base import clock, codec
+from plangate_base.vocabulary import EventKind
 
 _T = TypeVar("_T")
 Head = tuple[int, str]
@@ -258,6 +259,9 @@ def _insert_checked(
                 inserted += 1
                 if tree is not None:
                     tree.add(prev_hash)
+                if event["kind"] == EventKind.REDACTED:
+                    search.flush(conn)  # (the redacted jobs are re-projected from their rows now)
+                    redaction.apply(conn, event)
                 # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
                 project(conn, event, row["payload"], search)
         search.flush(conn)

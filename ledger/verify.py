@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import chain, merkle, signed_note, tree_store
+from ledger import chain, merkle, redaction, signed_note, tree_store
 from ledger.anchors import anchor_signed
 from ledger.errors import LedgerNotFound
 from ledger.projection_check import check_projections
@@ -118,6 +118,10 @@ def verify_ledger(
         sizes = {c.size for c in claimed if c is not None}
         positions, roots = _walk(conn, report, public_key, wanted, sizes)
         _check_triggers(conn, report)
+        if report.ok:
+            problem = redaction.check(conn)
+            if problem is not None:
+                report.fail(EDITED, None, problem)
         if projections and report.ok:
             _check_read_models(conn, report)
         conn.execute("COMMIT")

@@ -286,6 +286,45 @@ async def cmd_ledger_reconcile(args: argparse.Namespace, settings: Settings) -> 
 
 
 @_ledger_errors
+async def cmd_ledger_redact(args: argparse.Namespace, settings: Settings) -> int:
+    """Put a `redacted` event naming the rows on the ledger stream; the writer tombstones them when it
+    records the event (in one transaction), so the file only ever changes through the writer."""
+    import asyncio
+
+    from ledger import redaction
+    from plangate_base.vocabulary import LEDGER_STREAM_FIELD
+    from worker.ledger_events import ledger_event
+    from worker.redis_conn import text_client
+
+    if args.job is None and args.before is None:
+        raise BadRequest("name what to redact: --job ID or --before DATE")
+    path = ledger_path(args, settings)
+    seqs, old = await asyncio.to_thread(
+        functools.partial(redaction.plan, path, job_id=args.job, before=args.before, tenant=args.tenant)
+    )
+    if old:
+        sys.stderr.write(
+            f"plangate: {old} rows written before schema version 6 hash their text: not redacted\n"
+        )
+    if not seqs:
+        sys.stderr.write("plangate: nothing to redact\n")
+        return EXIT_OK
+    criteria = {"job_id": args.job, "before": args.before, "tenant_id": args.tenant}
+    event = ledger_event(
+        EventKind.REDACTED,
+        job_id=args.job,
+        agent_id=None,
+        tenant_id=args.tenant,
+        reason=args.reason,
+        payload={"seqs": seqs, "by": args.by, "reason": args.reason, "criteria": criteria},
+    )
+    async with text_client(settings.redis_url) as redis:
+        await redis.xadd(Keys(settings.key_prefix).ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
+    echo(f"redaction {event['event_id']}: {len(seqs)} rows; the ledger writer applies it when it records it")
+    return EXIT_OK
+
+
+@_ledger_errors
 async def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -560,6 +599,17 @@ def add_ledger_commands(sub: Any) -> None:
     )
     p.add_argument("--no-redis", action="store_true", help="do not fetch what the writer published to Redis")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
+
+    p = command(
+        "redact",
+        cmd_ledger_redact,
+        "replace payloads with tombstones that keep their hash (proofs still hold)",
+    )
+    p.add_argument("--job", help="redact this job's rows")
+    p.add_argument("--before", help="redact the rows created before this UTC time (ISO-8601)")
+    p.add_argument("--tenant", help="only this tenant's rows")
+    p.add_argument("--reason", required=True, help="why (recorded in the redaction's own row)")
+    p.add_argument("--by", required=True, help="who asks for it (recorded in the redaction's own row)")
 
     p = command(
         "reconcile",
