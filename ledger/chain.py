@@ -80,6 +80,9 @@ def row_hash(row: dict[str, Any]) -> str:
 
 
 def _chain_content(row: dict[str, Any]) -> dict[str, Any]:
+    payload = row.get("payload")
+    if payload is not None and not isinstance(payload, str):  # an exported row: its payload parsed
+        row = {**row, "payload": codec.dumps(payload)}  # (the writer stored exactly this text)
     if (row.get("schema_version") or 0) >= PAYLOAD_DIGEST_FROM:
         content = {name: row.get(name) for name in CHAIN_COLUMNS}
         content["payload"] = "sha256:" + payload_digest(row.get("payload") or "")

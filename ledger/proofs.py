@@ -43,6 +43,20 @@ def latest_checkpoint(conn: sqlite3.Connection) -> str:
     return str(row[0])
 
 
+def covered_by_latest(path: str | os.PathLike[str]) -> tuple[str | None, int | None]:
+    """(the latest signed checkpoint note, the last row it covers); (None, None) when there is none."""
+    conn = open_read_only(path)
+    try:
+        try:
+            note = latest_checkpoint(conn)
+        except ProofError:
+            return None, None
+        base, _tree = tree_store.read_state(conn)
+    finally:
+        conn.close()
+    return note, base + signed_note.unverified_checkpoint(note).size
+
+
 def prove_job(path: str | os.PathLike[str], job_id: str, checkpoint: str | None = None) -> dict[str, Any]:
     """The inclusion bundle of a job's rows under `checkpoint` (default the file's latest)."""
     conn = open_read_only(path)

@@ -161,24 +161,41 @@ async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int
 
 @_ledger_errors
 async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
+    """The events as JSON lines or CloudEvents, up to the latest signed checkpoint, which is written beside
+    the export (OUTPUT.checkpoint, or --checkpoint-out) so that every exported row can be proven."""
     import asyncio
 
-    from ledger import queries
+    from ledger import export_format, queries
+    from ledger.proofs import covered_by_latest
 
+    path = ledger_path(args, settings)
+    note, through_seq = await asyncio.to_thread(covered_by_latest, path)
+    checkpoint_out = args.checkpoint_out or (f"{args.output}.checkpoint" if args.output else None)
+    source = f"plangate/{path.name}"
     out = await asyncio.to_thread(open, args.output, "w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     # aclosing: when writing fails (a closed pipe) the reader's connection closes here, in this loop.
-    events = contextlib.aclosing(queries.export_events(ledger_path(args, settings), _filter(args)))
+    events = contextlib.aclosing(queries.export_events(path, _filter(args), through_seq=through_seq))
     try:
         async with events as rows:
             async for event in rows:
-                out.write(codec.dumps(event) + "\n")
+                line = export_format.cloud_event(event, source) if args.format == "cloudevents" else event
+                out.write(codec.dumps(line) + "\n")
                 count += 1
     finally:
         if out is not sys.stdout:
             out.close()
+    if note is not None and checkpoint_out:
+        await asyncio.to_thread(Path(checkpoint_out).write_text, note, encoding="utf-8")
     if args.output:
-        sys.stderr.write(f"plangate: exported {count} events to {args.output}\n")
+        covered = (
+            f"; every row is under the signed checkpoint in {checkpoint_out}"
+            if note is not None and checkpoint_out
+            else "; no signed checkpoint covers it yet"
+            if note is None
+            else ""
+        )
+        sys.stderr.write(f"plangate: exported {count} events to {args.output}{covered}\n")
     return EXIT_OK
 
 
@@ -570,9 +587,20 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print each matching job as one JSON object per line")
     _add_filters(p)
 
-    p = command("export", cmd_ledger_export, "export events as JSON lines")
+    p = command("export", cmd_ledger_export, "export events (up to the latest signed checkpoint)")
     p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--output", "-o", help="write to this file (default stdout)")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "cloudevents"),
+        default="jsonl",
+        help="rows, or CloudEvents 1.0 (JSON lines)",
+    )
+    p.add_argument(
+        "--checkpoint-out",
+        metavar="FILE",
+        help="write the covering checkpoint here (default OUTPUT.checkpoint)",
+    )
     _add_filters(p)
 
     p = command(
