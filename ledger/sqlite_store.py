@@ -225,10 +225,16 @@ def connect_writer(file: Path) -> sqlite3.Connection:
 
 
 def insert_batch_sync(
-    conn: sqlite3.Connection, events: list[dict[str, Any]], policy_version: str = UNKNOWN_POLICY
+    conn: sqlite3.Connection,
+    events: list[dict[str, Any]],
+    policy_version: str = UNKNOWN_POLICY,
+    *,
+    merkle: bool = True,
 ) -> int:
-    """Append a batch to the chain and project it, in one transaction; returns how many rows are new."""
-    return _insert_checked(conn, events, policy_version, None, True)[0]
+    """Append a batch to the chain and project it, in one transaction; returns how many rows are new.
+
+    `merkle=False` leaves the Merkle tree behind (bench/ledger_tree.py measures what the tree costs)."""
+    return _insert_checked(conn, events, policy_version, None, merkle)[0]
 
 
 def _insert_checked(
