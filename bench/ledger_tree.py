@@ -34,9 +34,11 @@ BATCH = 1_000
 
 def drain_rate(variant: str, events: int) -> float:
     """Events/s of the store's write path draining `events` done events into a fresh file."""
-    import importlib.util
+    import inspect
 
-    has_tree = importlib.util.find_spec("ledger.merkle") is not None
+    from ledger.sqlite_store import insert_batch_sync
+
+    has_tree = "merkle" in inspect.signature(insert_batch_sync).parameters
     assert has_tree == (variant != "baseline"), f"{variant} imported the wrong code"
     from bench.inproc import backlog_event
     from ledger import migrations
@@ -83,8 +85,11 @@ def run_variant(variant: str, events: int, baseline_src: str | None) -> float:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (baseline_src if variant == "baseline" else None, here) if p
     )
-    code = f"from bench.ledger_tree import drain_rate; print(drain_rate({variant!r}, {events}))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    # Run as a script from a scratch directory: neither the script's directory nor the working directory
+    # holds a `ledger` package, so the one on PYTHONPATH (the baseline's, or this checkout's) is imported.
+    script = [sys.executable, str(Path(__file__).resolve()), "--drain", variant, "--events", str(events)]
+    with tempfile.TemporaryDirectory() as scratch:
+        out = subprocess.run(script, env=env, cwd=scratch, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
