@@ -62,6 +62,11 @@ class Deployment:
         finally:
             await store.close()
 
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`plangate ledger ARGS` in this deployment's environment."""
+        cmd = plangate_cmd("ledger", *args)
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60)
+
     def verify(self, *args: str, trusted: bool = True) -> subprocess.CompletedProcess[str]:
         """`plangate ledger verify ARGS` (without the operator's trusted key when not `trusted`)."""
         env = (
@@ -249,3 +254,26 @@ async def test_a_replaced_file_is_caught(deployment: Deployment, tmp_path: Path,
     bad = deployment.verify("--no-redis")
     problem = "truncated" if how == "older_copy" else "forged_anchor"
     assert bad.returncode == 1 and f"BAD: {problem}" in bad.stdout, bad.stdout
+
+
+async def test_an_operator_attests_a_head_by_hand(deployment: Deployment) -> None:
+    """Rows nobody signed (a writer that crashed with Redis's data lost) fail verify until the operator,
+    having looked, signs the head with `ledger checkpoint --sign`; the sink gets that checkpoint too."""
+    store = await LedgerStore.open(deployment.path)
+    try:
+        await store.insert_events(job_events("job-late", "Late", "Drain the pool"))
+    finally:
+        await store.close()
+    caught: list[subprocess.CompletedProcess[str]] = []
+
+    def unsigned() -> bool:
+        caught[:] = [deployment.verify()]
+        return caught[0].returncode == 1
+
+    eventually_sync(unsigned, timeout_s=30, interval_s=0.2, what="verify to fail on the unsigned rows")
+    assert "BAD: unsigned at row 21" in caught[0].stdout, caught[0].stdout
+    signed = deployment.run("checkpoint", "--sign")
+    assert signed.returncode == 0 and signed.stdout.splitlines()[1] == "22", signed
+    assert deployment.sink.read_text() == signed.stdout
+    ok = deployment.verify()
+    assert ok.returncode == 0 and "checkpoint: 22 rows signed" in ok.stdout, ok.stdout
