@@ -32,8 +32,10 @@ DRAIN_EVENTS = 20_000
 BATCH = 1_000
 
 
-def drain_rate(variant: str, events: int) -> float:
-    """Events/s of the store's write path draining `events` done events into a fresh file."""
+def drain_rate(variant: str, events: int) -> tuple[float, float]:
+    """(events per wall-clock second, events per CPU second) of the store's write path draining `events`
+    done events into a fresh file. The insert runs in this thread, so the CPU rate leaves out the waits
+    for other processes on a shared machine (and the fsyncs)."""
     import inspect
 
     from ledger.sqlite_store import insert_batch_sync
@@ -57,15 +59,15 @@ def drain_rate(variant: str, events: int) -> float:
         migrations.migrate_file(path)
         conn = connect_writer(path)
         insert = _inserter(variant)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for first in range(0, events, BATCH):
             batch = [
                 decode_entry(f"{n}-0", {LEDGER_STREAM_FIELD: raws[n]})[0] for n in range(first, first + BATCH)
             ]
             insert(conn, batch)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         conn.close()
-    return events / elapsed
+    return events / elapsed, events / cpu
 
 
 def _inserter(variant: str) -> Callable[[sqlite3.Connection, list[dict[str, Any]]], int]:
@@ -78,7 +80,7 @@ def _inserter(variant: str) -> Callable[[sqlite3.Connection, list[dict[str, Any]
     return lambda conn, batch: insert_batch_sync(conn, batch, merkle=merkle)
 
 
-def run_variant(variant: str, events: int, baseline_src: str | None) -> float:
+def run_variant(variant: str, events: int, baseline_src: str | None) -> tuple[float, float]:
     """One drain in a fresh interpreter (the baseline's with its own code first on the path)."""
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parent.parent)
@@ -90,7 +92,8 @@ def run_variant(variant: str, events: int, baseline_src: str | None) -> float:
     script = [sys.executable, str(Path(__file__).resolve()), "--drain", variant, "--events", str(events)]
     with tempfile.TemporaryDirectory() as scratch:
         out = subprocess.run(script, env=env, cwd=scratch, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 async def build_large(path: Path, rows: int, key: Ed25519PrivateKey) -> None:
@@ -138,7 +141,10 @@ def bundle_figures(path: Path, key: Ed25519PrivateKey, job: str, repeats: int) -
         times.append(time.perf_counter() - start)
         assert report.ok, report.problem
     proof_bytes = [len(e["proof"]) * 32 for e in bundle["rows"]]
+    cli_s = _cli_verify_bundle_s(text, key, repeats=5)
     return {
+        "cli_verify_bundle_cpu_s_median": cli_s[0],
+        "cli_python_pass_cpu_s_median": cli_s[1],
         "rows_in_bundle": len(bundle["rows"]),
         "proof_hashes_per_row": len(bundle["rows"][0]["proof"]),
         "proof_bytes_per_row_raw": proof_bytes[0],
@@ -147,6 +153,38 @@ def bundle_figures(path: Path, key: Ed25519PrivateKey, job: str, repeats: int) -
         "prove_ms": prove_s * 1000,
         "verify_bundle_ms_median": statistics.median(times) * 1000,
     }
+
+
+def _cli_verify_bundle_s(text: str, key: Ed25519PrivateKey, repeats: int) -> tuple[float, float]:
+    """CPU seconds (user + system, of the finished child) of `plangate ledger verify-bundle` as an auditor
+    runs it (a fresh interpreter, no settings, no Redis), and of `python -c pass` for the interpreter's own
+    start, medians: on a shared machine the wall clock mostly measures the other processes."""
+    import resource
+    from ledger.signing import public_pem
+
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle, pem = Path(scratch) / "job.json", Path(scratch) / "ledger.pub"
+        bundle.write_text(text)
+        pem.write_bytes(public_pem(key.public_key()))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLANGATE_")}
+        cmd = [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "ledger",
+            "verify-bundle",
+            str(bundle),
+            "--public-key",
+            str(pem),
+        ]
+        runs: dict[str, list[float]] = {"cli": [], "pass": []}
+        for _ in range(repeats):
+            for name, args in (("cli", cmd), ("pass", [sys.executable, "-c", "pass"])):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(args, env=env, check=True, capture_output=True, cwd=scratch)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                runs[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(runs["cli"]), statistics.median(runs["pass"])
 
 
 def main() -> None:
@@ -161,18 +199,22 @@ def main() -> None:
     parser.add_argument("--drain", choices=("tree_on", "tree_off", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drain:  # one drain, in the subprocess run_variant starts
-        print(drain_rate(args.drain, args.events))
+        print(*drain_rate(args.drain, args.events))
         return
     variants = ["tree_on", "tree_off"] + (["baseline"] if args.baseline_src else [])
-    rates: dict[str, list[float]] = {v: [] for v in variants}
+    rates: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for _ in range(args.repeats):
         for variant in variants:
             rates[variant].append(run_variant(variant, args.events, args.baseline_src))
-    result: dict[str, object] = {f"{v}_events_s": statistics.median(r) for v, r in rates.items()}
+    result: dict[str, object] = {}
+    for variant, runs in rates.items():
+        result[f"{variant}_events_s"] = statistics.median(r[0] for r in runs)
+        result[f"{variant}_events_cpu_s"] = statistics.median(r[1] for r in runs)
+    for other in [v for v in variants if v != "tree_on"]:
+        for unit in ("events_s", "events_cpu_s"):
+            on, off = result[f"tree_on_{unit}"], result[f"{other}_{unit}"]
+            result[f"tree_on_over_{other}_{unit}"] = on / off  # type: ignore[operator]
     result["runs"] = rates
-    result["tree_on_over_off"] = result["tree_on_events_s"] / result["tree_off_events_s"]  # type: ignore[operator]
-    if args.baseline_src:
-        result["tree_on_over_baseline"] = result["tree_on_events_s"] / result["baseline_events_s"]  # type: ignore[operator]
     print(json.dumps(result), flush=True)
     if args.rows:
         with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
