@@ -160,6 +160,7 @@ def _cli_verify_bundle_s(text: str, key: Ed25519PrivateKey, repeats: int) -> tup
     runs it (a fresh interpreter, no settings, no Redis), and of `python -c pass` for the interpreter's own
     start, medians: on a shared machine the wall clock mostly measures the other processes."""
     import resource
+
     from ledger.signing import public_pem
 
     with tempfile.TemporaryDirectory() as scratch:
