@@ -35,7 +35,7 @@ def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.ledger or settings.ledger_path)
 
 
-def _key_path(settings: Settings, ledger: Path) -> Path:
+def signing_key_path(settings: Settings, ledger: Path) -> Path:
     """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else this ledger's key in PLANGATE_LEDGER_KEY_DIR."""
     return settings.model_copy(update={"ledger_path": ledger}).signing_key_path()
 
@@ -50,7 +50,7 @@ def _trusted_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, str
     if chosen:
         return load_trusted_key(chosen)
     if getattr(args, "trust_local_key", False):
-        local = public_key_path(_key_path(settings, ledger_path(args, settings)))
+        local = public_key_path(signing_key_path(settings, ledger_path(args, settings)))
         sys.stderr.write(
             f"plangate: WARNING: trusting the public key found on this machine ({local}): whoever could "
             "change the ledger may have changed it too; an auditor passes their own copy (--public-key)\n"
@@ -62,7 +62,7 @@ def _trusted_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, str
     )
 
 
-def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+def ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
     """Turn the ledger's typed errors into the CLI's bad-input error (one line, exit code 2)."""
 
     @functools.wraps(run)
@@ -97,7 +97,7 @@ def _line(event: dict[str, Any]) -> str:
     )
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -123,7 +123,7 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -143,7 +143,7 @@ async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int:
     from ledger import queries
 
@@ -159,7 +159,7 @@ async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
     """The events as JSON lines or CloudEvents, up to the latest signed checkpoint, which is written beside
     the export (OUTPUT.checkpoint, or --checkpoint-out) so that every exported row can be proven."""
@@ -216,7 +216,7 @@ async def _redis_published(settings: Settings) -> tuple[dict[str, Any] | None, s
         return None, None, None
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -281,190 +281,7 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK if report.ok else EXIT_BAD_LEDGER
 
 
-@_ledger_errors
-async def cmd_ledger_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    """Jobs submitted past the result retention, never ended, whose status is gone from Redis."""
-    from worker.reconcile import find_lost, record_lost
-    from worker.redis_conn import text_client
-
-    if args.ledger:
-        settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
-    async with text_client(settings.redis_url) as redis:
-        lost = await (find_lost(redis, settings) if args.dry_run else record_lost(redis, settings))
-    for job in lost:
-        if args.json:
-            echo(codec.dumps(job))
-        else:
-            echo(f"lost  {job['job_id']}  submitted {job['created_at']}  agent {job.get('agent_id') or '-'}")
-    if not args.json:
-        done = "found (not recorded: --dry-run)" if args.dry_run else "recorded as lost"
-        sys.stderr.write(f"plangate: {len(lost)} jobs {done}\n")
-    return EXIT_OK
-
-
-@_ledger_errors
-async def cmd_ledger_redact(args: argparse.Namespace, settings: Settings) -> int:
-    """Put a `redacted` event naming the rows on the ledger stream; the writer tombstones them when it
-    records the event (in one transaction), so the file only ever changes through the writer."""
-    import asyncio
-
-    from ledger import redaction
-    from plangate_base.vocabulary import LEDGER_STREAM_FIELD
-    from worker.ledger_events import ledger_event
-    from worker.redis_conn import text_client
-
-    if args.job is None and args.before is None:
-        raise BadRequest("name what to redact: --job ID or --before DATE")
-    path = ledger_path(args, settings)
-    seqs, old = await asyncio.to_thread(
-        functools.partial(redaction.plan, path, job_id=args.job, before=args.before, tenant=args.tenant)
-    )
-    if old:
-        sys.stderr.write(
-            f"plangate: {old} rows written before schema version 6 hash their text: not redacted\n"
-        )
-    if not seqs:
-        sys.stderr.write("plangate: nothing to redact\n")
-        return EXIT_OK
-    criteria = {"job_id": args.job, "before": args.before, "tenant_id": args.tenant}
-    event = ledger_event(
-        EventKind.REDACTED,
-        job_id=args.job,
-        agent_id=None,
-        tenant_id=args.tenant,
-        reason=args.reason,
-        payload={"seqs": seqs, "by": args.by, "reason": args.reason, "criteria": criteria},
-    )
-    async with text_client(settings.redis_url) as redis:
-        await redis.xadd(Keys(settings.key_prefix).ledger_stream(), {LEDGER_STREAM_FIELD: codec.dumps(event)})
-    echo(f"redaction {event['event_id']}: {len(seqs)} rows; the ledger writer applies it when it records it")
-    return EXIT_OK
-
-
-@_ledger_errors
-async def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
-    from ledger.proofs import latest_checkpoint
-    from ledger.signed_note import verifier_key
-    from ledger.verify import open_read_only
-
-    path = ledger_path(args, settings)
-    if args.verifier_key or args.sign:
-        from ledger.anchors import default_origin
-        from ledger.signing import load_private_key
-
-        private = await asyncio.to_thread(load_private_key, _key_path(settings, path))
-        origin = settings.ledger_origin or default_origin(private.public_key())
-        if args.verifier_key:
-            echo(verifier_key(origin, private.public_key()))
-            return EXIT_OK
-        await _sign_head(settings, path, private, origin)
-
-    def read() -> str:
-        conn = open_read_only(path)
-        try:
-            return latest_checkpoint(conn)
-        finally:
-            conn.close()
-
-    note = await asyncio.to_thread(read)
-    sys.stdout.write(note)
-    return EXIT_OK
-
-
-async def _sign_head(settings: Settings, path: Path, private: Any, origin: str) -> None:
-    """`checkpoint --sign`: the operator attests the file's head (after `verify`), as the writer would."""
-    from ledger.anchors import Anchorer
-    from ledger.sqlite_store import LedgerStore
-
-    store = await LedgerStore.open(path)
-    try:
-        anchorer = Anchorer(store, private, origin=origin, sink=settings.ledger_checkpoint_sink)
-        await anchorer.maybe(force=True)
-    finally:
-        await store.close()
-
-
-@_ledger_errors
-async def cmd_ledger_prove(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
-    from ledger.anchors import read_sink
-    from ledger.proofs import prove_job
-
-    note = await asyncio.to_thread(read_sink, args.checkpoint) if args.checkpoint else None
-    bundle = await asyncio.to_thread(prove_job, ledger_path(args, settings), args.job_id, note)
-    await _write_bundle(bundle, args.output)
-    if bundle["newer_rows"]:
-        sys.stderr.write(
-            f"plangate: {bundle['newer_rows']} rows of the job are newer than the checkpoint "
-            "(not in the bundle)\n"
-        )
-    return EXIT_OK
-
-
-@_ledger_errors
-async def cmd_ledger_prove_consistency(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
-    from ledger.anchors import read_sink
-    from ledger.proofs import prove_consistency
-
-    old = await asyncio.to_thread(read_sink, args.old)
-    new = await asyncio.to_thread(read_sink, args.new) if args.new else None
-    if old is None or (args.new and new is None):
-        raise BadRequest(f"no checkpoint at {args.old if old is None else args.new}")
-    bundle = await asyncio.to_thread(prove_consistency, ledger_path(args, settings), old, new)
-    await _write_bundle(bundle, args.output)
-    return EXIT_OK
-
-
-async def _write_bundle(bundle: dict[str, Any], output: str | None) -> None:
-    import asyncio
-
-    text = codec.dumps(bundle) + "\n"
-    if output:
-        await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
-        sys.stderr.write(f"plangate: wrote a {bundle['kind']} bundle to {output}\n")
-    else:
-        sys.stdout.write(text)
-
-
-@_ledger_errors
-async def cmd_ledger_verify_bundle(args: argparse.Namespace, settings: Settings) -> int:
-    """No ledger file, no Redis: the bundle and the trusted key only."""
-    import asyncio
-
-    from ledger.proofs import verify_bundle
-    from ledger.signing import load_trusted_key
-
-    key, key_name = await asyncio.to_thread(load_trusted_key, args.public_key)
-    try:
-        bundle = codec.loads(await asyncio.to_thread(Path(args.bundle).read_text, encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadRequest(f"cannot read the bundle {args.bundle}: {exc}") from exc
-    report = verify_bundle(bundle, key, key_name)
-    if args.json:
-        echo(codec.dumps(report.__dict__))
-    elif not report.ok:
-        echo(f"BAD: {report.problem}")
-    elif report.kind == "inclusion":
-        echo(
-            f"ok: {len(report.rows)} rows of job {report.job_id} are in the signed tree of "
-            f"{report.tree_size} rows"
-        )
-        for row in report.rows:
-            echo(f"  row {row['seq']:>7}  {row['created_at']}  {row['kind']:<15} {row.get('outcome') or ''}")
-    else:
-        echo(
-            f"ok: the signed tree of {report.tree_size} rows extends the signed tree of "
-            f"{report.old_size} rows"
-        )
-    return EXIT_OK if report.ok else EXIT_BAD_LEDGER
-
-
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -485,7 +302,7 @@ async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -497,7 +314,7 @@ async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -506,7 +323,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 
     path = ledger_path(args, settings)
     archive = Path(args.archive) if args.archive else path.with_name(f"{path.stem}-archive-{args.before}.db")
-    key = await asyncio.to_thread(load_private_key, _key_path(settings, path))
+    key = await asyncio.to_thread(load_private_key, signing_key_path(settings, path))
     result = await asyncio.to_thread(compact, path, args.before, archive, key)
     echo(
         f"archived {result.archived_rows} rows (through row {result.through_seq}) to {result.archive} "
@@ -515,7 +332,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -560,6 +377,9 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 def add_ledger_commands(sub: Any) -> None:
     """Register `plangate ledger ...` on the top-level subparsers."""
+    from worker.cli.ledger_proofs import add_proof_commands
+    from worker.cli.ledger_upkeep import add_upkeep_commands
+
     ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
         dest="ledger_cmd", required=True
     )
@@ -628,63 +448,8 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--no-redis", action="store_true", help="do not fetch what the writer published to Redis")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
 
-    p = command(
-        "redact",
-        cmd_ledger_redact,
-        "replace payloads with tombstones that keep their hash (proofs still hold)",
-    )
-    p.add_argument("--job", help="redact this job's rows")
-    p.add_argument("--before", help="redact the rows created before this UTC time (ISO-8601)")
-    p.add_argument("--tenant", help="only this tenant's rows")
-    p.add_argument("--reason", required=True, help="why (recorded in the redaction's own row)")
-    p.add_argument("--by", required=True, help="who asks for it (recorded in the redaction's own row)")
-
-    p = command(
-        "reconcile",
-        cmd_ledger_reconcile,
-        "record as lost the jobs submitted past RESULT_TTL_S that never ended and are gone from Redis",
-    )
-    p.add_argument("--dry-run", action="store_true", help="list them, record nothing")
-    p.add_argument("--json", action="store_true", help="print each lost job as one JSON object per line")
-
-    p = command(
-        "checkpoint", cmd_ledger_checkpoint, "print the latest signed checkpoint (a C2SP signed note)"
-    )
-    p.add_argument(
-        "--sign", action="store_true", help="sign the file's head now with the signing key (after verify)"
-    )
-    p.add_argument(
-        "--verifier-key",
-        action="store_true",
-        help="print the signing key's verifier key for auditors and exit",
-    )
-
-    p = command(
-        "prove", cmd_ledger_prove, "write a job's rows with inclusion proofs against a signed checkpoint"
-    )
-    p.add_argument("job_id", help="the job's id")
-    p.add_argument(
-        "--checkpoint", metavar="FILE", help="prove against this checkpoint note (default the latest)"
-    )
-    p.add_argument("--output", "-o", help="write the bundle to this file (default stdout)")
-
-    p = command(
-        "prove-consistency",
-        cmd_ledger_prove_consistency,
-        "prove that a later checkpoint extends an earlier one",
-    )
-    p.add_argument("old", help="the earlier checkpoint note (a file)")
-    p.add_argument("new", nargs="?", help="the later checkpoint note (default the latest in the ledger)")
-    p.add_argument("--output", "-o", help="write the bundle to this file (default stdout)")
-
-    p = command(
-        "verify-bundle",
-        cmd_ledger_verify_bundle,
-        "check a proof bundle with the trusted public key alone (no ledger, no Redis); exit 1 if it fails",
-    )
-    p.add_argument("bundle", help="the bundle file (from prove or prove-consistency)")
-    p.add_argument("--public-key", required=True, help="the trusted public key: PEM or verifier key")
-    p.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
+    add_proof_commands(command)
+    add_upkeep_commands(command)
 
     p = command("anchors", cmd_ledger_anchors, "list the signed anchors of the chain head")
     p.add_argument("--export", metavar="FILE", help="write them as JSON lines to FILE (keep it elsewhere)")
