@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import tree_store
 from ledger.anchors import Anchorer
 from ledger.migrations import LATEST
+from ledger.projection_check import replay
 from ledger.signing import load_or_create_key, public_pem
 from ledger.sqlite_store import LedgerStore
 from tests.e2e.conftest import plangate_cmd
@@ -142,7 +143,10 @@ async def test_verify_ok_then_tampered_exits_1(cli_env: dict[str, str], ledger: 
         conn.execute("DELETE FROM anchors")  # and hide it from the file's own anchors and checkpoints
         conn.execute("DELETE FROM tree_checkpoints")
         conn.execute("BEGIN")
-        tree_store.build(conn)  # and rebuild the stored tree over what is left
+        tree_store.build(conn)  # and rebuild the stored tree and the read models over what is left
+        conn.execute("DELETE FROM jobs")
+        conn.execute("DELETE FROM job_search")
+        replay(conn, conn)
         conn.execute("COMMIT")
     bad = run(cli_env, "verify")  # the anchor in Redis still tells
     assert bad.returncode == 1 and "truncated at row 4" in bad.stdout, bad.stdout
