@@ -126,7 +126,8 @@ async def build_large(path: Path, rows: int, key: Ed25519PrivateKey) -> None:
 
 
 def bundle_figures(path: Path, key: Ed25519PrivateKey, job: str, repeats: int) -> dict[str, float]:
-    from ledger.proofs import prove_job, verify_bundle
+    from ledger.bundle_check import verify_bundle
+    from ledger.proofs import prove_job
     from plangate_base import codec
 
     start = time.perf_counter()

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +74,11 @@ def test_an_auditor_checks_a_job_and_the_log_growing_offline(
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert f"rows of job {jobs[0]} are in the signed tree of {checkpoint.size} rows" in checked.stdout
         assert "submitted" in checked.stdout and "done" in checked.stdout
+    # The same check importing the ledger package alone (no settings, no Redis client): what an auditor
+    # installs nothing else for.
+    audit = [sys.executable, "-m", "ledger.audit", str(bundle), "--public-key", str(auditor / "ledger.vkey")]
+    alone = subprocess.run(audit, env=offline, capture_output=True, text=True, timeout=60, cwd=auditor)
+    assert alone.returncode == 0 and f"rows of job {jobs[0]} in the signed tree" in alone.stdout, alone
 
     # An edited row, a row of another job, a checkpoint signed by another key: each refused.
     data = json.loads(bundle.read_text())

@@ -113,7 +113,7 @@ async def cmd_ledger_verify_bundle(args: argparse.Namespace, settings: Settings)
     """No ledger file, no Redis: the bundle and the trusted key only."""
     import asyncio
 
-    from ledger.proofs import verify_bundle
+    from ledger.bundle_check import verify_bundle
     from ledger.signing import load_trusted_key
 
     key, key_name = await asyncio.to_thread(load_trusted_key, args.public_key)
