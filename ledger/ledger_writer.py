@@ -155,8 +155,10 @@ class LedgerWriter:
 
         It is: the head this writer wrote last; the head published with the last ack, followed only by rows
         whose entries are still pending (committed, not acked, by a writer that died); or the head of the
-        latest anchor signed with this writer's key. Anything else was added to the file behind the
-        writers' backs: LedgerDiverged."""
+        latest anchor signed with this writer's key (after a clean stop with Redis's data lost, or when an
+        operator attested the head with `ledger checkpoint --sign`), unless the published head is missing
+        from the file (rolled back). Anything else was added to the file behind the writers' backs:
+        LedgerDiverged."""
         seq, head_hash, _ = await self.store.head()
         found: Head = (seq, head_hash)
         own = self.store.written_head
@@ -167,18 +169,21 @@ class LedgerWriter:
             assert self.head_key is not None
             raw = await self.redis.get(self.head_key)
             published = _parse_head(raw)
-            if published is not None:
-                after = await self.store.rows_after(published)
-                if after is not None and (
-                    not after or set(after) <= await self._pending_event_ids(len(after))
-                ):
-                    trusted = found
-            elif self.anchorer is not None and await own_signed_head(self.store, self.anchorer.key) == found:
+            after = await self.store.rows_after(published) if published is not None else None
+            if after is not None and (not after or set(after) <= await self._pending_event_ids(len(after))):
+                trusted = found
+            elif (published is None or after is not None) and await self._signed_by_us() == found:
+                # (not when the published head is missing from the file: that file was rolled back)
                 trusted = found
             if trusted is None:
                 raise LedgerDiverged(published or own or (0, chain.GENESIS_HASH), found)
         self.store.expect_head(trusted)
         self._log.info("ledger_writer.head_adopted", head_seq=trusted[0])
+
+    async def _signed_by_us(self) -> Head | None:
+        if self.anchorer is None:
+            return None
+        return await own_signed_head(self.store, self.anchorer.key)
 
     async def _pending_event_ids(self, at_most: int) -> set[str]:
         """The event ids of the entries pending in the group (delivered to any consumer, not acked)."""

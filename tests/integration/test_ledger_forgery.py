@@ -4,6 +4,7 @@ would write it): the writer never extends it nor signs it, and no writer after i
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from ledger.anchors import fetch
+from ledger.anchors import Anchorer, fetch
 from ledger.errors import LedgerDiverged
-from ledger.sqlite_store import connect_writer, insert_batch_sync
+from ledger.sqlite_store import LedgerStore, connect_writer, insert_batch_sync
 from ledger.verify import verify_ledger
 from tests.eventually import eventually
 from tests.integration.test_ledger_standby import GROUP, Ledger
@@ -99,3 +100,43 @@ async def test_rows_a_dead_writer_committed_but_never_acked_are_adopted(ledger: 
     await eventually(lambda: second.written == 3, what="new entries recorded")
     await eventually(lambda: second.anchorer.latest is not None and second.anchorer.latest["head_seq"] == 21)
     assert verify_ledger(ledger.path, ledger.key.public_key(), require_signed=True).ok
+
+
+def put_back(source: Path, path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.copy(source, path)
+
+
+async def attest(ledger: Ledger) -> None:
+    """What `plangate ledger checkpoint --sign` does: sign the file's head with the ledger's key."""
+    store = await LedgerStore.open(ledger.path)
+    try:
+        await Anchorer(store, ledger.key).maybe(force=True)
+    finally:
+        await store.close()
+
+
+async def test_an_attested_head_is_adopted_a_rolled_back_file_is_not(ledger: Ledger, tmp_path: Path) -> None:
+    writer = await ledger.start("w1")
+    await ledger.add(10)
+    await eventually(lambda: writer.processed == 10, what="10 entries recorded")
+    await ledger.stop(writer)  # signs head 10, published head 10
+    copy = tmp_path / "copy.db"
+    shutil.copy(ledger.path, copy)
+    forge_review(ledger.path)
+    refused = await ledger.start("w2")
+    await eventually(lambda: refused.diverged is not None, what="the forged head refused")
+    await ledger.stop(refused)
+
+    await attest(ledger)  # an operator looked at row 11 and signed the head
+    adopted = await ledger.start("w3")
+    await ledger.add(2)  # (and the five the forgery held back)
+    await eventually(lambda: adopted.written == 2, what="writing again after the attestation")
+    assert adopted.diverged is None
+    await ledger.stop(adopted)
+
+    put_back(copy, ledger.path)  # the file rolled back to a copy whose own anchors still verify
+    rolled = await ledger.start("w4")
+    await eventually(lambda: rolled.diverged is not None, what="the rolled-back file refused")
+    await ledger.stop(rolled)
