@@ -30,6 +30,7 @@ async def cmd_ledger_reconcile(args: argparse.Namespace, settings: Settings) -> 
     if args.ledger:
         settings = settings.model_copy(update={"ledger_path": Path(args.ledger)})
     async with text_client(settings.redis_url) as redis:
+        await redis.ping()  # (Redis first: what it no longer holds is the question)
         lost = await (find_lost(redis, settings) if args.dry_run else record_lost(redis, settings))
     for job in lost:
         if args.json:
@@ -55,6 +56,8 @@ async def cmd_ledger_redact(args: argparse.Namespace, settings: Settings) -> int
 
     if args.job is None and args.before is None:
         raise BadRequest("name what to redact: --job ID or --before DATE")
+    async with text_client(settings.redis_url) as redis:
+        await redis.ping()  # (the redaction goes to the writer through Redis: fail early without it)
     path = ledger_path(args, settings)
     seqs, old = await asyncio.to_thread(
         functools.partial(redaction.plan, path, job_id=args.job, before=args.before, tenant=args.tenant)
