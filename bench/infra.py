@@ -176,6 +176,7 @@ class Bench:
             PLANGATE_LLM_API_KEY="bench-key-not-secret",
             PLANGATE_MODEL="scripted",
             PLANGATE_LEDGER_PATH=str(self.workdir / f"{prefix.rstrip(':')}.db"),
+            PLANGATE_LEDGER_SIGNING_KEY=str(self.workdir / "keys" / f"{prefix.rstrip(':')}.key"),
             PLANGATE_CONCURRENCY=str(concurrency),
             PLANGATE_SHUTDOWN_GRACE_S="2",
             **{f"PLANGATE_{k.upper()}": v for k, v in extra.items()},

@@ -150,7 +150,10 @@ async def ledger(bench: Bench, events: int, mix: str = "done") -> float:
     """Events/s the ledger writer sustains draining a backlog of `events` events (see backlog_event)."""
     prefix = bench.prefix()
     settings = Settings(
-        redis_url=bench.redis_url, key_prefix=prefix, ledger_path=bench.workdir / f"ledger-{prefix[:-1]}.db"
+        redis_url=bench.redis_url,
+        key_prefix=prefix,
+        ledger_path=bench.workdir / f"ledger-{prefix[:-1]}.db",
+        ledger_signing_key=bench.workdir / "keys" / f"ledger-{prefix[:-1]}.key",
     )
     stream = Keys(prefix).ledger_stream()
     redis = text_client(bench.redis_url)

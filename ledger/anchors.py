@@ -1,11 +1,14 @@
-"""Anchors: the chain head (seq, hash, row count) signed with Ed25519; kept in the file, Redis, elsewhere.
+"""Anchors and checkpoints: the chain head (seq, hash, row count) and the Merkle tree head (a C2SP signed
+note) signed with Ed25519; kept in the file, published to Redis and to a sink file off the machine.
 
-An anchor published outside the file makes a rollback of the whole file (or a truncated tail) detectable;
-its signature makes a rewritten chain detectable by anyone holding the public key.
+A head published outside the file makes a rollback of the whole file (or a truncated tail) detectable;
+its signature makes a rewritten chain detectable by anyone holding the public key. The writer signs only
+the head it wrote itself (LedgerDiverged otherwise), so a row slipped into the file is never signed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -14,8 +17,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger import signing
+from ledger import signed_note, signing
+from ledger.errors import LedgerDiverged
 from ledger.sqlite_store import LedgerStore
+from ledger.tree_store import TreeError, TreeHead
 from plangate_base import codec
 from plangate_base.clock import now_iso
 from plangate_base.logs import get_logger
@@ -55,6 +60,45 @@ def load_anchors(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [codec.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def default_origin(key: Ed25519PublicKey) -> str:
+    """The log's origin (and checkpoint key name) unless configured: `plangate/` and the key's id."""
+    return f"plangate/{signing.key_id(key)}"
+
+
+def make_checkpoint(key: Ed25519PrivateKey, origin: str, head: TreeHead) -> dict[str, Any]:
+    """A signed tree head: its C2SP note and the columns kept beside it."""
+    note = signed_note.sign(signed_note.Checkpoint(origin, head.tree_size, head.root).body(), origin, key)
+    return {
+        "tree_size": head.tree_size,
+        "root_hash": head.root.hex(),
+        "head_seq": head.head_seq,
+        "head_hash": head.head_hash,
+        "created_at": now_iso(),
+        "key_id": signing.key_id(key.public_key()),
+        "note": note,
+    }
+
+
+def write_sink(path: str | os.PathLike[str], note: str) -> None:
+    """Replace the sink file with the latest checkpoint note, atomically (a reader sees one or the other)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(note)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, target)
+
+
+def read_sink(path: str | os.PathLike[str]) -> str | None:
+    """The checkpoint note in a sink file, or None when there is none yet."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
 async def publish(redis: aioredis.Redis, key: str, anchor: dict[str, Any]) -> None:
     """Publish the latest anchor to Redis (a plain string key; one per ledger)."""
     await redis.set(key, codec.canonical_dumps(anchor))
@@ -67,7 +111,8 @@ async def fetch(redis: aioredis.Redis, key: str) -> dict[str, Any] | None:
 
 
 class Anchorer:
-    """Signs the chain head of one store every `interval_s` (when it moved) and publishes it to Redis."""
+    """Signs the chain head and the tree head of one store every `interval_s` (when it moved) and publishes
+    them: the anchor and the checkpoint note to Redis, the note to the sink file."""
 
     def __init__(
         self,
@@ -76,13 +121,22 @@ class Anchorer:
         redis: aioredis.Redis | None = None,
         redis_key: str | None = None,
         interval_s: float = 10.0,
+        *,
+        origin: str | None = None,
+        checkpoint_key: str | None = None,
+        sink: str | os.PathLike[str] | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.redis = redis
         self.redis_key = redis_key
         self.interval_s = interval_s
+        self.origin = origin or default_origin(key.public_key())
+        self.checkpoint_key = checkpoint_key
+        self.sink = sink
         self.latest: dict[str, Any] | None = None
+        self.latest_checkpoint: dict[str, Any] | None = None
+        self.refused = 0  # heads not signed: not the head this writer wrote, or the tree out of step
         self._due = 0.0
         self._log = get_logger(__name__)
 
@@ -95,10 +149,39 @@ class Anchorer:
         seq, head_hash, count = await self.store.head()
         if self.latest is not None and self.latest["head_hash"] == head_hash:
             return None
+        tree = await self.store.tree_head()
+        self._check_own(tree)
         anchor = make_anchor(self.key, seq, head_hash, count)
-        await self.store.add_anchor(anchor)
+        checkpoint = make_checkpoint(self.key, self.origin, tree)
+        await self.store.add_anchor(anchor, checkpoint)
         if self.redis is not None and self.redis_key is not None:
             await publish(self.redis, self.redis_key, anchor)
-        self.latest = anchor
-        self._log.info("ledger.anchored", head_seq=seq, rows=count)
+        if self.redis is not None and self.checkpoint_key is not None:
+            await self.redis.set(self.checkpoint_key, checkpoint["note"])
+        if self.sink is not None:
+            await asyncio.to_thread(write_sink, self.sink, checkpoint["note"])
+        self.latest, self.latest_checkpoint = anchor, checkpoint
+        self._log.info("ledger.anchored", head_seq=seq, rows=count, tree_size=tree.tree_size)
         return anchor
+
+    def _check_own(self, tree: TreeHead) -> None:
+        """Refuse to sign a head this writer did not write, or a tree that does not cover the chain."""
+        own = self.store.written_head
+        if self.store.guarded and own is not None and (tree.head_seq, tree.head_hash) != own:
+            self.refused += 1
+            raise LedgerDiverged(own, (tree.head_seq, tree.head_hash))
+        if not tree.in_step:
+            self.refused += 1
+            raise TreeError(
+                f"the Merkle tree covers {tree.tree_size} rows after row {tree.base_seq}, the chain ends at "
+                f"row {tree.head_seq}; not signing"
+            )
+
+
+async def own_signed_head(store: LedgerStore, key: Ed25519PrivateKey) -> tuple[int, str] | None:
+    """The head of the latest anchor in the file, if `key` signed it (its signature covers seq and hash;
+    a checkpoint written with it signs the same moment's tree)."""
+    anchor, _checkpoint = await store.latest_signed()
+    if anchor is not None and anchor_signed(anchor, key.public_key()):
+        return int(anchor["head_seq"]), str(anchor["head_hash"])
+    return None

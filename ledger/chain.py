@@ -2,6 +2,9 @@
 
 Each row's `row_hash` is the SHA-256 of its canonical content: every column in CHAIN_COLUMNS (the
 previous row's hash included) as sorted-key JSON. Editing, deleting or inserting a row breaks a link.
+From schema version 6 the payload enters the hash as its own SHA-256 (`sha256:HEX`), so a payload can be
+redacted — replaced by a tombstone that keeps its digest — and the row hash, the chain, the Merkle tree
+and every proof still hold.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ CHAIN_COLUMNS: tuple[str, ...] = (
 """The columns a row's hash covers (all of them but row_hash). A new column added to the hash later must
 depend on the row's schema_version, so rows written before it still verify."""
 
+PAYLOAD_DIGEST_FROM = 6
+"""The schema version from which a row hashes its payload's digest instead of its text."""
+
+REDACTED_KEY = "redacted"
+
 ROW_COLUMNS: tuple[str, ...] = (*CHAIN_COLUMNS, "row_hash")
 _CHAIN_KEYS = frozenset(CHAIN_COLUMNS)
 
@@ -62,6 +70,8 @@ _SOURCES: dict[str, str] = {
     EventKind.VOCABULARY_EXTENDED: "operator",
     EventKind.MALFORMED: "ledger",
     EventKind.WEBHOOK_DELIVERED: "webhooks",
+    EventKind.LOST: "ledger",
+    EventKind.REDACTED: "operator",
 }
 
 
@@ -71,9 +81,47 @@ def row_hash(row: dict[str, Any]) -> str:
 
 
 def _chain_content(row: dict[str, Any]) -> dict[str, Any]:
+    payload = row.get("payload")
+    if payload is not None and not isinstance(payload, str):  # an exported row: its payload parsed
+        row = {**row, "payload": codec.dumps(payload)}  # (the writer stored exactly this text)
+    if (row.get("schema_version") or 0) >= PAYLOAD_DIGEST_FROM:
+        content = {name: row.get(name) for name in CHAIN_COLUMNS}
+        content["payload"] = "sha256:" + payload_digest(row.get("payload") or "")
+        return content
     if row.keys() == _CHAIN_KEYS:  # a row being sealed: exactly its chain columns (no copy needed)
         return row
     return {name: row.get(name) for name in CHAIN_COLUMNS}
+
+
+def payload_digest(text: str) -> str:
+    """The SHA-256 (hex) of a payload's text; of a tombstone, the digest it keeps of the redacted text."""
+    kept = tombstone_of(text)
+    if kept is not None:
+        return kept["sha256"]
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tombstone(digest: str, redaction_event_id: str) -> str:
+    """The payload text that replaces a redacted one: its digest and the redaction event that did it."""
+    return codec.dumps({REDACTED_KEY: {"sha256": digest, "by": redaction_event_id}})
+
+
+def tombstone_of(text: str | None) -> dict[str, str] | None:
+    """{"sha256", "by"} of a tombstone payload, or None for any other payload."""
+    if not text or not text.startswith('{"' + REDACTED_KEY + '"'):
+        return None
+    try:
+        value = codec.loads(text)
+    except ValueError:
+        return None
+    kept = value.get(REDACTED_KEY) if isinstance(value, dict) and len(value) == 1 else None
+    if (
+        isinstance(kept, dict)
+        and set(kept) == {"sha256", "by"}
+        and all(isinstance(v, str) for v in kept.values())
+    ):
+        return kept
+    return None
 
 
 def audit_columns(event: dict[str, Any]) -> dict[str, Any]:

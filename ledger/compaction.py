@@ -11,8 +11,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import migrations, signing
+from ledger import migrations, signing, tree_store
 from ledger.errors import CompactionError
+from ledger.projection_check import replay
 from ledger.queries import normalize_time
 from ledger.verify import verify_ledger
 from plangate_base import clock
@@ -45,10 +46,12 @@ def compact(
         if through is None:
             raise CompactionError(f"no rows recorded before {before}")
         through_seq, through_hash = through
+        cut_tree = tree_store.range_at(conn, through_seq)
         archived = _write_archive(conn, target, through_seq)
+        _build_archive_tree(target)
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         target.chmod(0o444)
-        _cut(conn, key, through_seq, through_hash, archived, target.name, digest)
+        _cut(conn, key, through_seq, through_hash, archived, target.name, digest, cut_tree)
     finally:
         conn.close()
     return CompactionResult(target, through_seq, archived, digest)
@@ -78,6 +81,8 @@ def _write_archive(conn: sqlite3.Connection, target: Path, through_seq: int) -> 
             ("events", " WHERE seq <= ?", (through_seq,)),
             ("checkpoints", "", ()),
             ("anchors", " WHERE head_seq <= ?", (through_seq,)),
+            ("tree_checkpoints", " WHERE head_seq <= ?", (through_seq,)),
+            ("merkle_cuts", "", ()),
         )
         for table, where, params in copies:
             columns = ", ".join(f'"{name}"' for name in _columns(conn, table))
@@ -87,6 +92,19 @@ def _write_archive(conn: sqlite3.Connection, target: Path, through_seq: int) -> 
         return int(conn.execute("SELECT count(*) FROM arc.events").fetchone()[0])
     finally:
         conn.execute("DETACH DATABASE arc")
+
+
+def _build_archive_tree(target: Path) -> None:
+    """The archive's own Merkle tree and read models over its rows (its checkpoints then verify there,
+    and `ledger show`/`search --ledger ARCHIVE` read its jobs)."""
+    archive = sqlite3.connect(target, isolation_level=None, timeout=10.0)
+    try:
+        archive.execute("BEGIN IMMEDIATE")
+        tree_store.build(archive)
+        replay(archive, archive)
+        archive.execute("COMMIT")
+    finally:
+        archive.close()
 
 
 def _create_archive(target: Path, version: int) -> None:
@@ -112,6 +130,7 @@ def _cut(
     archived: int,
     archive_name: str,
     digest: str,
+    cut_tree: tree_store.merkle.CompactRange | None,
 ) -> None:
     """In one transaction: delete the archived rows (past the append-only triggers) and add the checkpoint."""
     conn.execute("BEGIN IMMEDIATE")
@@ -135,6 +154,8 @@ def _cut(
         for name, _sql in triggers:
             conn.execute(f'DROP TRIGGER "{name}"')
         conn.execute("DELETE FROM events WHERE seq <= ?", (through_seq,))
+        if cut_tree is not None:
+            tree_store.keep_cut(conn, through_seq, cut_tree)
         for _name, sql in triggers:
             conn.execute(sql)
         conn.execute(

@@ -36,3 +36,17 @@ class SigningKeyError(LedgerError):
 
 class CompactionError(LedgerError):
     """A compaction could not proceed (nothing to archive, the chain is broken, the archive exists)."""
+
+
+class LedgerDiverged(LedgerError):
+    """The file's chain head is not the head this writer wrote: rows were added (or removed) behind its back.
+
+    The writer refuses to extend or sign such a chain; `plangate ledger verify` shows where it diverged."""
+
+    def __init__(self, expected: tuple[int, str], found: tuple[int, str]) -> None:
+        super().__init__(
+            f"the ledger file's head is row {found[0]} {found[1][:16]}..., this writer last wrote row "
+            f"{expected[0]} {expected[1][:16]}...: the file was changed behind the writer; not writing"
+        )
+        self.expected = expected
+        self.found = found

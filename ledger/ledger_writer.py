@@ -12,14 +12,18 @@ import contextlib
 import functools
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ledger.anchors import Anchorer
+from ledger import chain
+from ledger.anchors import Anchorer, own_signed_head
+from ledger.errors import LedgerDiverged
 from ledger.events import decode_entry
-from ledger.sqlite_store import LedgerStore
+from ledger.sqlite_store import Head, LedgerStore
+from ledger.tree_store import TreeError
 from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
 
@@ -46,6 +50,9 @@ class LedgerWriter:
         lock: WriterLock | None = None,
         anchorer: Anchorer | None = None,
         claim_idle_s: float = 30.0,
+        head_key: str | None = None,
+        reconciler: Callable[[], Awaitable[int]] | None = None,
+        reconcile_interval_s: float = 300.0,
     ) -> None:
         if batch_size < 1 or block_ms < 1:
             raise ValueError("batch_size and block_ms must be at least 1")
@@ -67,6 +74,17 @@ class LedgerWriter:
         self.processed = 0  # stream entries committed, acked and deleted (re-deliveries included)
         self.malformed = 0  # entries recorded as kind "malformed"
         self.errors = 0  # failed steps (Redis or SQLite), each followed by a backoff and a retry
+        # With head_key (a Redis key) the writer guards its head: it publishes the head it committed there
+        # with each ack, extends and signs only that head, and on taking over adopts the file's head only
+        # when it is the published head (plus entries still pending), or the head its key last signed.
+        self.head_key = head_key
+        self.diverged: LedgerDiverged | TreeError | None = None  # set: the writer stopped writing
+        # The periodic reconciliation with Redis (the queue side's: it owns the status keys); returns how
+        # many jobs it found lost (and recorded as `lost` on the stream).
+        self.reconciler = reconciler
+        self.reconcile_interval_s = reconcile_interval_s
+        self.lost = 0
+        self._next_reconcile = time.monotonic() + reconcile_interval_s
         self._stop = asyncio.Event()
         self._group_ready = False
         # Our own pending entries (read before a crash or a failed commit) are re-read before new ones.
@@ -97,18 +115,94 @@ class LedgerWriter:
                     if not await self._hold_lock():
                         await self._wait(self._standby_poll_s())
                         continue
+                    if self.head_key is not None and not self.store.guarded:
+                        await self._adopt_head()
                     await self._claim_due()
                     await self._step(block_ms=self.block_ms)
                     if self.anchorer is not None:
                         await self.anchorer.maybe()
+                    await self._reconcile_due()
                     failures = 0
                 except (RedisError, sqlite3.Error) as exc:
                     self._on_error(exc)
                     await self._wait(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**failures))
                     failures += 1
+                except (LedgerDiverged, TreeError) as exc:
+                    self._on_diverged(exc)
+                    break
         finally:
             await self._shutdown()
         self._log.info("ledger_writer.stopped", written=self.written, processed=self.processed)
+
+    async def _reconcile_due(self) -> None:
+        """Run the reconciliation every reconcile_interval_s (while active)."""
+        if self.reconciler is None or time.monotonic() < self._next_reconcile:
+            return
+        self._next_reconcile = time.monotonic() + self.reconcile_interval_s
+        found = await self.reconciler()
+        self.lost += found
+        if found:
+            self._log.warning("ledger_writer.jobs_lost", jobs=found)
+
+    def _on_diverged(self, exc: LedgerDiverged | TreeError) -> None:
+        """Stop writing for good: what is in the stream stays there (pending or new) for an operator."""
+        self.diverged = exc
+        self._forget_read_ahead()
+        self._log.error("ledger_writer.diverged", error=str(exc))
+
+    async def _adopt_head(self) -> None:
+        """Take the file's head as the one to extend, if this writer (or the one before it) wrote it.
+
+        It is: the head this writer wrote last; the head published with the last ack, followed only by rows
+        whose entries are still pending (committed, not acked, by a writer that died); or the head of the
+        latest anchor signed with this writer's key (after a clean stop with Redis's data lost, or when an
+        operator attested the head with `ledger checkpoint --sign`), unless the published head is missing
+        from the file (rolled back). Anything else was added to the file behind the writers' backs:
+        LedgerDiverged."""
+        seq, head_hash, _ = await self.store.head()
+        found: Head = (seq, head_hash)
+        own = self.store.written_head
+        trusted: Head | None = None
+        if own == found or found == (0, chain.GENESIS_HASH):
+            trusted = found
+        else:
+            assert self.head_key is not None
+            raw = await self.redis.get(self.head_key)
+            published = _parse_head(raw)
+            after = await self.store.rows_after(published) if published is not None else None
+            if after is not None and (not after or set(after) <= await self._pending_event_ids(len(after))):
+                trusted = found
+            elif (published is None or after is not None) and await self._signed_by_us() == found:
+                # (not when the published head is missing from the file: that file was rolled back)
+                trusted = found
+            if trusted is None:
+                raise LedgerDiverged(published or own or (0, chain.GENESIS_HASH), found)
+        self.store.expect_head(trusted)
+        self._log.info("ledger_writer.head_adopted", head_seq=trusted[0])
+
+    async def _signed_by_us(self) -> Head | None:
+        if self.anchorer is None:
+            return None
+        return await own_signed_head(self.store, self.anchorer.key)
+
+    async def _pending_event_ids(self, at_most: int) -> set[str]:
+        """The event ids of the entries pending in the group (delivered to any consumer, not acked)."""
+        if at_most > 10 * self.batch_size:  # more rows than writers ever leave unacked
+            return set()
+        await self._ensure_group()
+        pending = await self.redis.xpending_range(
+            self.stream_key, self.group, "-", "+", at_most + 2 * self.batch_size
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in pending:
+                pipe.xrange(self.stream_key, item["message_id"], item["message_id"])
+            replies = await pipe.execute()
+        ids: set[str] = set()
+        for reply in replies:
+            for stream_id, fields in reply:
+                event, _problem = decode_entry(stream_id, fields)
+                ids.add(event["event_id"])
+        return ids
 
     async def _wait(self, seconds: float) -> None:
         """Sleep up to `seconds`, waking at once on stop()."""
@@ -130,6 +224,8 @@ class LedgerWriter:
         self._next_renew = now + self.lock.ttl_ms / 3000
         if self.active and not was_active:
             self._log.info("ledger_writer.active")
+            if self.head_key is not None:  # another writer may have written meanwhile: adopt its head anew
+                self.store.guarded = False
             # We are the only active writer: whatever others left pending is orphaned; take it all now.
             self._claim_min_idle_ms = 0
         elif was_active and not self.active:
@@ -175,9 +271,13 @@ class LedgerWriter:
             with contextlib.suppress(RedisError):
                 await self._ack()
         self._forget_read_ahead()
-        if self.active and self.anchorer is not None:
-            with contextlib.suppress(RedisError, sqlite3.Error):
+        if self.active and self.anchorer is not None and self.diverged is None:
+            try:
                 await self.anchorer.maybe(force=True)
+            except (LedgerDiverged, TreeError) as exc:
+                self._on_diverged(exc)
+            except (RedisError, sqlite3.Error):
+                pass
         if self.lock is not None:
             with contextlib.suppress(RedisError):
                 await self.lock.release()
@@ -294,6 +394,9 @@ class LedgerWriter:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream_key, self.group, *ids)
             pipe.xdel(self.stream_key, *ids)
+            head = self.store.written_head
+            if self.head_key is not None and head is not None:
+                pipe.set(self.head_key, f"{head[0]}:{head[1]}")
             await pipe.execute()
         self._unacked = []
         self.processed += len(ids)
@@ -320,6 +423,15 @@ def decode_batch(entries: list[Entry]) -> tuple[list[dict[str, Any]], list[tuple
             problems.append((stream_id, problem))
         events.append(event)
     return events, problems
+
+
+def _parse_head(raw: str | bytes | None) -> Head | None:
+    """A head published as `seq:hash`."""
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    seq, _, head_hash = text.partition(":")
+    return (int(seq), head_hash) if seq.isdigit() and head_hash else None
 
 
 def _entries(reply: Any) -> list[Entry]:

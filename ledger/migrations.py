@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ledger import chain, projections
+from ledger import chain, projections, tree_store
 from ledger.errors import MigrationError, SchemaTooNew
 from plangate_base import clock
 from plangate_base.logs import get_logger
@@ -27,6 +27,7 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _PYTHON_STEPS: dict[int, Callable[[sqlite3.Connection], int]] = {
     2: chain.backfill,
     5: projections.rebuild_search,
+    6: tree_store.build,
 }
 
 

@@ -35,6 +35,12 @@ ON CONFLICT (job_id) DO UPDATE SET
     output = excluded.output
 """
 
+# A lost job ends as `lost` unless an end was recorded (a terminal event after it still wins).
+_PROJECT_LOST = f"""
+UPDATE jobs SET state = '{EventKind.LOST.value}', finished_at = ?
+WHERE job_id = ? AND state NOT IN ({", ".join(f"'{k.value}'" for k in sorted(TERMINAL_EVENT_KINDS))})
+"""
+
 _TENANT = """
 INSERT INTO tenants (tenant_id, first_seen_at, last_seen_at, jobs) VALUES (?, ?, ?, 1)
 ON CONFLICT (tenant_id) DO UPDATE SET
@@ -124,7 +130,12 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tu
 
 
 def project(
-    conn: sqlite3.Connection, event: dict[str, Any], payload_text: str | None, search: SearchRows
+    conn: sqlite3.Connection,
+    event: dict[str, Any],
+    payload_text: str | None,
+    search: SearchRows,
+    *,
+    counts: bool = True,
 ) -> None:
     """Update the read models for one newly recorded event (inside the caller's transaction).
 
@@ -133,11 +144,14 @@ def project(
     changes wait in `search` for the batch's `search.flush(conn)`.
 
     Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
-    projections) in one call on its writer thread instead of one thread hop per statement."""
+    projections) in one call on its writer thread instead of one thread hop per statement.
+
+    `counts=False` (re-projecting a job after a redaction) leaves the per-event tables alone: tenant and
+    project counts, agent snapshots."""
     kind = event["kind"]
     payload = event.get("payload")
     fields = payload if isinstance(payload, dict) else {}
-    if kind in AGENT_EVENT_KINDS and event.get("agent_id"):
+    if counts and kind in AGENT_EVENT_KINDS and event.get("agent_id"):
         _agent_snapshot(conn, event, fields)
     if not event.get("job_id"):
         return
@@ -153,7 +167,8 @@ def project(
                 event.get("created_at"),
             ),
         )
-        _tenant_and_project(conn, event, fields)
+        if counts:
+            _tenant_and_project(conn, event, fields)
         search.set(event["job_id"], description=_text(fields.get("description")) or "")
     elif kind in TERMINAL_EVENT_KINDS:
         conn.execute(
@@ -173,6 +188,8 @@ def project(
         columns = outcome_search_columns(fields)
         if columns is not None:
             search.set(event["job_id"], **columns)
+    elif kind == EventKind.LOST:
+        conn.execute(_PROJECT_LOST, (event.get("created_at"), event["job_id"]))
 
 
 def outcome_search_columns(payload: Any) -> dict[str, str] | None:

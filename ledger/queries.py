@@ -146,14 +146,16 @@ async def tail(conn: aiosqlite.Connection, flt: EventFilter, count: int) -> list
 
 
 async def export_events(
-    path: str | os.PathLike[str], flt: EventFilter, page: int = 1000
+    path: str | os.PathLike[str], flt: EventFilter, page: int = 1000, through_seq: int | None = None
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every event matching `flt`, oldest first, read in pages (for JSON-lines export)."""
+    """Every event matching `flt` (up to row `through_seq`), oldest first, read in pages (for export)."""
     async with read_only(path) as conn:
         after = 0
         while True:
             events = await fetch_events(conn, flt, after_seq=after, limit=page)
             for event in events:
+                if through_seq is not None and event["seq"] > through_seq:
+                    return
                 yield event
             if len(events) < page:
                 return

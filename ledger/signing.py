@@ -16,12 +16,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger import signed_note
 from ledger.errors import SigningKeyError
 from plangate_base import codec
 
 
 def default_key_path(ledger_path: str | os.PathLike[str]) -> Path:
-    """Where the signing key lives unless configured: next to the ledger, LEDGER_PATH + '.key'."""
+    """LEDGER_PATH + '.key': where the demo keeps its key (a deployment keeps it apart: Settings
+    .signing_key_path)."""
     return Path(f"{os.fspath(ledger_path)}.key")
 
 
@@ -104,3 +106,20 @@ def signature_ok(key: Ed25519PublicKey, fields: dict[str, Any], signature: str) 
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def load_trusted_key(path: str | os.PathLike[str]) -> tuple[Ed25519PublicKey, str | None]:
+    """The public key an operator or auditor trusts, and its name: a PEM public key (no name), or a C2SP
+    verifier key `name+hash+key` on the file's first line (checkpoints must then be of that origin)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SigningKeyError(f"cannot read the trusted key {path}: {exc}") from exc
+    if "-----BEGIN" in text:
+        return load_public_key(path), None
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    try:
+        name, key = signed_note.parse_verifier_key(line)
+    except signed_note.NoteError as exc:
+        raise SigningKeyError(f"{path} is neither a PEM public key nor a verifier key: {exc}") from exc
+    return key, name

@@ -15,12 +15,16 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ledger import chain, migrations, queries
+from ledger import chain, migrations, queries, redaction
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
+from ledger.errors import LedgerDiverged
 from ledger.projections import SearchRows, project
+from ledger.tree_store import TreeAppender, TreeHead, read_state
 from plangate_base import clock, codec
+from plangate_base.vocabulary import EventKind
 
 _T = TypeVar("_T")
+Head = tuple[int, str]
 
 # Two writer processes on one file queue up on the lock for this long instead of failing at once.
 BUSY_TIMEOUT_MS = 10_000
@@ -32,6 +36,11 @@ _ROW_VALUES = operator.itemgetter(*ROW_COLUMNS)
 _INSERT_ANCHOR = (
     "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
     " VALUES (:head_seq, :head_hash, :row_count, :created_at, :key_id, :signature)"
+)
+
+_INSERT_CHECKPOINT = (
+    "INSERT INTO tree_checkpoints (tree_size, root_hash, head_seq, head_hash, created_at, key_id, note)"
+    " VALUES (:tree_size, :root_hash, :head_seq, :head_hash, :created_at, :key_id, :note)"
 )
 
 
@@ -49,6 +58,7 @@ class LedgerStore:
         executor: ThreadPoolExecutor,
         path: Path,
         policy_version: str,
+        merkle: bool = True,
     ) -> None:
         self._conn = conn
         self._writer = writer
@@ -57,14 +67,24 @@ class LedgerStore:
         self._executor = executor
         self.path = path
         self.policy_version = policy_version
+        self.merkle = merkle
+        # The head this store last wrote. Once guarded (expect_head, the active ledger writer), a batch
+        # extends only that head, so a row added to the file behind the writer is never extended, nor
+        # signed (LedgerDiverged). Unguarded (tests, imports, several stores on one file) a batch extends
+        # whatever head the file has.
+        self.written_head: Head | None = None
+        self.guarded = False
         # One connection carries one transaction at a time; concurrent callers take turns.
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], policy_version: str = UNKNOWN_POLICY) -> LedgerStore:
+    async def open(
+        cls, path: str | os.PathLike[str], policy_version: str = UNKNOWN_POLICY, *, merkle: bool = True
+    ) -> LedgerStore:
         """Open (creating if needed) the ledger at `path`: WAL, synchronous=FULL, migrations applied.
 
-        `policy_version` is stamped on (and hashed with) every row this store writes."""
+        `policy_version` is stamped on (and hashed with) every row this store writes. `merkle=False` leaves
+        the Merkle tree behind (bench/ only: the file then has no usable tree)."""
         file = Path(path)
         await asyncio.to_thread(migrations.migrate_file, file)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
@@ -89,7 +109,7 @@ class LedgerStore:
             await asyncio.get_running_loop().run_in_executor(executor, writer.close)
             executor.shutdown(wait=False)
             raise
-        return cls(conn, writer, executor, file, policy_version)
+        return cls(conn, writer, executor, file, policy_version, merkle)
 
     async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run `fn(writer_connection, *args)` on the writer thread (call with the lock held)."""
@@ -101,7 +121,10 @@ class LedgerStore:
         if not events:
             return 0
         async with self._lock:
-            return await self._in_writer(insert_batch_sync, events, self.policy_version)
+            inserted, self.written_head = await self._in_writer(
+                _insert_checked, events, self.policy_version, self._expected(), self.merkle
+            )
+            return inserted
 
     async def insert_prepared(self, prepare: Callable[[], tuple[list[dict[str, Any]], _T]]) -> tuple[int, _T]:
         """`insert_events(events)` for `events, extra = prepare()`, with prepare() run on the writer thread
@@ -110,17 +133,44 @@ class LedgerStore:
         The ledger writer decodes its stream entries this way: the event loop is left with the Redis I/O
         and holds the GIL less, so it stalls the SQLite thread (waiting for the GIL) less."""
         async with self._lock:
-            return await self._in_writer(_prepare_and_insert_sync, prepare, self.policy_version)
+            inserted, extra, head = await self._in_writer(
+                _prepare_and_insert_sync, prepare, self.policy_version, self._expected(), self.merkle
+            )
+            if head is not None:
+                self.written_head = head
+            return inserted, extra
+
+    def _expected(self) -> Head | None:
+        return self.written_head if self.guarded else None
+
+    def expect_head(self, head: Head) -> None:
+        """From now on extend only `head` and the heads this store writes after it (the active writer)."""
+        self.written_head, self.guarded = head, True
+
+    async def tree_head(self) -> TreeHead:
+        """The chain head and the Merkle tree head, read in one transaction (what a checkpoint signs)."""
+        async with self._lock:
+            return await self._in_writer(_tree_head_sync)
 
     async def head(self) -> tuple[int, str, int]:
         """(seq, hash, row count including archived rows) of the chain head, in one read transaction."""
         async with self._lock:
             return await self._in_writer(_head_sync)
 
-    async def add_anchor(self, anchor: dict[str, Any]) -> None:
-        """Keep a signed anchor in the file (it is also published to Redis and exportable)."""
+    async def add_anchor(self, anchor: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> None:
+        """Keep a signed anchor (and the signed checkpoint of the same moment) in the file, in one commit."""
         async with self._lock:
-            await self._in_writer(_add_anchor_sync, anchor)
+            await self._in_writer(_add_anchor_sync, anchor, checkpoint)
+
+    async def rows_after(self, head: Head) -> list[str] | None:
+        """The event ids of the rows after `head`, oldest first; None when the file has no row `head`."""
+        async with self._lock:
+            return await self._in_writer(_rows_after_sync, head)
+
+    async def latest_signed(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The latest anchor and the latest tree checkpoint kept in the file (signatures not checked)."""
+        async with self._lock:
+            return await self._in_writer(_latest_signed_sync)
 
     async def events_for_job(self, job_id: str) -> list[dict[str, Any]]:
         """All events of one job, ordered by seq, payload parsed."""
@@ -175,14 +225,35 @@ def connect_writer(file: Path) -> sqlite3.Connection:
 
 
 def insert_batch_sync(
-    conn: sqlite3.Connection, events: list[dict[str, Any]], policy_version: str = UNKNOWN_POLICY
+    conn: sqlite3.Connection,
+    events: list[dict[str, Any]],
+    policy_version: str = UNKNOWN_POLICY,
+    *,
+    merkle: bool = True,
 ) -> int:
-    """Append a batch to the chain and project it, in one transaction; returns how many rows are new."""
+    """Append a batch to the chain and project it, in one transaction; returns how many rows are new.
+
+    `merkle=False` leaves the Merkle tree behind (bench/ledger_tree.py measures what the tree costs)."""
+    return _insert_checked(conn, events, policy_version, None, merkle)[0]
+
+
+def _insert_checked(
+    conn: sqlite3.Connection,
+    events: list[dict[str, Any]],
+    policy_version: str,
+    expected: Head | None,
+    merkle: bool,
+) -> tuple[int, Head]:
+    """insert_batch_sync, refusing (LedgerDiverged) unless the file's head is `expected` (None: any);
+    returns (new rows, the head after the batch). The Merkle tree grows in the same transaction."""
     # IMMEDIATE takes the write lock up front, so a second writer waits (busy_timeout) at BEGIN, and the
     # head read below is the head this batch extends: two writers cannot fork the chain.
     conn.execute("BEGIN IMMEDIATE")
     try:
         seq, prev_hash = chain.read_head(conn)
+        if expected is not None and (seq, prev_hash) != expected:
+            raise LedgerDiverged(expected, (seq, prev_hash))
+        tree = TreeAppender(conn, seq) if merkle else None
         recorded_at = clock.now_iso()
         inserted = 0
         search = SearchRows()
@@ -192,22 +263,36 @@ def insert_batch_sync(
             if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
                 seq, prev_hash = seq + 1, row["row_hash"]
                 inserted += 1
+                if tree is not None:
+                    tree.add(prev_hash)
+                if event["kind"] == EventKind.REDACTED:
+                    search.flush(conn)  # (the redacted jobs are re-projected from their rows now)
+                    redaction.apply(conn, event)
                 # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
                 project(conn, event, row["payload"], search)
         search.flush(conn)
+        if tree is not None:
+            tree.flush(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # (a failed COMMIT may leave it open; some errors end it themselves)
             conn.execute("ROLLBACK")
         raise
-    return inserted
+    return inserted, (seq, prev_hash)
 
 
 def _prepare_and_insert_sync(
-    conn: sqlite3.Connection, prepare: Callable[[], tuple[list[dict[str, Any]], _T]], policy_version: str
-) -> tuple[int, _T]:
+    conn: sqlite3.Connection,
+    prepare: Callable[[], tuple[list[dict[str, Any]], _T]],
+    policy_version: str,
+    expected: Head | None,
+    merkle: bool,
+) -> tuple[int, _T, Head | None]:
     events, extra = prepare()
-    return (insert_batch_sync(conn, events, policy_version) if events else 0), extra
+    if not events:
+        return 0, extra, None
+    inserted, head = _insert_checked(conn, events, policy_version, expected, merkle)
+    return inserted, extra, head
 
 
 def _row(event: dict[str, Any], seq: int, recorded_at: str, policy_version: str) -> dict[str, Any]:
@@ -241,5 +326,51 @@ def _head_sync(conn: sqlite3.Connection) -> tuple[int, str, int]:
     return seq, head_hash, int(row[0]) if row else 0
 
 
-def _add_anchor_sync(conn: sqlite3.Connection, anchor: dict[str, Any]) -> None:
-    conn.execute(_INSERT_ANCHOR, anchor)
+def _rows_after_sync(conn: sqlite3.Connection, head: Head) -> list[str] | None:
+    conn.execute("BEGIN")
+    try:
+        row = conn.execute("SELECT row_hash FROM events WHERE seq = ?", (head[0],)).fetchone()
+        if (row is None or row[0] != head[1]) and head != chain.read_head(conn):
+            return None
+        return [
+            r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ? ORDER BY seq", (head[0],))
+        ]
+    finally:
+        conn.execute("COMMIT")
+
+
+def _latest_signed_sync(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    conn.row_factory = sqlite3.Row
+    try:
+        anchor = conn.execute("SELECT * FROM anchors ORDER BY anchor_id DESC LIMIT 1").fetchone()
+        checkpoint = conn.execute(
+            "SELECT * FROM tree_checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.row_factory = None
+    return (dict(anchor) if anchor else None), (dict(checkpoint) if checkpoint else None)
+
+
+def _tree_head_sync(conn: sqlite3.Connection) -> TreeHead:
+    conn.execute("BEGIN")
+    try:
+        seq, head_hash = chain.read_head(conn)
+        base, tree = read_state(conn)
+    finally:
+        conn.execute("COMMIT")
+    return TreeHead(seq, head_hash, tree.size, tree.root(), base)
+
+
+def _add_anchor_sync(
+    conn: sqlite3.Connection, anchor: dict[str, Any], checkpoint: dict[str, Any] | None
+) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_INSERT_ANCHOR, anchor)
+        if checkpoint is not None:
+            conn.execute(_INSERT_CHECKPOINT, checkpoint)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -39,3 +39,9 @@ def utc_day(at_s: float | None = None) -> str:
 def utc_minute(at_s: float | None = None) -> str:
     """The UTC minute (YYYYmmddHHMM) of `at_s` seconds since the epoch, now when None."""
     return time.strftime("%Y%m%d%H%M", time.gmtime(at_s))
+
+
+def parse_iso(text: str) -> datetime:
+    """ISO-8601 text as `iso` writes it (any offset, or none for UTC) back to an aware UTC time."""
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -117,6 +117,8 @@ class EventKind(StrEnum):
     VOCABULARY_EXTENDED = "vocabulary_extended"
     WEBHOOK_DELIVERED = "webhook_delivered"  # a receiver took the job's terminal event (once per job)
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
+    LOST = "lost"  # reconciliation: submitted, never ended, and its status is gone from Redis
+    REDACTED = "redacted"  # an operator replaced payloads with tombstones (who, what, why)
 
 
 TERMINAL_EVENT_KINDS: frozenset[EventKind] = frozenset(

@@ -181,6 +181,7 @@ def settings(
         model="scripted",
         allowed_models=list(BEHAVIOURS),
         ledger_path=tmp_path / "ledger.db",
+        ledger_key_dir=tmp_path / "keys",  # a generated signing key stays in the test's directory
         heartbeat_s=0.2,
         llm_backoff_s=0.01,
         ledger_batch_delay_s=0.01,

@@ -27,6 +27,8 @@ wake                   worker.client (publish)                       (pub/sub ch
 ledger_stream          every module that records (LEDGER_STREAM_FIELD) ledger events; group LEDGER_GROUP
 ledger_writer_lock     ledger.writer_lock                            the active writer's name
 ledger_anchor          ledger.anchors                                the signed chain head
+ledger_checkpoint      ledger.anchors                                the latest signed checkpoint (C2SP note)
+ledger_head            ledger.ledger_writer                          the head the writer committed (seq:hash)
 agent(s)               governance.registry                           JSON record / the id set
 agent_key              governance.agent_keys                         salted key hash
 tenant(s)              governance.registry                           JSON record / the id set
@@ -148,6 +150,15 @@ class Keys(NamedTuple):
     def ledger_anchor(self) -> str:
         """The latest signed anchor of the ledger chain (head hash and count), written by ledger.anchors."""
         return f"{self.prefix}ledger:anchor"
+
+    def ledger_checkpoint(self) -> str:
+        """The latest signed tree head of the ledger, a C2SP checkpoint note, written by ledger.anchors."""
+        return f"{self.prefix}ledger:checkpoint"
+
+    def ledger_head(self) -> str:
+        """The chain head (`seq:hash`) the active ledger writer committed, set with each ack; a writer taking
+        over extends the file's head only when it is this one (ledger.ledger_writer)."""
+        return f"{self.prefix}ledger:head"
 
     def agent(self, agent_id: str) -> str:
         """An agent's registry record (JSON), written by governance.registry."""

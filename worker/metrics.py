@@ -8,10 +8,11 @@ values are bounded: states, phases, decisions, reason codes and model names, nev
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -20,6 +21,9 @@ from plangate_base.logs import get_logger
 from worker.keys import LEDGER_GROUP, Keys
 from worker.queue_counts import add_queue_reads, queue_counts_of
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from ledger.ledger_writer import LedgerWriter
 
 log = get_logger(__name__)
 
@@ -91,6 +95,40 @@ class _QueueCounters:
 
 QUEUE_COUNTERS = _QueueCounters()
 REGISTRY.register(QUEUE_COUNTERS)  # type: ignore[arg-type]
+
+
+class _LedgerWriterState:
+    """The ledger writer of this process, as read at scrape time: diverged (it stopped writing because the
+    file's head is not the head it wrote) and heads it refused to sign. Alert on diverged == 1."""
+
+    def __init__(self) -> None:
+        self.writer: LedgerWriter | None = None
+
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        writer = self.writer
+        diverged = 1.0 if writer is not None and writer.diverged is not None else 0.0
+        refused = float(writer.anchorer.refused) if writer is not None and writer.anchorer else 0.0
+        return [
+            GaugeMetricFamily(
+                "plangate_ledger_diverged",
+                "1 when the ledger writer stopped: the file's head is not the head it wrote",
+                value=diverged,
+            ),
+            CounterMetricFamily(
+                "plangate_ledger_heads_refused",
+                "Chain heads the ledger writer refused to sign",
+                value=refused,
+            ),
+        ]
+
+
+LEDGER_WRITER_STATE = _LedgerWriterState()
+REGISTRY.register(LEDGER_WRITER_STATE)  # type: ignore[arg-type]
+
+
+def watch_ledger_writer(writer: LedgerWriter) -> None:
+    """Report this writer's state on /metrics."""
+    LEDGER_WRITER_STATE.writer = writer
 
 
 class MetricsServer:

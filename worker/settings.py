@@ -50,9 +50,30 @@ class Settings(BaseSettings):
     ledger_batch_delay_s: float = Field(default=0.05, ge=0)
     ledger_signing_key: Path | None = Field(
         default=None,
-        description="Ed25519 private key (PEM) that signs chain anchors; default LEDGER_PATH + '.key'",
+        description="Ed25519 private key (PEM) that signs anchors and checkpoints; unset: one is generated"
+        " (with a warning) in LEDGER_KEY_DIR, never beside the ledger",
+    )
+    ledger_key_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".config" / "plangate" / "ledger-keys",
+        description="where a signing key is generated when LEDGER_SIGNING_KEY is unset",
+    )
+    ledger_trusted_key: Path | None = Field(
+        default=None,
+        description="the public key `ledger verify` trusts (PEM or a C2SP verifier key), the operator's copy",
+    )
+    ledger_checkpoint_sink: Path | None = Field(
+        default=None,
+        description="file the writer replaces with each signed checkpoint (put it on another disk or host)",
+    )
+    ledger_origin: str | None = Field(
+        default=None, description="the log's origin line and key name in checkpoints; default plangate/KEY_ID"
     )
     ledger_anchor_interval_s: float = Field(default=10.0, gt=0)
+    ledger_reconcile_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="how often the writer looks for jobs lost with Redis's data (recorded `lost`); 0 = off",
+    )
     ledger_claim_idle_s: float = Field(
         default=30.0, gt=0, description="re-claim entries a dead writer left pending"
     )
@@ -147,6 +168,16 @@ class Settings(BaseSettings):
     def queue_name(self) -> str:
         """The job queue this deployment uses (under our key prefix; see worker.queue_backend)."""
         return Keys(self.key_prefix).queue()
+
+    def signing_key_path(self) -> Path:
+        """The ledger signing key: LEDGER_SIGNING_KEY, else a key of this ledger's own in LEDGER_KEY_DIR
+        (named for the ledger file and a digest of its absolute path, so two ledgers never share one)."""
+        if self.ledger_signing_key is not None:
+            return self.ledger_signing_key
+        import hashlib
+
+        where = hashlib.sha256(str(self.ledger_path.resolve()).encode()).hexdigest()[:8]
+        return self.ledger_key_dir / f"{self.ledger_path.name}-{where}.key"
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with `changes` checked like values from the environment (model_copy alone checks nothing);

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
 from ledger.anchors import Anchorer
 from ledger.ledger_writer import LedgerWriter
-from ledger.signing import default_key_path, load_or_create_key
+from ledger.signing import load_or_create_key
 from ledger.sqlite_store import LedgerStore
 from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
@@ -26,10 +27,11 @@ from worker.admin import AgentAdmin
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
 from worker.llm.planner import LLMPlanner
-from worker.metrics import serve_metrics
+from worker.metrics import serve_metrics, watch_ledger_writer
 from worker.pipeline import Pipeline
 from worker.queue_backend import QueueWorker, job_queue
 from worker.queue_backend.arq_worker import QueuePool, WakeableWorker, build_arq_worker
+from worker.reconcile import record_lost
 from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
@@ -65,8 +67,7 @@ async def start_ledger_writer(
     keys = Keys(settings.key_prefix)
     store = await LedgerStore.open(settings.ledger_path, policy_version=policy_version())
     try:
-        key_path = settings.ledger_signing_key or default_key_path(settings.ledger_path)
-        signing_key = await asyncio.to_thread(load_or_create_key, key_path)
+        signing_key = await asyncio.to_thread(open_signing_key, settings)
     except BaseException:
         await store.close()
         raise
@@ -80,11 +81,51 @@ async def start_ledger_writer(
         batch_delay_s=settings.ledger_batch_delay_s,
         lock=WriterLock(redis, keys.ledger_writer_lock(), WORKER_NAME, ttl_s=lock_ttl_s),
         anchorer=Anchorer(
-            store, signing_key, redis, keys.ledger_anchor(), interval_s=settings.ledger_anchor_interval_s
+            store,
+            signing_key,
+            redis,
+            keys.ledger_anchor(),
+            interval_s=settings.ledger_anchor_interval_s,
+            origin=settings.ledger_origin,
+            checkpoint_key=keys.ledger_checkpoint(),
+            sink=settings.ledger_checkpoint_sink,
         ),
         claim_idle_s=settings.ledger_claim_idle_s,
+        head_key=keys.ledger_head(),
+        reconciler=_reconciler(redis, settings) if settings.ledger_reconcile_interval_s > 0 else None,
+        reconcile_interval_s=settings.ledger_reconcile_interval_s,
     )
+    watch_ledger_writer(writer)
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
+
+
+def _reconciler(redis: Redis, settings: Settings) -> Callable[[], Awaitable[int]]:
+    """The writer's periodic reconciliation: record the jobs lost with Redis's data; how many."""
+
+    async def reconcile() -> int:
+        return len(await record_lost(redis, settings))
+
+    return reconcile
+
+
+def open_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The ledger signing key (created if absent), with a loud warning when it is generated because none is
+    configured, or when it sits beside the ledger file (whoever can write the file could then sign)."""
+    path = settings.signing_key_path()
+    if settings.ledger_signing_key is None and not path.exists():
+        log.warning(
+            "ledger.signing_key_generated",
+            key=str(path),
+            hint="no PLANGATE_LEDGER_SIGNING_KEY: a new key was generated here; set it to a key kept apart "
+            "from the ledger, and give auditors its public key (KEY.pub)",
+        )
+    if path.resolve().parent == settings.ledger_path.resolve().parent:
+        log.warning(
+            "ledger.signing_key_beside_ledger",
+            key=str(path),
+            hint="the key that signs the ledger is in the ledger's directory: keep it apart",
+        )
+    return load_or_create_key(path)
 
 
 STOP_TIMEOUT_S = 2.0

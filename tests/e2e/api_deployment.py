@@ -117,6 +117,8 @@ class Deployment:
             PLANGATE_MODEL="scripted",
             PLANGATE_ALLOWED_MODELS=",".join(BEHAVIOURS),
             PLANGATE_LEDGER_PATH=str(workdir / "ledger.db"),
+            PLANGATE_LEDGER_SIGNING_KEY=str(workdir / "keys" / "ledger.key"),
+            PLANGATE_LEDGER_TRUSTED_KEY=str(workdir / "keys" / "ledger.key.pub"),
             PLANGATE_HEARTBEAT_S="0.25",
             PLANGATE_LLM_BACKOFF_S="0.01",
             PLANGATE_CONCURRENCY="6",

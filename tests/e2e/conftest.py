@@ -69,6 +69,10 @@ def e2e_env(
         PLANGATE_MODEL="scripted",
         PLANGATE_ALLOWED_MODELS=",".join(BEHAVIOURS),
         PLANGATE_LEDGER_PATH=str(tmp_path / "ledger.db"),
+        # the signing key apart from the ledger, the operator's copy of its public key, the sink off it
+        PLANGATE_LEDGER_SIGNING_KEY=str(tmp_path / "keys" / "ledger.key"),
+        PLANGATE_LEDGER_TRUSTED_KEY=str(tmp_path / "keys" / "ledger.key.pub"),
+        PLANGATE_LEDGER_CHECKPOINT_SINK=str(tmp_path / "published" / "checkpoint"),
         PLANGATE_HEARTBEAT_S="0.25",
         PLANGATE_LLM_BACKOFF_S="0.01",
         PLANGATE_CONCURRENCY="6",

@@ -67,6 +67,8 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "failed retry": (JOB,),
     "health": (),
     "ledger serve": (),
+    "ledger reconcile": (),
+    "ledger redact": ("--job", JOB, "--reason", "drill", "--by", "ops"),
     "tenants add": ("acme",),
     "tenants list": (),
     "tenants show": ("acme",),
@@ -102,6 +104,10 @@ NO_REDIS = {
     "ledger anchors",
     "ledger migrate",
     "ledger compact",
+    "ledger checkpoint",
+    "ledger prove",
+    "ledger prove-consistency",
+    "ledger verify-bundle",
 }
 
 

@@ -35,8 +35,9 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     server = OwnRedis(work, "--appendonly", "yes")
     server.start()
     deployment = Deployment(f"redis://127.0.0.1:{server.port}", work)
-    (work / "keys").mkdir()
+    (work / "keys").mkdir(exist_ok=True)
     deployment.env["PLANGATE_LEDGER_SIGNING_KEY"] = str(work / "keys" / "ledger.key")
+    deployment.env["PLANGATE_LEDGER_TRUSTED_KEY"] = str(work / "keys" / "ledger.key.pub")
     try:
         deployment.start(workers=1)
 

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as sync_redis
+import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.anchors import make_anchor
+from ledger import tree_store
+from ledger.anchors import Anchorer
 from ledger.migrations import LATEST
-from ledger.signing import load_or_create_key
+from ledger.projection_check import replay
+from ledger.signing import load_or_create_key, public_pem
 from ledger.sqlite_store import LedgerStore
 from tests.e2e.conftest import plangate_cmd
 from tests.eventually import eventually_sync
@@ -34,6 +37,8 @@ def cli_env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str]:
         PLANGATE_REDIS_URL=redis_url,
         PLANGATE_KEY_PREFIX=key_prefix,
         PLANGATE_LEDGER_PATH=str(tmp_path / "ledger.db"),
+        PLANGATE_LEDGER_SIGNING_KEY=str(tmp_path / "keys" / "ledger.key"),
+        PLANGATE_LEDGER_TRUSTED_KEY=str(tmp_path / "auditor" / "ledger.pub"),  # the operator's own copy
     )
     return env
 
@@ -70,17 +75,31 @@ async def ledger(cli_env: dict[str, str]) -> Path:
     return path
 
 
-def publish_anchor(cli_env: dict[str, str], path: Path) -> dict[str, Any]:
-    """What the active writer does: sign the head and publish it to Redis; returns the anchor."""
-    key = load_or_create_key(f"{path}.key")
-    with sqlite3.connect(path) as conn:
-        seq, head = conn.execute("SELECT seq, row_hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    anchor = make_anchor(key, seq, head, seq)
-    client = sync_redis.Redis.from_url(cli_env["PLANGATE_REDIS_URL"])
+def signing_key(cli_env: dict[str, str]) -> Ed25519PrivateKey:
+    """The writer's key (created on first use), and the operator's copy of its public key."""
+    key = load_or_create_key(cli_env["PLANGATE_LEDGER_SIGNING_KEY"])
+    trusted = Path(cli_env["PLANGATE_LEDGER_TRUSTED_KEY"])
+    trusted.parent.mkdir(parents=True, exist_ok=True)
+    trusted.write_bytes(public_pem(key.public_key()))
+    return key
+
+
+async def publish_anchor(cli_env: dict[str, str], path: Path) -> dict[str, Any]:
+    """What the active writer does: sign the head (an anchor and a checkpoint, kept in the file) and publish
+    both to Redis; returns the anchor."""
+    key = signing_key(cli_env)
+    prefix = cli_env["PLANGATE_KEY_PREFIX"]
+    redis = aioredis.Redis.from_url(cli_env["PLANGATE_REDIS_URL"], decode_responses=True)
+    store = await LedgerStore.open(path)
     try:
-        client.set(f"{cli_env['PLANGATE_KEY_PREFIX']}ledger:anchor", json.dumps(anchor))
+        anchorer = Anchorer(
+            store, key, redis, f"{prefix}ledger:anchor", checkpoint_key=f"{prefix}ledger:checkpoint"
+        )
+        anchor = await anchorer.maybe(force=True)
     finally:
-        client.close()
+        await store.close()
+        await redis.aclose()
+    assert anchor is not None
     return anchor
 
 
@@ -109,23 +128,26 @@ async def test_search_tail_export_show(cli_env: dict[str, str], ledger: Path) ->
 
 
 async def test_verify_ok_then_tampered_exits_1(cli_env: dict[str, str], ledger: Path, tmp_path: Path) -> None:
-    anchor = publish_anchor(cli_env, ledger)
+    anchor = await publish_anchor(cli_env, ledger)
     ok = run(cli_env, "verify")
     assert ok.returncode == 0 and "ok: 4 rows" in ok.stdout and "anchor: row 4" in ok.stdout, ok.stdout
 
     exported = tmp_path / "anchors.jsonl"
-    with sqlite3.connect(ledger) as conn:  # keep one anchor in the file too, then export it
-        conn.execute(
-            "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
-            " VALUES (:head_seq, :head_hash, :row_count, :created_at, :key_id, :signature)",
-            anchor,
-        )
     assert "exported 1 anchors" in run(cli_env, "anchors", "--export", str(exported)).stdout
+    [kept] = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert kept["signature"] == anchor["signature"]
 
-    with sqlite3.connect(ledger) as conn:
+    with sqlite3.connect(ledger, isolation_level=None) as conn:
         conn.execute("DROP TRIGGER events_no_delete")
         conn.execute("DELETE FROM events WHERE seq = 4")  # truncate the tail; the chain itself stays whole
-        conn.execute("DELETE FROM anchors")  # and hide it from the file's own anchors
+        conn.execute("DELETE FROM anchors")  # and hide it from the file's own anchors and checkpoints
+        conn.execute("DELETE FROM tree_checkpoints")
+        conn.execute("BEGIN")
+        tree_store.build(conn)  # and rebuild the stored tree and the read models over what is left
+        conn.execute("DELETE FROM jobs")
+        conn.execute("DELETE FROM job_search")
+        replay(conn, conn)
+        conn.execute("COMMIT")
     bad = run(cli_env, "verify")  # the anchor in Redis still tells
     assert bad.returncode == 1 and "truncated at row 4" in bad.stdout, bad.stdout
     offline = run(cli_env, "verify", "--no-redis", "--anchors", str(exported))  # so does the export
@@ -141,7 +163,7 @@ async def test_verify_ok_then_tampered_exits_1(cli_env: dict[str, str], ledger: 
 async def test_compact_keeps_the_chain_verifiable(
     cli_env: dict[str, str], ledger: Path, tmp_path: Path
 ) -> None:
-    publish_anchor(cli_env, ledger)  # creates the signing key beside the ledger
+    await publish_anchor(cli_env, ledger)
     archive = tmp_path / "archive.db"
     done = run(cli_env, "compact", "--before", "2999-01-01", "--archive", str(archive))
     assert done.returncode == 0 and "archived 4 rows" in done.stdout, done.stderr

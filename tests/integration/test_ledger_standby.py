@@ -29,6 +29,7 @@ class Ledger:
         self.redis, self.path = redis, path
         self.stream, self.lock_key = f"{prefix}ledger", f"{prefix}ledger:writer"
         self.anchor_key = f"{prefix}ledger:anchor"
+        self.head_key = f"{prefix}ledger:head"
         self.key = Ed25519PrivateKey.generate()
         self.tasks: list[tuple[LedgerWriter, asyncio.Task[None]]] = []
 
@@ -43,6 +44,7 @@ class Ledger:
             block_ms=100,
             lock=WriterLock(self.redis, self.lock_key, consumer, ttl_s=ttl_s),
             anchorer=Anchorer(store, self.key, self.redis, self.anchor_key, interval_s=0.1),
+            head_key=self.head_key,
         )
         self.tasks.append((writer, asyncio.create_task(writer.run())))
         return writer

@@ -25,7 +25,8 @@ _HOST_PROGRAM = textwrap.dedent(
 
 
     async def main(url: str, prefix: str, ledger: str) -> None:
-        settings = Settings(redis_url=url, key_prefix=prefix, ledger_path=ledger)
+        key = f"{ledger}-keys/ledger.key"  # configured: no warning that one was generated
+        settings = Settings(redis_url=url, key_prefix=prefix, ledger_path=ledger, ledger_signing_key=key)
         async with PlanClient.connect(settings) as client:
             await client.submit({"agent_id": "llm-planner-001", "description": "library logging"})
         redis = Redis.from_url(url, decode_responses=True)

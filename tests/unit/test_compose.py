@@ -102,6 +102,12 @@ def test_ledger_writer_owns_its_volume(compose: dict[str, Any], services: dict[s
     ledger_dir = str(Path(_resolve(ledger["environment"]["PLANGATE_LEDGER_PATH"])).parent)
     assert f"ledger-data:{ledger_dir}" in ledger["volumes"]
     assert "ledger-data" in compose["volumes"]
+    # the signing key (and the checkpoint sink) on volumes of their own, apart from the ledger file
+    key_dir = str(Path(_resolve(ledger["environment"]["PLANGATE_LEDGER_SIGNING_KEY"])).parent)
+    sink_dir = str(Path(_resolve(ledger["environment"]["PLANGATE_LEDGER_CHECKPOINT_SINK"])).parent)
+    assert len({ledger_dir, key_dir, sink_dir}) == 3
+    assert f"ledger-keys:{key_dir}" in ledger["volumes"] and "ledger-keys" in compose["volumes"]
+    assert f"ledger-checkpoints:{sink_dir}" in ledger["volumes"]
 
 
 def test_every_plangate_command_in_compose_parses(services: dict[str, Any]) -> None:

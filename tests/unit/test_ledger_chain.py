@@ -12,10 +12,20 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import chain
+from ledger import chain, tree_store
 from ledger.anchors import make_anchor
 from ledger.sqlite_store import LedgerStore
-from ledger.verify import DELETED, EDITED, FORGED, INSERTED, REWRITTEN, TRUNCATED, verify_ledger
+from ledger.verify import (
+    DELETED,
+    EDITED,
+    FORGED,
+    INSERTED,
+    PROJECTION,
+    REWRITTEN,
+    TREE,
+    TRUNCATED,
+    verify_ledger,
+)
 from tests.unit.ledger_events import done_event
 
 ROWS = 30
@@ -45,6 +55,13 @@ def attacker(path: Path) -> sqlite3.Connection:
     conn.execute("DROP TRIGGER events_no_update")
     conn.execute("DROP TRIGGER events_no_delete")
     return conn
+
+
+def rebuild_tree(conn: sqlite3.Connection) -> None:
+    """What a thorough attacker does after cutting or re-hashing rows: rebuild the stored Merkle tree."""
+    conn.execute("BEGIN")
+    tree_store.build(conn)
+    conn.execute("COMMIT")
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -127,10 +144,14 @@ async def test_truncated_tail_is_caught_by_an_anchor(ledger: Path) -> None:
     key = Ed25519PrivateKey.generate()
     head = rows(ledger)[-1]
     anchor = make_anchor(key, head["seq"], head["row_hash"], ROWS)
-    attacker(ledger).execute("DELETE FROM events WHERE seq > 25")
+    conn = attacker(ledger)
+    conn.execute("DELETE FROM events WHERE seq > 25")
+    assert verify_ledger(ledger).problem == TREE  # the stored tree still has 30 leaves
+    rebuild_tree(conn)
+    assert verify_ledger(ledger).problem == PROJECTION  # jobs rows of the deleted events remain
     # The rest of the chain is consistent: only the anchor (here held off the file) tells.
-    assert verify_ledger(ledger).ok
-    report = verify_ledger(ledger, key.public_key(), [anchor])
+    assert verify_ledger(ledger, projections=False).ok
+    report = verify_ledger(ledger, key.public_key(), [anchor], projections=False)
     assert (report.ok, report.problem, report.bad_seq) == (False, TRUNCATED, 26)
     assert report.latest_anchor == anchor
 
@@ -151,10 +172,13 @@ async def test_rehashed_history_is_caught_by_the_signature(ledger: Path) -> None
             (row["decision"], row["prev_hash"], row["row_hash"], row["seq"]),
         )
         prev = row["row_hash"]
-    assert verify_ledger(ledger).ok  # the hash chain alone cannot tell
-    report = verify_ledger(ledger, key.public_key(), [anchor])
+    assert verify_ledger(ledger).problem == TREE  # the stored tree is of the old rows
+    rebuild_tree(conn)
+    assert verify_ledger(ledger).problem == PROJECTION  # the jobs row still has the old decision
+    assert verify_ledger(ledger, projections=False).ok  # the hash chain alone cannot tell
+    report = verify_ledger(ledger, key.public_key(), [anchor], projections=False)
     assert (report.ok, report.problem, report.bad_seq) == (False, REWRITTEN, ROWS)
     # A forged anchor for the new head is refused without the private key.
     forged = make_anchor(Ed25519PrivateKey.generate(), ROWS, prev, ROWS)
-    report = verify_ledger(ledger, key.public_key(), [forged])
+    report = verify_ledger(ledger, key.public_key(), [forged], projections=False)
     assert (report.ok, report.problem) == (False, FORGED)

@@ -11,6 +11,7 @@ the worker's own check. The MCP tools (worker/mcp_server/) call the same JobServ
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -329,24 +330,48 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         tags=["audit"],
     )
     async def ledger_verify(request: Request, principal: Caller) -> VerifyReport:
-        """`plangate ledger verify` on the ledger file on this API's host: every row's hash and link,
-        the file's anchors and the one published in Redis, signatures checked with the public key beside
-        the signing key when it is there. 503 `ledger_unavailable` where the API runs without the file."""
+        """`plangate ledger verify` on the ledger file on this API's host: every row's hash and link, the
+        Merkle tree, the file's anchors and checkpoints, those published in Redis and the checkpoint sink,
+        signatures checked with PLANGATE_LEDGER_TRUSTED_KEY (else, with a warning, the .pub beside the
+        signing key on this host). 503 `ledger_unavailable` where the API runs without the file."""
         require(principal, Scope.AUDITOR)
         from ledger import anchors as ledger_anchors
-        from ledger.signing import default_key_path, load_public_key, public_key_path
+        from ledger.signing import load_public_key, load_trusted_key, public_key_path
 
         path = settings.ledger_path
         if not await asyncio.to_thread(path.is_file):
             raise ApiProblem(
                 503, "ledger_unavailable", "this API process has no ledger file (PLANGATE_LEDGER_PATH)"
             )
-        key_file = public_key_path(settings.ledger_signing_key or default_key_path(path))
-        key = await asyncio.to_thread(load_public_key, key_file) if key_file.exists() else None
-        published = await ledger_anchors.fetch(request.app.state.redis, keys.ledger_anchor())
-        report = await asyncio.to_thread(verify_ledger, path, key, [published] if published else [])
-        if key is None:
-            report.warnings.append(f"no public key at {key_file}: anchor signatures not checked")
+        key, name, warning = None, None, None
+        if settings.ledger_trusted_key is not None:
+            key, name = await asyncio.to_thread(load_trusted_key, settings.ledger_trusted_key)
+        else:
+            key_file = public_key_path(settings.signing_key_path())
+            if await asyncio.to_thread(key_file.exists):
+                key = await asyncio.to_thread(load_public_key, key_file)
+                warning = f"no PLANGATE_LEDGER_TRUSTED_KEY: trusted the key on this host ({key_file})"
+            else:
+                warning = "no PLANGATE_LEDGER_TRUSTED_KEY: signatures not checked"
+        redis = request.app.state.redis
+        published = await ledger_anchors.fetch(redis, keys.ledger_anchor())
+        notes = [n for n in [await redis.get(keys.ledger_checkpoint())] if n]
+        if settings.ledger_checkpoint_sink is not None:
+            sunk = await asyncio.to_thread(ledger_anchors.read_sink, settings.ledger_checkpoint_sink)
+            notes += [sunk] if sunk else []
+        report = await asyncio.to_thread(
+            functools.partial(
+                verify_ledger,
+                path,
+                key,
+                [published] if published else [],
+                checkpoints=notes,
+                key_name=name,
+                require_signed=key is not None,
+            )
+        )
+        if warning:
+            report.warnings.append(warning)
         return report
 
     @app.put(

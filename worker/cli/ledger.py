@@ -1,5 +1,6 @@
-"""`plangate ledger ...`: the audit ledger's commands (show, tail, search, export, verify, anchors, migrate,
-compact, serve). Ledger errors become one-line messages with exit code 2; a failed verify exits 1."""
+"""`plangate ledger ...`: the audit ledger's commands (show, tail, search, export, verify, anchors,
+checkpoint, prove, prove-consistency, verify-bundle, migrate, compact, serve). Ledger errors become
+one-line messages with exit code 2; a failed verify (or bundle) exits 1."""
 
 from __future__ import annotations
 
@@ -34,14 +35,34 @@ def ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.ledger or settings.ledger_path)
 
 
-def _key_path(settings: Settings, ledger: Path) -> Path:
-    """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else beside the ledger file."""
-    from ledger.signing import default_key_path
-
-    return settings.ledger_signing_key or default_key_path(ledger)
+def signing_key_path(settings: Settings, ledger: Path) -> Path:
+    """The signing key: PLANGATE_LEDGER_SIGNING_KEY, else this ledger's key in PLANGATE_LEDGER_KEY_DIR."""
+    return settings.model_copy(update={"ledger_path": ledger}).signing_key_path()
 
 
-def _ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+def _trusted_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, str | None]:
+    """The public key verify trusts (and its name, for a verifier key): --public-key, else
+    PLANGATE_LEDGER_TRUSTED_KEY, else, only with --trust-local-key (warned), the .pub beside the signing
+    key on this machine. None of them: a one-line error."""
+    from ledger.signing import load_public_key, load_trusted_key, public_key_path
+
+    chosen = getattr(args, "public_key", None) or settings.ledger_trusted_key
+    if chosen:
+        return load_trusted_key(chosen)
+    if getattr(args, "trust_local_key", False):
+        local = public_key_path(signing_key_path(settings, ledger_path(args, settings)))
+        sys.stderr.write(
+            f"plangate: WARNING: trusting the public key found on this machine ({local}): whoever could "
+            "change the ledger may have changed it too; an auditor passes their own copy (--public-key)\n"
+        )
+        return load_public_key(local), None
+    raise BadRequest(
+        "no trusted public key: pass --public-key KEY (PEM or verifier key), or set "
+        "PLANGATE_LEDGER_TRUSTED_KEY; --trust-local-key trusts the one on this machine"
+    )
+
+
+def ledger_errors(run: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
     """Turn the ledger's typed errors into the CLI's bad-input error (one line, exit code 2)."""
 
     @functools.wraps(run)
@@ -76,7 +97,7 @@ def _line(event: dict[str, Any]) -> str:
     )
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -91,7 +112,8 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         echo(codec.dumps(record))
     else:
-        echo(f"job {args.job_id}: {len(record['events'])} ledger events")
+        # (from the chained events rows, which verify checks; search reads the jobs table and its index)
+        echo(f"job {args.job_id}: {len(record['events'])} ledger events (the chained events rows)")
         for event in record["events"]:
             what = event.get("decision") or event.get("reason") or ""
             echo(f"  {event['created_at']}  {event['kind']:<10} {what}  attempt {event.get('attempt', 0)}")
@@ -101,7 +123,7 @@ async def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -121,7 +143,7 @@ async def cmd_ledger_tail(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int:
     from ledger import queries
 
@@ -137,63 +159,104 @@ async def cmd_ledger_search(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
+    """The events as JSON lines or CloudEvents, up to the latest signed checkpoint, which is written beside
+    the export (OUTPUT.checkpoint, or --checkpoint-out) so that every exported row can be proven."""
     import asyncio
 
-    from ledger import queries
+    from ledger import export_format, queries
+    from ledger.proofs import covered_by_latest
 
+    path = ledger_path(args, settings)
+    note, through_seq = await asyncio.to_thread(covered_by_latest, path)
+    checkpoint_out = args.checkpoint_out or (f"{args.output}.checkpoint" if args.output else None)
+    source = f"plangate/{path.name}"
     out = await asyncio.to_thread(open, args.output, "w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     # aclosing: when writing fails (a closed pipe) the reader's connection closes here, in this loop.
-    events = contextlib.aclosing(queries.export_events(ledger_path(args, settings), _filter(args)))
+    events = contextlib.aclosing(queries.export_events(path, _filter(args), through_seq=through_seq))
     try:
         async with events as rows:
             async for event in rows:
-                out.write(codec.dumps(event) + "\n")
+                line = export_format.cloud_event(event, source) if args.format == "cloudevents" else event
+                out.write(codec.dumps(line) + "\n")
                 count += 1
     finally:
         if out is not sys.stdout:
             out.close()
+    if note is not None and checkpoint_out:
+        await asyncio.to_thread(Path(checkpoint_out).write_text, note, encoding="utf-8")
     if args.output:
-        sys.stderr.write(f"plangate: exported {count} events to {args.output}\n")
+        covered = (
+            f"; every row is under the signed checkpoint in {checkpoint_out}"
+            if note is not None and checkpoint_out
+            else "; no signed checkpoint covers it yet"
+            if note is None
+            else ""
+        )
+        sys.stderr.write(f"plangate: exported {count} events to {args.output}{covered}\n")
     return EXIT_OK
 
 
-async def _redis_anchor(settings: Settings) -> dict[str, Any] | None:
-    """The anchor published to Redis, or None when there is none or Redis does not answer."""
+async def _redis_published(settings: Settings) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(anchor, checkpoint note, writer head) published to Redis; Nones when Redis does not answer."""
     from redis.exceptions import RedisError
 
     from ledger import anchors as ledger_anchors
     from worker.redis_conn import text_client
 
+    keys = Keys(settings.key_prefix)
     try:
         async with text_client(settings.redis_url) as redis:
-            return await ledger_anchors.fetch(redis, Keys(settings.key_prefix).ledger_anchor())
+            anchor = await ledger_anchors.fetch(redis, keys.ledger_anchor())
+            return anchor, await redis.get(keys.ledger_checkpoint()), await redis.get(keys.ledger_head())
     except (RedisError, OSError) as exc:  # a wrong URL too (RedisSetupError)
-        sys.stderr.write(f"plangate: no anchor from Redis ({exc}); checking the file's own anchors\n")
-        return None
+        sys.stderr.write(f"plangate: nothing from Redis ({exc}); checking the file and the sink\n")
+        return None, None, None
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from ledger import anchors as ledger_anchors
-    from ledger.signing import load_public_key, public_key_path
     from ledger.verify import verify_ledger
 
     path = Path(args.file) if args.file else ledger_path(args, settings)
-    own_key = public_key_path(_key_path(settings, ledger_path(args, settings)))
-    key_file = Path(args.public_key) if args.public_key else own_key
-    key = None
-    if args.public_key or await asyncio.to_thread(key_file.exists):
-        key = await asyncio.to_thread(load_public_key, key_file)
+    key, key_name = await asyncio.to_thread(_trusted_key, args, settings)
     extra = await asyncio.to_thread(ledger_anchors.load_anchors, args.anchors) if args.anchors else []
+    notes: list[str] = []
+    for note_file in [
+        *(args.checkpoint or []),
+        *([settings.ledger_checkpoint_sink] if not args.file else []),
+    ]:
+        if note_file is not None:
+            note = await asyncio.to_thread(ledger_anchors.read_sink, note_file)
+            notes += [note] if note else []
+    writer_head = None
     if not args.no_redis and not args.file:
-        published = await _redis_anchor(settings)
+        published, published_note, writer_head = await _redis_published(settings)
         extra += [published] if published else []
-    report = await asyncio.to_thread(verify_ledger, path, key, extra)
+        notes += [published_note] if published_note else []
+    report = await asyncio.to_thread(
+        functools.partial(
+            verify_ledger,
+            path,
+            key,
+            extra,
+            checkpoints=notes,
+            key_name=key_name,
+            require_signed=True,
+            # the writer signs its head every interval: an unsigned row older than a few is not its own
+            unsigned_grace_s=None if args.file else 3 * settings.ledger_anchor_interval_s + 1,
+        )
+    )
+    if writer_head and report.ok and writer_head != f"{report.head_seq}:{report.head_hash}":
+        report.warnings.append(
+            f"the writer last published head {writer_head.split(':')[0]}, the file ends at row "
+            f"{report.head_seq}: rows after it are not yet acknowledged, or were added behind the writer"
+        )
     if args.json:
         echo(codec.dumps(report.__dict__))
     else:
@@ -203,18 +266,22 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
                 f"anchor: row {anchor['head_seq']} ({anchor['row_count']} rows) {anchor['head_hash']} "
                 f"at {anchor['created_at']} key {anchor['key_id']}"
             )
-        if key is None:
-            echo("no public key: anchor signatures not checked (pass --public-key)")
+        if report.signed_size:
+            echo(
+                f"checkpoint: {report.signed_size} rows signed; "
+                f"tree of {report.tree_size} rows {report.tree_root}"
+            )
         for warning in report.warnings:
             echo(f"warning: {warning}")
         if report.ok:
             echo(f"ok: {report.rows} rows, head row {report.head_seq} {report.head_hash}")
         else:
-            echo(f"BAD: {report.problem} at row {report.bad_seq}: {report.detail}")
+            where = f" at row {report.bad_seq}" if report.bad_seq is not None else ""
+            echo(f"BAD: {report.problem}{where}: {report.detail}")
     return EXIT_OK if report.ok else EXIT_BAD_LEDGER
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -235,7 +302,7 @@ async def cmd_ledger_anchors(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -247,7 +314,7 @@ async def cmd_ledger_migrate(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -256,7 +323,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
 
     path = ledger_path(args, settings)
     archive = Path(args.archive) if args.archive else path.with_name(f"{path.stem}-archive-{args.before}.db")
-    key = await asyncio.to_thread(load_private_key, _key_path(settings, path))
+    key = await asyncio.to_thread(load_private_key, signing_key_path(settings, path))
     result = await asyncio.to_thread(compact, path, args.before, archive, key)
     echo(
         f"archived {result.archived_rows} rows (through row {result.through_seq}) to {result.archive} "
@@ -265,7 +332,7 @@ async def cmd_ledger_compact(args: argparse.Namespace, settings: Settings) -> in
     return EXIT_OK
 
 
-@_ledger_errors
+@ledger_errors
 async def cmd_ledger_serve(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -310,6 +377,9 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 def add_ledger_commands(sub: Any) -> None:
     """Register `plangate ledger ...` on the top-level subparsers."""
+    from worker.cli.ledger_proofs import add_proof_commands
+    from worker.cli.ledger_upkeep import add_upkeep_commands
+
     ledger = sub.add_parser("ledger", help="the audit ledger").add_subparsers(
         dest="ledger_cmd", required=True
     )
@@ -337,17 +407,49 @@ def add_ledger_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print each matching job as one JSON object per line")
     _add_filters(p)
 
-    p = command("export", cmd_ledger_export, "export events as JSON lines")
+    p = command("export", cmd_ledger_export, "export events (up to the latest signed checkpoint)")
     p.add_argument("--kind", help=_KIND_HELP)
     p.add_argument("--output", "-o", help="write to this file (default stdout)")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "cloudevents"),
+        default="jsonl",
+        help="rows, or CloudEvents 1.0 (JSON lines)",
+    )
+    p.add_argument(
+        "--checkpoint-out",
+        metavar="FILE",
+        help="write the covering checkpoint here (default OUTPUT.checkpoint)",
+    )
     _add_filters(p)
 
-    p = command("verify", cmd_ledger_verify, "check the hash chain and the signed anchors; exit 1 if broken")
+    p = command(
+        "verify",
+        cmd_ledger_verify,
+        "check the hash chain, the Merkle tree and the signed heads; exit 1 if broken",
+    )
     p.add_argument("file", nargs="?", help="a ledger or archive file (default the ledger)")
-    p.add_argument("--public-key", help="Ed25519 public key (PEM) (default LEDGER_SIGNING_KEY + '.pub')")
+    p.add_argument(
+        "--public-key",
+        help="the trusted Ed25519 public key: PEM or verifier key (default LEDGER_TRUSTED_KEY)",
+    )
+    p.add_argument(
+        "--trust-local-key",
+        action="store_true",
+        help="trust the .pub beside the signing key on this machine (warned: swappable with the file)",
+    )
     p.add_argument("--anchors", help="anchors exported earlier (JSON lines) to check against")
-    p.add_argument("--no-redis", action="store_true", help="do not fetch the anchor published to Redis")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="FILE",
+        help="a checkpoint note kept elsewhere (repeatable; LEDGER_CHECKPOINT_SINK is read too)",
+    )
+    p.add_argument("--no-redis", action="store_true", help="do not fetch what the writer published to Redis")
     p.add_argument("--json", action="store_true", help="print the verification report as JSON, for scripts")
+
+    add_proof_commands(command)
+    add_upkeep_commands(command)
 
     p = command("anchors", cmd_ledger_anchors, "list the signed anchors of the chain head")
     p.add_argument("--export", metavar="FILE", help="write them as JSON lines to FILE (keep it elsewhere)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from pathlib import Path
 
 from redis.asyncio import Redis
 
-from ledger import migrations, signing
+from ledger import anchors, migrations, signing
 from ledger.verify import open_read_only, verify_ledger
 from plangate_base.checks import CheckResult, fail, ok, warn
 from worker.keys import Keys
@@ -54,31 +55,49 @@ def ledger_schema(settings: Settings) -> CheckResult:
 
 
 async def chain(settings: Settings) -> CheckResult:
-    """The hash chain and its anchors verify (the same walk as `plangate ledger verify`)."""
+    """The hash chain, its anchors and checkpoints verify against the operator's trusted key (the same
+    walk as `plangate ledger verify`, with the checkpoint sink's note)."""
     name = "ledger.chain"
     if not settings.ledger_path.is_file():
         return warn(name, "no ledger file yet", "nothing to verify until the writer has written")
-    public = signing.public_key_path(signing_key_path(settings))
-    key = signing.load_public_key(public) if public.is_file() else None
-    report = await asyncio.to_thread(verify_ledger, settings.ledger_path, key)
+    key, key_name = (None, None)
+    if settings.ledger_trusted_key is not None:
+        key, key_name = await asyncio.to_thread(signing.load_trusted_key, settings.ledger_trusted_key)
+    notes = []
+    if settings.ledger_checkpoint_sink is not None:
+        note = await asyncio.to_thread(anchors.read_sink, settings.ledger_checkpoint_sink)
+        notes += [note] if note else []
+    report = await asyncio.to_thread(
+        functools.partial(
+            verify_ledger,
+            settings.ledger_path,
+            key,
+            checkpoints=notes,
+            key_name=key_name,
+            require_signed=key is not None,
+            unsigned_grace_s=3 * settings.ledger_anchor_interval_s + 1,
+        )
+    )
     if not report.ok:
         return fail(
             name,
-            f"{report.problem} at seq {report.bad_seq}: {report.detail}",
+            f"{report.problem} at row {report.bad_seq}: {report.detail}",
             f"`plangate ledger verify --ledger {settings.ledger_path}` for the full report",
         )
-    return ok(name, f"{report.rows} rows, {report.anchors_checked} anchors verify")
-
-
-def signing_key_path(settings: Settings) -> Path:
-    return settings.ledger_signing_key or signing.default_key_path(settings.ledger_path)
+    if key is None:
+        return warn(
+            name,
+            f"{report.rows} rows chain up, but no trusted key is configured to check their signatures",
+            "set PLANGATE_LEDGER_TRUSTED_KEY to the operator's copy of the public key (docs/operations.md)",
+        )
+    return ok(name, f"{report.rows} rows, {report.anchors_checked} anchors verify against the trusted key")
 
 
 def signing_key(settings: Settings) -> CheckResult:
     """A signing key exists, and not in the ledger file's own directory (whoever can rewrite the file
     could then re-sign it)."""
     name = "ledger.signing_key"
-    key = signing_key_path(settings)
+    key = settings.signing_key_path()
     fix = "keep the key elsewhere: PLANGATE_LEDGER_SIGNING_KEY=/path/on/another/volume (docs/operations.md)"
     if not key.is_file():
         return warn(name, f"no signing key at {key}", "it is created when the writer starts; " + fix)
