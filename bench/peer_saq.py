@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from saq import Queue, Worker
+from saq import Queue, Status, Worker
 
 from bench.peer_call import PEER_FUNCTION, PeerCall, ready_key
 
@@ -58,6 +58,7 @@ class SaqSubmitter:
         self.queue = queue
         self._redis = redis
         self._incomplete = f"saq:{queue.name}:incomplete"  # SAQ's sorted set of queued + active jobs
+        self._keys: list[str] = []
 
     @classmethod
     async def connect(cls, redis_url: str, queue: str) -> SaqSubmitter:
@@ -68,7 +69,14 @@ class SaqSubmitter:
 
     async def enqueue(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any]) -> None:
         """Enqueue one job."""
-        await self.queue.enqueue(PEER_FUNCTION, model=model, messages=messages, options=options)
+        job = await self.queue.enqueue(PEER_FUNCTION, model=model, messages=messages, options=options)
+        if job is not None:
+            self._keys.append(job.key)
+
+    async def unsuccessful(self) -> int:
+        """Jobs enqueued here that did not complete with a non-empty answer (read after the run)."""
+        jobs = await self.queue.jobs(self._keys)
+        return sum(not (job and job.status == Status.COMPLETE and job.result) for job in jobs)
 
     async def remaining(self) -> int:
         """Jobs queued or running."""

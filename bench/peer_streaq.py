@@ -49,6 +49,7 @@ class StreaqSubmitter:
     def __init__(self, worker: Worker[Any], stack: AsyncExitStack) -> None:
         self._worker = worker
         self._stack = stack
+        self._ids: list[str] = []
 
     @classmethod
     async def connect(cls, redis_url: str, queue: str) -> StreaqSubmitter:
@@ -60,7 +61,15 @@ class StreaqSubmitter:
 
     async def enqueue(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any]) -> None:
         """Enqueue one task."""
-        await self._worker.enqueue_unsafe(PEER_FUNCTION, model, messages, options)
+        task = await self._worker.enqueue_unsafe(PEER_FUNCTION, model, messages, options)
+        self._ids.append(task.id)
+
+    async def unsuccessful(self) -> int:
+        """Tasks enqueued here that did not succeed with a non-empty answer (read after the run)."""
+        worker = self._worker
+        raws = await worker.redis.mget([worker.results_key + task_id for task_id in self._ids])
+        results = [await worker.deserialize(raw) if raw else None for raw in raws]
+        return sum(not (result and result["s"] and result["r"]) for result in results)
 
     async def remaining(self) -> int:
         """Tasks queued or running (streaq deletes a task's stream entry when it finishes)."""

@@ -125,6 +125,8 @@ async def peer_throughput(bench: Bench, system: str, llm_url: str, jobs: int, co
             await asyncio.sleep(0.02)
         t1 = time.time()
         cpu1 = cpu_seconds(proc.pid)
+        if failed := await submitter.unsuccessful():
+            raise RuntimeError(f"{system}: {failed} of {jobs} jobs did not end with an answer")
         return _throughput(bench, llm_url, jobs, t1 - t0, cpu1 - cpu0, side0)
     finally:
         await submitter.aclose()
