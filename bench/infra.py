@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -113,6 +113,7 @@ class Bench:
     arq_ids: list[str] = field(default_factory=list)
     stubs: dict[str, int] = field(default_factory=dict)  # base URL -> pid
     redis_pid: int | None = None
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run first by close()
 
     @classmethod
     def open(cls, redis_url: str | None) -> Bench:
@@ -242,6 +243,8 @@ class Bench:
 
     async def close(self) -> None:
         """Stop every process; on a shared server delete the keys of our prefixes and arq jobs."""
+        for close in self.on_close:
+            await close()
         self.procs.stop_all()
         if not self.own_redis:
             redis = self.redis()

@@ -5,11 +5,13 @@ commands and round trips each job costs.
     .venv/bin/pip install py-spy   # not a project dependency: a profiling tool
     python -m bench.profile_worker --chunks 40 --jobs 2000
     python -m bench.profile_worker --chunks 1 --jobs 2000 --top 30
+    python -m bench.profile_worker --system saq     # a peer's worker, measured the same way
 
 The jobs are queued first, then the worker starts (its start-up is amortised over N); CPU per job is the
 worker's user+system time from /proc over the drain, and a function's ms per job is its share of the
 samples times that. Round trips are Redis's `total_reads_processed` (one per request or pipeline a client
-sends), commands its `commandstats`, both on the benchmark's own Redis server, minus this driver's polls.
+sends), commands its `commandstats` (a Lua script's commands included), both on the benchmark's own Redis
+server, minus this driver's polls (one round trip each, four a second).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.infra import Bench, cpu_seconds
-from bench.workload import client_for, submit_many
+from bench.worker_runs import PEER_MODULES
+from bench.workload import client_for, submit_many, submit_peer_many
 from worker.keys import Keys
 from worker.log_setup import configure_logging
 
@@ -71,34 +75,56 @@ async def _redis_counters(bench: Bench) -> tuple[int, Counter[str]]:
         await redis.aclose()
 
 
-async def profile(chunks: int, jobs: int, concurrency: int, rate: int, out: Path) -> dict[str, object]:
-    """Run the worker under py-spy on `jobs` queued jobs; the raw numbers."""
-    bench = Bench.open(None)
-    try:
-        llm_url = bench.start_stub(chunks=chunks)
-        prefix = bench.prefix()
+async def _queue_jobs(bench: Bench, system: str, llm_url: str, jobs: int) -> Callable[[], Awaitable[int]]:
+    """Queue `jobs` jobs for `system` (no worker runs yet); a poll of how many are left (1 round trip)."""
+    prefix = bench.prefix()
+    if system == "plangate":
         client = client_for(bench.redis_url, prefix)
         await bench.keyless_seed_agent(prefix)
         await submit_many(client, jobs)
         await client.aclose()
+        redis = bench.redis()
+        keys = Keys(prefix)
+
+        async def left() -> int:  # the queue, then the ledger stream the in-worker writer drains
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(keys.queue()).xlen(keys.ledger_stream())
+                return sum(await pipe.execute())
+
+        bench.on_close.append(redis.aclose)
+        return left
+    module, submitter_class = PEER_MODULES[system]
+    queue = f"{prefix}{system}"
+    bench.key_patterns += module.key_patterns(queue)
+    submitter = await submitter_class.connect(bench.redis_url, queue)
+    bench.on_close.append(submitter.aclose)
+    await submit_peer_many(submitter.enqueue, jobs, llm_url)
+    return submitter.remaining
+
+
+async def profile(
+    system: str, chunks: int, jobs: int, concurrency: int, rate: int, out: Path
+) -> dict[str, object]:
+    """Run one worker of `system` under py-spy on `jobs` queued jobs; the raw numbers."""
+    bench = Bench.open(None)
+    try:
+        llm_url = bench.start_stub(chunks=chunks)
+        left = await _queue_jobs(bench, system, llm_url, jobs)
+        prefix = bench.prefixes[-1]
         reads0, commands0 = await _redis_counters(bench)
-        [proc] = await bench.start_workers(1, prefix, llm_url, concurrency)
+        if system == "plangate":
+            [proc] = await bench.start_workers(1, prefix, llm_url, concurrency)
+        else:
+            module = PEER_MODULES[system][0].__name__
+            proc = await bench.start_peer_worker(module, f"{prefix}{system}", llm_url, concurrency)
         cpu0, t0 = cpu_seconds(proc.pid), time.time()
         spy_binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         argv = [spy_binary, "record", "--pid", str(proc.pid), "--format", "raw", "--function"]
         spy = bench.procs.start("py-spy", [*argv, "--nonblocking", "--rate", str(rate), "--output", str(out)])
-        redis = bench.redis()
-        polls = 0
-        try:
-            queue, stream = Keys(prefix).queue(), Keys(prefix).ledger_stream()
-            while True:
-                left = await redis.zcard(queue), await redis.xlen(stream)
-                polls += 2
-                if not any(left):
-                    break
-                await asyncio.sleep(_POLL_S)
-        finally:
-            await redis.aclose()
+        polls = 1
+        while await left():
+            polls += 1
+            await asyncio.sleep(_POLL_S)
         t1, cpu1 = time.time(), cpu_seconds(proc.pid)
         reads1, commands1 = await _redis_counters(bench)
         spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
@@ -107,7 +133,7 @@ async def profile(chunks: int, jobs: int, concurrency: int, rate: int, out: Path
     finally:
         await bench.close()
     commands1.subtract(commands0)
-    commands1.subtract({"zcard": polls // 2, "xlen": polls // 2, "info": 2})
+    commands1.subtract({"info": 2})
     return {
         "cpu_ms": (cpu1 - cpu0) * 1000 / jobs,
         "jobs_s": jobs / (t1 - t0),
@@ -116,7 +142,7 @@ async def profile(chunks: int, jobs: int, concurrency: int, rate: int, out: Path
     }
 
 
-def report(numbers: dict[str, object], raw: Path, top: int, chunks: int, jobs: int) -> str:
+def report(numbers: dict[str, object], raw: Path, top: int, system: str, chunks: int, jobs: int) -> str:
     """The profile as Markdown: the totals, then the top functions by own and by inclusive time."""
     own, inclusive, total = collapse(raw)
     cpu = float(numbers["cpu_ms"])  # type: ignore[arg-type]
@@ -124,7 +150,7 @@ def report(numbers: dict[str, object], raw: Path, top: int, chunks: int, jobs: i
     commands = numbers["commands"]
     assert isinstance(commands, dict)
     lines = [
-        f"### one worker, {jobs} jobs, {chunks}-chunk answers, C=50: {cpu:.2f} ms CPU per job, "
+        f"### one {system} worker, {jobs} jobs, {chunks}-chunk answers, C=50: {cpu:.2f} ms CPU per job, "
         f"{numbers['jobs_s']:.0f} jobs/s (under py-spy), {total} samples",
         "",
         f"Redis per job: {numbers['round_trips']:.1f} round trips, {sum(commands.values()):.1f} commands ("
@@ -148,6 +174,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--system", choices=("plangate", *PEER_MODULES), default="plangate")
     parser.add_argument("--chunks", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
@@ -156,9 +183,9 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
     args = parser.parse_args()
     configure_logging("WARNING")
-    raw = args.raw or Path(f"/tmp/plangate-profile-{args.chunks}.txt")
-    numbers = asyncio.run(profile(args.chunks, args.jobs, args.concurrency, args.rate, raw))
-    print(report(numbers, raw, args.top, args.chunks, args.jobs))
+    raw = args.raw or Path(f"/tmp/plangate-profile-{args.system}-{args.chunks}.txt")
+    numbers = asyncio.run(profile(args.system, args.chunks, args.jobs, args.concurrency, args.rate, raw))
+    print(report(numbers, raw, args.top, args.system, args.chunks, args.jobs))
 
 
 if __name__ == "__main__":

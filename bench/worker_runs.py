@@ -29,6 +29,11 @@ _LAG_SAMPLE_S = 0.25
 SYSTEMS = ("bare", "saq", "streaq", "plangate")
 PEERS = SYSTEMS[:-1]
 LABELS = {"bare": "bare arq + openai SDK", "saq": "SAQ + raw SSE", "streaq": "streaq + raw SSE"}
+# The peers' worker module and submitter, by name.
+PEER_MODULES: dict[str, tuple[Any, Any]] = {
+    "saq": (peer_saq, peer_saq.SaqSubmitter),
+    "streaq": (peer_streaq, peer_streaq.StreaqSubmitter),
+}
 # The endpoint's chunk count of each load: the 40-chunk call, and a 1-chunk answer (the queue's own cost).
 LOADS = {"c40": 40, "c1": 1}
 
@@ -106,10 +111,7 @@ async def bare_throughput(bench: Bench, llm_url: str, jobs: int, concurrency: in
 
 async def peer_throughput(bench: Bench, system: str, llm_url: str, jobs: int, concurrency: int) -> Throughput:
     """N peer jobs (the same call, bench/peer_call.py) through one SAQ or streaq worker."""
-    module, submitter_class = {
-        "saq": (peer_saq, peer_saq.SaqSubmitter),
-        "streaq": (peer_streaq, peer_streaq.StreaqSubmitter),
-    }[system]
+    module, submitter_class = PEER_MODULES[system]
     queue = f"{bench.prefix()}{system}"
     bench.key_patterns += module.key_patterns(queue)
     proc = await bench.start_peer_worker(module.__name__, queue, llm_url, concurrency)
