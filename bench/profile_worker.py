@@ -30,7 +30,6 @@ from bench.infra import Bench, cpu_seconds
 from bench.worker_runs import PEER_MODULES
 from bench.workload import client_for, submit_many, submit_peer_many
 from worker.keys import Keys
-from worker.log_setup import configure_logging
 
 _POLL_S = 0.25
 _OWN_CODE = ("worker/", "governance/", "ledger/", "plangate_base/")
@@ -182,7 +181,6 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
     args = parser.parse_args()
-    configure_logging("WARNING")
     raw = args.raw or Path(f"/tmp/plangate-profile-{args.system}-{args.chunks}.txt")
     numbers = asyncio.run(profile(args.system, args.chunks, args.jobs, args.concurrency, args.rate, raw))
     print(report(numbers, raw, args.top, args.system, args.chunks, args.jobs))
