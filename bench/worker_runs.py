@@ -25,7 +25,7 @@ from worker.keys import Keys
 _LAG_SAMPLE_S = 0.25
 
 # The systems of the overhead section, in the order of its first repeat; each later repeat starts one
-# further along (rotation), so no system always runs first or right after the same one.
+# further along (rotation), so no system always runs first, in the freshest state of the machine.
 SYSTEMS = ("bare", "saq", "streaq", "plangate")
 PEERS = SYSTEMS[:-1]
 LABELS = {"bare": "bare arq + openai SDK", "saq": "SAQ + raw SSE", "streaq": "streaq + raw SSE"}
