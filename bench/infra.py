@@ -1,5 +1,6 @@
 """The processes a benchmark run needs, all on loopback: a Redis server, the scripted LLM endpoint,
-plangate workers and bare arq workers; with their CPU time and memory read from /proc (Linux)."""
+plangate workers, bare arq workers and the peers' workers (SAQ, streaq); with their CPU time and memory
+read from /proc (Linux)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.peer_call import ready_key
 from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry
 from worker.keys import Keys
@@ -107,9 +109,11 @@ class Bench:
     procs: Processes
     workdir: Path
     prefixes: list[str] = field(default_factory=list)
+    key_patterns: list[str] = field(default_factory=list)  # the peers' keys (SAQ, streaq) to delete too
     arq_ids: list[str] = field(default_factory=list)
     stubs: dict[str, int] = field(default_factory=dict)  # base URL -> pid
     redis_pid: int | None = None
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # run first by close()
 
     @classmethod
     def open(cls, redis_url: str | None) -> Bench:
@@ -217,6 +221,16 @@ class Bench:
         await self._wait_keys([proc], [f"{queue}:health-check"])
         return proc
 
+    async def start_peer_worker(
+        self, module: str, queue: str, llm_url: str, concurrency: int
+    ) -> subprocess.Popen[bytes]:
+        """A peer worker (`bench.peer_saq`, `bench.peer_streaq`) on `queue`, returned once it runs."""
+        argv = [sys.executable, "-m", module, "--redis-url", self.redis_url, "--queue", queue]
+        argv += ["--llm-url", llm_url, "--concurrency", str(concurrency)]
+        proc = self.procs.start(f"{module.rsplit('.', 1)[1]}-{queue.replace(':', '-')}", argv)
+        await self._wait_keys([proc], [ready_key(queue)])
+        return proc
+
     async def _wait_keys(self, procs: list[subprocess.Popen[bytes]], keys: list[str]) -> None:
         redis = self.redis()
         try:
@@ -230,13 +244,15 @@ class Bench:
 
     async def close(self) -> None:
         """Stop every process; on a shared server delete the keys of our prefixes and arq jobs."""
+        for close in self.on_close:
+            await close()
         self.procs.stop_all()
         if not self.own_redis:
             redis = self.redis()
             try:
                 doomed: list[str] = []
-                for prefix in self.prefixes:
-                    doomed += [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
+                for pattern in [f"{prefix}*" for prefix in self.prefixes] + self.key_patterns:
+                    doomed += [k async for k in redis.scan_iter(match=pattern, count=1000)]
                 bare = job_queue("")  # arq's keys of a job do not depend on its queue
                 for job_id in self.arq_ids:
                     doomed += bare.job_keys(job_id)

@@ -6,10 +6,12 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import openai
 
+from bench import ledger_baseline
 from bench.infra import Bench
 from bench.report import median
 from bench.workload import plan_request
@@ -112,17 +114,29 @@ async def streaming(bench: Bench, calls: int, repeats: int, warmup: int = 5) -> 
 
 
 async def ledger_repeated(bench: Bench, events: int, repeats: int) -> dict[str, float]:
-    """`ledger` for both mixes, alternating, `repeats` times each; the medians (and each run's rate)."""
+    """`ledger` for both mixes, alternating, `repeats` times each; the medians (and each run's rate). After
+    each drain, the same rows inserted with plain executemany (bench/ledger_baseline.py): the writer's
+    physical limit, measured in the same run."""
     rates: dict[str, list[float]] = {"jobs": [], "done": []}
-    for _ in range(repeats):
+    plain: dict[str, list[float]] = {"jobs": [], "done": []}
+    batch = Settings().ledger_batch_size
+    for index in range(repeats):
         for mix, runs in rates.items():
-            runs.append(await ledger(bench, events, mix))
-    return {
+            rate, ledger_file = await ledger(bench, events, mix)
+            rows = ledger_baseline.written_rows(ledger_file)
+            target = ledger_file.with_name(f"plain-{index}-{ledger_file.name}")
+            plain[mix].append(ledger_baseline.plain_insert_rate(rows, target, batch))
+            runs.append(rate)
+    out = {
         "ledger.jobs_events_s": median(rates["jobs"]),
         "ledger.events_s": median(rates["done"]),
         **{f"ledger.{mix}_run{i}": rate for mix, runs in rates.items() for i, rate in enumerate(runs)},
         "ledger.events": float(events),
     }
+    for mix, key in (("jobs", "ledger.jobs_events_s"), ("done", "ledger.events_s")):
+        out[f"ledger.{mix}_plain_rows_s"] = median(plain[mix])
+        out[f"ledger.{mix}_plain_ratio"] = out[key] / out[f"ledger.{mix}_plain_rows_s"]
+    return out
 
 
 def backlog_event(number: int, mix: str, output: dict[str, Any]) -> dict[str, Any]:
@@ -146,13 +160,15 @@ def backlog_event(number: int, mix: str, output: dict[str, Any]) -> dict[str, An
     )
 
 
-async def ledger(bench: Bench, events: int, mix: str = "done") -> float:
-    """Events/s the ledger writer sustains draining a backlog of `events` events (see backlog_event)."""
+async def ledger(bench: Bench, events: int, mix: str = "done") -> tuple[float, Path]:
+    """Events/s the ledger writer sustains draining a backlog of `events` events (see backlog_event), and
+    the ledger file it wrote."""
     prefix = bench.prefix()
+    ledger_file = bench.workdir / f"ledger-{prefix[:-1]}.db"
     settings = Settings(
         redis_url=bench.redis_url,
         key_prefix=prefix,
-        ledger_path=bench.workdir / f"ledger-{prefix[:-1]}.db",
+        ledger_path=ledger_file,
         ledger_signing_key=bench.workdir / "keys" / f"ledger-{prefix[:-1]}.key",
     )
     stream = Keys(prefix).ledger_stream()
@@ -181,4 +197,4 @@ async def ledger(bench: Bench, events: int, mix: str = "done") -> float:
         await redis.aclose()
     if first is None or done <= first[1]:
         raise RuntimeError("the ledger writer did not write the backlog")
-    return (done - first[1]) / (end - first[0])
+    return (done - first[1]) / (end - first[0]), ledger_file

@@ -1,4 +1,5 @@
-"""Benchmarks that run real worker processes: overhead against bare arq, scale, pickup latency, memory."""
+"""Benchmarks that run real worker processes: overhead against the peers (bare arq, SAQ, streaq) on the
+40-chunk call and on a 1-chunk one (the queue's own cost), scale, pickup latency, memory."""
 
 from __future__ import annotations
 
@@ -8,12 +9,33 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench import peer_saq, peer_streaq
 from bench.infra import Bench, cpu_seconds, job_times, rss_mib, wait_queue_empty
 from bench.report import median, percentile
-from bench.workload import BareSubmitter, client_for, plan_request, submit_at_rate, submit_many
+from bench.workload import (
+    BareSubmitter,
+    client_for,
+    plan_request,
+    submit_at_rate,
+    submit_many,
+    submit_peer_many,
+)
 from worker.keys import Keys
 
 _LAG_SAMPLE_S = 0.25
+
+# The systems of the overhead section, in the order of its first repeat; each later repeat starts one
+# further along (rotation), so no system always runs first, in the freshest state of the machine.
+SYSTEMS = ("bare", "saq", "streaq", "plangate")
+PEERS = SYSTEMS[:-1]
+LABELS = {"bare": "bare arq + openai SDK", "saq": "SAQ + raw SSE", "streaq": "streaq + raw SSE"}
+# The peers' worker module and submitter, by name.
+PEER_MODULES: dict[str, tuple[Any, Any]] = {
+    "saq": (peer_saq, peer_saq.SaqSubmitter),
+    "streaq": (peer_streaq, peer_streaq.StreaqSubmitter),
+}
+# The endpoint's chunk count of each load: the 40-chunk call, and a 1-chunk answer (the queue's own cost).
+LOADS = {"c40": 40, "c1": 1}
 
 
 @dataclass(frozen=True)
@@ -87,30 +109,88 @@ async def bare_throughput(bench: Bench, llm_url: str, jobs: int, concurrency: in
         bench.procs.stop(proc)
 
 
-async def overhead(bench: Bench, jobs: int, concurrency: int, repeats: int) -> dict[str, float]:
-    """Full pipeline against bare arq, alternating, `repeats` times each; medians and ratios."""
-    llm_url = bench.start_stub(chunks=40)
-    full: list[Throughput] = []
-    bare: list[Throughput] = []
-    for index in range(repeats):
-        order = (bare, full) if index % 2 == 0 else (full, bare)
-        for runs in order:
-            run = bare_throughput if runs is bare else plangate_throughput
-            runs.append(await run(bench, llm_url, jobs, concurrency))
-    full_jobs, bare_jobs = median([r.jobs_s for r in full]), median([r.jobs_s for r in bare])
-    full_cpu, bare_cpu = median([r.cpu_ms_per_job for r in full]), median([r.cpu_ms_per_job for r in bare])
-    return {
-        "overhead.plangate_jobs_s": full_jobs,
-        "overhead.bare_jobs_s": bare_jobs,
-        "overhead.jobs_ratio": full_jobs / bare_jobs,
-        "overhead.plangate_cpu_ms": full_cpu,
-        "overhead.bare_cpu_ms": bare_cpu,
-        "overhead.cpu_ratio": full_cpu / bare_cpu,
-        "overhead.plangate_stub_cpu_ms": median([r.stub_cpu_ms for r in full]),
-        "overhead.bare_stub_cpu_ms": median([r.stub_cpu_ms for r in bare]),
-        "overhead.plangate_redis_cpu_ms": median([r.redis_cpu_ms for r in full]),
-        "overhead.bare_redis_cpu_ms": median([r.redis_cpu_ms for r in bare]),
-    }
+async def peer_throughput(bench: Bench, system: str, llm_url: str, jobs: int, concurrency: int) -> Throughput:
+    """N peer jobs (the same call, bench/peer_call.py) through one SAQ or streaq worker."""
+    module, submitter_class = PEER_MODULES[system]
+    queue = f"{bench.prefix()}{system}"
+    bench.key_patterns += module.key_patterns(queue)
+    proc = await bench.start_peer_worker(module.__name__, queue, llm_url, concurrency)
+    submitter = await submitter_class.connect(bench.redis_url, queue)
+    try:
+        await asyncio.sleep(0.5)
+        cpu0, t0, side0 = cpu_seconds(proc.pid), time.time(), bench.side_cpu(llm_url)
+        await submit_peer_many(submitter.enqueue, jobs, llm_url)
+        deadline = time.monotonic() + 60 + jobs / 10
+        while await submitter.remaining():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{system}: {await submitter.remaining()} jobs left")
+            await asyncio.sleep(0.02)
+        t1 = time.time()
+        cpu1 = cpu_seconds(proc.pid)
+        if failed := await submitter.unsuccessful():
+            raise RuntimeError(f"{system}: {failed} of {jobs} jobs did not end with an answer")
+        return _throughput(bench, llm_url, jobs, t1 - t0, cpu1 - cpu0, side0)
+    finally:
+        await submitter.aclose()
+        bench.procs.stop(proc)
+
+
+async def _system_throughput(
+    bench: Bench, system: str, llm_url: str, jobs: int, concurrency: int
+) -> Throughput:
+    if system == "plangate":
+        return await plangate_throughput(bench, llm_url, jobs, concurrency)
+    if system == "bare":
+        return await bare_throughput(bench, llm_url, jobs, concurrency)
+    return await peer_throughput(bench, system, llm_url, jobs, concurrency)
+
+
+def _load_numbers(load: str, runs: dict[str, list[Throughput]]) -> dict[str, float]:
+    """Medians of each system under one load, and plangate against the best peer on each count."""
+    out: dict[str, float] = {}
+    for system, samples in runs.items():
+        for name, values in (
+            ("jobs_s", [r.jobs_s for r in samples]),
+            ("cpu_ms", [r.cpu_ms_per_job for r in samples]),
+            ("stub_cpu_ms", [r.stub_cpu_ms for r in samples]),
+            ("redis_cpu_ms", [r.redis_cpu_ms for r in samples]),
+        ):
+            out[f"peers.{load}.{system}.{name}"] = median(values)
+    fastest = max(PEERS, key=lambda p: out[f"peers.{load}.{p}.jobs_s"])
+    cheapest = min(PEERS, key=lambda p: out[f"peers.{load}.{p}.cpu_ms"])
+    out[f"peers.{load}.fastest"] = float(PEERS.index(fastest))
+    out[f"peers.{load}.cheapest"] = float(PEERS.index(cheapest))
+    mine = f"peers.{load}.plangate"
+    out[f"peers.{load}.jobs_ratio"] = out[f"{mine}.jobs_s"] / out[f"peers.{load}.{fastest}.jobs_s"]
+    out[f"peers.{load}.cpu_ratio"] = out[f"{mine}.cpu_ms"] / out[f"peers.{load}.{cheapest}.cpu_ms"]
+    return out
+
+
+async def overhead(
+    bench: Bench, jobs: int, concurrency: int, repeats: int, loads: tuple[str, ...] = tuple(LOADS)
+) -> dict[str, float]:
+    """The full pipeline and the three peers under each load, `repeats` times each in a rotating order;
+    medians, and ratios against the best peer (and, for continuity, against bare arq at 40 chunks)."""
+    out: dict[str, float] = {}
+    for load in loads:
+        llm_url = bench.start_stub(chunks=LOADS[load])
+        runs: dict[str, list[Throughput]] = {system: [] for system in SYSTEMS}
+        for index in range(repeats):
+            shift = index % len(SYSTEMS)
+            for system in SYSTEMS[shift:] + SYSTEMS[:shift]:
+                runs[system].append(await _system_throughput(bench, system, llm_url, jobs, concurrency))
+        out |= _load_numbers(load, runs)
+    if "c40" in loads:
+        full, bare = "peers.c40.plangate", "peers.c40.bare"
+        out |= {
+            "overhead.plangate_jobs_s": out[f"{full}.jobs_s"],
+            "overhead.bare_jobs_s": out[f"{bare}.jobs_s"],
+            "overhead.jobs_ratio": out[f"{full}.jobs_s"] / out[f"{bare}.jobs_s"],
+            "overhead.plangate_cpu_ms": out[f"{full}.cpu_ms"],
+            "overhead.bare_cpu_ms": out[f"{bare}.cpu_ms"],
+            "overhead.cpu_ratio": out[f"{full}.cpu_ms"] / out[f"{bare}.cpu_ms"],
+        }
+    return out
 
 
 async def _sample_lag(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -68,6 +69,26 @@ async def submit_at_rate(client: PlanClient, rate: float, duration: float) -> li
     return list(await asyncio.gather(*tasks))
 
 
+def baseline_call(number: int) -> list[dict[str, Any]]:
+    """The messages plangate sends for request `number` (what every baseline job is given)."""
+    return build_messages(SEED_AGENT, PlanRequest.model_validate(plan_request(number)))
+
+
+async def submit_peer_many(
+    enqueue: Callable[[str, list[dict[str, Any]], dict[str, Any]], Awaitable[None]], count: int, llm_url: str
+) -> None:
+    """Enqueue `count` peer jobs (model, the messages of plan_request(n), the structured-output options)
+    as fast as a few concurrent submitters can."""
+    options = request_options(llm_url, "json_schema")
+    numbers = iter(range(count))
+
+    async def submitter() -> None:
+        for number in numbers:
+            await enqueue("scripted", baseline_call(number), options)
+
+    await asyncio.gather(*(submitter() for _ in range(_SUBMITTERS)))
+
+
 class BareSubmitter:
     """Enqueues the baseline job: the messages and options plangate would send, as arq arguments."""
 
@@ -90,12 +111,10 @@ class BareSubmitter:
 
         async def submitter() -> None:
             for number in numbers:
-                request = PlanRequest.model_validate(plan_request(number))
-                messages = build_messages(SEED_AGENT, request)
                 await self.pool.enqueue_job(
                     BARE_FUNCTION,
                     "scripted",
-                    messages,
+                    baseline_call(number),
                     self.options,
                     _job_id=ids[number],
                     _queue_name=self.queue,
