@@ -115,6 +115,8 @@ class EventKind(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # an operator revoked an API token
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
+    TEMPLATE_INSTALLED = "template_installed"  # an agent was installed from a template version
+    TEMPLATE_UPGRADED = "template_upgraded"  # an agent moved to another version of its template
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
 
 
