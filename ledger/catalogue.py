@@ -257,8 +257,9 @@ def search(
         f" bm25(template_search, {weights}) AS score"
         " FROM template_search JOIN templates t ON t.template_id = template_search.rowid"
         " JOIN template_versions v ON v.name = t.name AND v.version = t.latest"
-        f" WHERE {' AND '.join(terms)} ORDER BY score LIMIT ?",
-        (*params, limit),
+        # A template named exactly what was asked for comes first, whatever the corpus's word statistics.
+        f" WHERE {' AND '.join(terms)} ORDER BY t.name = ? DESC, score LIMIT ?",
+        (*params, query.strip().lower(), limit),
     ).fetchall()
     return [
         Hit(r["name"], r["latest"], r["summary"], r["tier"], codec.loads(r["side_effects"]), r["score"])

@@ -220,7 +220,7 @@ class TemplateCatalogue:
                     "summary": h.summary,
                     "tier": h.tier,
                     "side_effects": h.side_effects,
-                    "score": round(h.score, 4),
+                    "score": h.score,
                     "ratings": _short(catalogue.ratings(conn, h.name, h.version)),
                     "figures": _short_figures(catalogue.figures(conn, h.name, h.version)),
                 }
