@@ -20,7 +20,13 @@ def make(name: str, version: str = "1.0.0", **fields: Any) -> Template:
     """A template built the way a file is read: the built-in's fields with some replaced."""
     base = builtin_template("llm-planner").model_dump()
     governance = {**base["governance"], **fields.pop("governance", {})}
-    return Template.model_validate({**base, "name": name, "version": version, **fields, "governance": governance})
+    fields = {**base, "name": name, "version": version, **fields, "governance": governance}
+    return Template.model_validate(fields)
+
+
+async def put(cat: TemplateCatalogue, template: Template) -> None:
+    """Publish without a signature (the signature tests sign)."""
+    await cat.publish(template, None, by="t", allow_unsigned=True)
 
 
 @pytest.fixture
@@ -35,12 +41,10 @@ async def test_the_builtin_is_there_from_the_start(cat: TemplateCatalogue) -> No
 
 async def test_an_exact_name_beats_a_description_mention(cat: TemplateCatalogue) -> None:
     for i in range(8):  # a corpus where "rollout" is a rare word, as bm25 expects
-        await cat.publish(make(f"filler-{i}", summary=f"Filler {i}"), None, by="t", allow_unsigned=True)
-    await cat.publish(
-        make("incident-triage", summary="Triage incidents", description="Unlike a rollout planner, it triages."),
-        None, by="t", allow_unsigned=True,
-    )  # fmt: skip
-    await cat.publish(make("rollout", summary="Plans rollouts", tags=["deploy"]), None, by="t", allow_unsigned=True)
+        await put(cat, make(f"filler-{i}", summary=f"Filler {i}"))
+    about = "Unlike a rollout planner, it triages."
+    await put(cat, make("incident-triage", summary="Triage incidents", description=about))
+    await put(cat, make("rollout", summary="Plans rollouts", tags=["deploy"]))
     hits = await cat.search("rollout")
     assert [h["name"] for h in hits] == ["rollout", "incident-triage"]
     assert hits[0]["score"] < hits[1]["score"]  # bm25: lower is better
@@ -50,11 +54,8 @@ async def test_an_exact_name_beats_a_description_mention(cat: TemplateCatalogue)
 
 async def test_filters_by_tier_and_side_effect(cat: TemplateCatalogue) -> None:
     seed = list(builtin_template("llm-planner").governance.allowed_side_effects)
-    await cat.publish(
-        make("ticket-planner", summary="A planner that files tickets",
-             governance={"tier": 1, "allowed_side_effects": [*seed, "open_ticket"]}),
-        None, by="t", allow_unsigned=True,
-    )  # fmt: skip
+    wider = {"tier": 1, "allowed_side_effects": [*seed, "open_ticket"]}
+    await put(cat, make("ticket-planner", summary="A planner that files tickets", governance=wider))
     assert {h["name"] for h in await cat.search("planner")} == {"ticket-planner", "llm-planner"}
     assert [h["name"] for h in await cat.search("planner", tier=1)] == ["ticket-planner"]
     assert [h["name"] for h in await cat.search("planner", tier=0)] == ["llm-planner"]
@@ -63,22 +64,22 @@ async def test_filters_by_tier_and_side_effect(cat: TemplateCatalogue) -> None:
 
 async def test_a_published_version_is_immutable(cat: TemplateCatalogue) -> None:
     first = make("rollout", summary="Plans rollouts")
-    row, new = await cat.publish(first, None, by="t", allow_unsigned=True)
+    row, new = await cat.publish(first)
     assert new and row.hash == first.content_hash()
-    _, again = await cat.publish(first, None, by="t", allow_unsigned=True)
+    _, again = await cat.publish(first)
     assert not again  # the same content: nothing happens
     with pytest.raises(BadRequest, match="immutable"):
-        await cat.publish(make("rollout", summary="Plans rollouts, better"), None, by="t", allow_unsigned=True)
-    await cat.publish(make("rollout", "1.1.0", summary="Plans rollouts"), None, by="t", allow_unsigned=True)
-    with pytest.raises(BadRequest, match="not greater than 1.1.0"):
-        await cat.publish(make("rollout", "1.0.5", summary="Plans rollouts"), None, by="t", allow_unsigned=True)
+        await put(cat, make("rollout", summary="Plans rollouts, better"))
+    await put(cat, make("rollout", "1.1.0", summary="Plans rollouts"))
+    with pytest.raises(BadRequest, match=r"not greater than 1\.1\.0"):
+        await put(cat, make("rollout", "1.0.5", summary="Plans rollouts"))
     shown = await cat.show("rollout@1.0.0")
     assert shown["hash"] == first.content_hash() and shown["template"]["summary"] == "Plans rollouts"
 
 
 async def test_yank_hides_from_new_installs_but_stays_resolvable(cat: TemplateCatalogue) -> None:
     for version in ("1.0.0", "1.1.0"):
-        await cat.publish(make("rollout", version, summary="Plans rollouts"), None, by="t", allow_unsigned=True)
+        await put(cat, make("rollout", version, summary="Plans rollouts"))
     await cat.yank("rollout", "1.1.0", reason="bad prompt")
     assert (await cat.resolve("rollout@^1")).row.version == "1.0.0"
     assert (await cat.resolve("rollout@1.1.0", for_install=False)).row.yanked
