@@ -64,9 +64,9 @@ async def test_filters_by_tier_and_side_effect(cat: TemplateCatalogue) -> None:
 
 async def test_a_published_version_is_immutable(cat: TemplateCatalogue) -> None:
     first = make("rollout", summary="Plans rollouts")
-    row, new = await cat.publish(first)
+    row, new = await cat.publish(first, None, by="t", allow_unsigned=True)
     assert new and row.hash == first.content_hash()
-    _, again = await cat.publish(first)
+    _, again = await cat.publish(first, None, by="t", allow_unsigned=True)
     assert not again  # the same content: nothing happens
     with pytest.raises(BadRequest, match="immutable"):
         await put(cat, make("rollout", summary="Plans rollouts, better"))
