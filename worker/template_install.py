@@ -85,6 +85,14 @@ class TemplateInstaller:
         found = await self.catalogue.resolve(spec, for_install=True)
         signer = await self.catalogue.check_installable(found, allow_unsigned=allow_unsigned)
         before = await self.admin.agents.get(agent_id)
+        if before is not None and before.template is not None:
+            on = before.template
+            if (on.name, on.version) != (found.row.name, found.row.version):
+                # Another version could widen what it may do: that goes through the diff and --yes.
+                raise BadRequest(
+                    f"agent {agent_id} is on {on.name}@{on.version}; move it with "
+                    f"`plangate agents upgrade {agent_id} --to {found.row.version}`"
+                )
         try:
             record = agent_from_template(
                 found.template, agent_id=agent_id, tenant_id=tenant_id, parameters=parameters, signer=signer
@@ -102,6 +110,18 @@ class TemplateInstaller:
             record, by=by, kind=EventKind.TEMPLATE_INSTALLED, details=details
         )
         return record, changed
+
+    async def reuse(self, agent_id: str, spec: str) -> AgentRecord | None:
+        """The agent when it exists on the template `spec` names, at a version the range selects (yanked
+        or not): what an idempotent bootstrap keeps as it is."""
+        from governance.semver import parse_range, parse_version
+
+        agent = await self.admin.agents.get(agent_id)
+        name, wanted = split_spec(spec)
+        if agent is None or agent.template is None or agent.template.name != name:
+            return None
+        version = parse_version(agent.template.version)
+        return agent if parse_range(wanted).matches(version, include_prerelease=bool(version.pre)) else None
 
     async def plan_upgrade(self, agent_id: str, to: str) -> Upgrade:
         """What moving the agent to the version `to` (a version or a range of its template) changes."""

@@ -269,9 +269,15 @@ async def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
         if tenant_new:  # as `plangate tenants add` saves one
             await admin.tenants.put(TenantRecord(tenant_id=args.tenant, name=args.tenant))
         installer = TemplateInstaller(redis, keys, _catalogue(args, settings))
-        agent, changed = await installer.install(
-            args.agent, args.template, tenant_id=args.tenant, by=args.by, allow_unsigned=args.allow_unsigned
-        )
+        agent = await installer.reuse(args.agent, args.template)
+        changed = False
+        if agent is None:
+            unsigned = args.allow_unsigned
+            agent, changed = await installer.install(
+                args.agent, args.template, tenant_id=args.tenant, by=args.by, allow_unsigned=unsigned
+            )
+        elif agent.tenant_id != args.tenant:
+            raise BadRequest(f"agent {args.agent} belongs to tenant {agent.tenant_id}, not {args.tenant}")
         has_key = await agent_keys(redis, keys).stored(agent.agent_id) is not None
         key = await admin.issue_agent_key(agent.agent_id, by=args.by) if args.new_key or not has_key else None
     assert agent.template is not None
@@ -296,8 +302,8 @@ async def cmd_bootstrap(args: argparse.Namespace, settings: Settings) -> int:
         shown_key = "<its key>"
     echo("submit a job:")
     echo(
-        f"  PLANGATE_AGENT_KEY={shown_key} plangate submit --agent {agent.agent_id} --tenant {args.tenant} "
-        "'plan the rollout' --wait"
+        f"  PLANGATE_AGENT_KEY={shown_key} plangate submit --agent {agent.agent_id} "
+        "--description 'plan the rollout' --wait"
     )
     return EXIT_OK
 
