@@ -54,6 +54,7 @@ from worker.api.models import (
     ReviewNote,
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
+from worker.api.templates import templates_router
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
 from worker.client import PlanClient, to_request
 from worker.errors import PlangateError, WaitTimeout
@@ -632,6 +633,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(templates_router(settings, caller))  # worker/api/templates.py
     app.include_router(web_router(keys))  # after the API's routes: a request is matched in route order
     # Outermost last: counting, then the body limits, then the submit fast path, then FastAPI's own.
     route = next(r for r in routes_of(app.routes) if r.path == FAST_PATH and "POST" in r.methods)
