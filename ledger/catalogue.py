@@ -231,11 +231,13 @@ def _set_latest(conn: sqlite3.Connection, name: str, latest: str | None, text: S
 
 
 def match_expression(query: str) -> str:
-    """A user's words as an FTS5 query: every word must occur (as a prefix), no operator syntax."""
+    """A user's words as an FTS5 query: every word must occur (stemmed), the last one as a prefix too
+    (what is being typed); no operator syntax reaches FTS5."""
     words = _WORD.findall(query)
     if not words:
         raise CatalogueError(f"nothing to search for in {query!r}")
-    return " ".join(f'"{w}"*' for w in words)
+    *whole, last = words
+    return " ".join([*(f'"{w}"' for w in whole), f'"{last}"*'])
 
 
 def search(

@@ -25,11 +25,13 @@ CREATE TABLE IF NOT EXISTS templates (
     tier          INTEGER,
     side_effects  TEXT NOT NULL DEFAULT '[]'
 );
+-- Porter stemming: `plans` finds `plan`, `rollouts` finds `rollout`.
 CREATE VIRTUAL TABLE IF NOT EXISTS template_search USING fts5 (
     name,
     summary,
     description,
-    tags
+    tags,
+    tokenize = 'porter unicode61'
 );
 CREATE TABLE IF NOT EXISTS template_ratings (
     name      TEXT NOT NULL,
