@@ -30,11 +30,14 @@ from governance.semver import (
     parse_version,
 )
 from plangate_base.errors import PlangateError
+from plangate_base.vocabulary import SEED_AGENT_ID
 
 TEMPLATE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
 TemplateName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=TEMPLATE_NAME_PATTERN)]
 ParameterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 BUILTIN_TEMPLATES = ("llm-planner",)
+BUILTIN_SIGNER = "builtin"
+"""The signer recorded for the templates shipped inside plangate (trusted by where they come from)."""
 # Every agent fills these in itself; a template declares only its own parameters.
 AGENT_PARAMETERS = ("agent_id", "role", "tier", "tenant_id")
 
@@ -256,6 +259,12 @@ def agent_from_template(
         signer=signer,
     )
     return AgentRecord.model_validate({**fields, "keyless": keyless, "template": ref.model_dump()})
+
+
+def seed_agent() -> AgentRecord:
+    """The default agent out of the box: the seed's LLM Planner, an instance of the built-in template (its
+    profile is governance.models.SEED_AGENT's, and its instructions render the prompt it always had)."""
+    return agent_from_template(builtin_template("llm-planner"), agent_id=SEED_AGENT_ID, signer=BUILTIN_SIGNER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from governance.semver import parse_version
 from governance.templates import (
+    BUILTIN_SIGNER,
     BUILTIN_TEMPLATES,
     Template,
     TemplateError,
@@ -28,7 +29,6 @@ from ledger.catalogue import CatalogueError, SearchText, VersionRow
 from plangate_base import clock
 from worker.errors import BadRequest
 from worker.template_signing import (
-    BUILTIN_SIGNER,
     Signature,
     SignatureRefused,
     UntrustedSignature,

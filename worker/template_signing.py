@@ -23,9 +23,6 @@ from governance.templates import Template
 from plangate_base import codec
 from worker.errors import BadRequest
 
-BUILTIN_SIGNER = "builtin"
-"""The signer recorded for the templates shipped inside plangate (trusted by where they come from)."""
-
 
 class SignatureRefused(BadRequest):
     """A template whose signature is missing, untrusted or does not cover its content (tampered)."""
