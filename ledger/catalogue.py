@@ -244,9 +244,28 @@ def search(
     conn: sqlite3.Connection, query: str, *, tier: int | None = None, side_effect: str | None = None,
     limit: int = 20,
 ) -> list[Hit]:  # fmt: skip
-    """Templates whose latest installable version matches the words, best bm25 first (name counts
-    most, then tags, summary, description); optionally of one tier, or allowing one side effect."""
-    terms, params = ["template_search MATCH ?"], [match_expression(query)]
+    """Templates whose latest installable version matches the words; optionally of one tier, or allowing
+    one side effect. A template named exactly the query comes first; then those whose name, summary or
+    tags hold the words, best bm25 first (name counts most, then tags, summary); then those that only
+    mention them in their description. Ranking that first group alone keeps a common word cheap: bm25
+    scores every row that matches, and far fewer rows match a template's heading than its description."""
+    words = match_expression(query)
+    hits = _ranked(conn, f"{{{' '.join(_HEADING)}}} : ({words})", query, tier, side_effect, limit)
+    if len(hits) < limit:
+        seen = {h.name for h in hits}
+        more = _ranked(conn, words, query, tier, side_effect, limit + len(hits))
+        hits += [h for h in more if h.name not in seen][: limit - len(hits)]
+    return hits
+
+
+_HEADING = ("name", "summary", "tags")
+
+
+def _ranked(
+    conn: sqlite3.Connection, expression: str, query: str, tier: int | None, side_effect: str | None,
+    limit: int,
+) -> list[Hit]:  # fmt: skip
+    terms, params = ["template_search MATCH ?"], [expression]
     if tier is not None:
         terms.append("t.tier = ?")
         params.append(tier)
@@ -259,7 +278,6 @@ def search(
         f" bm25(template_search, {weights}) AS score"
         " FROM template_search JOIN templates t ON t.template_id = template_search.rowid"
         " JOIN template_versions v ON v.name = t.name AND v.version = t.latest"
-        # A template named exactly what was asked for comes first, whatever the corpus's word statistics.
         f" WHERE {' AND '.join(terms)} ORDER BY t.name = ? DESC, score LIMIT ?",
         (*params, query.strip().lower(), limit),
     ).fetchall()
