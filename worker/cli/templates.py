@@ -151,6 +151,11 @@ def _offline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _counts(counts: dict[str, Any]) -> str:
+    """`{"done": 3, "failed": 1}` as `done 3, failed 1` (`(none)` when empty)."""
+    return ", ".join(f"{k or '-'} {v}" for k, v in counts.items()) or "(none)"
+
+
 def _render_show(shown: dict[str, Any]) -> None:
     t = shown["template"]
     yanked = f"  (yanked: {shown['yanked_reason']})" if shown["yanked"] else ""
@@ -167,7 +172,8 @@ def _render_show(shown: dict[str, Any]) -> None:
     echo(f"ratings: {_ratings_line(r)}  stars {' '.join(f'{s}:{n}' for s, n in r['stars'].items())}")
     for c in r["comments"]:
         echo(f"  {c['stars']}/5 {c['rater']}: {c['comment']}")
-    render_fields({"figures": shown["figures"]}, sys.stdout)
+    figures = {k: _counts(v) if isinstance(v, dict) else v for k, v in shown["figures"].items()}
+    render_fields({"figures": figures}, sys.stdout)
 
 
 # --- agents from templates ----------------------------------------------------------------
