@@ -82,14 +82,21 @@ def test_publish_search_sign_upgrade(e2e_env: dict[str, str], tmp_path: Path) ->
     assert widening.returncode == 2 and "WIDENS confidence threshold 0.7 -> 0.5" in widening.stdout
     assert "--yes" in widening.stderr
     assert json.loads(ok(env, "agents", "show", "db-1", "--json"))["template"]["version"] == "1.0.0"
-    ok(env, "agents", "upgrade", "db-1", "--to", "^1", "--yes")
-    shown = json.loads(ok(env, "agents", "show", "db-1", "--json"))
-    assert (shown["template"]["version"], shown["template"]["signer"]) == ("1.1.0", "dba-team")
-    assert shown["confidence_threshold"] == 0.5
+    ok(env, "agents", "add", "db-2", "--template", "db-planner@1.0.0", "--allow-unsigned")
+    every = ("agents", "upgrade", "--all-from", "db-planner", "--to", "^1", "--yes", "--json")
+    bulk = json.loads(ok(env, *every))
+    assert sorted((u["agent_id"], u["to_version"], u["widens"]) for u in bulk) == [
+        ("db-1", "1.1.0", True),
+        ("db-2", "1.1.0", True),
+    ]
+    for agent in ("db-1", "db-2"):
+        shown = json.loads(ok(env, "agents", "show", agent, "--json"))
+        assert (shown["template"]["version"], shown["template"]["signer"]) == ("1.1.0", "dba-team")
+        assert shown["confidence_threshold"] == 0.5
 
     ok(env, "templates", "yank", "db-planner@1.1.0", "--reason", "threshold too low")
     assert json.loads(ok(env, "templates", "show", "db-planner@^1", "--json"))["version"] == "1.0.0"
-    refused = run(env, "agents", "add", "db-2", "--template", "db-planner@1.1.0")
+    refused = run(env, "agents", "add", "db-3", "--template", "db-planner@1.1.0")
     assert refused.returncode == 2 and "yanked" in refused.stderr
 
 
