@@ -8,6 +8,7 @@ the same transaction.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from redis.asyncio import Redis
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_FORBIDDEN_ACTIONS, declared_word
 from governance.models import DEFAULT_TENANT, AgentRecord, ReviewerRecord, TenantRecord
-from governance.templates import seed_agent
 from plangate_base.errors import PlangateError
 
 LedgerEntry = dict[str, str]  # the stream fields of one encoded ledger event
@@ -68,7 +68,15 @@ class RegistryError(PlangateError):
 
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
-_SEED_AGENT = seed_agent()
+
+
+@functools.cache
+def _seed_agent() -> AgentRecord:
+    # Built on first use: the template models cost a polling command (`plangate status`) that never
+    # reads an agent.
+    from governance.templates import seed_agent
+
+    return seed_agent()
 
 
 class _Registry(Generic[RecordT]):
@@ -137,7 +145,7 @@ class AgentRegistry(_Registry[AgentRecord]):
 
     def __init__(self, redis: Redis, keys: RegistryKeys) -> None:
         super().__init__(
-            redis, AgentRecord, keys.agent, keys.agents(), _SEED_AGENT, lambda r: r.agent_id,
+            redis, AgentRecord, keys.agent, keys.agents(), _seed_agent(), lambda r: r.agent_id,
             keys.ledger_stream(),
         )  # fmt: skip
 
