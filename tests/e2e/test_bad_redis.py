@@ -77,6 +77,8 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "tokens issue": ("--scope", "admin"),
     "tokens list": (),
     "tokens revoke": ("some-token",),
+    "agents upgrade": ("some-agent", "--to", "^1"),
+    "bootstrap": ("--tenant", "acme", "--template", "llm-planner@^1", "--agent", "some-agent"),
 }
 # Commands that never need Redis (the ledger file's own, the demo, the stub); `ledger verify` only reads
 # the published anchor when Redis answers and says so when it does not.
@@ -91,6 +93,16 @@ NO_REDIS = {
     "ledger anchors",
     "ledger migrate",
     "ledger compact",
+    # The template catalogue is in the ledger's SQLite file.
+    "templates publish",
+    "templates list",
+    "templates show",
+    "templates search",
+    "templates yank",
+    "templates rate",
+    "templates sign",
+    "templates keygen",
+    "templates trust",
 }
 
 
