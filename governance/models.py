@@ -208,6 +208,21 @@ def _normalized_names(names: list[str], what: str) -> list[str]:
     return out
 
 
+class TemplateRef(BaseModel):
+    """Which template version an agent was installed from, and what the install rendered from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    hash: str
+    # The template's system prompt with the agent's parameters filled in (the PLAN phase's instructions).
+    instructions: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+    signer: str = ""
+
+
 class AgentRecord(BaseModel):
     """An agent's governance metadata (the seed's AGENT_METADATA), deny-by-default.
 
@@ -235,6 +250,8 @@ class AgentRecord(BaseModel):
     # Jobs need no key while none is issued: anyone who can submit may claim this agent. Off by
     # default; an operator turns it on for an agent explicitly (the demo does, and says so).
     keyless: bool = False
+    # The template version the agent was installed from (None: configured by hand).
+    template: TemplateRef | None = None
 
     @model_validator(mode="after")
     def _deny_by_default(self) -> AgentRecord:

@@ -8,6 +8,7 @@ the same transaction.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_FORBIDDEN_ACTIONS, declared_word
-from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, ReviewerRecord, TenantRecord
+from governance.models import DEFAULT_TENANT, AgentRecord, ReviewerRecord, TenantRecord
 from plangate_base.errors import PlangateError
 
 LedgerEntry = dict[str, str]  # the stream fields of one encoded ledger event
@@ -67,6 +68,15 @@ class RegistryError(PlangateError):
 
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
+
+
+@functools.cache
+def _seed_agent() -> AgentRecord:
+    # Built on first use: the template models cost a polling command (`plangate status`) that never
+    # reads an agent.
+    from governance.templates import seed_agent
+
+    return seed_agent()
 
 
 class _Registry(Generic[RecordT]):
@@ -128,13 +138,14 @@ class _Registry(Generic[RecordT]):
 
 
 class AgentRegistry(_Registry[AgentRecord]):
-    """Agent records. The seed agent exists even when nothing is stored."""
+    """Agent records. The seed agent (an instance of the built-in llm-planner template) exists even when
+    nothing is stored."""
 
     kind = "agent"
 
     def __init__(self, redis: Redis, keys: RegistryKeys) -> None:
         super().__init__(
-            redis, AgentRecord, keys.agent, keys.agents(), SEED_AGENT, lambda r: r.agent_id,
+            redis, AgentRecord, keys.agent, keys.agents(), _seed_agent(), lambda r: r.agent_id,
             keys.ledger_stream(),
         )  # fmt: skip
 

@@ -116,6 +116,8 @@ class EventKind(StrEnum):
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
     WEBHOOK_DELIVERED = "webhook_delivered"  # a receiver took the job's terminal event (once per job)
+    TEMPLATE_INSTALLED = "template_installed"  # an agent was installed from a template version
+    TEMPLATE_UPGRADED = "template_upgraded"  # an agent moved to another version of its template
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
     LOST = "lost"  # reconciliation: submitted, never ended, and its status is gone from Redis
     REDACTED = "redacted"  # an operator replaced payloads with tombstones (who, what, why)

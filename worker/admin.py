@@ -76,9 +76,18 @@ class AgentAdmin:
         self._reviewer_keys = reviewer_keys(redis, keys)
         self.tokens = api_tokens(redis, keys)
 
-    async def save_agent(self, record: AgentRecord, *, by: str, source: str = "cli") -> bool:
+    async def save_agent(
+        self,
+        record: AgentRecord,
+        *,
+        by: str,
+        source: str = "cli",
+        kind: EventKind = EventKind.AGENT_SAVED,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
         """Add or replace an agent after checking its lists against the vocabulary and its tenant;
-        returns False (and records nothing) when the stored record is already this one."""
+        returns False (and records nothing) when the stored record is already this one. An install or
+        upgrade from a template records its own `kind` with `details` (template, version, diff)."""
         problems = vocabulary_problems(record, await self.vocabulary.known())
         if problems:
             known = ", ".join(sorted(await self.vocabulary.known()))
@@ -93,10 +102,8 @@ class AgentAdmin:
                 return False
         except RegistryError:
             pass  # an unreadable stored record is replaced
-        payload = {"by": by, "source": source, "record": record.model_dump(mode="json")}
-        await self.agents.put(
-            record, _entry(EventKind.AGENT_SAVED, record.agent_id, record.tenant_id, "", payload)
-        )
+        payload = {"by": by, "source": source, **(details or {}), "record": record.model_dump(mode="json")}
+        await self.agents.put(record, _entry(kind, record.agent_id, record.tenant_id, "", payload))
         return True
 
     async def issue_agent_key(self, agent_id: str, *, by: str) -> str:

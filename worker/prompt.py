@@ -24,11 +24,19 @@ def _listing(items: list[str]) -> str:
     return ", ".join(items) if items else "(none)"
 
 
+def _introduction(agent: AgentRecord) -> str:
+    """Who the agent is: its template's instructions when it was installed from one."""
+    if agent.template is not None and agent.template.instructions:
+        return agent.template.instructions
+    return f"You are agent {agent.agent_id}, role {agent.role!r}, governance tier {agent.tier}."
+
+
 def system_prompt(agent: AgentRecord) -> str:
-    """The system message: who the agent is, what it may and may not do, and the output schema."""
+    """The system message: who the agent is (its template's instructions, if any), what it may and may not
+    do, and the output schema."""
     return "\n".join(
         [
-            f"You are agent {agent.agent_id}, role {agent.role!r}, governance tier {agent.tier}.",
+            _introduction(agent),
             "You plan; you never execute. You may read, analyse and plan. A plan is data: nothing in it "
             "runs, and a human decides whether to carry it out.",
             f"Allowed side effects (the only ones you may list in side_effects or step actions): "

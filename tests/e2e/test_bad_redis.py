@@ -90,6 +90,8 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     "webhooks failed": (),
     "webhooks redeliver": ("--all",),
     "webhooks run": (),
+    "agents upgrade": ("some-agent", "--to", "^1"),
+    "bootstrap": ("--tenant", "acme", "--template", "llm-planner@^1", "--agent", "some-agent"),
 }
 # Commands that never need Redis (the ledger file's own, the demo, the stub); `ledger verify` only reads
 # the published anchor when Redis answers and says so when it does not.
@@ -108,6 +110,16 @@ NO_REDIS = {
     "ledger prove",
     "ledger prove-consistency",
     "ledger verify-bundle",
+    # The template catalogue is in the ledger's SQLite file.
+    "templates publish",
+    "templates list",
+    "templates show",
+    "templates search",
+    "templates yank",
+    "templates rate",
+    "templates sign",
+    "templates keygen",
+    "templates trust",
 }
 
 

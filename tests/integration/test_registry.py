@@ -22,7 +22,10 @@ pytestmark = pytest.mark.integration
 async def test_put_get_list(redis: Redis, key_prefix: str) -> None:
     registry = AgentRegistry(redis, Keys(key_prefix))
     assert await registry.get("nobody") is None
-    assert await registry.get(SEED_AGENT.agent_id) == SEED_AGENT  # out of the box
+    seed = await registry.get(SEED_AGENT.agent_id)  # out of the box: an instance of the built-in template
+    assert seed is not None and seed.template is not None
+    assert seed.model_dump(exclude={"template"}) == SEED_AGENT.model_dump(exclude={"template"})
+    assert (seed.template.name, seed.template.version) == ("llm-planner", "1.0.0")
     assert not SEED_AGENT.keyless  # which needs a key like every agent
     analyst = AgentRecord(
         agent_id="analyst-7", tier=1, allowed_side_effects=["read_logs"], confidence_threshold=0.9

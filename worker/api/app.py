@@ -33,7 +33,7 @@ from plangate_base import codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
 from worker.admin import AgentAdmin
-from worker.api.auth import Authenticator, Caller, require
+from worker.api.auth import Authenticator, Caller, caller, require
 from worker.api.doctor_routes import Doctor, doctor_router
 from worker.api.fast_submit import PATH as FAST_PATH
 from worker.api.fast_submit import FastSubmit
@@ -57,6 +57,7 @@ from worker.api.models import (
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
 from worker.api.service import JobService
+from worker.api.templates import templates_router
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
 from worker.api.webhook_routes import webhook_router
 from worker.client import PlanClient
@@ -605,6 +606,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
 
     app.include_router(doctor_router(_responses(403)))
     app.include_router(webhook_router(keys, _responses))
+    app.include_router(templates_router(settings, caller))  # worker/api/templates.py
     # After the API's routes (a request is matched in route order): MCP, then the web view.
     app.router.routes.append(mcp.route())
     app.include_router(web_router(keys))

@@ -26,6 +26,11 @@ from worker.cli.render import echo, render_event, render_fields, render_status, 
 from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
 from worker.cli.subparsers import Commands
+from worker.cli.templates import (
+    add_agent_template_arguments,
+    add_agent_upgrade_command,
+    add_template_commands,
+)
 from worker.cli.tenants import add_tenant_commands
 from worker.cli.web import add_web_commands
 from worker.cli.webhooks import add_webhook_commands
@@ -300,6 +305,10 @@ def _names(values: list[str]) -> list[str]:
 
 
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    if args.template:  # the profile comes from the template (worker/cli/templates.py)
+        from worker.cli.templates import cmd_agents_add_template
+
+        return await cmd_agents_add_template(args, settings)
     from pydantic import ValidationError
 
     from governance.models import AgentRecord
@@ -747,6 +756,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="let jobs claim this agent without a key while none is issued (not recommended)",
     )
     p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
+    add_agent_template_arguments(p)
     _add_json(p, "the saved agent record (and agent_key with --issue-key)")
     p.set_defaults(run=cmd_agents_add)
     p = agents.add_parser("list", help="list agents")
@@ -770,6 +780,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--by", help="who (default: the current user)")
         p.set_defaults(run=cmd_agents_admin)
 
+    add_agent_upgrade_command(agents)
     p = agents.add_parser("issue-key", help="issue (or replace) an agent's key; printed once, stored hashed")
     p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
     p.add_argument("--by", help="who (recorded in the ledger; default: the current user)")
@@ -857,6 +868,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_ledger_commands(sub)
     add_tenant_commands(sub)
     add_webhook_commands(sub)
+    add_template_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
     add_serve_commands(sub)

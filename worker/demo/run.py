@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from governance.models import SEED_AGENT, SEED_AGENT_ID, AgentRecord
+from governance.models import SEED_AGENT_ID
+from governance.templates import seed_agent
 from ledger.errors import LedgerError
 from ledger.migrations import migrate_file
 from ledger.queries import show_job
@@ -73,7 +74,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         client = PlanClient(embedded.text_client(), settings)
         try:
             # The demo opts out of agent keys for its one agent; a real deployment requires them.
-            demo_agent = AgentRecord.model_validate({**SEED_AGENT.model_dump(), "keyless": True})
+            demo_agent = seed_agent().model_copy(update={"keyless": True})
             admin = AgentAdmin(embedded.text_client(), Keys(settings.key_prefix))
             await admin.save_agent(demo_agent, by="plangate demo", source="demo")
             _say(
