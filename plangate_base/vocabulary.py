@@ -83,6 +83,7 @@ class FailureCode(StrEnum):
     PAYLOAD_LOST = "payload_lost"  # arq's payload of the queued job is missing or empty
     PAYLOAD_UNREADABLE = "payload_unreadable"  # arq's payload or try count of the queued job is unusable
     INTERNAL_ERROR = "internal_error"  # an unexpected error in the pipeline
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # its deadline passed before it started
 
 
 class ReviewDecision(StrEnum):
@@ -115,6 +116,8 @@ class EventKind(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # an operator revoked an API token
     REVIEWER_SAVED = "reviewer_saved"
     VOCABULARY_EXTENDED = "vocabulary_extended"
+    PAUSED = "paused"  # an operator paused a tenant, an agent or the whole queue
+    RESUMED = "resumed"  # an operator resumed it
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
 
 
@@ -139,6 +142,28 @@ class RequeueReason(StrEnum):
 
     SHUTDOWN = "shutdown"
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+
+
+class Priority(StrEnum):
+    """A job's priority within its tenant: higher goes first, and a job older than the aging window is not
+    overtaken by newer higher ones (worker.fair_queue; PRIORITY_AGING_S)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for the highest: how many aging windows later a job of this priority counts as submitted."""
+        return list(Priority).index(self)
+
+
+class PauseScope(StrEnum):
+    """What an operator pauses: one tenant's work, one agent's, or the whole queue's."""
+
+    ALL = "all"
+    TENANT = "tenant"
+    AGENT = "agent"
 
 
 class StreamKind(StrEnum):

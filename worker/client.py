@@ -16,7 +16,7 @@ from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry, ReviewerRegistry
 from plangate_base import codec
-from plangate_base.clock import now_iso, now_ms, utcnow
+from plangate_base.clock import from_ms, iso, now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
 from worker.errors import (
@@ -28,6 +28,7 @@ from worker.errors import (
     WaitTimeout,
     describe_validation_error,
 )
+from worker.fair_queue import FairQueue
 from worker.ids import new_id
 from worker.job_models import JobEvent, JobStatus
 from worker.keys import Keys
@@ -104,6 +105,13 @@ class PlanClient:
             queue=self._queue,
             stats_ttl_s=settings.stats_ttl_s,
             usage_ttl_s=settings.usage_ttl_s,
+        )
+        self._fair = FairQueue(
+            redis,
+            self._keys,
+            self._queue,
+            aging_s=settings.priority_aging_s,
+            stats_ttl_s=settings.stats_ttl_s,
         )
         self._tenant_id = tenant_id
         self._agent_id = agent_id
@@ -274,9 +282,16 @@ class PlanClient:
                 )
                 if fingerprint:
                     fields[REQUEST_DIGEST_FIELD] = fingerprint
+                placed = self._fair.add_enqueue(pipe, job_id, req, enqueue_ms=enqueue_ms)
+                if placed.start_ms > enqueue_ms:
+                    fields["not_before"] = iso(from_ms(placed.start_ms))
+                if req.priority is not None:
+                    fields["priority"] = req.priority.value
                 pipe.hset(status_key, mapping=fields)
                 pipe.expire(status_key, ttl)
-                self._queue.add_enqueue(pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
+                self._queue.add_enqueue(
+                    pipe, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl, due_ms=placed.start_ms
+                )
                 tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
                 pipe.zadd(tenant_jobs, {job_id: enqueue_ms})
                 pipe.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones

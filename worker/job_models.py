@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
 from plangate_base import codec
-from plangate_base.vocabulary import JobState, Phase, ReviewDecision, StreamKind
+from plangate_base.vocabulary import JobState, Phase, Priority, ReviewDecision, StreamKind
 
 # Fields of the status hash that hold JSON rather than plain text.
 JSON_FIELDS = ("progress", "output", "refusal", "error", "review")
@@ -49,6 +49,8 @@ class JobStatus(BaseModel):
     agent_id: str
     tenant_id: str
     submitted_at: str
+    not_before: str | None = None  # a delayed job starts no earlier
+    priority: Priority | None = None
     started_at: str | None = None
     finished_at: str | None = None
     progress: dict[str, Any] = Field(default_factory=dict)

@@ -43,7 +43,7 @@ from worker.queue_backend.arq_payload import (
     unrunnable,
 )
 from worker.queue_backend.arq_queue import JOB_KEY_PREFIX, RETRY_KEY_PREFIX, arq_job_timeout_s
-from worker.queue_backend.base import RunAgain
+from worker.queue_backend.base import PICKER, Picker, RunAgain
 from worker.redis_conn import arq_settings
 from worker.settings import Settings
 
@@ -197,6 +197,28 @@ class WakeableWorker(Worker):
         finally:
             pool, self._pool = self._pool, None
             await pool.aclose(close_connection_pool=True)
+
+    async def _poll_iteration(self) -> None:  # arq's, with the jobs chosen by the ctx's picker
+        picker: Picker | None = self.ctx.get(PICKER)
+        if picker is None:
+            await super()._poll_iteration()
+            return
+        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            want = self.max_jobs - self.job_counter
+            if self.burst and self.max_burst_jobs >= 0:
+                want = min(want, self.max_burst_jobs - self._jobs_started())
+            ids = await picker.pick(want)
+            if ids:
+                before = {job_id: self.tasks.get(job_id) for job_id in ids}
+                await self.start_jobs([job_id.encode() for job_id in ids])
+                skipped = [job_id for job_id in ids if self.tasks.get(job_id) is before[job_id]]
+                if skipped:
+                    await picker.give_back(skipped)
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # arq's: errors in run_job propagate
+        await self.heart_beat()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
