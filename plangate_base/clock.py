@@ -39,3 +39,9 @@ def utc_day(at_s: float | None = None) -> str:
 def utc_minute(at_s: float | None = None) -> str:
     """The UTC minute (YYYYmmddHHMM) of `at_s` seconds since the epoch, now when None."""
     return time.strftime("%Y%m%d%H%M", time.gmtime(at_s))
+
+
+def ms_of(iso_text: str) -> int:
+    """Milliseconds since the epoch of an ISO-8601 time as `iso` writes it (a naive one is taken as UTC)."""
+    at = datetime.fromisoformat(iso_text.replace("Z", "+00:00"))
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)

@@ -186,6 +186,7 @@ class CancelReason(StrEnum):
     """Why a job ended `cancelled`."""
 
     BY_SUBMITTER = "cancelled_by_submitter"
+    BY_OPERATOR = "cancelled_by_operator"  # a bulk cancel
     REVOKED = "revoked"
 
 

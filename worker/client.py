@@ -152,6 +152,11 @@ class PlanClient:
         return HttpPlanClient(base_url, token, timeout_s=timeout_s)
 
     @property
+    def redis(self) -> Redis:
+        """The connection pool this client uses (shared by the operator tools built on it)."""
+        return self._redis
+
+    @property
     def settings(self) -> Settings:
         """The settings this client was made with."""
         return self._settings
@@ -372,14 +377,15 @@ class PlanClient:
                 if event.kind is StreamKind.TERMINAL:
                     return
 
-    async def cancel(self, job_id: str) -> JobStatus:
+    async def cancel(self, job_id: str, *, reason: CancelReason = CancelReason.BY_SUBMITTER) -> JobStatus:
         """Cancel a job: at once when still queued; a running job stops at its next heartbeat (its
-        status shows `cancel_requested` until then). NotCancellable when it has ended already."""
+        status shows `cancel_requested` until then). NotCancellable when it has ended already.
+        `reason` says who asked when it was queued (an operator's bulk cancel, or the submitter)."""
         status = await self.status(job_id)
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            outcome = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
+            outcome = Outcome.error(JobState.CANCELLED, reason, "cancelled while queued")
             event = ledger_event(
                 outcome.kind,
                 job_id=job_id,

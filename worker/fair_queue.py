@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from governance.fair_share import deadline_ms, order_score, pause_field, start_ms
+from governance.fair_share import PAUSE_SEPARATOR, deadline_ms, order_score, pause_field, start_ms
 from governance.models import PlanRequest
 from plangate_base import clock, codec
 from plangate_base.clock import now_iso
@@ -32,6 +32,7 @@ from worker.settings import STATS_TTL_S
 
 _MAX_SWITCHES = 64  # tenant switches one pick may make (each one round trip)
 _PROMOTE_BATCH = 100
+_OLDEST_AMONG = 10  # a tenant's oldest queued job is looked for among its next this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,62 @@ class FairQueue:
         """What is paused now: pause field -> who, when and why."""
         raw = await self._redis.hgetall(self._keys.paused())
         return {field: codec.loads(value) for field, value in raw.items()}
+
+    async def tenants_view(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        """Per tenant (registered, with ready work, or started lately): ready jobs, running jobs, the age
+        of the oldest of its next jobs, its weight-free share of starts over this and the last UTC minute,
+        and whether it is paused. O(tenants) reads: for stats, never on a worker's path."""
+        k = self._keys
+        minutes = [clock.utc_minute(now_ms / 1000 - 60), clock.utc_minute(now_ms / 1000)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(k.tenants())
+            pipe.zrange(k.fair_tenants(), 0, -1)
+            pipe.hgetall(k.paused())
+            for minute in minutes:
+                pipe.hgetall(k.fair_starts(minute))
+            registered, active, paused, *starts = await pipe.execute()
+        started: dict[str, int] = {}
+        for counts in starts:
+            for tenant_id, n in counts.items():
+                started[tenant_id] = started.get(tenant_id, 0) + int(n)
+        prefix = pause_field(PauseScope.TENANT, "")
+        paused_tenants = {f.split(PAUSE_SEPARATOR, 1)[1] for f in paused if f.startswith(prefix)}
+        tenants = sorted(set(registered) | set(active) | set(started) | paused_tenants)
+        if not tenants:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tenant_id in tenants:
+                pipe.zcard(k.fair_ready(tenant_id))
+                pipe.zrange(k.fair_ready(tenant_id), 0, _OLDEST_AMONG - 1)
+                pipe.zcard(k.tenant_running(tenant_id))
+            replies = await pipe.execute()
+        heads = [job_id for i in range(len(tenants)) for job_id in replies[3 * i + 1]]
+        submitted = (
+            dict(zip(heads, await self._redis.hmget(k.fair_jobs(), heads), strict=True)) if heads else {}
+        )
+        total = sum(started.values())
+        view: dict[str, dict[str, Any]] = {}
+        for i, tenant_id in enumerate(tenants):
+            queued, head, running = replies[3 * i : 3 * i + 3]
+            times = [int(m.split(" ")[3]) for m in (submitted.get(j) for j in head) if m]
+            view[tenant_id] = {
+                "queued": int(queued),
+                "running": int(running),
+                "oldest_queued_age_s": round((now_ms - min(times)) / 1000, 3) if times else None,
+                "starts_last_minute": started.get(tenant_id, 0),
+                "share_of_starts": round(started.get(tenant_id, 0) / total, 3) if total else 0.0,
+                "paused": tenant_id in paused_tenants,
+            }
+        return view
+
+    async def held_counts(self) -> dict[str, int]:
+        """Queued jobs not in any tenant's ready set: delayed (not due), parked (paused agents)."""
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(k.fair_delayed())
+            pipe.zcard(k.fair_parked())
+            delayed, parked = await pipe.execute()
+        return {"delayed": int(delayed), "parked": int(parked)}
 
     def _event(
         self, kind: EventKind, scope: PauseScope, target: str, *, by: str, reason: str

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from governance.models import AgentRecord, TenantRecord
 from governance.registry import AgentRegistry, TenantRegistry
 from ledger.queries import show_job
-from plangate_base.clock import now_ms, utcnow
+from plangate_base.clock import ms_of, now_ms, utcnow
 from plangate_base.vocabulary import TERMINAL_EVENT_KINDS, FailureCode, JobState, PauseScope
 from tests.eventually import eventually
 from tests.integration.workers import running_worker
@@ -232,7 +232,7 @@ async def test_a_paused_tenant_never_starts_while_paused_and_all_start_after_res
     assert all(s.state is JobState.DONE for s in statuses)
     first_start = min(s.started_at or "" for s in statuses)
     assert first_start  # and within a second of the resume:
-    assert _ms_of(first_start) - resumed_at < 1000
+    assert ms_of(first_start) - resumed_at < 1000
     events = await _pause_events(settings, "held")
     assert [(e["kind"], e["reason"], e["payload"]["by"]) for e in events] == [
         ("paused", "noisy neighbour", OPERATOR),
@@ -253,12 +253,6 @@ async def test_a_paused_agent_waits_while_its_tenants_other_agents_run(
         assert [(await client.status(j)).state for j in held] == [JobState.QUEUED] * 4
         assert await fair.resume(PauseScope.AGENT, "acme-held", by=OPERATOR)
         assert all(s.state is JobState.DONE for s in await _all_done(client, held))
-
-
-def _ms_of(iso_time: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def _pause_events(settings: Settings, tenant_id: str) -> list[dict]:

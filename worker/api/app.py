@@ -52,6 +52,7 @@ from worker.api.models import (
     ReviewNote,
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
+from worker.api.queue_admin import queue_router
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
 from worker.client import PlanClient, to_request
 from worker.errors import PlangateError, WaitTimeout
@@ -132,6 +133,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     install(app)
     app.include_router(web_router(keys))
+    app.include_router(queue_router(settings, Caller))
     app.add_middleware(BodyLimits)
     app.add_middleware(CountRequests, counter=requests_total)
 

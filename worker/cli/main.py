@@ -20,6 +20,7 @@ from plangate_base import codec
 from plangate_base.vocabulary import SEED_AGENT_ID, JobState
 from worker.cli.arg_types import port_number, seconds
 from worker.cli.ledger import add_ledger_commands
+from worker.cli.queue_ops import add_queue_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json
 from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
@@ -848,6 +849,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_ledger_commands(sub)
     add_tenant_commands(sub)
+    add_queue_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
     add_serve_commands(sub)

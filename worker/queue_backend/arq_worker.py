@@ -64,6 +64,7 @@ MAX_TRIES = 1_000_000
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
 MIN_POLL_GAP_S = 0.01
+_PICK_ROUNDS = 4  # picks per poll while arq skips some of the picked jobs
 
 
 class WakeableWorker(Worker):
@@ -203,17 +204,24 @@ class WakeableWorker(Worker):
         if picker is None:
             await super()._poll_iteration()
             return
-        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+        # Jobs arq skips (not due in its queue, claimed elsewhere) go back only after the free slots were
+        # filled from further picks: given back at once, the first of them would be picked again and again.
+        skipped: list[str] = []
+        for _ in range(_PICK_ROUNDS if self.allow_pick_jobs else 0):
             want = self.max_jobs - self.job_counter
             if self.burst and self.max_burst_jobs >= 0:
                 want = min(want, self.max_burst_jobs - self._jobs_started())
-            ids = await picker.pick(want)
-            if ids:
-                before = {job_id: self.tasks.get(job_id) for job_id in ids}
-                await self.start_jobs([job_id.encode() for job_id in ids])
-                skipped = [job_id for job_id in ids if self.tasks.get(job_id) is before[job_id]]
-                if skipped:
-                    await picker.give_back(skipped)
+            ids = await picker.pick(want) if want > 0 else []
+            if not ids:
+                break
+            before = {job_id: self.tasks.get(job_id) for job_id in ids}
+            await self.start_jobs([job_id.encode() for job_id in ids])
+            missed = [job_id for job_id in ids if self.tasks.get(job_id) is before[job_id]]
+            if not missed:
+                break
+            skipped += missed
+        if skipped:
+            await picker.give_back(skipped)
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
