@@ -267,3 +267,32 @@ async def _pause_events(settings: Settings, tenant_id: str) -> list[dict]:
         return found if len(found) == 2 else None
 
     return await eventually(both, timeout_s=WAIT_S, what="the pause and resume in the ledger")
+
+
+async def test_stats_and_metrics_show_each_tenants_queue(
+    client: PlanClient, redis: Redis, settings: Settings
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from worker.cli.stats import collect_stats
+    from worker.metrics import refresh_queue_gauges
+
+    await _tenant(redis, settings, "busy", "busy-bot")
+    await _tenant(redis, settings, "waiting", "waiting-bot")
+    fair = _fair(redis, settings)
+    assert await fair.pause(PauseScope.TENANT, "waiting", by=OPERATOR, reason="stats")
+    async with running_worker(settings):
+        done = [await client.submit(_request("busy-bot", "busy")) for _ in range(4)]
+        await _all_done(client, done)
+        for _ in range(3):
+            await client.submit(_request("waiting-bot", "waiting"))
+        await client.submit(_request("busy-bot", "busy", delay_s=600))
+        stats = await collect_stats(redis, settings)
+        await refresh_queue_gauges(redis, settings)
+    busy, waiting = stats["tenants"]["busy"], stats["tenants"]["waiting"]
+    assert (waiting["queued"], waiting["running"], waiting["paused"]) == (3, 0, True)
+    assert waiting["oldest_queued_age_s"] is not None and waiting["oldest_queued_age_s"] >= 0
+    assert (busy["queued"], busy["starts_last_minute"], busy["share_of_starts"]) == (0, 4, 1.0)
+    assert stats["queue_delayed"] == 1 and stats["paused"] == ["tenant:waiting"]
+    assert REGISTRY.get_sample_value("plangate_tenant_queued", {"tenant": "waiting"}) == 3
+    assert REGISTRY.get_sample_value("plangate_tenant_start_share", {"tenant": "busy"}) == 1.0

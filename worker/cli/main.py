@@ -122,6 +122,9 @@ def submit_request(args: argparse.Namespace) -> dict[str, Any]:
         request["idempotency_key"] = args.idempotency_key
     if args.model:
         request["model"] = args.model
+    for name in ("priority", "delay_s", "not_before", "deadline"):
+        if getattr(args, name, None) is not None:
+            request[name] = getattr(args, name)
     return request
 
 
@@ -614,6 +617,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="wait up to S seconds for held locks (default 0)",
     )
     p.add_argument("--handoff-from", metavar="JOB_ID", help="carry that finished job's plan in as context")
+    p.add_argument(
+        "--priority", choices=["high", "normal", "low"], help="within its tenant: higher goes first (aging)"
+    )
+    p.add_argument(
+        "--delay", dest="delay_s", type=seconds, metavar="S", help="start no earlier than S s from now"
+    )
+    p.add_argument("--not-before", metavar="TIME", help="start no earlier than TIME (ISO 8601)")
+    p.add_argument(
+        "--deadline", metavar="TIME", help="end failed (deadline_exceeded) if not started by TIME (ISO 8601)"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
     p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait with --wait (default 300)")
     _add_json(p, "the job's status object (with --wait: its final one)")
