@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cli_startup, inproc, worker_runs
+from bench import cli_startup, fair_runs, inproc, worker_runs
 from bench.infra import Bench
 from bench.report import Row, as_json, render
 from worker.log_setup import configure_logging
 
-SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup")
+SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup", "fair")
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,8 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
         rows.append(Row(section, label, f"{peak:.0f} MiB", target, met))
     if "startup.help_s" in n:
         rows += cli_startup.rows(n)
+    if "fair.flood.fair_p99_ms" in n:
+        rows += fair_runs.rows(n, fair_runs.QUICK_FAIR if plan == QUICK else fair_runs.FairPlan())
     return rows
 
 
@@ -232,6 +234,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
         if "startup" in only:
             n |= await cli_startup.startup(bench, plan.startup_runs)
+        if "fair" in only:
+            n |= await fair_runs.fair_section(
+                bench, fair_runs.QUICK_FAIR if args.quick else fair_runs.FairPlan()
+            )
     finally:
         await bench.close()
     return n

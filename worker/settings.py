@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="how long a tenant's daily quota account (and a job's reservation) is kept",
     )
     job_tries: int = Field(default=3, ge=1)
+    queue_order: Literal["fair", "fifo"] = Field(
+        default="fair",
+        description="fair: weighted fair share across tenants, priorities, pauses; fifo: arq's oldest first "
+        "(no weights, priorities or pauses; the benchmark's baseline)",
+    )
     priority_aging_s: float = Field(
         default=60.0,
         gt=0,

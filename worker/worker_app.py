@@ -184,8 +184,9 @@ def build_worker(
         planner = LLMPlanner(settings)
         resources.push_async_callback(planner.aclose)
         ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
-        queue = job_queue(settings.queue_name)
-        ctx[PICKER] = FairPicker(fair, queue.claim_ttl_s(settings.job_timeout_s))
+        if settings.queue_order == "fair":
+            queue = job_queue(settings.queue_name)
+            ctx[PICKER] = FairPicker(fair, queue.claim_ttl_s(settings.job_timeout_s))
         if ledger_writer:
             writer, writer_task = await start_ledger_writer(redis, settings)
             resources.push_async_callback(stop_ledger_writer, writer, writer_task)
