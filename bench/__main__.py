@@ -184,7 +184,7 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
     if "startup.help_s" in n:
         rows += cli_startup.rows(n)
     if "fair.flood.fair_p99_ms" in n:
-        rows += fair_runs.rows(n, fair_runs.QUICK_FAIR if plan == QUICK else fair_runs.FairPlan())
+        rows += fair_runs.rows(n, fair_runs.plan_of(plan == QUICK))
     return rows
 
 
@@ -235,9 +235,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         if "startup" in only:
             n |= await cli_startup.startup(bench, plan.startup_runs)
         if "fair" in only:
-            n |= await fair_runs.fair_section(
-                bench, fair_runs.QUICK_FAIR if args.quick else fair_runs.FairPlan()
-            )
+            n |= await fair_runs.fair_section(bench, fair_runs.plan_of(args.quick))
     finally:
         await bench.close()
     return n

@@ -47,6 +47,11 @@ class FairPlan:
 QUICK_FAIR = FairPlan(flood=300, small=20, share_jobs=150, pick_large=(20_000, 200), picks=500)
 
 
+def plan_of(quick: bool) -> FairPlan:
+    """The fair section's sizes, quick or full."""
+    return QUICK_FAIR if quick else FairPlan()
+
+
 def _request(tenant: str, agent: str, number: int) -> dict[str, Any]:
     return {
         "agent_id": agent,

@@ -79,15 +79,17 @@ return 1
 """
 )
 
-# Take up to `want` jobs from one tenant while it keeps the lowest pass; a job of a paused agent is
-# parked instead. KEYS: tenants, ready, jobs, paused, parked, tenant record (JSON), fair tenant, clock,
-# picked, starts of this minute. ARGV: tenant, want, now ms, starts ttl s.
+# Take up to `want` jobs from one tenant while it keeps the lowest pass (none when it is not the lowest
+# now: the caller asked on stale knowledge); a job of a paused agent is parked instead.
+# KEYS: tenants, ready, jobs, paused, parked, tenant record (JSON), fair tenant, clock, picked, starts of
+# this minute. ARGV: tenant, want, now ms, starts ttl s.
 # Returns {next tenant to ask ('' = none), job ids...}.
 PICK = _lua("""
 local t = ARGV[1]
 local out = {''}
 if redis.call('HEXISTS', KEYS[4], '$all') == 1 then return out end
 local pass = redis.call('ZSCORE', KEYS[1], t)
+if pass and redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= t then pass = nil end
 if pass then
   pass = tonumber(pass)
   local weight = 1

@@ -14,6 +14,7 @@ set; the worker gives back what it skipped at once and the watchdog what a dead 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ from worker.ledger_events import ledger_event
 from worker.queue_backend import JobQueue
 from worker.settings import STATS_TTL_S
 
+DELAYED_CHECK_S = 0.1
+"""How often a picking worker looks for delayed jobs that came due (a delayed job starts this much late at
+most, plus the idle worker's poll interval)."""
 _MAX_SWITCHES = 64  # tenant switches one pick may make (each one round trip)
 _PROMOTE_BATCH = 100
 _OLDEST_AMONG = 10  # a tenant's oldest queued job is looked for among its next this many
@@ -54,6 +58,8 @@ class FairQueue:
         self._queue = queue
         self._aging_ms = int(aging_s * 1000)
         self._stats_ttl_s = stats_ttl_s
+        self._next_tenant = ""  # the tenant the last PICK named
+        self._delayed_check_at = 0.0
         self._move_ready = redis.register_script(fair_lua.MOVE_READY)
         self._pick = redis.register_script(fair_lua.PICK)
         self._reready = redis.register_script(fair_lua.REREADY)
@@ -82,19 +88,23 @@ class FairQueue:
         return placed
 
     async def pick(self, want: int) -> list[str]:
-        """Up to `want` job ids in fair order, each taken out of the fair queue (and marked picked)."""
+        """Up to `want` job ids in fair order, each taken out of the fair queue (and marked picked).
+
+        The tenant to ask is the one the last PICK named (PICK refuses one that is no longer the lowest
+        and names the right one), so a pick is one round trip when nothing changed in between; delayed
+        jobs that came due are moved first, looked for every DELAYED_CHECK_S."""
         if want <= 0:
             return []
         now = clock.now_ms()
         k = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(k.fair_delayed(), "-inf", now, start=0, num=1)
-            pipe.zrange(k.fair_tenants(), 0, 0)
-            due, top = await pipe.execute()
-        if due:
-            await self.promote_due(now)
+        if time.monotonic() >= self._delayed_check_at:
+            self._delayed_check_at = time.monotonic() + DELAYED_CHECK_S
+            if await self.promote_due(now):
+                self._next_tenant = ""
+        tenant = self._next_tenant
+        if not tenant:
             top = await self._redis.zrange(k.fair_tenants(), 0, 0)
-        tenant = top[0] if top else ""
+            tenant = top[0] if top else ""
         picked: list[str] = []
         starts = k.fair_starts(clock.utc_minute())
         for _ in range(_MAX_SWITCHES):
@@ -107,6 +117,7 @@ class FairQueue:
             reply = await self._pick(keys=keys, args=[tenant, want - len(picked), now, self._stats_ttl_s])
             tenant = reply[0]
             picked.extend(reply[1:])
+        self._next_tenant = tenant
         return picked
 
     async def promote_due(self, now_ms: int) -> int:
