@@ -24,7 +24,7 @@ from governance.fair_share import PAUSE_SEPARATOR, deadline_ms, order_score, pau
 from governance.models import PlanRequest
 from plangate_base import clock, codec
 from plangate_base.clock import now_iso
-from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind, PauseScope
+from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind, JobState, PauseScope
 from worker import fair_lua
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
@@ -119,6 +119,53 @@ class FairQueue:
             picked.extend(reply[1:])
         self._next_tenant = tenant
         return picked
+
+    async def adopt_unindexed(self, *, batch: int = 500) -> int:
+        """Index the queued jobs the backend holds without a place in the fair queue (submitted by a
+        plangate before it, or by a producer not upgraded yet), so no job waits forever: a scan of the
+        backend's queue in batches, run once at worker start, never on a pick. Returns how many."""
+        k = self._keys
+        adopted = 0
+        start = 0
+        while True:
+            entries = await self._redis.zrange(
+                self._queue.queue_key, start, start + batch - 1, withscores=True
+            )
+            if not entries:
+                return adopted
+            start += len(entries)
+            ids = [job_id for job_id, _ in entries]
+            metas = await self._redis.hmget(k.fair_jobs(), ids)
+            for (job_id, due), meta in zip(entries, metas, strict=True):
+                if meta is None:
+                    adopted += await self._adopt(job_id, int(due))
+
+    async def _adopt(self, job_id: str, due_ms: int) -> int:
+        names = ["state", "tenant_id", "agent_id", "submitted_at", "request"]
+        fields = await self._redis.hmget(self._keys.job(job_id), names)
+        state, tenant_id, agent_id, submitted, request_json = fields
+        if state != JobState.QUEUED.value or not tenant_id or not agent_id or not submitted:
+            return 0
+        if await self._redis.exists(self._queue.claim_key(job_id)):
+            return 0  # a worker of the old order is starting it
+        try:
+            req = PlanRequest.model_validate_json(request_json or "{}")
+        except ValueError:
+            req = None
+        submitted_ms = clock.ms_of(submitted)
+        priority = req.priority if req else None
+        deadline = deadline_ms(req.deadline) if req else None
+        k = self._keys
+        keys = [
+            k.fair_tenants(), k.fair_ready(tenant_id), k.paused(), k.fair_tenant(tenant_id),
+            k.fair_clock(), k.fair_jobs(), k.fair_delayed(), k.fair_deadlines(),
+        ]  # fmt: skip
+        args = [
+            job_id, tenant_id, agent_id, order_score(submitted_ms, priority, self._aging_ms), submitted_ms,
+            due_ms, "" if deadline is None else deadline, clock.now_ms(),
+        ]  # fmt: skip
+        await self._redis.eval(fair_lua.ENQUEUE, len(keys), *keys, *args)
+        return 1
 
     async def promote_due(self, now_ms: int) -> int:
         """Move delayed jobs whose start time came to their tenant's ready set; returns how many."""

@@ -186,6 +186,9 @@ def build_worker(
         ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
         if settings.queue_order == "fair":
             queue = job_queue(settings.queue_name)
+            adopted = await fair.adopt_unindexed()
+            if adopted:
+                log.warning("queue.adopted", jobs=adopted, why="queued without a place in the fair queue")
             ctx[PICKER] = FairPicker(fair, queue.claim_ttl_s(settings.job_timeout_s))
         if ledger_writer:
             writer, writer_task = await start_ledger_writer(redis, settings)

@@ -296,3 +296,16 @@ async def test_stats_and_metrics_show_each_tenants_queue(
     assert stats["queue_delayed"] == 1 and stats["paused"] == ["tenant:waiting"]
     assert REGISTRY.get_sample_value("plangate_tenant_queued", {"tenant": "waiting"}) == 3
     assert REGISTRY.get_sample_value("plangate_tenant_start_share", {"tenant": "busy"}) == 1.0
+
+
+async def test_jobs_queued_without_a_place_in_the_fair_queue_are_adopted_at_worker_start(
+    client: PlanClient, redis: Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.key_prefix)
+    ids = [await client.submit(_request("llm-planner-001", "default", priority="high")) for _ in range(3)]
+    for job_id in ids:  # as a plangate before the fair queue (or a producer not upgraded) left them
+        await redis.hdel(keys.fair_jobs(), job_id)
+        await redis.zrem(keys.fair_ready("default"), job_id)
+    async with running_worker(settings):
+        statuses = await _all_done(client, ids)
+    assert [s.state for s in statuses] == [JobState.DONE] * 3

@@ -133,7 +133,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     )
     install(app)
     app.include_router(web_router(keys))
-    app.include_router(queue_router(settings, Caller))
+    app.include_router(queue_router(settings, Caller, _responses(403)))
     app.add_middleware(BodyLimits)
     app.add_middleware(CountRequests, counter=requests_total)
 

@@ -56,10 +56,11 @@ class BulkAnswer(BaseModel):
     created: list[str]
 
 
-def queue_router(settings: Settings, caller: Any) -> APIRouter:
-    """The routes; `caller` is the app's dependency that authenticates the request (its Principal)."""
+def queue_router(settings: Settings, caller: Any, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
+    """The routes; `caller` is the app's dependency that authenticates the request (its Principal),
+    `responses` the problem answers they document."""
     keys = Keys(settings.key_prefix)
-    router = APIRouter(prefix="/v1", tags=["admin"])
+    router = APIRouter(prefix="/v1", tags=["admin"], responses=responses)
 
     def fair(request: Request) -> FairQueue:
         queue = job_queue(settings.queue_name)
