@@ -31,7 +31,7 @@ from worker.ledger_events import ledger_event
 from worker.queue_backend import JobQueue
 from worker.settings import STATS_TTL_S
 
-DELAYED_CHECK_S = 0.1
+DELAYED_CHECK_S = 1.0
 """How often a picking worker looks for delayed jobs that came due (a delayed job starts this much late at
 most, plus the idle worker's poll interval)."""
 _MAX_SWITCHES = 64  # tenant switches one pick may make (each one round trip)

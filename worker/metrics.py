@@ -123,6 +123,10 @@ def serve_metrics(settings: Settings) -> MetricsServer | None:
     return MetricsServer(server, thread, host, port)
 
 
+TENANT_GAUGES_EVERY_S = 10.0
+"""How often a worker's watchdog refreshes the per-tenant gauges (each refresh reads every tenant's sets)."""
+
+
 async def _refresh_tenant_gauges(redis: Redis, settings: Settings, keys: Keys) -> None:
     fair = FairQueue(redis, keys, job_queue(settings.queue_name), aging_s=settings.priority_aging_s)
     for tenant_id, row in (await fair.tenants_view(clock.now_ms())).items():
@@ -132,8 +136,9 @@ async def _refresh_tenant_gauges(redis: Redis, settings: Settings, keys: Keys) -
         TENANT_START_SHARE.labels(tenant_id).set(row["share_of_starts"])
 
 
-async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
-    """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog)."""
+async def refresh_queue_gauges(redis: Redis, settings: Settings, *, tenants: bool = True) -> None:
+    """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog), and with
+    `tenants` the per-tenant ones (reads per tenant: the watchdog asks every TENANT_GAUGES_EVERY_S)."""
     keys = Keys(settings.key_prefix)
     async with redis.pipeline(transaction=False) as pipe:
         add_queue_reads(pipe, settings, clock.now_ms())
@@ -147,7 +152,8 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
     QUEUE_DEFERRED.set(queue.deferred)
     OLDEST_HEARTBEAT_AGE.set(max(0.0, (clock.now_ms() - oldest[0][1]) / 1000) if oldest else 0.0)
     LEDGER_STREAM_LENGTH.set(length)
-    await _refresh_tenant_gauges(redis, settings, keys)
+    if tenants:
+        await _refresh_tenant_gauges(redis, settings, keys)
     try:
         pending = await redis.xpending(keys.ledger_stream(), LEDGER_GROUP)
         LEDGER_PENDING.set(int(pending["pending"]))

@@ -24,7 +24,7 @@ from worker import metrics
 from worker.fair_queue import FairQueue
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
-from worker.metrics import refresh_queue_gauges
+from worker.metrics import TENANT_GAUGES_EVERY_S, refresh_queue_gauges
 from worker.outcome import Outcome
 from worker.queue_backend import job_queue
 from worker.settings import Settings
@@ -58,6 +58,7 @@ class Watchdog:
         self._stop = asyncio.Event()
         self.taken_over = 0
         self._next_pickup_check = 0.0
+        self._next_tenant_gauges = 0.0
 
     def stop(self) -> None:
         """End `run` after the current sweep."""
@@ -72,7 +73,10 @@ class Watchdog:
                 await self.beat()
                 await self.sweep()
                 if self._settings.metrics_port:
-                    await refresh_queue_gauges(self._redis, self._settings)
+                    tenants = time.monotonic() >= self._next_tenant_gauges
+                    if tenants:
+                        self._next_tenant_gauges = time.monotonic() + TENANT_GAUGES_EVERY_S
+                    await refresh_queue_gauges(self._redis, self._settings, tenants=tenants)
             except RedisError as exc:
                 log.warning("watchdog.redis_unreachable", error=str(exc))
             try:
@@ -129,6 +133,18 @@ class Watchdog:
                 bound.error("job.payload_lost")
         self.taken_over += taken
         await self.expire_past_deadline()
+        if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
+            self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
+            await self._release_lost_picks()
+            freed = await self._status.release_lost_pickups(
+                self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
+            )
+            if freed:
+                log.warning("pickups.released", jobs=freed)
+        return taken
+
+    async def _release_lost_picks(self) -> None:
+        """Give back jobs picked but never started (their worker died between the pick and START)."""
         lost = await self._fair.lost_picks(self._settings.stale_after_s)
         if lost:
             claim_ttl_s = self._queue.claim_ttl_s(self._settings.job_timeout_s)
@@ -136,14 +152,6 @@ class Watchdog:
             back = await self._fair.give_back(lost, claim_ttl_s=claim_ttl_s, stale_s=stale_s)
             if back:
                 log.warning("picks.released", jobs=back)
-        if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
-            self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
-            freed = await self._status.release_lost_pickups(
-                self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
-            )
-            if freed:
-                log.warning("pickups.released", jobs=freed)
-        return taken
 
     async def expire_past_deadline(self) -> int:
         """End `failed` (deadline_exceeded) every queued job whose deadline passed: one terminal record
