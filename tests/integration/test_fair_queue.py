@@ -197,10 +197,12 @@ async def test_jobs_past_their_deadline_while_queued_fail_once_with_two_workers_
                 lambda: _count_failed(client, ids[:6]), timeout_s=WAIT_S, what="the watchdogs to end them"
             )
         statuses = await _all_done(client, ids)
+        # (read while the workers run: their ledger writer drains the stream into the file)
+        ends = {job_id: await _terminal_records(settings, job_id) for job_id in ids}
     for status in statuses:
         assert status.state is JobState.FAILED, status
         assert status.error and status.error.type == FailureCode.DEADLINE_EXCEEDED
-        assert len(await _terminal_records(settings, status.job_id)) == 1
+        assert len(ends[status.job_id]) == 1
         assert not await redis.exists(keys.reservation(status.job_id))
     assert not [r for r in stub.requests if "late" in str(r)]  # no LLM call
     assert await redis.zcard(keys.tenant_running("late")) == 0
@@ -229,11 +231,11 @@ async def test_a_paused_tenant_never_starts_while_paused_and_all_start_after_res
         resumed_at = now_ms()
         assert await fair.resume(PauseScope.TENANT, "held", by=OPERATOR, reason="calm again")
         statuses = await _all_done(client, held)
+        events = await _pause_events(settings, "held")  # (while the workers' ledger writer runs)
     assert all(s.state is JobState.DONE for s in statuses)
     first_start = min(s.started_at or "" for s in statuses)
     assert first_start  # and within a second of the resume:
     assert ms_of(first_start) - resumed_at < 1000
-    events = await _pause_events(settings, "held")
     assert [(e["kind"], e["reason"], e["payload"]["by"]) for e in events] == [
         ("paused", "noisy neighbour", OPERATOR),
         ("resumed", "calm again", OPERATOR),
