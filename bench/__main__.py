@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import cli_startup, inproc, webhook_latency, worker_runs
+from bench import cli_startup, fair_runs, inproc, webhook_latency, worker_runs
 from bench.infra import Bench
 from bench.report import Row, as_json, render
 from worker.log_setup import configure_logging
 
-SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup", "webhooks")
+SECTIONS = ("overhead", "streaming", "scale", "pickup", "ledger", "memory", "startup", "webhooks", "fair")
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,8 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
         rows += cli_startup.rows(n)
     if "webhooks.plain_jobs_s" in n:
         rows += webhook_latency.rows(n, plan.first_token_s + plan.stream_s)
+    if "fair.flood.fair_p99_ms" in n:
+        rows += fair_runs.rows(n, fair_runs.plan_of(plan == QUICK))
     return rows
 
 
@@ -280,6 +282,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 plan.scale_repeats,
                 plan.webhook_modes,
             )
+        if "fair" in only:
+            n |= await fair_runs.fair_section(bench, fair_runs.plan_of(args.quick))
     finally:
         await bench.close()
     return n

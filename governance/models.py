@@ -22,7 +22,7 @@ from pydantic import (
 
 from governance.capabilities import SEED_ALLOWED_SIDE_EFFECTS, SEED_FORBIDDEN_ACTIONS, declared_word
 from governance.webhook_policy import WebhookUrl
-from plangate_base.vocabulary import SEED_AGENT_ID, Decision
+from plangate_base.vocabulary import SEED_AGENT_ID, Decision, Priority
 
 MAX_DESCRIPTION_CHARS = 8_000
 MAX_CONSTRAINTS = 50
@@ -32,6 +32,8 @@ MAX_CONTEXT_BYTES = 64 * 1024
 MAX_CONTEXT_DEPTH = 32
 MAX_LOCKS = 16
 MAX_WAIT_LOCK_S = 3_600.0
+MAX_DELAY_S = 7 * 86_400.0
+MAX_WEIGHT = 1_000.0
 
 
 # No `:` in identifiers: it separates the parts of Redis key names (worker/keys.py), so an id with
@@ -81,6 +83,8 @@ class TenantRecord(BaseModel):
     jobs_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_day: int | None = Field(default=None, ge=1)
     cost_per_day_usd: float | None = Field(default=None, gt=0)
+    # Its share of job starts when workers are saturated, against the other tenants with queued work.
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT)
 
 
 DEFAULT_TENANT = TenantRecord(tenant_id="default", name="default tenant")
@@ -120,8 +124,18 @@ class PlanRequest(BaseModel):
     project_id: Identifier | None = None
     # Where to POST the job's events (signed; its host must be on the tenant's webhook allow list).
     callback_url: WebhookUrl | None = None
+    priority: Priority | None = None  # None: normal
+    # Start no earlier than `not_before`, or `delay_s` after submit (one of the two).
+    not_before: datetime | None = None
+    delay_s: float | None = Field(default=None, ge=0.0, le=MAX_DELAY_S)
     # The agent's key when its agent requires one; checked by the worker, never stored or shown.
     agent_key: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> PlanRequest:
+        if self.not_before is not None and self.delay_s is not None:
+            raise ValueError("give not_before or delay_s, not both")
+        return self
 
     @field_validator("description")
     @classmethod

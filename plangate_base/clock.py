@@ -45,3 +45,8 @@ def parse_iso(text: str) -> datetime:
     """ISO-8601 text as `iso` writes it (any offset, or none for UTC) back to an aware UTC time."""
     at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def ms_of(iso_text: str) -> int:
+    """Milliseconds since the epoch of an ISO-8601 time as `iso` writes it (a naive one is taken as UTC)."""
+    return int(parse_iso(iso_text).timestamp() * 1000)

@@ -83,6 +83,7 @@ class FailureCode(StrEnum):
     PAYLOAD_LOST = "payload_lost"  # arq's payload of the queued job is missing or empty
     PAYLOAD_UNREADABLE = "payload_unreadable"  # arq's payload or try count of the queued job is unusable
     INTERNAL_ERROR = "internal_error"  # an unexpected error in the pipeline
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # its deadline passed before it started
 
 
 class ReviewDecision(StrEnum):
@@ -118,6 +119,8 @@ class EventKind(StrEnum):
     WEBHOOK_DELIVERED = "webhook_delivered"  # a receiver took the job's terminal event (once per job)
     TEMPLATE_INSTALLED = "template_installed"  # an agent was installed from a template version
     TEMPLATE_UPGRADED = "template_upgraded"  # an agent moved to another version of its template
+    PAUSED = "paused"  # an operator paused a tenant, an agent or the whole queue
+    RESUMED = "resumed"  # an operator resumed it
     MALFORMED = "malformed"  # written by the ledger writer only: a stream entry it could not read
     LOST = "lost"  # reconciliation: submitted, never ended, and its status is gone from Redis
     REDACTED = "redacted"  # an operator replaced payloads with tombstones (who, what, why)
@@ -177,6 +180,28 @@ class RequeueReason(StrEnum):
     HEARTBEAT_TIMEOUT = "heartbeat_timeout"
 
 
+class Priority(StrEnum):
+    """A job's priority within its tenant: higher goes first, and a job older than the aging window is not
+    overtaken by newer higher ones (worker.fair_queue; PRIORITY_AGING_S)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for the highest: how many aging windows later a job of this priority counts as submitted."""
+        return list(Priority).index(self)
+
+
+class PauseScope(StrEnum):
+    """What an operator pauses: one tenant's work, one agent's, or the whole queue's."""
+
+    ALL = "all"
+    TENANT = "tenant"
+    AGENT = "agent"
+
+
 class StreamKind(StrEnum):
     """The kind of an entry in a job's event stream (what `plangate watch` shows)."""
 
@@ -197,6 +222,7 @@ class CancelReason(StrEnum):
     """Why a job ended `cancelled`."""
 
     BY_SUBMITTER = "cancelled_by_submitter"
+    BY_OPERATOR = "cancelled_by_operator"  # a bulk cancel
     REVOKED = "revoked"
 
 

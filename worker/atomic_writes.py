@@ -19,9 +19,10 @@ from redis.commands.core import AsyncScript
 from plangate_base import codec
 
 # KEYS: every key the writes touch. ARGV[1]: the index in KEYS of the guard key, 0 for none;
-# ARGV[2]: the writes, JSON [[command, key index (0: the command takes no key), arg, ...], ...].
+# ARGV[2]: the writes, JSON [[command, key index (0: the command takes no key), arg, ...], ...]; a step
+# (a Lua function compiled into the script, see `compose`) is ["@name", [key index, ...], [arg, ...]].
 # A guard key that exists makes the script write nothing and answer its value.
-_APPLY = """
+_RUN = """
 local guard = tonumber(ARGV[1])
 if guard > 0 then
   local held = redis.call('GET', KEYS[guard])
@@ -29,7 +30,11 @@ if guard > 0 then
 end
 for _, op in ipairs(cjson.decode(ARGV[2])) do
   local key = op[2]
-  if key > 0 then
+  if string.sub(op[1], 1, 1) == '@' then
+    local keys = {}
+    for i, index in ipairs(key) do keys[i] = KEYS[index] end
+    STEPS[string.sub(op[1], 2)](keys, op[3])
+  elseif key > 0 then
     redis.call(op[1], KEYS[key], unpack(op, 3))
   else
     redis.call(op[1], unpack(op, 3))
@@ -37,6 +42,20 @@ for _, op in ipairs(cjson.decode(ARGV[2])) do
 end
 return false
 """
+
+
+def compose(prelude: str = "", steps: Mapping[str, str] | None = None) -> str:
+    """The apply script with named steps: each a Lua chunk over its own KEYS and ARGV (what a script of
+    its own would be), compiled in as a function, after `prelude` (local functions the steps share).
+    A step's keys are declared in the script's KEYS like every other key it touches."""
+    functions = "".join(
+        f"STEPS[{codec.dumps(name)}] = function(KEYS, ARGV)\n{body}\nend\n"
+        for name, body in (steps or {}).items()
+    )
+    return f"{prelude}\nlocal STEPS = {{}}\n{functions}{_RUN}"
+
+
+_APPLY = compose()
 
 
 class AtomicWrites:
@@ -93,6 +112,10 @@ class AtomicWrites:
     def publish(self, channel: str, message: str) -> None:
         self._op("PUBLISH", None, channel, message)  # a channel is no key
 
+    def step(self, name: str, keys: list[str], args: list[Any]) -> None:
+        """Run the script's step `name` (see `compose`) over `keys` and `args`."""
+        self._ops.append([f"@{name}", [self._key(k) for k in keys], [_arg(a) for a in args]])
+
     async def apply(self, script: AsyncScript, *, guard: str | None = None) -> str | None:
         """Run the writes with `script` (from `register`); with `guard`, only when that key does not
         exist (then its value is answered and nothing is written). None when the writes ran."""
@@ -101,9 +124,10 @@ class AtomicWrites:
         return None if held is None else held.decode() if isinstance(held, bytes) else str(held)
 
 
-def register(redis: Redis) -> AsyncScript:
-    """The script that applies recorded writes, registered on `redis` (EVALSHA; EVAL when unknown)."""
-    return redis.register_script(_APPLY)
+def register(redis: Redis, source: str = _APPLY) -> AsyncScript:
+    """The script that applies recorded writes (`source`: one from `compose`, for writes with steps),
+    registered on `redis` (EVALSHA; EVAL when unknown)."""
+    return redis.register_script(source)
 
 
 def _arg(value: Any) -> str:

@@ -15,10 +15,11 @@ from governance.models import AgentRecord, PlanRequest
 from governance.policy import check_links
 from governance.registry import AgentRegistry, ReviewerRegistry
 from plangate_base import codec
-from plangate_base.clock import now_iso, now_ms, utcnow
+from plangate_base.clock import from_ms, iso, now_iso, now_ms, utcnow
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, CancelReason, EventKind, JobState, StreamKind
-from worker.atomic_writes import AtomicWrites, register
+from worker import fair_lua
+from worker.atomic_writes import AtomicWrites, compose, register
 from worker.errors import (
     BadRequest,
     JobNotFound,
@@ -27,6 +28,7 @@ from worker.errors import (
     WaitTimeout,
     describe_validation_error,
 )
+from worker.fair_queue import FairQueue
 from worker.ids import new_id
 from worker.job_models import CALLBACK_URL_FIELD, JobEvent, JobStatus
 from worker.keys import Keys
@@ -73,6 +75,9 @@ def to_request(request: PlanRequest | dict[str, Any]) -> PlanRequest:
 _LIST_MAX_CHUNKS = 20  # a listing reads at most this many chunks of the tenant's index per page
 SYNTHETIC_TERMINAL_ID = "terminal"  # the stream id of a terminal event made up from an expired job's status
 REQUEST_DIGEST_FIELD = "request_digest"  # status-hash field: the API's digest of the submitted body
+# The submit's one script: its recorded writes, with the fair queue's placement as one of their steps.
+FAIR_ENQUEUE_STEP = "fair_enqueue"
+SUBMIT_WRITES = compose(fair_lua.FAIR_FUNCTIONS, {FAIR_ENQUEUE_STEP: fair_lua.ENQUEUE_BODY})
 
 
 class PlanClient:
@@ -104,7 +109,14 @@ class PlanClient:
             stats_ttl_s=settings.stats_ttl_s,
             usage_ttl_s=settings.usage_ttl_s,
         )
-        self._apply_writes = register(redis)
+        self._apply_writes = register(redis, SUBMIT_WRITES)
+        self._fair = FairQueue(
+            redis,
+            self._keys,
+            self._queue,
+            aging_s=settings.priority_aging_s,
+            stats_ttl_s=settings.stats_ttl_s,
+        )
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._agent_key = agent_key
@@ -142,6 +154,11 @@ class PlanClient:
         from worker.http_client import HttpPlanClient
 
         return HttpPlanClient(base_url, token, timeout_s=timeout_s)
+
+    @property
+    def redis(self) -> Redis:
+        """The connection pool this client uses (shared by the operator tools built on it)."""
+        return self._redis
 
     @property
     def settings(self) -> Settings:
@@ -280,9 +297,17 @@ class PlanClient:
             fields[REQUEST_DIGEST_FIELD] = fingerprint
         if req.callback_url:
             fields[CALLBACK_URL_FIELD] = req.callback_url
+        placed, fair_keys, fair_args = self._fair.enqueue_step(job_id, req, enqueue_ms=enqueue_ms)
+        writes.step(FAIR_ENQUEUE_STEP, fair_keys, fair_args)
+        if placed.start_ms > enqueue_ms:
+            fields["not_before"] = iso(from_ms(placed.start_ms))
+        if req.priority is not None:
+            fields["priority"] = req.priority.value
         writes.hset(status_key, fields)
         writes.expire(status_key, ttl)
-        self._queue.add_enqueue(writes, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl)
+        self._queue.add_enqueue(
+            writes, job_id, for_worker, enqueue_ms=enqueue_ms, ttl_s=ttl, due_ms=placed.start_ms
+        )
         tenant_jobs = self._keys.tenant_jobs(req.tenant_id)
         writes.zadd(tenant_jobs, {job_id: enqueue_ms})
         writes.zremrangebyscore(tenant_jobs, "-inf", f"({enqueue_ms - ttl * 1000}")  # expired ones
@@ -361,14 +386,15 @@ class PlanClient:
                 if event.kind is StreamKind.TERMINAL:
                     return
 
-    async def cancel(self, job_id: str) -> JobStatus:
+    async def cancel(self, job_id: str, *, reason: CancelReason = CancelReason.BY_SUBMITTER) -> JobStatus:
         """Cancel a job: at once when still queued; a running job stops at its next heartbeat (its
-        status shows `cancel_requested` until then). NotCancellable when it has ended already."""
+        status shows `cancel_requested` until then). NotCancellable when it has ended already.
+        `reason` says who asked when it was queued (an operator's bulk cancel, or the submitter)."""
         status = await self.status(job_id)
         if status.terminal:
             raise NotCancellable(f"job {job_id} already ended {status.state.value}: nothing to cancel")
         if status.state is JobState.QUEUED:
-            outcome = Outcome.error(JobState.CANCELLED, CancelReason.BY_SUBMITTER, "cancelled while queued")
+            outcome = Outcome.error(JobState.CANCELLED, reason, "cancelled while queued")
             event = ledger_event(
                 outcome.kind,
                 job_id=job_id,

@@ -9,7 +9,15 @@ from pydantic import BaseModel, Field
 from governance.models import AgentOutput
 from governance.policy import LinkedJob
 from plangate_base import codec
-from plangate_base.vocabulary import AttemptOutcome, JobState, Phase, ReviewDecision, StreamKind, WebhookEvent
+from plangate_base.vocabulary import (
+    AttemptOutcome,
+    JobState,
+    Phase,
+    Priority,
+    ReviewDecision,
+    StreamKind,
+    WebhookEvent,
+)
 
 # Status-hash field: the request's callback_url (what RECORD's and the review's Lua check).
 CALLBACK_URL_FIELD = "callback_url"
@@ -66,6 +74,8 @@ class JobStatus(BaseModel):
     agent_id: str
     tenant_id: str
     submitted_at: str
+    not_before: str | None = None  # a delayed job starts no earlier
+    priority: Priority | None = None
     started_at: str | None = None
     finished_at: str | None = None
     progress: dict[str, Any] = Field(default_factory=dict)

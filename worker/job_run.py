@@ -24,6 +24,10 @@ class Refused(Exception):
         self.refusal = refusal
 
 
+class Expired(Exception):
+    """The job's deadline passed before it started: it ends failed (deadline_exceeded), unplanned."""
+
+
 class Stopped(Exception):
     """The job must stop while running: cancelled by its submitter, or its agent revoked."""
 

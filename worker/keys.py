@@ -48,6 +48,8 @@ capabilities           governance.registry                           word -> JSO
 webhook_*              worker.webhooks.store (policy, endpoints,     allow lists, endpoints, secrets,
                        secrets, deliveries); every event source adds the outbox (group WEBHOOK_GROUP),
                        to webhook_outbox (RECORD, review, revoke)    due and dead deliveries
+fair_*, paused         worker.fair_queue (its Lua, and the fair keys  the fair queue's index (below)
+                       the lifecycle Lua and submit touch)
 =====================  ============================================  ===================================
 """
 
@@ -254,6 +256,55 @@ class Keys(NamedTuple):
         """Capability words operators added to the seed's vocabulary (hash: word -> JSON who, when, why),
         written by governance.registry."""
         return f"{self.prefix}capabilities"
+
+    # The fair queue (worker.fair_queue): which queued job a worker takes next. arq's queue still holds
+    # every job; these say in which order they are picked.
+
+    def fair_tenants(self) -> str:
+        """Tenants with ready (due, not paused) work, scored by their pass (sorted set): the lowest picks."""
+        return f"{self.prefix}fair:tenants"
+
+    def fair_ready(self, tenant_id: str) -> str:
+        """A tenant's ready jobs by order score (sorted set: submit ms plus its priority's aging offset)."""
+        return f"{self.prefix}fair:ready:{_part(tenant_id, 'tenant id')}"
+
+    def fair_tenant(self, tenant_id: str) -> str:
+        """A tenant's fair-share state while it has no ready work (hash: pass)."""
+        return f"{self.prefix}fair:tenant:{_part(tenant_id, 'tenant id')}"
+
+    def fair_clock(self) -> str:
+        """The fair queue's virtual time: the pass of the last start (a number)."""
+        return f"{self.prefix}fair:clock"
+
+    def fair_jobs(self) -> str:
+        """Queued jobs' place in the fair queue (hash: job id -> "tenant agent score submit_ms"). Written at
+        submit, deleted by RECORD."""
+        return f"{self.prefix}fair:jobs"
+
+    def fair_delayed(self) -> str:
+        """Jobs that may not start yet (sorted set, not_before ms); moved to their tenant's ready set when
+        due."""
+        return f"{self.prefix}fair:delayed"
+
+    def fair_parked(self) -> str:
+        """Jobs of paused agents a pick passed over (sorted set, order score); back to ready on resume."""
+        return f"{self.prefix}fair:parked"
+
+    def fair_picked(self) -> str:
+        """Jobs picked and not started yet (sorted set, picked at ms): the watchdog re-queues lost picks."""
+        return f"{self.prefix}fair:picked"
+
+    def fair_deadlines(self) -> str:
+        """Queued jobs with a deadline (sorted set, deadline ms): the watchdog ends expired ones."""
+        return f"{self.prefix}fair:deadlines"
+
+    def paused(self) -> str:
+        """What is paused (hash: governance.fair_share.pause_field -> JSON who, when, why)."""
+        return f"{self.prefix}fair:paused"
+
+    def fair_starts(self, minute: str) -> str:
+        """Job starts per tenant in one UTC minute (hash tenant -> count; TTL: STATS_TTL_S)."""
+        return f"{self.prefix}fair:starts:{minute}"
 
     def api_token(self, digest: str) -> str:
         """One API token's principal (hash; written by governance/api_tokens.py TokenStore)."""

@@ -15,6 +15,7 @@ from string import Template
 
 from governance.quota import SETTLE
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, NOW_MS, JobState, Phase, StreamKind, WebhookEvent
+from worker.fair_lua import FAIR_FUNCTIONS
 from worker.job_models import CALLBACK_URL_FIELD
 
 
@@ -36,14 +37,17 @@ def _lua(text: str) -> str:
     )
 
 
-# KEYS: status, events, running, [agent state].
+# KEYS: status, events, running, fair picked, fair deadlines, [agent state].
 # ARGV: now, worker, maxlen, job id, now ms, stale cutoff ms.
+# The job leaves the fair queue's picked and deadline sets (it started; its deadline is checked once more
+# by the pipeline).
 # Returns {1, attempt, tries} when claimed; {0, state} when terminal already or running elsewhere
 # with a fresh heartbeat; {-1, ""} when unknown.
 START = _lua("""
 local terminal = $terminal
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, ''} end
+redis.call('ZREM', KEYS[4], ARGV[4])
 if terminal[state] then return {0, state} end
 if state == '$running' then
   local beat = redis.call('ZSCORE', KEYS[3], ARGV[4])
@@ -58,10 +62,11 @@ if redis.call('HEXISTS', KEYS[1], 'started_at') == 0 then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[1])
 end
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'kind', '$phase_kind', 'state', '$running',
   'phase', '$preflight', 'attempt', attempt, 'tokens', 0, 'at', ARGV[1])
-if KEYS[4] then
-  redis.call('HSET', KEYS[4], 'phase', '$preflight', 'job_id', ARGV[4], 'heartbeat_at', ARGV[1])
+if KEYS[6] then
+  redis.call('HSET', KEYS[6], 'phase', '$preflight', 'job_id', ARGV[4], 'heartbeat_at', ARGV[1])
 end
 return {1, attempt, tries}
 """)
@@ -88,7 +93,8 @@ return 1
 
 # KEYS: status, events, ledger, agent state, agent errors, review queue, locks index, running,
 # failed index, reservation, tenant running, tenant day (of the reservation), tenant usage (today),
-# stats of this minute, webhook outbox, webhook subscriptions, then lock keys.
+# stats of this minute, the fair queue's jobs, tenant ready, parked, delayed, deadlines and picked sets
+# (the job leaves them all), webhook outbox, webhook subscriptions, then lock keys.
 # ARGV[1]: one JSON object (StatusStore.record builds it): attempt (absent = only while queued), state,
 # phase ('' for none), now, ttl_s, maxlen, event (the ledger event's JSON text), job_id, agent_id, now_ms,
 # fields (status fields to set, text values), spend {prompt, completion, estimated}, review (bool),
@@ -109,6 +115,8 @@ elseif fields[1] ~= '$running' or tonumber(fields[2]) ~= a.attempt then
 end
 redis.call('HSET', KEYS[1], 'state', a.state, 'phase', a.phase,
   'finished_at', a.now, 'heartbeat_at', a.now)
+redis.call('HDEL', KEYS[15], a.job_id)
+for i = 16, 20 do redis.call('ZREM', KEYS[i], a.job_id) end
 for name, value in pairs(a.fields) do
   redis.call('HSET', KEYS[1], name, value)
 end
@@ -128,7 +136,7 @@ redis.call('HINCRBY', KEYS[14], a.state, 1)
 local why = redis.call('HGET', KEYS[1], 'reason_code')
 if why then redis.call('HINCRBY', KEYS[14], a.state .. ':' .. why, 1) end
 redis.call('EXPIRE', KEYS[14], a.stats_ttl_s)
-for i = 17, #KEYS do
+for i = 23, #KEYS do
   if redis.call('GET', KEYS[i]) == a.job_id then
     redis.call('DEL', KEYS[i])
     redis.call('SREM', KEYS[7], KEYS[i])
@@ -151,8 +159,8 @@ end
 if a.review then redis.call('ZADD', KEYS[6], a.now_ms, a.job_id) end
 local owner = redis.call('HMGET', KEYS[1], 'tenant_id', '$callback_field')
 local function notify(kind)
-  if owner[2] or redis.call('SISMEMBER', KEYS[16], owner[1] .. ':' .. kind) == 1 then
-    redis.call('XADD', KEYS[15], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', a.job_id,
+  if owner[2] or redis.call('SISMEMBER', KEYS[22], owner[1] .. ':' .. kind) == 1 then
+    redis.call('XADD', KEYS[21], '*', 'type', kind, 'tenant_id', owner[1], 'job_id', a.job_id,
       'agent_id', a.agent_id)
   end
 end
@@ -167,13 +175,17 @@ return 1
 # its own worker when shutting down (HANDBACK). Either way its try is given back, the old attempt
 # is fenced out (state is no longer running under it), and arq may start it again at once.
 # KEYS: status, events, running, ledger, the queue's claim key, queue and job key (JobQueue), reservation,
-# tenant running, tenant day (of the reservation), tenant usage (today).
+# tenant running, tenant day (of the reservation), tenant usage (today), then the fair queue's tenants,
+# the job's tenant's ready set, paused, fair tenant, clock and jobs (it goes back to its place there).
 # ARGV: attempt, now, maxlen, ledger event json, job id, now ms, stale cutoff ms ('' = no check),
-# agent id, usage ttl s. What the abandoned attempt spent is counted as estimated: its prompt estimate
-# plus the tokens its last heartbeat reported.
+# agent id, usage ttl s, tenant id. What the abandoned attempt spent is counted as estimated: its prompt
+# estimate plus the tokens its last heartbeat reported.
 # Returns 1 returned to the queue, 0 not ours to return (fresh, other attempt, or no longer running),
 # -1 the arq job is gone (nothing to run: the caller records a failure).
-REQUEUE = SETTLE + _lua("""
+REQUEUE = (
+    SETTLE
+    + FAIR_FUNCTIONS
+    + _lua("""
 local fields = redis.call('HMGET', KEYS[1], 'state', 'attempt')
 if fields[1] ~= '$running' or fields[2] ~= ARGV[1] then
   if fields[1] ~= '$running' then redis.call('ZREM', KEYS[3], ARGV[5]) end
@@ -192,11 +204,14 @@ redis.call('HINCRBY', KEYS[1], 'tries', -1)
 redis.call('ZREM', KEYS[3], ARGV[5])
 redis.call('DEL', KEYS[5])
 redis.call('ZADD', KEYS[6], ARGV[6], ARGV[5])
+local _, _, score = fair_meta(KEYS[17], ARGV[5])
+if score then fair_ready(KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], ARGV[10], ARGV[5], score) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'kind', '$phase_kind', 'state', '$queued',
   'phase', '', 'attempt', ARGV[1], 'tokens', 0, 'at', ARGV[2])
 redis.call('XADD', KEYS[4], '*', '$ledger_field', ARGV[4])
 return 1
 """)
+)
 
 # A worker that died after arq marked a job in progress but before START leaves the job `queued`
 # with arq's in-progress mark, which hides it from every worker until the mark expires (the job

@@ -18,7 +18,9 @@ from redis.exceptions import ResponseError
 
 from plangate_base import clock
 from plangate_base.logs import get_logger
+from worker.fair_queue import FairQueue
 from worker.keys import LEDGER_GROUP, Keys
+from worker.queue_backend import job_queue
 from worker.queue_counts import add_queue_reads, queue_counts_of
 from worker.settings import Settings
 
@@ -70,6 +72,16 @@ QUEUE_DEFERRED = Gauge(
 )
 OLDEST_HEARTBEAT_AGE = Gauge(
     "plangate_oldest_heartbeat_age_seconds", "Heartbeat age of the oldest running job"
+)
+TENANT_QUEUED = Gauge(
+    "plangate_tenant_queued", "A tenant's jobs ready to start (due, not paused)", ["tenant"]
+)
+TENANT_RUNNING = Gauge("plangate_tenant_running", "A tenant's running jobs (admitted)", ["tenant"])
+TENANT_OLDEST_QUEUED_AGE = Gauge(
+    "plangate_tenant_oldest_queued_age_seconds", "How long a tenant's oldest next job has waited", ["tenant"]
+)
+TENANT_START_SHARE = Gauge(
+    "plangate_tenant_start_share", "A tenant's share of job starts over this and the last minute", ["tenant"]
 )
 LEDGER_STREAM_LENGTH = Gauge("plangate_ledger_stream_length", "Entries on the ledger stream not yet deleted")
 LEDGER_PENDING = Gauge(
@@ -162,8 +174,22 @@ def serve_metrics(settings: Settings) -> MetricsServer | None:
     return MetricsServer(server, thread, host, port)
 
 
-async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
-    """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog)."""
+TENANT_GAUGES_EVERY_S = 10.0
+"""How often a worker's watchdog refreshes the per-tenant gauges (each refresh reads every tenant's sets)."""
+
+
+async def _refresh_tenant_gauges(redis: Redis, settings: Settings, keys: Keys) -> None:
+    fair = FairQueue(redis, keys, job_queue(settings.queue_name), aging_s=settings.priority_aging_s)
+    for tenant_id, row in (await fair.tenants_view(clock.now_ms())).items():
+        TENANT_QUEUED.labels(tenant_id).set(row["queued"])
+        TENANT_RUNNING.labels(tenant_id).set(row["running"])
+        TENANT_OLDEST_QUEUED_AGE.labels(tenant_id).set(row["oldest_queued_age_s"] or 0.0)
+        TENANT_START_SHARE.labels(tenant_id).set(row["share_of_starts"])
+
+
+async def refresh_queue_gauges(redis: Redis, settings: Settings, *, tenants: bool = True) -> None:
+    """Read the queue-wide numbers from Redis (a few cheap reads; called by the watchdog), and with
+    `tenants` the per-tenant ones (reads per tenant: the watchdog asks every TENANT_GAUGES_EVERY_S)."""
     keys = Keys(settings.key_prefix)
     async with redis.pipeline(transaction=False) as pipe:
         add_queue_reads(pipe, settings, clock.now_ms())
@@ -177,6 +203,8 @@ async def refresh_queue_gauges(redis: Redis, settings: Settings) -> None:
     QUEUE_DEFERRED.set(queue.deferred)
     OLDEST_HEARTBEAT_AGE.set(max(0.0, (clock.now_ms() - oldest[0][1]) / 1000) if oldest else 0.0)
     LEDGER_STREAM_LENGTH.set(length)
+    if tenants:
+        await _refresh_tenant_gauges(redis, settings, keys)
     try:
         pending = await redis.xpending(keys.ledger_stream(), LEDGER_GROUP)
         LEDGER_PENDING.set(int(pending["pending"]))

@@ -44,7 +44,7 @@ from worker import __version__
 from worker.errors import LLMError
 from worker.ids import new_id
 from worker.job_observer import JobObserver
-from worker.job_run import Fenced, JobContext, Refused, Stopped
+from worker.job_run import Expired, Fenced, JobContext, Refused, Stopped
 from worker.keys import Keys
 from worker.llm.planner import LLMPlanner, LLMResult
 from worker.llm.usage import Usage
@@ -134,6 +134,9 @@ class Pipeline:
             return await self.record_done(job, observer, output, result)
         except Refused as exc:
             return await self.record_end(job, observer, JobState.REFUSED, refusal=exc.refusal)
+        except Expired as exc:
+            error = (FailureCode.DEADLINE_EXCEEDED, str(exc))
+            return await self.record_end(job, observer, JobState.FAILED, error=error)
         except LLMError as exc:
             return await self.record_end(job, observer, JobState.FAILED, admitted, error=(exc.code, str(exc)))
         except Stopped as exc:

@@ -14,18 +14,19 @@ from redis.asyncio import Redis
 
 from governance.agent_keys import check_agent_key
 from governance.api_tokens import TENANT_TOKEN_PREFIX
+from governance.fair_share import deadline_ms
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
 from governance.policy import Refuse, check_links, preflight
 from governance.quota import QuotaStore, reservation_for
 from governance.registry import AgentRegistry, TenantRegistry
 from plangate_base import codec
-from plangate_base.clock import utc_day
+from plangate_base.clock import now_ms, utc_day
 from plangate_base.vocabulary import NOW_MS, EventKind, RefusalCode
 from worker.admin import agent_keys, api_tokens
 from worker.errors import JobNotFound, describe_validation_error
 from worker.job_models import JobStatus
-from worker.job_run import JobContext, Refused
+from worker.job_run import Expired, JobContext, Refused
 from worker.keys import Keys
 from worker.prompt import build_messages
 from worker.queue_backend import MALFORMED_FIELD
@@ -80,6 +81,9 @@ class PreflightPhase:
             request = PlanRequest.model_validate(raw_request)
         except ValidationError as exc:
             raise Refused(Refuse(RefusalCode.BAD_REQUEST, describe_validation_error(exc))) from exc
+        due = deadline_ms(request.deadline)
+        if due is not None and due <= now_ms():
+            raise Expired(f"its deadline {request.deadline} passed before it started")
         agent = await self.registry.get(request.agent_id)
         if agent is not None:
             presented = request.agent_key.get_secret_value() if request.agent_key else None

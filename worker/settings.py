@@ -113,6 +113,16 @@ class Settings(BaseSettings):
         description="how long a tenant's daily quota account (and a job's reservation) is kept",
     )
     job_tries: int = Field(default=3, ge=1)
+    queue_order: Literal["fair", "fifo"] = Field(
+        default="fair",
+        description="fair: weighted fair share across tenants, priorities, pauses; fifo: arq's oldest first "
+        "(no weights, priorities or pauses; the benchmark's baseline)",
+    )
+    priority_aging_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a queued job is not overtaken by higher-priority jobs submitted this long after it",
+    )
     log_level: str = "INFO"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="worker /metrics port; 0 = off")
     metrics_host: str = Field(

@@ -135,7 +135,8 @@ class StatusStore:
         A job still `running` is claimed only when its heartbeat is older than `stale_after_s`
         (its worker is gone); with a fresh heartbeat it runs elsewhere and is left alone.
         """
-        keys = [self._keys.job(job_id), self._keys.job_events(job_id), self._keys.running()]
+        k = self._keys
+        keys = [k.job(job_id), k.job_events(job_id), k.running(), k.fair_picked(), k.fair_deadlines()]
         if agent_id:
             keys.append(self._keys.agent_state(agent_id))
         now_ms = clock.now_ms()
@@ -207,6 +208,12 @@ class StatusStore:
             k.failed(),
             *settle_keys(k, job.job_id, job.tenant_id, job.quota_day, utc_day()),
             k.stats_minute(clock.utc_minute()),
+            k.fair_jobs(),
+            k.fair_ready(job.tenant_id),
+            k.fair_parked(),
+            k.fair_delayed(),
+            k.fair_deadlines(),
+            k.fair_picked(),
             k.webhook_outbox(),
             k.webhook_subscriptions(),
             *(k.lock(r) for r in job.locks),
@@ -265,11 +272,15 @@ class StatusStore:
         ]
         owner = await self.fields(job_id, "agent_id", "tenant_id")
         day = await reserved_day(self._redis, self._keys, job_id)
-        keys += settle_keys(self._keys, job_id, owner["tenant_id"] or "default", day, utc_day())
+        tenant_id = owner["tenant_id"] or "default"
+        k = self._keys
+        keys += settle_keys(k, job_id, tenant_id, day, utc_day())
+        keys += [k.fair_tenants(), k.fair_ready(tenant_id), k.paused(), k.fair_tenant(tenant_id)]
+        keys += [k.fair_clock(), k.fair_jobs()]
         cutoff = "" if stale_before_ms is None else stale_before_ms
         args = [
             attempt, now_iso(), JOB_EVENTS_MAXLEN, codec.dumps(ledger_event), job_id, clock.now_ms(), cutoff,
-            owner["agent_id"] or "?", self._usage_ttl_s,
+            owner["agent_id"] or "?", self._usage_ttl_s, tenant_id,
         ]  # fmt: skip
         return int(await self._requeue(keys=keys, args=args))
 

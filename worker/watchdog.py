@@ -21,9 +21,10 @@ from plangate_base import clock, codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import EventKind, FailureCode, JobState, Phase, RequeueReason
 from worker import __version__, metrics
+from worker.fair_queue import FairQueue
 from worker.keys import Keys
 from worker.ledger_events import WORKER_NAME, ledger_event
-from worker.metrics import refresh_queue_gauges
+from worker.metrics import TENANT_GAUGES_EVERY_S, refresh_queue_gauges
 from worker.outcome import Outcome
 from worker.queue_backend import job_queue
 from worker.settings import Settings
@@ -44,14 +45,17 @@ class Watchdog:
         redis: Redis,
         status: StatusStore,
         *,
+        fair: FairQueue | None = None,
         accepting: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`fair` is the deployment's fair queue (one on `redis` by default)."""
         self._settings = settings
         self._accepting = accepting
         self._redis = redis
         self._keys = Keys(settings.key_prefix)
         self._queue = job_queue(settings.queue_name)
         self._status = status
+        self._fair = fair or FairQueue(redis, self._keys, self._queue, aging_s=settings.priority_aging_s)
         self._stop = asyncio.Event()
         self.taken_over = 0
         self._next_pickup_check = 0.0
@@ -59,6 +63,7 @@ class Watchdog:
         self._info = codec.dumps(
             {"version": __version__, "concurrency": settings.concurrency, "queue": settings.queue_name}
         )
+        self._next_tenant_gauges = 0.0
 
     def stop(self) -> None:
         """End `run` after the current sweep."""
@@ -73,7 +78,10 @@ class Watchdog:
                 await self.beat()
                 await self.sweep()
                 if self._settings.metrics_port:
-                    await refresh_queue_gauges(self._redis, self._settings)
+                    tenants = time.monotonic() >= self._next_tenant_gauges
+                    if tenants:
+                        self._next_tenant_gauges = time.monotonic() + TENANT_GAUGES_EVERY_S
+                    await refresh_queue_gauges(self._redis, self._settings, tenants=tenants)
             except RedisError as exc:
                 log.warning("watchdog.redis_unreachable", error=str(exc))
             try:
@@ -136,14 +144,45 @@ class Watchdog:
                 await self._fail_lost(job_id, attempt, fields)
                 bound.error("job.payload_lost")
         self.taken_over += taken
+        await self.expire_past_deadline()
         if time.monotonic() >= self._next_pickup_check:  # a backlog makes this costly: not every beat
             self._next_pickup_check = time.monotonic() + self._settings.stale_after_s
+            await self._release_lost_picks()
             freed = await self._status.release_lost_pickups(
                 self._settings.stale_after_s, self._queue.claim_ttl_s(self._settings.job_timeout_s)
             )
             if freed:
                 log.warning("pickups.released", jobs=freed)
         return taken
+
+    async def _release_lost_picks(self) -> None:
+        """Give back jobs picked but never started (their worker died between the pick and START)."""
+        lost = await self._fair.lost_picks(self._settings.stale_after_s)
+        if lost:
+            claim_ttl_s = self._queue.claim_ttl_s(self._settings.job_timeout_s)
+            stale_s = self._settings.stale_after_s
+            back = await self._fair.give_back(lost, claim_ttl_s=claim_ttl_s, stale_s=stale_s)
+            if back:
+                log.warning("picks.released", jobs=back)
+
+    async def expire_past_deadline(self) -> int:
+        """End `failed` (deadline_exceeded) every queued job whose deadline passed: one terminal record
+        whoever races for it (a worker starting it checks the deadline too), nothing reserved, no LLM call.
+        Returns how many this sweep ended."""
+        ended = 0
+        for job_id in await self._fair.past_deadline(clock.now_ms()):
+            fields = await self._status.fields(job_id, "state", "attempt", "agent_id", "tenant_id", "request")
+            if fields["state"] != JobState.QUEUED.value:
+                await self._fair.forget_deadline(job_id)  # started, ended or expired
+                continue
+            message = "its deadline passed while it was queued"
+            if await self._fail(job_id, None, fields, FailureCode.DEADLINE_EXCEEDED, message):
+                ended += 1
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    self._queue.add_dequeue(pipe, job_id)  # a worker would only skip it
+                    await pipe.execute()
+                log.info("job.deadline_exceeded", job_id=job_id, tenant_id=fields["tenant_id"])
+        return ended
 
     async def _fail_lost(self, job_id: str, attempt: int, fields: dict[str, str | None]) -> None:
         message = "its worker died and the job's payload is gone"

@@ -24,12 +24,13 @@ from ledger.writer_lock import WriterLock
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import FailureCode
 from worker.admin import AgentAdmin
+from worker.fair_queue import FairPicker, FairQueue
 from worker.keys import LEDGER_GROUP, Keys
 from worker.ledger_events import WORKER_NAME
 from worker.llm.planner import LLMPlanner
 from worker.metrics import serve_metrics, watch_ledger_writer
 from worker.pipeline import Pipeline
-from worker.queue_backend import QueueWorker, job_queue
+from worker.queue_backend import PICKER, QueueWorker, job_queue
 from worker.queue_backend.arq_worker import QueuePool, WakeableWorker, build_arq_worker
 from worker.reconcile import record_lost
 from worker.redis_conn import text_client
@@ -213,12 +214,24 @@ def build_worker(
             resources.callback(metrics.close)
         ctx["metrics_port"] = metrics.port if metrics else None
         # `worker` is the WakeableWorker built below: it stops picking jobs when it starts draining.
-        ctx["watchdog"] = watchdog = Watchdog(settings, redis, status, accepting=lambda: worker.accepting)
+        fair = FairQueue(
+            redis, keys, job_queue(settings.queue_name), aging_s=settings.priority_aging_s,
+            stats_ttl_s=settings.stats_ttl_s,
+        )  # fmt: skip
+        ctx["watchdog"] = watchdog = Watchdog(
+            settings, redis, status, fair=fair, accepting=lambda: worker.accepting
+        )
         watchdog_task = asyncio.create_task(watchdog.run(), name="watchdog")
         resources.push_async_callback(_stop_watchdog, watchdog, watchdog_task)
         planner = LLMPlanner(settings)
         resources.push_async_callback(planner.aclose)
         ctx["pipeline"] = Pipeline(settings, redis, status, registry, planner)
+        if settings.queue_order == "fair":
+            queue = job_queue(settings.queue_name)
+            adopted = await fair.adopt_unindexed()
+            if adopted:
+                log.warning("queue.adopted", jobs=adopted, why="queued without a place in the fair queue")
+            ctx[PICKER] = FairPicker(fair, queue.claim_ttl_s(settings.job_timeout_s))
         if ledger_writer:
             writer, writer_task = await start_ledger_writer(redis, settings)
             resources.push_async_callback(stop_ledger_writer, writer, writer_task)

@@ -30,3 +30,10 @@ def test_ids_are_unique_and_ordered_across_milliseconds() -> None:
     assert later > first
     many = {new_id() for _ in range(20_000)}
     assert len(many) == 20_000
+
+
+def test_ids_made_in_one_process_keep_their_order_within_a_millisecond() -> None:
+    burst = [new_id() for _ in range(5_000)]  # many share a millisecond
+    assert burst == sorted(burst) and len(set(burst)) == len(burst)
+    assert len({i[:12] for i in burst}) < len(burst)  # (some did share one)
+    assert all(uuid.UUID(i).version == 7 for i in burst)

@@ -56,6 +56,7 @@ from worker.api.models import (
     ReviewNote,
 )
 from worker.api.problems import ApiProblem, Problem, install, problem_body
+from worker.api.queue_admin import queue_router
 from worker.api.service import JobService
 from worker.api.templates import templates_router
 from worker.api.web import LOGIN_LINK_TTL_S, WEB, new_session_id, web_router
@@ -607,6 +608,7 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
     app.include_router(doctor_router(_responses(403)))
     app.include_router(webhook_router(keys, _responses))
     app.include_router(templates_router(settings, caller))  # worker/api/templates.py
+    app.include_router(queue_router(settings, Caller, _responses(403)))
     # After the API's routes (a request is matched in route order): MCP, then the web view.
     app.router.routes.append(mcp.route())
     app.include_router(web_router(keys))

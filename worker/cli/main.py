@@ -22,6 +22,7 @@ from worker.cli.arg_types import port_number, seconds
 from worker.cli.doctor import add_doctor_commands
 from worker.cli.ledger import add_ledger_commands
 from worker.cli.mcp_stdio import add_mcp_commands
+from worker.cli.queue_ops import add_queue_commands
 from worker.cli.render import echo, render_event, render_fields, render_status, status_json
 from worker.cli.serve import add_serve_commands
 from worker.cli.stats import add_stats_commands
@@ -131,6 +132,9 @@ def submit_request(args: argparse.Namespace) -> dict[str, Any]:
         request["model"] = args.model
     if args.callback_url:
         request["callback_url"] = args.callback_url
+    for name in ("priority", "delay_s", "not_before", "deadline"):
+        if getattr(args, name, None) is not None:
+            request[name] = getattr(args, name)
     return request
 
 
@@ -630,6 +634,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="wait up to S seconds for held locks (default 0)",
     )
     p.add_argument("--handoff-from", metavar="JOB_ID", help="carry that finished job's plan in as context")
+    p.add_argument(
+        "--priority", choices=["high", "normal", "low"], help="within its tenant: higher goes first (aging)"
+    )
+    p.add_argument(
+        "--delay", dest="delay_s", type=seconds, metavar="S", help="start no earlier than S s from now"
+    )
+    p.add_argument("--not-before", metavar="TIME", help="start no earlier than TIME (ISO 8601)")
+    p.add_argument(
+        "--deadline", metavar="TIME", help="end failed (deadline_exceeded) if not started by TIME (ISO 8601)"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the terminal state and print it")
     p.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait with --wait (default 300)")
     _add_json(p, "the job's status object (with --wait: its final one)")
@@ -869,6 +883,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_tenant_commands(sub)
     add_webhook_commands(sub)
     add_template_commands(sub)
+    add_queue_commands(sub)
     add_stats_commands(sub)
     add_web_commands(sub)
     add_serve_commands(sub)

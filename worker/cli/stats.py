@@ -49,6 +49,8 @@ async def collect_stats(
     """The queue's numbers right now (see the README's `plangate stats`); `redis` decodes responses."""
     from redis.exceptions import ResponseError
 
+    from worker.fair_queue import FairQueue
+    from worker.queue_backend import job_queue
     from worker.queue_counts import add_queue_reads, queue_counts_of
 
     if not 1 <= minutes <= MAX_MINUTES:
@@ -97,6 +99,10 @@ async def collect_stats(
         per_minute.append({"minute": stamp, **row, "total": sum(row.values())})
     finished = {state: totals.get(state, 0) for state in _STATES}
     oldest_age = max(0.0, (now_ms - running[0][1]) / 1000) if running else None
+    fair = FairQueue(redis, keys, job_queue(settings.queue_name), aging_s=settings.priority_aging_s)
+    held = await fair.held_counts()
+    paused = sorted(await fair.paused())
+    tenants = await fair.tenants_view(now_ms)
     return {
         "at": iso(from_ms(now_ms)),
         "queue": settings.queue_name,
@@ -118,7 +124,15 @@ async def collect_stats(
         "cancellations": _by_reason(totals, JobState.CANCELLED),
         "ledger_stream_length": int(ledger_length),
         "ledger_pending": int(pending["pending"]),
+        "queue_delayed": held["delayed"],
+        "queue_parked": held["parked"],
+        "paused": paused,
+        "tenants": tenants,
     }
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -150,6 +164,15 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
         f"failures         {_reasons(stats['failures'])}",
         f"cancellations    {_reasons(stats['cancellations'])}",
         f"ledger stream    {stats['ledger_stream_length']} entries, {stats['ledger_pending']} pending",
+        f"held             {stats['queue_delayed']} delayed, {stats['queue_parked']} of paused agents"
+        + (f"; paused: {', '.join(stats['paused'])}" if stats["paused"] else ""),
+        "tenants          queued  running  oldest queued  starts/min  share",
+        *(
+            f"  {tenant:<14} {t['queued']:>6}  {t['running']:>7}  {_age(t['oldest_queued_age_s']):>13}"
+            f"  {t['starts_last_minute']:>10}  {t['share_of_starts']:>5.0%}"
+            + ("  paused" if t["paused"] else "")
+            for tenant, t in stats["tenants"].items()
+        ),
     ]
     out.write("\n".join(lines) + "\n")
 

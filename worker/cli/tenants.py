@@ -36,6 +36,7 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
                     tenant_id=args.tenant_id,
                     name=args.name,
                     projects=args.project,
+                    weight=args.weight,
                     **{name: getattr(args, name) for name in _LIMITS},
                 )
             except ValidationError as exc:
@@ -49,7 +50,7 @@ async def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
                 echo(codec.dumps([r.model_dump(mode="json") for r in records]))
             for r in [] if args.json else records:
                 limits = ", ".join(f"{n}={getattr(r, n)}" for n in _LIMITS if getattr(r, n) is not None)
-                echo(f"{r.tenant_id}\t{r.name}\t{limits or 'no limits'}")
+                echo(f"{r.tenant_id}\t{r.name}\tweight={r.weight:g}\t{limits or 'no limits'}")
             return 0
         record = await registry.get(args.tenant_id)
         if record is None:
@@ -108,6 +109,9 @@ def add_tenant_commands(sub: Any) -> None:
     p.add_argument("--jobs-per-minute", type=int, help="jobs admitted per rolling minute")
     p.add_argument("--tokens-per-day", type=int, help="LLM tokens per UTC day (reserved before each call)")
     p.add_argument("--cost-per-day-usd", type=float, help="USD per UTC day (needs PLANGATE_MODEL_PRICES)")
+    p.add_argument(
+        "--weight", type=float, default=1.0, help="its share of job starts when workers are busy (default 1)"
+    )
     p.add_argument("--json", action="store_true", help="print the saved tenant record as JSON, for scripts")
     p.set_defaults(run=cmd_tenants)
     p = tsub.add_parser("list", help="list tenants")

@@ -13,8 +13,9 @@ from redis.exceptions import RedisError
 from governance import live_state, quota
 from plangate_base.checks import CheckResult, fail, ok, warn
 from plangate_base.errors import PlangateError
-from worker import lifecycle_lua, review
+from worker import fair_lua, lifecycle_lua, review
 from worker.atomic_writes import _APPLY, AtomicWrites, register
+from worker.client import SUBMIT_WRITES
 from worker.settings import Settings
 from worker.webhooks import webhook_lua
 
@@ -33,6 +34,13 @@ SCRIPTS: dict[str, str] = {
     "live_state.acquire": live_state._ACQUIRE,
     "quota.admit": quota._ADMIT,
     "atomic_writes.apply": _APPLY,
+    "client.submit_writes": SUBMIT_WRITES,
+    "fair.enqueue": fair_lua.ENQUEUE,
+    "fair.move_ready": fair_lua.MOVE_READY,
+    "fair.pick": fair_lua.PICK,
+    "fair.reready": fair_lua.REREADY,
+    "fair.pause": fair_lua.PAUSE,
+    "fair.resume": fair_lua.RESUME,
     "webhooks.fanout": webhook_lua.FANOUT,
     "webhooks.claim": webhook_lua.CLAIM,
     "webhooks.finish": webhook_lua.FINISH,

@@ -37,9 +37,18 @@ from __future__ import annotations
 
 from worker.queue_backend.arq_payload import JOB_FUNCTION, MALFORMED_FIELD
 from worker.queue_backend.arq_queue import ArqQueue
-from worker.queue_backend.base import JobQueue, QueueWorker, RunAgain
+from worker.queue_backend.base import PICKER, JobQueue, Picker, QueueWorker, RunAgain
 
-__all__ = ["JOB_FUNCTION", "MALFORMED_FIELD", "JobQueue", "QueueWorker", "RunAgain", "job_queue"]
+__all__ = [
+    "JOB_FUNCTION",
+    "MALFORMED_FIELD",
+    "PICKER",
+    "JobQueue",
+    "Picker",
+    "QueueWorker",
+    "RunAgain",
+    "job_queue",
+]
 
 
 def job_queue(name: str) -> JobQueue:

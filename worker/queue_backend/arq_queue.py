@@ -68,17 +68,24 @@ class ArqQueue:
         return arq_job_timeout_s(job_timeout_s) + IN_PROGRESS_EXTRA_S
 
     def add_enqueue(
-        self, pipe: Any, job_id: str, request: dict[str, Any], *, enqueue_ms: int, ttl_s: int
+        self,
+        pipe: Any,
+        job_id: str,
+        request: dict[str, Any],
+        *,
+        enqueue_ms: int,
+        ttl_s: int,
+        due_ms: int | None = None,
     ) -> None:
         """arq's enqueue, inside the caller's transaction: the payload (calling `plan(job_id, request)`,
-        JSON) with the job's TTL, and the queue entry due at `enqueue_ms`."""
+        JSON) with the job's TTL, and the queue entry due at `due_ms` (default `enqueue_ms`)."""
         # Importing any part of arq runs its package __init__, which imports its whole worker:
         # only submit needs arq, so status, wait, watch and cancel do without.
         from arq.jobs import serialize_job
 
         job = serialize_job(JOB_FUNCTION, (job_id, request), {}, None, enqueue_ms, serializer=encode_job)
         pipe.psetex(self.job_key(job_id), ttl_s * 1000, job)
-        pipe.zadd(self._name, {job_id: enqueue_ms})
+        pipe.zadd(self._name, {job_id: enqueue_ms if due_ms is None else due_ms})
 
     def add_dequeue(self, pipe: Any, job_id: str) -> None:
         """Remove a job no worker holds: its queue entry and payload (a worker would only skip it)."""

@@ -43,7 +43,7 @@ from worker.queue_backend.arq_payload import (
     unrunnable,
 )
 from worker.queue_backend.arq_queue import JOB_KEY_PREFIX, RETRY_KEY_PREFIX, arq_job_timeout_s
-from worker.queue_backend.base import RunAgain
+from worker.queue_backend.base import PICKER, Picker, RunAgain
 from worker.redis_conn import arq_settings
 from worker.settings import Settings
 
@@ -64,6 +64,7 @@ MAX_TRIES = 1_000_000
 _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
 MIN_POLL_GAP_S = 0.01
+_PICK_ROUNDS = 4  # picks per poll while arq skips some of the picked jobs
 
 
 class WakeableWorker(Worker):
@@ -197,6 +198,35 @@ class WakeableWorker(Worker):
         finally:
             pool, self._pool = self._pool, None
             await pool.aclose(close_connection_pool=True)
+
+    async def _poll_iteration(self) -> None:  # arq's, with the jobs chosen by the ctx's picker
+        picker: Picker | None = self.ctx.get(PICKER)
+        if picker is None:
+            await super()._poll_iteration()
+            return
+        # Jobs arq skips (not due in its queue, claimed elsewhere) go back only after the free slots were
+        # filled from further picks: given back at once, the first of them would be picked again and again.
+        skipped: list[str] = []
+        for _ in range(_PICK_ROUNDS if self.allow_pick_jobs else 0):
+            want = self.max_jobs - self.job_counter
+            if self.burst and self.max_burst_jobs >= 0:
+                want = min(want, self.max_burst_jobs - self._jobs_started())
+            ids = await picker.pick(want) if want > 0 else []
+            if not ids:
+                break
+            before = {job_id: self.tasks.get(job_id) for job_id in ids}
+            await self.start_jobs([job_id.encode() for job_id in ids])
+            missed = [job_id for job_id in ids if self.tasks.get(job_id) is before[job_id]]
+            if not missed:
+                break
+            skipped += missed
+        if skipped:
+            await picker.give_back(skipped)
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # arq's: errors in run_job propagate
+        await self.heart_beat()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -46,9 +46,17 @@ class JobQueue(Protocol):
         ...
 
     def add_enqueue(
-        self, pipe: Any, job_id: str, request: dict[str, Any], *, enqueue_ms: int, ttl_s: int
+        self,
+        pipe: Any,
+        job_id: str,
+        request: dict[str, Any],
+        *,
+        enqueue_ms: int,
+        ttl_s: int,
+        due_ms: int | None = None,
     ) -> None:
-        """Queue the commands that enqueue the job on `pipe` (inside the caller's MULTI)."""
+        """Queue the commands that enqueue the job on `pipe` (inside the caller's MULTI), due at `due_ms`
+        (default: at once)."""
         ...
 
     def add_dequeue(self, pipe: Any, job_id: str) -> None:
@@ -66,6 +74,24 @@ class JobQueue(Protocol):
     async def position(self, redis: Any, job_id: str) -> int | None:
         """The job's place in the queue (0 first), None when it is not in it."""
         ...
+
+
+@runtime_checkable
+class Picker(Protocol):
+    """Chooses which queued jobs a worker starts next (worker.fair_queue.FairPicker), in place of the
+    backend's own order (oldest first)."""
+
+    async def pick(self, want: int) -> list[str]:
+        """Up to `want` job ids to start now."""
+        ...
+
+    async def give_back(self, job_ids: list[str]) -> None:
+        """Picked jobs this worker did not start (arq skipped them)."""
+        ...
+
+
+PICKER = "picker"
+"""The worker ctx entry of its Picker (set at start-up); without one, the backend's own order."""
 
 
 @runtime_checkable

@@ -85,7 +85,16 @@ function renderStats(stats) {
     ' \u00b7 running ' + stats.running +
     ' \u00b7 workers live ' + stats.workers_live + ' of ' + stats.workers_known +
     ' \u00b7 ' + stats.jobs_per_minute + ' jobs/min \u00b7 ledger backlog ' + stats.ledger_pending +
-    ' \u00b7 at ' + stats.at;
+    ' \u00b7 at ' + stats.at + tenantsLine(stats.tenants || {});
+}
+
+// Per tenant: queued, running, the oldest queued job's wait and its share of the last minute's starts.
+function tenantsLine(tenants) {
+  const parts = Object.entries(tenants).map(([id, t]) =>
+    id + ' ' + t.queued + ' queued/' + t.running + ' running' +
+    (t.oldest_queued_age_s === null ? '' : '/oldest ' + t.oldest_queued_age_s.toFixed(1) + 's') +
+    '/' + Math.round(100 * t.share_of_starts) + '% of starts' + (t.paused ? ' (paused)' : ''));
+  return parts.length ? ' \u00b7 tenants: ' + parts.join(', ') : '';
 }
 
 // A job's page heads with the job (id, state, attempt, agent, tenant); the queue's numbers are on the list.
