@@ -70,7 +70,10 @@ def webhook_router(
         return await store(request).policy(tenant_id)
 
     @router.put(
-        "/tenants/{tenant_id}/webhooks/policy", response_model=WebhookPolicy, summary="Set allow list"
+        "/tenants/{tenant_id}/webhooks/policy",
+        response_model=WebhookPolicy,
+        responses=problem_responses(403),
+        summary="Set allow list",
     )
     async def put_policy(
         tenant_id: str, body: WebhookPolicy, request: Request, principal: Caller
