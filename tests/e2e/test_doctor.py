@@ -79,7 +79,7 @@ def test_a_healthy_deployment_passes_every_check(dep: Deployment) -> None:
         "workers.live", "ledger.writer", "governance.agent_records", "governance.forbidden_actions",
         "governance.agent_keys", "governance.agent_tenants", "governance.tenant_quotas", "llm.endpoint",
         "llm.probe", "ledger.file", "ledger.migrations", "ledger.chain", "ledger.signing_key",
-        "ledger.backlog", "api.ready", "edges.metrics_bind",
+        "ledger.backlog", "webhooks.deliveries", "api.ready", "edges.metrics_bind",
     }  # fmt: skip
     assert set(checks) == expected
     assert "AOF on" in checks["redis.persistence"]["why"]

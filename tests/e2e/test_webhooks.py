@@ -225,6 +225,9 @@ def test_another_4xx_goes_dead_at_once_and_redeliver_sends_it_again_with_the_sam
     assert (
         record["state"] == DeliveryState.DEAD and record["attempts"] == 1 and record["last_status"] == "400"
     )
+    doctor = json.loads(dep.cli("doctor", "--json").stdout)
+    [check] = [c for c in doctor["checks"] if c["name"] == "webhooks.deliveries"]
+    assert check["status"] == "warn" and "gave up" in check["why"] and "redeliver" in check["fix"]
     assert (
         record["endpoint_id"] == endpoint["endpoint_id"] and record["msg_id"] == refused.headers["webhook-id"]
     )

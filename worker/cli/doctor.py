@@ -40,8 +40,8 @@ def add_doctor_commands(sub: Any) -> None:
         "versions, ledger writer), the LLM endpoint (/models with the key; a real completion only with "
         "--probe-llm), governance (forbidden lists, keys, tenants, quotas), the ledger (file, "
         "migrations, chain, signing key, backlog) and the edges (the API's /readyz, the metrics bind "
-        "address). Exit 0 when nothing fails (warnings alone exit 0), 1 when something does. Run it "
-        "before the first job.",
+        "address, webhook deliveries that gave up). Exit 0 when nothing fails (warnings alone exit 0), "
+        "1 when something does. Run it before the first job.",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON, for scripts")
     p.add_argument(

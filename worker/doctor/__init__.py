@@ -84,6 +84,10 @@ async def _checks(
     results.append(_guarded_sync("ledger.signing_key", lambda: ledger_checks.signing_key(settings)))
     if redis is not None and redis_up:
         results.append(await _guarded("ledger.backlog", lambda: ledger_checks.backlog(redis, keys)))
+    if redis is not None and redis_up:
+        results.append(
+            await _guarded("webhooks.deliveries", lambda: edge_checks.webhook_deliveries(redis, keys))
+        )
     if api_url:
         results.append(await _guarded("api.ready", lambda: edge_checks.api_ready(api_url)))
     results.append(_guarded_sync("edges.metrics_bind", lambda: edge_checks.metrics_bind(settings)))

@@ -1,11 +1,15 @@
-"""`plangate doctor`'s checks of the edges: the API (when its URL is known) and the metrics bind address."""
+"""`plangate doctor`'s checks of the edges: the API (when its URL is known), the metrics bind address, and
+webhook deliveries that gave up."""
 
 from __future__ import annotations
 
 import aiohttp
+from redis.asyncio import Redis
 
 from plangate_base.checks import CheckResult, fail, ok, warn
+from worker.keys import Keys
 from worker.settings import Settings
+from worker.webhooks.store import WebhookStore
 
 TIMEOUT_S = 5.0
 _EVERYWHERE = ("0.0.0.0", "::", "")
@@ -42,3 +46,18 @@ def metrics_bind(settings: Settings) -> CheckResult:
             "bind PLANGATE_METRICS_HOST to the scraper's network only, or firewall the port",
         )
     return ok(name, f"worker /metrics on {where}")
+
+
+async def webhook_deliveries(redis: Redis, keys: Keys) -> CheckResult:
+    """Deliveries that gave up (the dead letters `plangate webhooks failed` lists): a receiver to fix."""
+    name = "webhooks.deliveries"
+    dead = int(await redis.zcard(keys.webhook_dead()))
+    if not dead:
+        return ok(name, "no webhook delivery gave up")
+    [latest] = await WebhookStore(redis, keys).dead(limit=1) or [None]
+    last = f"; the latest to {latest.url} (last answer {latest.last_status or 'none'})" if latest else ""
+    return warn(
+        name,
+        f"{dead} webhook deliveries gave up{last}",
+        "`plangate webhooks failed` lists them; fix the receiver, then `plangate webhooks redeliver --all`",
+    )
