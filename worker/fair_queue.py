@@ -22,10 +22,12 @@ from redis.asyncio import Redis
 
 from governance.fair_share import PAUSE_SEPARATOR, deadline_ms, order_score, pause_field, start_ms
 from governance.models import PlanRequest
+from governance.registry import AgentRegistry, TenantRegistry
 from plangate_base import clock, codec
 from plangate_base.clock import now_iso
 from plangate_base.vocabulary import LEDGER_STREAM_FIELD, EventKind, JobState, PauseScope
 from worker import fair_lua
+from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.ledger_events import ledger_event
 from worker.queue_backend import JobQueue
@@ -233,8 +235,13 @@ class FairQueue:
 
     async def pause(self, scope: PauseScope, target: str, *, by: str, reason: str) -> bool:
         """Pause a tenant's, an agent's or all work: queued jobs stay queued, running ones finish; the ledger
-        records who, when and why. False when it was paused already."""
+        records who, when and why. False when it was paused already; BadRequest for a tenant or an agent
+        that does not exist (a mistyped id would otherwise pause nothing, and say it did)."""
         k = self._keys
+        if scope is PauseScope.TENANT and await TenantRegistry(self._redis, k).get(target) is None:
+            raise BadRequest(f"no tenant with id {target!r} (`plangate tenants list`)")
+        if scope is PauseScope.AGENT and await AgentRegistry(self._redis, k).get(target) is None:
+            raise BadRequest(f"no agent with id {target!r} (`plangate agents list`)")
         tenant = target if scope is PauseScope.TENANT else ""
         event = self._event(EventKind.PAUSED, scope, target, by=by, reason=reason)
         who = codec.dumps({"by": by, "at": now_iso(), "reason": reason})

@@ -20,6 +20,7 @@ from plangate_base.vocabulary import TERMINAL_EVENT_KINDS, FailureCode, JobState
 from tests.eventually import eventually
 from tests.integration.workers import running_worker
 from worker.client import PlanClient
+from worker.errors import BadRequest
 from worker.fair_queue import FairQueue
 from worker.job_models import JobStatus
 from worker.keys import Keys
@@ -311,3 +312,13 @@ async def test_jobs_queued_without_a_place_in_the_fair_queue_are_adopted_at_work
     async with running_worker(settings):
         statuses = await _all_done(client, ids)
     assert [s.state for s in statuses] == [JobState.DONE] * 3
+
+
+async def test_pausing_a_tenant_or_agent_that_does_not_exist_is_refused(
+    redis: Redis, settings: Settings
+) -> None:
+    fair = _fair(redis, settings)
+    for scope, target in ((PauseScope.TENANT, "no-such-tenant"), (PauseScope.AGENT, "no-such-agent")):
+        with pytest.raises(BadRequest, match=f"no {scope.value} with id 'no-such-"):
+            await fair.pause(scope, target, by=OPERATOR, reason="a typo")
+    assert await fair.paused() == {}
