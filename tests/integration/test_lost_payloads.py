@@ -129,14 +129,17 @@ async def test_a_handed_back_job_whose_payload_is_lost_releases_its_lock(
             keys.lock("db-main")
         ) is not None
 
-    async with running_worker(settings) as first:
+    # A job's locks expire 5 heartbeats after their last renewal (1 s in the tests' settings): a loaded
+    # machine can take that long between the hand-back and the check, so this test's locks live longer.
+    lasting = settings.with_changes(heartbeat_s=5.0)
+    async with running_worker(lasting) as first:
         await eventually(locked, timeout_s=WAIT_S, what="the job to take its lock")
         await stop_worker(first, grace_s=0)  # hands the job back to the queue
     assert (await client.status(job_id)).state is JobState.QUEUED
     assert await redis.get(keys.lock("db-main")) == job_id
     await redis.delete(job_key_prefix + job_id, in_progress_key_prefix + job_id)
 
-    async with running_worker(settings):  # its ledger writer drains the terminal event while it runs
+    async with running_worker(lasting):  # its ledger writer drains the terminal event while it runs
         status = await client.wait(job_id, timeout=WAIT_S)
         events = await _ledger_events(settings, job_id, JobState.FAILED.value)
     assert status.state is JobState.FAILED and status.error and status.error.type == FailureCode.PAYLOAD_LOST
