@@ -126,6 +126,7 @@ def describe_validation_error(exc: ValidationError, what: str = "request") -> st
     """One line naming every field of `what` that failed validation and why (a BadRequest's message)."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"]) or what
+        # A model validator's ValueError reads "Value error, <our message>": the prefix says nothing.
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     return f"invalid {what}: " + "; ".join(parts)
