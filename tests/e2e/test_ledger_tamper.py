@@ -5,6 +5,8 @@ signed by the writer's own code; the attacker uses the ledger's code too (the st
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import sqlite3
@@ -24,6 +26,8 @@ from tests.e2e.conftest import plangate_cmd
 from tests.e2e.test_ledger_cli import job_events
 from tests.eventually import eventually_sync
 from tests.unit.ledger_events import make_event
+from worker.keys import Keys
+from worker.redis_conn import text_client
 
 pytestmark = pytest.mark.e2e
 
@@ -277,3 +281,46 @@ async def test_an_operator_attests_a_head_by_hand(deployment: Deployment) -> Non
     assert deployment.sink.read_text() == signed.stdout
     ok = deployment.verify()
     assert ok.returncode == 0 and "checkpoint: 22 rows signed" in ok.stdout, ok.stdout
+
+
+async def test_a_cut_tail_that_only_redis_remembers_is_caught_by_verify_and_by_the_doctor(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    # The writer also publishes its anchor, checkpoint and head in Redis. With the file's tail cut, its
+    # anchors and checkpoints removed and the sink's note gone too, only Redis still knows the head: the
+    # CLI's verify and the doctor's ledger.chain check (one set-up, worker/ledger_verification.py) both
+    # read it; the doctor read the sink alone before.
+    dep = Deployment(tmp_path, redis_url, key_prefix)
+    keys = Keys(key_prefix)
+    async with text_client(redis_url) as redis:
+        store = await LedgerStore.open(dep.path)
+        try:
+            for n in range(10):
+                await store.insert_events(job_events(f"job-{n}", f"Job {n}", "Drain the pool"))
+            anchorer = Anchorer(
+                store, dep.key, redis, keys.ledger_anchor(), checkpoint_key=keys.ledger_checkpoint()
+            )
+            await anchorer.maybe(force=True)
+        finally:
+            await store.close()
+    with attacker(dep.path) as conn:
+        conn.execute("DELETE FROM events WHERE seq > 14")
+        conn.execute("DELETE FROM anchors")
+        conn.execute("DELETE FROM tree_checkpoints")
+        rebuild_tree(conn)
+        rebuild_read_models(conn)
+    dep.sink.unlink(missing_ok=True)
+    assert dep.verify("--no-redis").returncode == 1  # no signed checkpoint at all in the file
+    bad = dep.verify()
+    assert bad.returncode == 1 and "BAD:" in bad.stdout, bad.stdout
+    doctor = await asyncio.to_thread(
+        subprocess.run,
+        plangate_cmd("doctor", "--json"),
+        env=dep.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert doctor.returncode == 1 and checks["ledger.chain"]["status"] == "fail", checks["ledger.chain"]
+    assert checks["ledger.chain"]["why"].split(" at row ")[0] == bad.stdout.split("BAD: ")[1].split(" ")[0]

@@ -11,7 +11,6 @@ the worker's own check. The MCP tools (worker/mcp_server/) call the same JobServ
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from governance.api_tokens import Principal, Scope, token_digest
 from governance.live_state import LockStore
 from governance.models import AgentRecord, TenantRecord
 from governance.registry import TenantRegistry
-from ledger.verify import VerifyReport, verify_ledger
+from ledger.verify import VerifyReport
 from plangate_base import codec
 from plangate_base.logs import get_logger
 from plangate_base.vocabulary import JobState, StreamKind
@@ -337,7 +336,6 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
         signatures checked with PLANGATE_LEDGER_TRUSTED_KEY (else, with a warning, the .pub beside the
         signing key on this host). 503 `ledger_unavailable` where the API runs without the file."""
         require(principal, Scope.AUDITOR)
-        from ledger import anchors as ledger_anchors
         from ledger.signing import load_public_key, load_trusted_key, public_key_path
 
         path = settings.ledger_path
@@ -355,23 +353,11 @@ def create_app(settings: Settings, *, open_access: bool = False, redis: Redis | 
                 warning = f"no PLANGATE_LEDGER_TRUSTED_KEY: trusted the key on this host ({key_file})"
             else:
                 warning = "no PLANGATE_LEDGER_TRUSTED_KEY: signatures not checked"
-        redis = request.app.state.redis
-        published = await ledger_anchors.fetch(redis, keys.ledger_anchor())
-        notes = [n for n in [await redis.get(keys.ledger_checkpoint())] if n]
-        if settings.ledger_checkpoint_sink is not None:
-            sunk = await asyncio.to_thread(ledger_anchors.read_sink, settings.ledger_checkpoint_sink)
-            notes += [sunk] if sunk else []
-        report = await asyncio.to_thread(
-            functools.partial(
-                verify_ledger,
-                path,
-                key,
-                [published] if published else [],
-                checkpoints=notes,
-                key_name=name,
-                require_signed=key is not None,
-            )
-        )
+        from worker import ledger_verification as lv
+
+        published = await lv.fetch_published(request.app.state.redis, keys)
+        evidence = await lv.gather_evidence(settings, published)
+        report = await lv.verify_live(path, key, evidence, key_name=name, grace_s=lv.live_grace_s(settings))
         if warning:
             report.warnings.append(warning)
         return report

@@ -22,6 +22,7 @@ from worker.keys import Keys
 
 if TYPE_CHECKING:  # `plangate --help` registers these commands without the ledger's or Redis's code
     from ledger import queries
+    from worker.ledger_verification import Published
     from worker.settings import Settings
 
 EXIT_OK, EXIT_BAD_LEDGER = 0, 1
@@ -199,21 +200,19 @@ async def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
-async def _redis_published(settings: Settings) -> tuple[dict[str, Any] | None, str | None, str | None]:
-    """(anchor, checkpoint note, writer head) published to Redis; Nones when Redis does not answer."""
+async def _redis_published(settings: Settings) -> Published | None:
+    """What the writer published to Redis; None when Redis does not answer."""
     from redis.exceptions import RedisError
 
-    from ledger import anchors as ledger_anchors
+    from worker.ledger_verification import fetch_published
     from worker.redis_conn import text_client
 
-    keys = Keys(settings.key_prefix)
     try:
         async with text_client(settings.redis_url) as redis:
-            anchor = await ledger_anchors.fetch(redis, keys.ledger_anchor())
-            return anchor, await redis.get(keys.ledger_checkpoint()), await redis.get(keys.ledger_head())
+            return await fetch_published(redis, Keys(settings.key_prefix))
     except (RedisError, OSError) as exc:  # a wrong URL too (RedisSetupError)
         sys.stderr.write(f"plangate: nothing from Redis ({exc}); checking the file and the sink\n")
-        return None, None, None
+        return None
 
 
 @ledger_errors
@@ -221,42 +220,19 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     import asyncio
 
     from ledger import anchors as ledger_anchors
-    from ledger.verify import verify_ledger
+    from worker.ledger_verification import gather_evidence, live_grace_s, verify_live
 
     path = Path(args.file) if args.file else ledger_path(args, settings)
     key, key_name = await asyncio.to_thread(_trusted_key, args, settings)
     extra = await asyncio.to_thread(ledger_anchors.load_anchors, args.anchors) if args.anchors else []
-    notes: list[str] = []
-    for note_file in [
-        *(args.checkpoint or []),
-        *([settings.ledger_checkpoint_sink] if not args.file else []),
-    ]:
-        if note_file is not None:
-            note = await asyncio.to_thread(ledger_anchors.read_sink, note_file)
-            notes += [note] if note else []
-    writer_head = None
-    if not args.no_redis and not args.file:
-        published, published_note, writer_head = await _redis_published(settings)
-        extra += [published] if published else []
-        notes += [published_note] if published_note else []
-    report = await asyncio.to_thread(
-        functools.partial(
-            verify_ledger,
-            path,
-            key,
-            extra,
-            checkpoints=notes,
-            key_name=key_name,
-            require_signed=True,
-            # the writer signs its head every interval: an unsigned row older than a few is not its own
-            unsigned_grace_s=None if args.file else 3 * settings.ledger_anchor_interval_s + 1,
-        )
+    live = not args.file  # a copy of the file (--file) is checked on its own evidence only
+    published = await _redis_published(settings) if live and not args.no_redis else None
+    evidence = await gather_evidence(
+        settings, published, anchors=extra, note_files=args.checkpoint or [], with_sink=live
     )
-    if writer_head and report.ok and writer_head != f"{report.head_seq}:{report.head_hash}":
-        report.warnings.append(
-            f"the writer last published head {writer_head.split(':')[0]}, the file ends at row "
-            f"{report.head_seq}: rows after it are not yet acknowledged, or were added behind the writer"
-        )
+    report = await verify_live(
+        path, key, evidence, key_name=key_name, grace_s=live_grace_s(settings) if live else None
+    )
     if args.json:
         echo(codec.dumps(report.__dict__))
     else:

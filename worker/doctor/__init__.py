@@ -80,7 +80,11 @@ async def _checks(
         results.append(await _guarded("llm.probe", lambda: llm_checks.probe(settings)))
     results.append(_guarded_sync("ledger.file", lambda: ledger_checks.ledger_file(settings)))
     results.append(_guarded_sync("ledger.migrations", lambda: ledger_checks.ledger_schema(settings)))
-    results.append(await _guarded("ledger.chain", lambda: ledger_checks.chain(settings)))
+    results.append(
+        await _guarded(
+            "ledger.chain", lambda: ledger_checks.chain(settings, redis if redis_up else None, keys)
+        )
+    )
     results.append(_guarded_sync("ledger.signing_key", lambda: ledger_checks.signing_key(settings)))
     if redis is not None and redis_up:
         results.append(await _guarded("ledger.backlog", lambda: ledger_checks.backlog(redis, keys)))

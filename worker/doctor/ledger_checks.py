@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from pathlib import Path
 
 from redis.asyncio import Redis
 
-from ledger import anchors, migrations, signing
-from ledger.verify import open_read_only, verify_ledger
+from ledger import migrations, signing
+from ledger.verify import open_read_only
 from plangate_base.checks import CheckResult, fail, ok, warn
+from worker import ledger_verification as lv
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -54,29 +54,19 @@ def ledger_schema(settings: Settings) -> CheckResult:
     return ok(name, f"at version {current}")
 
 
-async def chain(settings: Settings) -> CheckResult:
+async def chain(settings: Settings, redis: Redis | None, keys: Keys) -> CheckResult:
     """The hash chain, its anchors and checkpoints verify against the operator's trusted key (the same
-    walk as `plangate ledger verify`, with the checkpoint sink's note)."""
+    walk as `plangate ledger verify`: with what the writer published in Redis and the sink's note)."""
     name = "ledger.chain"
     if not settings.ledger_path.is_file():
         return warn(name, "no ledger file yet", "nothing to verify until the writer has written")
     key, key_name = (None, None)
     if settings.ledger_trusted_key is not None:
         key, key_name = await asyncio.to_thread(signing.load_trusted_key, settings.ledger_trusted_key)
-    notes = []
-    if settings.ledger_checkpoint_sink is not None:
-        note = await asyncio.to_thread(anchors.read_sink, settings.ledger_checkpoint_sink)
-        notes += [note] if note else []
-    report = await asyncio.to_thread(
-        functools.partial(
-            verify_ledger,
-            settings.ledger_path,
-            key,
-            checkpoints=notes,
-            key_name=key_name,
-            require_signed=key is not None,
-            unsigned_grace_s=3 * settings.ledger_anchor_interval_s + 1,
-        )
+    published = await lv.fetch_published(redis, keys) if redis is not None else None
+    evidence = await lv.gather_evidence(settings, published)
+    report = await lv.verify_live(
+        settings.ledger_path, key, evidence, key_name=key_name, grace_s=lv.live_grace_s(settings)
     )
     if not report.ok:
         return fail(
