@@ -46,7 +46,7 @@ class FairPlan:
 
 
 QUICK_FAIR = FairPlan(
-    flood_repeats=1, flood=300, small=20, share_jobs=150, pick_large=(20_000, 200), picks=500
+    flood_repeats=1, flood=200, small=20, share_jobs=100, pick_large=(10_000, 100), picks=400
 )
 
 
