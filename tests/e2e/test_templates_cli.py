@@ -143,3 +143,17 @@ def test_bootstrap_is_idempotent_and_its_agent_plans(
         ok(env, "templates", "rate", "llm-planner@1.0.0", "--stars", "4", "--by", "ann", "--json")
     )
     assert rate["count"] == 1
+
+
+def test_a_template_install_refuses_the_flags_it_would_ignore(e2e_env: dict[str, str]) -> None:
+    env = dict(e2e_env)
+    refused = run(
+        env, "agents", "add", "tpl-1", "--template", "llm-planner@^1", "--tier", "2", "--allow", "ssh"
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "--tier, --allow cannot be combined" in refused.stderr, refused.stderr
+    assert run(env, "agents", "show", "tpl-1").returncode != 0  # nothing was saved
+    stray = run(env, "agents", "add", "tpl-1", "--param", "x=1")
+    assert stray.returncode == 2 and "--template only" in stray.stderr, stray.stderr
+    installed = json.loads(ok(env, "agents", "add", "tpl-1", "--template", "llm-planner@^1", "--json"))
+    assert installed["tier"] == builtin_template("llm-planner").governance.tier

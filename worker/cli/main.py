@@ -308,32 +308,57 @@ def _names(values: list[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+# `agents add`'s flags that set the record itself, by the record's field they set (a template sets them).
+_RECORD_FLAGS = {
+    "role": "--role",
+    "tier": "--tier",
+    "confidence_threshold": "--confidence-threshold",
+    "allowed_side_effects": "--allow",
+    "forbidden_actions": "--forbid",
+    "lifted_forbidden": "--lift",
+    "allowed_task_types": "--task-type",
+    "error_budget_limit": "--error-budget",
+    "error_budget_window_s": "--error-window",
+}
+
+
+def _record_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The record's fields given on the command line (the others keep the record's defaults)."""
+    given = {
+        "role": args.role,
+        "tier": args.tier,
+        "confidence_threshold": args.confidence_threshold,
+        "allowed_side_effects": _names(args.allow),  # none: the seed's read and plan capabilities
+        "forbidden_actions": _names(args.forbid),
+        "lifted_forbidden": _names(args.lift),
+        "allowed_task_types": args.task_type,
+        "error_budget_limit": args.error_budget,
+        "error_budget_window_s": args.error_window,
+    }
+    return {name: value for name, value in given.items() if value not in (None, [])}
+
+
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
+    fields: dict[str, Any] = _record_fields(args)
     if args.template:  # the profile comes from the template (worker/cli/templates.py)
+        if fields:
+            flags = ", ".join(_RECORD_FLAGS[name] for name in fields)
+            raise BadRequest(
+                f"--template sets the agent's profile; {flags} cannot be combined with it "
+                "(pass the template's parameters with --param NAME=VALUE, or edit the agent afterwards)"
+            )
         from worker.cli.templates import cmd_agents_add_template
 
         return await cmd_agents_add_template(args, settings)
+    if args.param or args.allow_unsigned:
+        raise BadRequest("--param and --allow-unsigned apply to --template only")
     from pydantic import ValidationError
 
     from governance.models import AgentRecord
     from worker.admin import AgentAdmin
     from worker.errors import describe_validation_error
 
-    fields: dict[str, Any] = {
-        "agent_id": args.agent_id,
-        "role": args.role,
-        "tier": args.tier,
-        "confidence_threshold": args.confidence_threshold,
-        "forbidden_actions": _names(args.forbid),
-        "lifted_forbidden": _names(args.lift),
-        "allowed_task_types": args.task_type,
-        "error_budget_limit": args.error_budget,
-        "error_budget_window_s": args.error_window,
-        "tenant_id": args.tenant,
-        "keyless": args.keyless,
-    }
-    if args.allow:  # otherwise the seed's read and plan capabilities
-        fields["allowed_side_effects"] = _names(args.allow)
+    fields |= {"agent_id": args.agent_id, "tenant_id": args.tenant, "keyless": args.keyless}
     try:
         record = AgentRecord.model_validate(fields)
     except ValidationError as exc:
@@ -727,8 +752,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "(`plangate vocabulary list`). The change is recorded in the ledger.",
     )
     p.add_argument("agent_id", help="the agent's id (letters, digits and _.@-; no ':')")
-    p.add_argument("--role", default="observer", help="the agent's role (default observer)")
-    p.add_argument("--tier", type=int, default=0, help="governance tier 0-4 (default 0, the observer)")
+    # The record's flags default to None: the record's own defaults apply, and --template can tell which
+    # were given (a template sets them all).
+    p.add_argument("--role", help="the agent's role (default observer)")
+    p.add_argument("--tier", type=int, help="governance tier 0-4 (default 0, the observer)")
     p.add_argument(
         "--allow",
         action="append",
@@ -751,17 +778,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         metavar="NAME",
         help="lift one of the seed's forbidden actions for this agent (repeatable; shown by `agents show`)",
     )
-    p.add_argument("--confidence-threshold", type=float, default=0.7, help="below it a plan escalates")
+    p.add_argument("--confidence-threshold", type=float, help="below it a plan escalates (default 0.7)")
     p.add_argument(
         "--task-type", action="append", default=[], help="a task type a tier>=1 agent may plan (repeatable)"
     )
     p.add_argument(
         "--error-budget",
         type=int,
-        default=5,
         help="failed jobs of its own doing (invalid_output) that suspend the agent (default 5)",
     )
-    p.add_argument("--error-window", type=int, default=3600, help="seconds the failures are counted over")
+    p.add_argument("--error-window", type=int, help="seconds the failures are counted over (default 3600)")
     p.add_argument("--tenant", default="default", help="the tenant the agent belongs to (default 'default')")
     p.add_argument("--issue-key", action="store_true", help="issue an agent key that its jobs must carry")
     p.add_argument(
