@@ -21,6 +21,7 @@ from plangate_base.checks import CheckResult, fail
 from plangate_base.errors import PlangateError
 from plangate_base.vocabulary import CheckStatus
 from worker.doctor import edge_checks, fleet_checks, ledger_checks, llm_checks, redis_checks
+from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.redis_conn import redacted, text_client
 from worker.settings import Settings
@@ -108,8 +109,16 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         unreadable: dict[str, str] = {}
         stored: dict[str, dict[str, Any]] = {}
         ids = sorted(await redis.smembers(keys.agents()))
+        fitting = []
+        for agent_id in ids:  # an id with the key separator has no key of its own: name it, read the rest
+            try:
+                keys.agent(agent_id)
+            except BadRequest as exc:
+                unreadable[agent_id] = f"its id does not fit the key layout ({exc})"
+            else:
+                fitting.append(agent_id)
         for agent_id, raw in zip(
-            ids, await redis.mget([keys.agent(i) for i in ids]) if ids else [], strict=True
+            fitting, await redis.mget([keys.agent(i) for i in fitting]) if fitting else [], strict=True
         ):
             if raw is None:
                 unreadable[agent_id] = "indexed, but its record is gone"
