@@ -63,7 +63,12 @@ class Watchdog:
         self._next_pickup_check = 0.0
         self._next_info_prune = 0.0
         self._info = codec.dumps(
-            {"version": version, "concurrency": settings.concurrency, "queue": settings.queue_name}
+            {
+                "version": version,
+                "concurrency": settings.concurrency,
+                "queue": settings.queue_name,
+                "beat_s": settings.watchdog_interval_s,  # how often it beats: doctor tells a late beat
+            }
         )
         self._next_tenant_gauges = 0.0
 

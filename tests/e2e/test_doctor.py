@@ -5,6 +5,7 @@ check is made to fail for real and says so, with the documented exit code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -296,36 +297,59 @@ def test_a_server_that_refuses_scripts_fails_the_script_check(up: Deployment) ->
     assert code == 1 and failed(checks) == ["redis.lua_scripts"]
 
 
-def test_workers_of_mixed_versions_are_a_warning(up: Deployment) -> None:
-    """The deployment's worker, and a second one beating as the watchdog beats, a version behind."""
-    keys = Keys(up.prefix)
-    settings = Settings(redis_url=up.redis_url, key_prefix=up.prefix, concurrency=2)
+@contextlib.contextmanager
+def another_worker(dep: Deployment, *, version: str = __version__, heartbeat_s: float = 1.0) -> Iterator[str]:
+    """A second worker of the deployment that beats once, as a worker's watchdog beats (this test
+    process's worker name, `version`, 2 job slots), then is silent; its beat is gone after. Its name."""
+    keys = Keys(dep.prefix)
+    settings = Settings(
+        redis_url=dep.redis_url, key_prefix=dep.prefix, concurrency=2, heartbeat_s=heartbeat_s
+    )
 
-    async def beat_as_an_older_worker() -> None:
-        redis = Redis.from_url(up.redis_url, decode_responses=True)
+    async def beat() -> None:
+        redis = Redis.from_url(dep.redis_url, decode_responses=True)
         try:
-            status = StatusStore(redis, keys, ttl_s=60)
-            await Watchdog(settings, redis, status, version="0.1.0").beat()
+            await Watchdog(settings, redis, StatusStore(redis, keys, ttl_s=60), version=version).beat()
         finally:
             await redis.aclose()
 
-    asyncio.run(beat_as_an_older_worker())
+    asyncio.run(beat())
     try:
-        code, checks = doctor(up)
+        yield WORKER_NAME
     finally:
-        client = sync_redis.Redis.from_url(up.redis_url, decode_responses=True)
+        client = sync_redis.Redis.from_url(dep.redis_url, decode_responses=True)
         client.zrem(keys.workers_accepting(), WORKER_NAME)
         client.zrem(keys.workers(), WORKER_NAME)
         client.hdel(keys.workers_info(), WORKER_NAME)
         client.close()
+
+
+def test_workers_of_mixed_versions_are_a_warning(up: Deployment) -> None:
+    """The deployment's worker, and a second one a version behind."""
+    with another_worker(up, version="0.1.0"):
+        code, checks = doctor(up)
     live = checks["workers.live"]
     assert live["status"] == "warn", live
     assert (
         live["why"].startswith("2 worker(s), 8 job slots, version ")
         and f"0.1.0, {__version__}" in live["why"]
     )
-    assert "rolling upgrade" in live["fix"]
+    assert "finish the rolling upgrade" in live["fix"]
     assert code == 0  # a warning alone
+
+
+def test_a_worker_that_missed_its_beats_is_a_warning(up: Deployment) -> None:
+    """A worker that beats every 10 ms beat once and then went silent (frozen): still counted live,
+    since its beat is within the liveness window, but late by many of its own intervals."""
+    with another_worker(up, heartbeat_s=0.01) as frozen:
+        # the doctor's own wide window: the silent worker still counts live however slowly it starts
+        code, checks = doctor(up, heartbeat_s="4")
+    live = checks["workers.live"]
+    assert live["status"] == "warn", live
+    assert live["why"].startswith("2 worker(s), 8 job slots, version ")
+    assert re.search(rf"late beats: .*{re.escape(frozen)} \(\d+\.\d s, beats every 0.01 s\)", live["why"])
+    assert "frozen or starved of CPU" in live["fix"] and "rolling upgrade" not in live["fix"]
+    assert code == 0
 
 
 def test_a_ledger_behind_the_codes_migrations_fails(up: Deployment, tmp_path: Path) -> None:
