@@ -198,6 +198,11 @@ def test_governance_checks_name_the_agents_and_tenants_at_fault(dep: Deployment)
             old = {**AgentRecord(agent_id="old-record").model_dump(mode="json"), "forbidden_actions": []}
             await redis.set(keys.agent("old-record"), json.dumps(old))
             await redis.sadd(keys.agents(), "old-record")
+            # a tenant with agents and a zero quota, stored by hand (the admin path refuses a zero)
+            await admin.tenants.put(TenantRecord(tenant_id="zeroed"))
+            await admin.save_agent(AgentRecord(agent_id="zeroed-agent", tenant_id="zeroed"), by="test")
+            zeroed = {**TenantRecord(tenant_id="zeroed").model_dump(mode="json"), "tokens_per_day": 0}
+            await redis.set(keys.tenant("zeroed"), json.dumps(zeroed))
             # an id that collides with the key layout (":" separates key parts), stored by hand
             bad = {**AgentRecord(agent_id="x").model_dump(mode="json"), "agent_id": "team:planner"}
             await redis.set(f"{prefix}agent:team:planner", json.dumps(bad))
@@ -220,7 +225,8 @@ def test_governance_checks_name_the_agents_and_tenants_at_fault(dep: Deployment)
     assert checks["governance.agent_tenants"]["status"] == "fail"
     assert "orphan (gone)" in checks["governance.agent_tenants"]["why"]
     assert checks["governance.tenant_quotas"]["status"] == "fail"
-    assert "starved" in checks["governance.tenant_quotas"]["why"]
+    assert "starved (tokens_per_day 100 < MAX_TOKENS" in checks["governance.tenant_quotas"]["why"]
+    assert "zeroed (stored record unusable: tokens_per_day:" in checks["governance.tenant_quotas"]["why"]
     assert checks["workers.live"]["status"] == "fail"  # no worker on this prefix
     assert checks["ledger.writer"]["status"] == "fail"
 

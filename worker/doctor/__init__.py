@@ -14,8 +14,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from governance import deployment_checks
-from governance.models import SEED_AGENT, AgentRecord, TenantRecord
-from governance.registry import TenantRegistry
+from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, TenantRecord
 from plangate_base import codec
 from plangate_base.checks import CheckResult, fail
 from plangate_base.errors import PlangateError
@@ -135,7 +134,7 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         key_ids = [a.agent_id for a in agents]
         hashes = await redis.mget([keys.agent_key(i) for i in key_ids]) if key_ids else []
         keyed = {i for i, h in zip(key_ids, hashes, strict=True) if h}
-        tenants: dict[str, TenantRecord] = {t.tenant_id: t for t in await TenantRegistry(redis, keys).list()}
+        tenants, bad_tenants = await _tenants(redis, keys)
     except Exception as exc:  # a doctor reports what it could not read; it does not crash
         return [fail("governance.records", f"cannot read agents and tenants: {exc}", "see the error")]
     return [
@@ -143,8 +142,30 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         deployment_checks.forbidden_lists(stored),
         deployment_checks.agent_keys(agents, keyed),
         deployment_checks.agent_tenants(agents, tenants),
-        deployment_checks.tenant_quotas(tenants, agents, settings.max_tokens),
+        deployment_checks.tenant_quotas(tenants, agents, settings.max_tokens, bad_tenants),
     ]
+
+
+async def _tenants(redis: Redis, keys: Keys) -> tuple[dict[str, TenantRecord], dict[str, str]]:
+    """The tenants (the default one unless stored otherwise), each read on its own: the ones whose
+    stored record does not validate are named, with why, instead of hiding every other finding."""
+    tenants = {DEFAULT_TENANT.tenant_id: DEFAULT_TENANT}
+    unreadable: dict[str, str] = {}
+    ids = sorted(await redis.smembers(keys.tenants()))
+    for tenant_id, raw in zip(
+        ids, await redis.mget([keys.tenant(i) for i in ids]) if ids else [], strict=True
+    ):
+        if raw is None:
+            continue  # (as the registry reads it: an index entry without a record is no tenant)
+        try:
+            record = TenantRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            tenants.pop(tenant_id, None)
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            unreadable[tenant_id] = f"stored record unusable: {problems}"
+        else:
+            tenants[record.tenant_id] = record
+    return tenants, unreadable
 
 
 async def _guarded(name: str, check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
