@@ -96,9 +96,13 @@ def stored_ids(unreadable: Mapping[str, str]) -> CheckResult:
 
 
 def tenant_quotas(
-    tenants: Mapping[str, TenantRecord], agents: Iterable[AgentRecord], max_tokens: int
+    tenants: Mapping[str, TenantRecord],
+    agents: Iterable[AgentRecord],
+    max_tokens: int,
+    unreadable: Mapping[str, str] | None = None,
 ) -> CheckResult:
-    """No tenant with agents has a quota that no job can fit in."""
+    """No tenant with agents has a quota that no job can fit in; `unreadable`: tenant records stored
+    with quotas this plangate cannot use (a zero, by hand or by an older version), by id, with why."""
     name = "governance.tenant_quotas"
     with_agents = {a.tenant_id for a in agents}
     starved = sorted(
@@ -106,6 +110,7 @@ def tenant_quotas(
         for t in tenants.values()
         if t.tenant_id in with_agents and t.tokens_per_day is not None and t.tokens_per_day < max_tokens
     )
+    starved += [f"{tenant_id} ({why})" for tenant_id, why in sorted((unreadable or {}).items())]
     if starved:
         return fail(
             name,

@@ -47,8 +47,10 @@ class Watchdog:
         *,
         fair: FairQueue | None = None,
         accepting: Callable[[], bool] = lambda: True,
+        version: str = __version__,
     ) -> None:
-        """`fair` is the deployment's fair queue (one on `redis` by default)."""
+        """`fair` is the deployment's fair queue (one on `redis` by default); `version` is the plangate
+        version the beat says this worker runs (what `plangate doctor` compares across the fleet)."""
         self._settings = settings
         self._accepting = accepting
         self._redis = redis
@@ -61,7 +63,12 @@ class Watchdog:
         self._next_pickup_check = 0.0
         self._next_info_prune = 0.0
         self._info = codec.dumps(
-            {"version": __version__, "concurrency": settings.concurrency, "queue": settings.queue_name}
+            {
+                "version": version,
+                "concurrency": settings.concurrency,
+                "queue": settings.queue_name,
+                "beat_s": settings.watchdog_interval_s,  # how often it beats: doctor tells a late beat
+            }
         )
         self._next_tenant_gauges = 0.0
 

@@ -54,6 +54,8 @@ def test_agent_tenants_and_quotas() -> None:
     starved = checks.tenant_quotas(tenants, agents, max_tokens=2048)
     assert starved.status is CheckStatus.FAIL and "t (tokens_per_day 100 < MAX_TOKENS 2048)" in starved.why
     assert checks.tenant_quotas(tenants, agents[:1], max_tokens=2048).status is CheckStatus.OK  # no agents
+    unusable = checks.tenant_quotas(tenants, agents, max_tokens=64, unreadable={"z": "tokens_per_day: 0"})
+    assert unusable.status is CheckStatus.FAIL and "z (tokens_per_day: 0)" in unusable.why
     assert checks.stored_ids({}).status is CheckStatus.OK
     assert checks.stored_ids({"x": "gone"}).status is CheckStatus.FAIL
 

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from governance import deployment_checks
-from governance.models import SEED_AGENT, AgentRecord, TenantRecord
-from governance.registry import TenantRegistry
+from governance.models import DEFAULT_TENANT, SEED_AGENT, AgentRecord, TenantRecord
 from plangate_base import codec
 from plangate_base.checks import CheckResult, fail
 from plangate_base.errors import PlangateError
 from plangate_base.vocabulary import CheckStatus
 from worker.doctor import edge_checks, fleet_checks, ledger_checks, llm_checks, redis_checks
+from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.redis_conn import redacted, text_client
 from worker.settings import Settings
@@ -112,8 +112,16 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         unreadable: dict[str, str] = {}
         stored: dict[str, dict[str, Any]] = {}
         ids = sorted(await redis.smembers(keys.agents()))
+        fitting = []
+        for agent_id in ids:  # an id with the key separator has no key of its own: name it, read the rest
+            try:
+                keys.agent(agent_id)
+            except BadRequest as exc:
+                unreadable[agent_id] = f"its id does not fit the key layout ({exc})"
+            else:
+                fitting.append(agent_id)
         for agent_id, raw in zip(
-            ids, await redis.mget([keys.agent(i) for i in ids]) if ids else [], strict=True
+            fitting, await redis.mget([keys.agent(i) for i in fitting]) if fitting else [], strict=True
         ):
             if raw is None:
                 unreadable[agent_id] = "indexed, but its record is gone"
@@ -130,7 +138,7 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         key_ids = [a.agent_id for a in agents]
         hashes = await redis.mget([keys.agent_key(i) for i in key_ids]) if key_ids else []
         keyed = {i for i, h in zip(key_ids, hashes, strict=True) if h}
-        tenants: dict[str, TenantRecord] = {t.tenant_id: t for t in await TenantRegistry(redis, keys).list()}
+        tenants, bad_tenants = await _tenants(redis, keys)
     except Exception as exc:  # a doctor reports what it could not read; it does not crash
         return [fail("governance.records", f"cannot read agents and tenants: {exc}", "see the error")]
     return [
@@ -138,8 +146,30 @@ async def _governance(redis: Redis, keys: Keys, settings: Settings) -> list[Chec
         deployment_checks.forbidden_lists(stored),
         deployment_checks.agent_keys(agents, keyed),
         deployment_checks.agent_tenants(agents, tenants),
-        deployment_checks.tenant_quotas(tenants, agents, settings.max_tokens),
+        deployment_checks.tenant_quotas(tenants, agents, settings.max_tokens, bad_tenants),
     ]
+
+
+async def _tenants(redis: Redis, keys: Keys) -> tuple[dict[str, TenantRecord], dict[str, str]]:
+    """The tenants (the default one unless stored otherwise), each read on its own: the ones whose
+    stored record does not validate are named, with why, instead of hiding every other finding."""
+    tenants = {DEFAULT_TENANT.tenant_id: DEFAULT_TENANT}
+    unreadable: dict[str, str] = {}
+    ids = sorted(await redis.smembers(keys.tenants()))
+    for tenant_id, raw in zip(
+        ids, await redis.mget([keys.tenant(i) for i in ids]) if ids else [], strict=True
+    ):
+        if raw is None:
+            continue  # (as the registry reads it: an index entry without a record is no tenant)
+        try:
+            record = TenantRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            tenants.pop(tenant_id, None)
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            unreadable[tenant_id] = f"stored record unusable: {problems}"
+        else:
+            tenants[record.tenant_id] = record
+    return tenants, unreadable
 
 
 async def _guarded(name: str, check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
