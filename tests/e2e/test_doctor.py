@@ -120,14 +120,14 @@ def test_a_healthy_deployment_passes_every_check(dep: Deployment) -> None:
         "workers.live", "ledger.writer", "governance.agent_records", "governance.forbidden_actions",
         "governance.agent_keys", "governance.agent_tenants", "governance.tenant_quotas", "llm.endpoint",
         "llm.probe", "ledger.file", "ledger.migrations", "ledger.chain", "ledger.signing_key",
-        "ledger.backlog", "webhooks.deliveries", "api.ready", "edges.metrics_bind",
+        "ledger.backlog", "webhooks.deliveries", "api.ready", "api.tls", "edges.metrics_bind",
     }  # fmt: skip
     assert set(checks) == expected
     assert "AOF on" in checks["redis.persistence"]["why"]
     assert "json_schema" in checks["llm.probe"]["why"]
     # the text form: a line per check and the tally
     text = dep.cli("doctor").stdout.splitlines()
-    assert text[-1] == f"{len(expected) - 2} ok, 0 warn, 0 fail"  # without the probe and the API check
+    assert text[-1] == f"{len(expected) - 3} ok, 0 warn, 0 fail"  # without the probe and the API's two
 
 
 def test_a_server_that_is_not_redis_fails_the_first_check(dep: Deployment) -> None:
@@ -240,10 +240,38 @@ def test_llm_endpoint_checks(dep: Deployment) -> None:
     assert "llm.probe" not in checks  # the billed probe runs only when asked for
 
 
+def test_an_endpoint_that_refuses_the_key_fails_the_llm_check(dep: Deployment) -> None:
+    port = free_port()
+    stub = dep._start("llm-stub-keyed", "llm-stub", "--port", str(port), "--api-key", "the-right-key")
+    base = f"http://127.0.0.1:{port}/v1"
+
+    def up() -> bool:
+        assert stub.poll() is None, "the keyed scripted endpoint exited"
+        try:
+            return call(f"{base}/models", timeout=1).status == 401  # no key: refused, as OpenAI does
+        except OSError:
+            return False
+
+    try:
+        eventually_sync(up, timeout_s=30, interval_s=0.05, what="the keyed scripted endpoint")
+        code, checks = doctor(dep, llm_base_url=base, llm_api_key="the-right-key")
+        assert checks["llm.endpoint"]["status"] == "ok", checks["llm.endpoint"]
+        code, checks = doctor(dep, llm_base_url=base, llm_api_key="a-wrong-key")
+        assert code == 1 and checks["llm.endpoint"]["status"] == "fail"
+        assert checks["llm.endpoint"]["why"] == f"{base}/models refuses the key (401)"
+        assert [n for n, c in checks.items() if c["status"] == "fail"] == ["llm.endpoint"]
+    finally:
+        stub.terminate()
+        stub.wait(timeout=10)
+
+
 def test_edges_and_the_api_route(up: Deployment) -> None:
     dep = up
     code, checks = doctor(dep, "--api-url", f"http://127.0.0.1:{free_port()}")
     assert code == 1 and checks["api.ready"]["status"] == "fail"
+    # 0.0.0.0 reaches this host's API too, but a URL that is not loopback sends tokens over the network
+    code, checks = doctor(dep, "--api-url", dep.url.replace("127.0.0.1", "0.0.0.0"))
+    assert checks["api.tls"]["status"] == "warn" and "in clear text" in checks["api.tls"]["why"]
     code, checks = doctor(dep, metrics_host="0.0.0.0", metrics_port="9464")
     bind = checks["edges.metrics_bind"]
     assert bind["status"] == "warn" and bind["why"] == (
@@ -366,7 +394,8 @@ def test_a_ledger_behind_the_codes_migrations_fails(up: Deployment, tmp_path: Pa
     assert schema["status"] == "fail"
     assert schema["why"] == f"at version {migrations.LATEST - 1}, this plangate expects {migrations.LATEST}"
     assert schema["fix"] == "`plangate ledger migrate`"
-    assert code == 1 and failed(checks) == ["ledger.migrations"]
+    # and this empty file is not the one the deployment's writer published its head for in Redis
+    assert code == 1 and failed(checks) == ["ledger.migrations", "ledger.chain"], checks["ledger.chain"]
 
 
 def test_a_ledger_path_in_no_writable_directory_fails(up: Deployment, tmp_path: Path) -> None:

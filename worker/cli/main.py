@@ -280,7 +280,7 @@ def cmd_llm_stub(args: argparse.Namespace, settings: Settings) -> int:
     from worker.llm_stub.server import serve_forever
 
     try:
-        asyncio.run(serve_forever(args.host, args.port))
+        asyncio.run(serve_forever(args.host, args.port, args.api_key))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken, or the address is not ours: a setting to change
@@ -737,6 +737,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
         "--port", type=port_number, default=8088, help="TCP port (default 8088; 0 picks a free one)"
+    )
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="refuse (401) requests that do not carry this key as a bearer token (default: take any)",
     )
     p.set_defaults(run=cmd_llm_stub, sync=True, logs="service")
 

@@ -94,6 +94,7 @@ async def _checks(
         )
     if api_url:
         results.append(await _guarded("api.ready", lambda: edge_checks.api_ready(api_url)))
+        results.append(_guarded_sync("api.tls", lambda: edge_checks.api_tls(api_url)))
     results.append(_guarded_sync("edges.metrics_bind", lambda: edge_checks.metrics_bind(settings)))
     if not redis_up:
         skipped = (

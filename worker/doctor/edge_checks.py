@@ -3,6 +3,8 @@ webhook deliveries that gave up."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp
 from redis.asyncio import Redis
 
@@ -13,6 +15,7 @@ from worker.webhooks.store import WebhookStore
 
 TIMEOUT_S = 5.0
 _EVERYWHERE = ("0.0.0.0", "::", "")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 async def api_ready(api_url: str) -> CheckResult:
@@ -31,6 +34,21 @@ async def api_ready(api_url: str) -> CheckResult:
         detail = body.get("detail", "") if isinstance(body, dict) else ""
         return fail(name, f"{url} answered {status}: {detail}", "see what /readyz names and fix that")
     return ok(name, f"{url} is ready")
+
+
+def api_tls(api_url: str) -> CheckResult:
+    """Agents send their bearer tokens to the API: in clear text only over loopback."""
+    name = "api.tls"
+    parts = urlsplit(api_url)
+    if parts.scheme == "https":
+        return ok(name, f"{parts.netloc}: TLS")
+    if parts.hostname in _LOOPBACK:
+        return ok(name, f"{parts.netloc}: plain HTTP on loopback (tokens stay on this host)")
+    return warn(
+        name,
+        f"{parts.netloc}: plain HTTP off this host, so bearer tokens cross the network in clear text",
+        "put a TLS-terminating proxy in front of `plangate serve` (docs/operations.md) and use https://",
+    )
 
 
 def metrics_bind(settings: Settings) -> CheckResult:

@@ -198,12 +198,15 @@ class StubServer:
         first_token_seconds: float = 0.0,
         stream_seconds: float = 0.0,
         huge_line_bytes: int = HUGE_LINE_BYTES,
+        api_key: str | None = None,
     ) -> None:
         """`chunks`: content deltas per answer; `first_token_seconds` and `stream_seconds`: the latency
         profile of every streamed answer that has none of its own (benchmarks); `huge_line_bytes`: the
-        length of scripted-huge-line's line."""
+        length of scripted-huge-line's line; `api_key`: when set, a request without `Authorization: Bearer
+        <api_key>` is refused 401 as OpenAI refuses a wrong key (otherwise any key, or none, is taken)."""
         self.host = host
         self.huge_line_bytes = huge_line_bytes
+        self.api_key = api_key
         self.port = port
         self.chunks = chunks
         self.first_token_seconds = first_token_seconds
@@ -266,6 +269,8 @@ class StubServer:
         self._peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         method, path = request.method, request.path
         self.paths.append(f"{method} {path}")
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
         if method == "GET" and path == "/v1/models":
             data = [
                 {"id": n, "object": "model", "created": 0, "owned_by": "plangate-stub"} for n in BEHAVIOURS
@@ -455,8 +460,8 @@ class _Answer:
         return completion_chunk(self.ident, self.created, self.model, delta, finish, **extra)
 
 
-async def serve_forever(host: str, port: int) -> None:
+async def serve_forever(host: str, port: int, api_key: str | None = None) -> None:
     """Run the scripted endpoint until cancelled (the `plangate llm-stub` command)."""
-    async with StubServer(host=host, port=port) as stub:
+    async with StubServer(host=host, port=port, api_key=api_key) as stub:
         log.info("llm_stub.listening", base_url=stub.base_url, behaviours=len(BEHAVIOURS))
         await asyncio.Event().wait()
