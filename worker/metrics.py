@@ -131,7 +131,19 @@ class _LedgerWriterState:
                 "Chain heads the ledger writer refused to sign",
                 value=refused,
             ),
+            self._sink_failures(),
         ]
+
+    def _sink_failures(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "plangate_ledger_checkpoint_publish_failures",
+            "Signed checkpoints a sink (file, webhook) failed to publish; the writer went on",
+            labels=["sink"],
+        )
+        anchorer = self.writer.anchorer if self.writer is not None else None
+        for sink in anchorer.sinks if anchorer is not None else ():
+            family.add_metric([sink.name], float(anchorer.sink_failures[sink.name]))  # type: ignore[union-attr]
+        return family
 
 
 LEDGER_WRITER_STATE = _LedgerWriterState()
