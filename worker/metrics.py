@@ -137,7 +137,7 @@ class _LedgerWriterState:
     def _sink_failures(self) -> CounterMetricFamily:
         family = CounterMetricFamily(
             "plangate_ledger_checkpoint_publish_failures",
-            "Signed checkpoints a sink (file, webhook) failed to publish; the writer went on",
+            "Tries to publish a signed checkpoint that failed, by sink (file, webhook); the writer went on",
             labels=["sink"],
         )
         anchorer = self.writer.anchorer if self.writer is not None else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from governance.webhook_policy import WebhookPolicy
@@ -170,6 +171,10 @@ async def test_a_webhook_sink_that_fails_never_stops_the_writer(redis: Redis, se
             what="a checkpoint of the 3 rows",
         )
         assert not task.done() and writer.diverged is None
+        failures = REGISTRY.get_sample_value(
+            "plangate_ledger_checkpoint_publish_failures_total", {"sink": "webhook"}
+        )
+        assert failures is not None and failures >= 2  # on /metrics
         await redis.delete(keys.webhook_outbox())
         entries = await eventually(
             lambda: redis.xrange(keys.webhook_outbox()), what="the pending checkpoint on the outbox"
