@@ -141,8 +141,9 @@ class _LedgerWriterState:
             labels=["sink"],
         )
         anchorer = self.writer.anchorer if self.writer is not None else None
-        for sink in anchorer.sinks if anchorer is not None else ():
-            family.add_metric([sink.name], float(anchorer.sink_failures[sink.name]))  # type: ignore[union-attr]
+        if anchorer is not None:
+            for sink in anchorer.sinks:
+                family.add_metric([sink.name], float(anchorer.sink_failures[sink.name]))
         return family
 
 
