@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from plangate_base.vocabulary import AttemptOutcome, WebhookEvent
+from plangate_base.vocabulary import (
+    DEPLOYMENT_WEBHOOK_EVENTS,
+    DEPLOYMENT_WEBHOOKS,
+    AttemptOutcome,
+    WebhookEvent,
+)
 
 MAX_URL_CHARS = 2_000
 MAX_HOSTS = 100
@@ -98,6 +103,27 @@ def url_problem(url: str, policy: WebhookPolicy) -> str | None:
     except ValueError:
         return None  # a name: its addresses are checked when the deliverer connects
     return address_problem(host, allow_private=policy.allow_private)
+
+
+def subscription_problem(owner: str, events: list[WebhookEvent]) -> str | None:
+    """Why endpoints of `owner` (a tenant id, or DEPLOYMENT_WEBHOOKS) may not take `events` (None when
+    they may): a deployment-wide event (a ledger checkpoint covers every tenant's rows) goes only to the
+    deployment's endpoints, which admins and auditors manage, and those take nothing else."""
+    wide = sorted(e.value for e in events if e in DEPLOYMENT_WEBHOOK_EVENTS)
+    if owner == DEPLOYMENT_WEBHOOKS:
+        narrow = sorted(e.value for e in events if e not in DEPLOYMENT_WEBHOOK_EVENTS)
+        if narrow:
+            return (
+                f"the deployment's endpoints ({DEPLOYMENT_WEBHOOKS!r}) take deployment-wide events only, "
+                f"not {narrow}"
+            )
+        return None
+    if wide:
+        return (
+            f"{wide} concern the whole deployment: only its endpoints ({DEPLOYMENT_WEBHOOKS!r}, managed by "
+            "admin and auditor tokens) take them, never a tenant's"
+        )
+    return None
 
 
 def attempt_outcome(status: int | None, *, gave_up_connecting: bool = False) -> AttemptOutcome:

@@ -1,5 +1,6 @@
 """Anchors and checkpoints: the chain head (seq, hash, row count) and the Merkle tree head (a C2SP signed
-note) signed with Ed25519; kept in the file, published to Redis and to a sink file off the machine.
+note) signed with Ed25519; kept in the file, published to Redis and to the checkpoint sinks (a file off the
+machine, FileSink; the worker adds a webhook one): anything with CheckpointSink's shape.
 
 A head published outside the file makes a rollback of the whole file (or a truncated tail) detectable;
 its signature makes a rewritten chain detectable by anyone holding the public key. The writer signs only
@@ -11,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -99,6 +103,44 @@ def read_sink(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class IssuedCheckpoint:
+    """A checkpoint the writer has just signed and kept in the file, as the sinks publish it."""
+
+    origin: str
+    tree_size: int
+    root_hash: str  # hex (the note carries it in base64)
+    key_id: str
+    created_at: str
+    note: str  # the C2SP signed note: what an auditor verifies with the ledger's public key
+
+
+class CheckpointSink(Protocol):
+    """Somewhere each new checkpoint is published off the machine. A sink that fails is logged and counted
+    (Anchorer.sink_failures) and the writer goes on: the next checkpoint covers everything this one did."""
+
+    name: str  # short and fixed (a metric label): `file`, `webhook`
+
+    async def publish(self, checkpoint: IssuedCheckpoint) -> None: ...
+
+
+class FileSink:
+    """The checkpoint sink file (PLANGATE_LEDGER_CHECKPOINT_SINK): replaced with each new note."""
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+
+    async def publish(self, checkpoint: IssuedCheckpoint) -> None:
+        """Replace the file with the note (atomically)."""
+        await asyncio.to_thread(write_sink, self.path, checkpoint.note)
+
+
+SINK_TIMEOUT_S = 5.0
+"""How long one sink may take to publish a checkpoint before it counts as failed (the writer waits)."""
+
+
 async def publish(redis: aioredis.Redis, key: str, anchor: dict[str, Any]) -> None:
     """Publish the latest anchor to Redis (a plain string key; one per ledger)."""
     await redis.set(key, codec.canonical_dumps(anchor))
@@ -112,7 +154,7 @@ async def fetch(redis: aioredis.Redis, key: str) -> dict[str, Any] | None:
 
 class Anchorer:
     """Signs the chain head and the tree head of one store every `interval_s` (when it moved) and publishes
-    them: the anchor and the checkpoint note to Redis, the note to the sink file."""
+    them: the anchor and the checkpoint note to Redis, the checkpoint to each sink."""
 
     def __init__(
         self,
@@ -124,7 +166,8 @@ class Anchorer:
         *,
         origin: str | None = None,
         checkpoint_key: str | None = None,
-        sink: str | os.PathLike[str] | None = None,
+        sinks: Sequence[CheckpointSink] = (),
+        sink_timeout_s: float = SINK_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.key = key
@@ -133,7 +176,10 @@ class Anchorer:
         self.interval_s = interval_s
         self.origin = origin or default_origin(key.public_key())
         self.checkpoint_key = checkpoint_key
-        self.sink = sink
+        self.sinks = tuple(sinks)
+        self.sink_timeout_s = sink_timeout_s
+        self.sink_failures: Counter[str] = Counter()  # by sink name: checkpoints a sink failed to publish
+        self._unpublished: tuple[IssuedCheckpoint, list[CheckpointSink]] | None = None  # to try again
         self.latest: dict[str, Any] | None = None
         self.latest_checkpoint: dict[str, Any] | None = None
         self.refused = 0  # heads not signed: not the head this writer wrote, or the tree out of step
@@ -148,6 +194,8 @@ class Anchorer:
         self._due = now + self.interval_s
         seq, head_hash, count = await self.store.head()
         if self.latest is not None and self.latest["head_hash"] == head_hash:
+            if self._unpublished is not None:  # a sink failed it, and no newer checkpoint came since
+                await self._publish(*self._unpublished)
             return None
         tree = await self.store.tree_head()
         self._check_own(tree)
@@ -158,11 +206,35 @@ class Anchorer:
             await publish(self.redis, self.redis_key, anchor)
         if self.redis is not None and self.checkpoint_key is not None:
             await self.redis.set(self.checkpoint_key, checkpoint["note"])
-        if self.sink is not None:
-            await asyncio.to_thread(write_sink, self.sink, checkpoint["note"])
         self.latest, self.latest_checkpoint = anchor, checkpoint
         self._log.info("ledger.anchored", head_seq=seq, rows=count, tree_size=tree.tree_size)
+        issued = IssuedCheckpoint(
+            origin=self.origin, tree_size=tree.tree_size, root_hash=checkpoint["root_hash"],
+            key_id=checkpoint["key_id"], created_at=checkpoint["created_at"], note=checkpoint["note"],
+        )  # fmt: skip
+        await self._publish(issued, self.sinks)
         return anchor
+
+    async def _publish(self, checkpoint: IssuedCheckpoint, sinks: Sequence[CheckpointSink]) -> None:
+        """Hand the checkpoint to the sinks. It is signed and kept in the file already, so a sink that
+        fails (its disk, its Redis, a bug) is logged and counted, never stops the writer, and is given the
+        checkpoint again at the next interval unless a newer one comes first."""
+        failed: list[CheckpointSink] = []
+        for sink in sinks:
+            try:
+                async with asyncio.timeout(self.sink_timeout_s):
+                    await sink.publish(checkpoint)
+            except Exception as exc:  # the sink's failure, whatever it is, is not the ledger's
+                failed.append(sink)
+                self.sink_failures[sink.name] += 1
+                self._log.warning(
+                    "ledger.checkpoint_publish_failed",
+                    sink=sink.name,
+                    tree_size=checkpoint.tree_size,
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                )
+        self._unpublished = (checkpoint, failed) if failed else None
 
     def _check_own(self, tree: TreeHead) -> None:
         """Refuse to sign a head this writer did not write, or a tree that does not cover the chain."""

@@ -149,12 +149,21 @@ class WebhookEvent(StrEnum):
     REVIEW_REQUESTED = "review.requested"  # the job ended ESCALATE and waits for a reviewer
     REVIEW_DECIDED = "review.decided"  # a reviewer approved or rejected the plan
     AGENT_REVOKED = "agent.revoked"  # an operator revoked one of the tenant's agents
+    LEDGER_CHECKPOINT = "ledger.checkpoint"  # the ledger writer signed a checkpoint (deployment-wide)
 
 
 JOB_WEBHOOK_EVENTS: frozenset[WebhookEvent] = frozenset(
     {WebhookEvent.JOB_TERMINAL, WebhookEvent.REVIEW_REQUESTED, WebhookEvent.REVIEW_DECIDED}
 )
 """The events about one job: what a job's own `callback_url` receives."""
+
+DEPLOYMENT_WEBHOOKS = "*"
+"""The owner of the deployment-wide webhook endpoints, in the place of a tenant id (`*` is in no tenant id,
+so no tenant token is ever its own): only admin and auditor tokens manage them."""
+
+DEPLOYMENT_WEBHOOK_EVENTS: frozenset[WebhookEvent] = frozenset({WebhookEvent.LEDGER_CHECKPOINT})
+"""The events about the whole deployment, not one tenant: only DEPLOYMENT_WEBHOOKS endpoints take them
+(and take nothing else)."""
 
 
 class DeliveryState(StrEnum):

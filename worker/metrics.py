@@ -131,7 +131,20 @@ class _LedgerWriterState:
                 "Chain heads the ledger writer refused to sign",
                 value=refused,
             ),
+            self._sink_failures(),
         ]
+
+    def _sink_failures(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "plangate_ledger_checkpoint_publish_failures",
+            "Tries to publish a signed checkpoint that failed, by sink (file, webhook); the writer went on",
+            labels=["sink"],
+        )
+        anchorer = self.writer.anchorer if self.writer is not None else None
+        if anchorer is not None:
+            for sink in anchorer.sinks:
+                family.add_metric([sink.name], float(anchorer.sink_failures[sink.name]))
+        return family
 
 
 LEDGER_WRITER_STATE = _LedgerWriterState()

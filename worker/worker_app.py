@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from governance.registry import AgentRegistry, load_agents_file
-from ledger.anchors import Anchorer
+from ledger.anchors import Anchorer, CheckpointSink, FileSink
 from ledger.ledger_writer import LedgerWriter
 from ledger.signing import load_or_create_key
 from ledger.sqlite_store import LedgerStore
@@ -37,6 +37,7 @@ from worker.redis_conn import text_client
 from worker.settings import Settings
 from worker.status_store import StatusStore
 from worker.watchdog import Watchdog
+from worker.webhooks.checkpoint_sink import WebhookCheckpointSink
 from worker.webhooks.deliverer_thread import DelivererThread
 
 log = get_logger(__name__)
@@ -89,7 +90,7 @@ async def start_ledger_writer(
             interval_s=settings.ledger_anchor_interval_s,
             origin=settings.ledger_origin,
             checkpoint_key=keys.ledger_checkpoint(),
-            sink=settings.ledger_checkpoint_sink,
+            sinks=checkpoint_sinks(redis, settings),
         ),
         claim_idle_s=settings.ledger_claim_idle_s,
         head_key=keys.ledger_head(),
@@ -98,6 +99,16 @@ async def start_ledger_writer(
     )
     watch_ledger_writer(writer)
     return writer, asyncio.create_task(writer.run(), name="ledger-writer")
+
+
+def checkpoint_sinks(redis: Redis, settings: Settings) -> list[CheckpointSink]:
+    """Where the writer publishes each checkpoint off the machine: the sink file when one is configured,
+    and the webhook outbox (delivered to the deployment's `ledger.checkpoint` endpoints, if any)."""
+    sinks: list[CheckpointSink] = []
+    if settings.ledger_checkpoint_sink is not None:
+        sinks.append(FileSink(settings.ledger_checkpoint_sink))
+    sinks.append(WebhookCheckpointSink(redis, Keys(settings.key_prefix)))
+    return sinks
 
 
 def _reconciler(redis: Redis, settings: Settings) -> Callable[[], Awaitable[int]]:

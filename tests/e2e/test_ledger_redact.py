@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ledger import chain
-from ledger.anchors import Anchorer
+from ledger.anchors import Anchorer, FileSink
 from ledger.ledger_writer import LedgerWriter
 from ledger.sqlite_store import LedgerStore
 from tests.e2e.conftest import plangate_cmd
@@ -37,7 +37,7 @@ async def record_and_sign(dep: Deployment, redis: aioredis.Redis, key_prefix: st
             redis, Keys(key_prefix).ledger_stream(), LEDGER_GROUP, "w1", store, block_ms=100
         )
         written = await writer.drain_once()
-        await Anchorer(store, dep.key, sink=dep.sink).maybe(force=True)
+        await Anchorer(store, dep.key, sinks=[FileSink(dep.sink)]).maybe(force=True)
     finally:
         await store.close()
     return written

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import chain, tree_store
-from ledger.anchors import Anchorer
+from ledger.anchors import Anchorer, FileSink
 from ledger.projection_check import replay
 from ledger.signing import load_or_create_key, public_pem
 from ledger.sqlite_store import LedgerStore, connect_writer, insert_batch_sync
@@ -62,7 +62,7 @@ class Deployment:
         try:
             for n in jobs:
                 await store.insert_events(job_events(f"job-{n}", f"Job {n}", "Drain the pool"))
-            await Anchorer(store, self.key, sink=self.sink).maybe(force=True)
+            await Anchorer(store, self.key, sinks=[FileSink(self.sink)]).maybe(force=True)
         finally:
             await store.close()
 

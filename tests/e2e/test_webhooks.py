@@ -12,11 +12,21 @@ import signal
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plangate_base.vocabulary import AttemptOutcome, DeliveryState, EventKind, JobState, WebhookEvent
+from ledger import signed_note
+from ledger.signing import load_public_key
+from plangate_base.vocabulary import (
+    DEPLOYMENT_WEBHOOKS,
+    AttemptOutcome,
+    DeliveryState,
+    EventKind,
+    JobState,
+    WebhookEvent,
+)
 from tests.conftest import free_port
 from tests.e2e.api_deployment import Deployment, call
 from tests.eventually import eventually_sync
@@ -48,6 +58,7 @@ def dep(redis_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         PLANGATE_WEBHOOK_RETRY_WINDOW_S="120",
         PLANGATE_WEBHOOK_ENDPOINT_CONCURRENCY="2",
         PLANGATE_WEBHOOK_POLL_S="0.05",
+        PLANGATE_LEDGER_ANCHOR_INTERVAL_S="0.5",  # checkpoints (and their webhooks) twice a second
     )
     try:
         yield deployment.start(workers=1)
@@ -411,3 +422,72 @@ def test_operators_manage_allow_lists_and_endpoints_with_the_cli(dep: Deployment
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != added["secret"]
     assert removed == f"endpoint {added['endpoint_id']} removed"
     assert json.loads(dep.out("webhooks", "list", tenant_id, "--json")) == []
+
+
+def test_signed_checkpoints_go_to_the_deployments_endpoint_and_an_auditor_proves_a_job_with_one(
+    dep: Deployment, admin: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """The writer's checkpoints are a deployment's event: an auditor token subscribes the deployment's
+    endpoint (`*`, whose allow list admins set); a tenant token can do neither, and its own endpoint never
+    gets one. Each delivery is signed, its note verifies with the ledger's public key, and an auditor proves
+    a job against the delivered note with nothing but the bundle and that key."""
+    tenant_id, token = _tenant(dep, admin, hosts=["127.0.0.1"])
+    auditor = dep.token("auditor")
+    policy_url = f"{dep.url}/v1/tenants/{DEPLOYMENT_WEBHOOKS}/webhooks/policy"
+    loopback = {"hosts": ["127.0.0.1"], "allow_private": True}
+    assert call(policy_url, "PUT", token=auditor, body=loopback).status == 403
+    assert call(policy_url, "PUT", token=token, body=loopback).status == 403
+    assert call(policy_url, "PUT", token=admin, body=loopback).status == 200
+    checkpoints = [WebhookEvent.LEDGER_CHECKPOINT.value]
+    to_deployment = call(
+        f"{dep.url}/v1/tenants/{DEPLOYMENT_WEBHOOKS}/webhooks/endpoints", "POST", token=token,
+        body={"url": f"{receiver.base}/ok/{_name()}", "events": checkpoints},
+    )  # fmt: skip
+    assert to_deployment.status == 403, to_deployment.body
+    to_tenant = call(
+        f"{dep.url}/v1/tenants/{tenant_id}/webhooks/endpoints", "POST", token=token,
+        body={"url": f"{receiver.base}/ok/{_name()}", "events": checkpoints},
+    )  # fmt: skip
+    assert to_tenant.status == 400 and "whole deployment" in to_tenant.body["detail"], to_tenant.body
+    tenant_name, auditor_name = _name(), _name()
+    tenant_events = [e for e in WebhookEvent if e is not WebhookEvent.LEDGER_CHECKPOINT]
+    _endpoint(dep, tenant_id, token, f"{receiver.base}/ok/{tenant_name}", *tenant_events)
+    hook = _endpoint(
+        dep,
+        DEPLOYMENT_WEBHOOKS,
+        auditor,
+        f"{receiver.base}/ok/{auditor_name}",
+        WebhookEvent.LEDGER_CHECKPOINT,
+    )
+    _agent, key = dep.agent(tenant_id)
+    job_id = _submit(dep, key)
+    assert _status(dep, key, job_id, wait=30)["state"] == JobState.DONE
+    _received(receiver, tenant_name, 1)  # the tenant's job.terminal
+    eventually_sync(lambda: _delivered_events(dep, job_id), timeout_s=30, what="webhook_delivered")
+
+    public = load_public_key(dep.env["PLANGATE_LEDGER_TRUSTED_KEY"])
+    note_file, bundle = tmp_path / "checkpoint", tmp_path / "bundle.json"
+
+    def covering() -> dict[str, Any] | None:
+        """The latest delivered checkpoint, once it covers every row of the job."""
+        got = receiver.got(auditor_name)
+        if not got:
+            return None
+        assert verify(hook["secret"], got[-1].headers, got[-1].body)
+        body = got[-1].json()
+        assert body["type"] == WebhookEvent.LEDGER_CHECKPOINT
+        data = body["data"]
+        checked = signed_note.verified_checkpoint(data["note"], data["origin"], public)
+        assert (checked.size, checked.root.hex()) == (data["tree_size"], data["root_hash"])
+        note_file.write_text(data["note"])
+        proved = dep.cli("ledger", "prove", job_id, "--checkpoint", str(note_file), "-o", str(bundle))
+        assert proved.returncode == 0, proved.stderr
+        return None if "newer than the checkpoint" in proved.stderr else dict(data)
+
+    data = eventually_sync(covering, timeout_s=30, what="a delivered checkpoint covering the job")
+    checked = dep.cli(
+        "ledger", "verify-bundle", str(bundle), "--public-key", dep.env["PLANGATE_LEDGER_TRUSTED_KEY"]
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"in the signed tree of {data['tree_size']} rows" in checked.stdout
+    assert all(g.json()["type"] != WebhookEvent.LEDGER_CHECKPOINT for g in receiver.got(tenant_name))

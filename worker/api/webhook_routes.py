@@ -1,5 +1,7 @@
 """The webhook routes of the API: a tenant's allow list (admins set it), its endpoints and callback
-secret (admins, or the tenant's own token), and the dead letters. Secrets are in one answer only."""
+secret (admins, or the tenant's own token), and the dead letters. Secrets are in one answer only. The
+tenant id `*` (DEPLOYMENT_WEBHOOKS) names the deployment's endpoints, for deployment-wide events (ledger
+checkpoints): admins set its allow list, admins and auditors manage its endpoints."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from governance.api_tokens import Principal, Scope
 from governance.webhook_policy import EndpointRecord, WebhookPolicy, WebhookUrl
-from plangate_base.vocabulary import WebhookEvent
+from plangate_base.vocabulary import DEPLOYMENT_WEBHOOKS, WebhookEvent
 from worker.api.auth import Caller, require
 from worker.api.problems import ApiProblem
 from worker.keys import Keys
@@ -40,10 +42,16 @@ class IssuedSecret(BaseModel):
 
 
 def _own_tenant(principal: Principal, tenant_id: str) -> None:
-    """403 unless an admin token, or the tenant's own tenant token."""
-    if principal.scope is Scope.ADMIN or (
-        principal.scope is Scope.TENANT and principal.tenant_id == tenant_id
-    ):
+    """403 unless an admin token, or the tenant's own tenant token; the deployment's endpoints
+    (DEPLOYMENT_WEBHOOKS: ledger checkpoints, which cover every tenant) admin and auditor tokens."""
+    if principal.scope is Scope.ADMIN:
+        return
+    if tenant_id == DEPLOYMENT_WEBHOOKS:
+        if principal.scope is Scope.AUDITOR:
+            return
+        detail = "the deployment's webhooks (ledger checkpoints) are managed by admins and auditors"
+        raise ApiProblem(403, "forbidden", detail)
+    if principal.scope is Scope.TENANT and principal.tenant_id == tenant_id:
         return
     raise ApiProblem(403, "forbidden", "a tenant's webhooks are managed by admins, or the tenant's own token")
 

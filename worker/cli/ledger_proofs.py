@@ -52,15 +52,18 @@ async def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) ->
 
 async def _sign_head(settings: Settings, path: Path, private: Any, origin: str) -> None:
     """`checkpoint --sign`: the operator attests the file's head (after `verify`), as the writer would."""
-    from ledger.anchors import Anchorer
+    from ledger.anchors import Anchorer, FileSink
     from ledger.sqlite_store import LedgerStore
 
     store = await LedgerStore.open(path)
+    sink = settings.ledger_checkpoint_sink
     try:
-        anchorer = Anchorer(store, private, origin=origin, sink=settings.ledger_checkpoint_sink)
+        anchorer = Anchorer(store, private, origin=origin, sinks=[FileSink(sink)] if sink else [])
         await anchorer.maybe(force=True)
     finally:
         await store.close()
+    if anchorer.sink_failures:
+        sys.stderr.write(f"plangate: the checkpoint is signed and in the ledger, not in the sink {sink}\n")
 
 
 @ledger_errors

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from plangate_base import codec
-from plangate_base.vocabulary import WebhookEvent
+from plangate_base.vocabulary import DEPLOYMENT_WEBHOOKS, WebhookEvent
 from worker.cli.render import echo
 from worker.errors import BadRequest
 from worker.keys import Keys
@@ -131,7 +131,8 @@ def add_webhook_commands(sub: Any) -> None:
     def cmd(name: str, text: str, *, tenant: bool = True, json: bool = True) -> Any:
         p = wsub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         if tenant:
-            p.add_argument("tenant_id", help="the tenant's id")
+            deployment = f"'{DEPLOYMENT_WEBHOOKS}': the deployment's own, for ledger.checkpoint"
+            p.add_argument("tenant_id", help=f"the tenant's id ({deployment})")
         if json:
             p.add_argument("--json", action="store_true", help="print JSON, for scripts")
         p.set_defaults(run=cmd_webhooks)

@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from governance.webhook_policy import EndpointRecord, WebhookPolicy, url_problem
+from governance.webhook_policy import EndpointRecord, WebhookPolicy, subscription_problem, url_problem
 from plangate_base import clock, codec
-from plangate_base.vocabulary import DeliveryState, WebhookEvent
+from plangate_base.vocabulary import DEPLOYMENT_WEBHOOKS, DeliveryState, WebhookEvent
 from worker.errors import BadRequest
 from worker.keys import Keys
 from worker.webhooks import webhook_lua as lua
@@ -49,7 +49,8 @@ def callback_endpoint_id(url: str) -> str:
 
 
 class WebhookStore:
-    """Owns every webhook key but the outbox, which the event sources add to."""
+    """Owns every webhook key but the outbox, which the event sources add to. The endpoints of
+    DEPLOYMENT_WEBHOOKS (in place of a tenant id) are the deployment's own: its allow list, its endpoints."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -82,6 +83,8 @@ class WebhookStore:
 
     async def issue_callback_secret(self, tenant_id: str) -> str:
         """A new secret for the tenant's per-job callbacks (replaces the old one; shown once)."""
+        if tenant_id == DEPLOYMENT_WEBHOOKS:
+            raise BadRequest("the deployment has no jobs, so no callbacks: a callback secret is a tenant's")
         secret = new_secret()
         await self._redis.hset(self._keys.webhook_secrets(), target_of(tenant_id, CALLBACK), secret)
         return secret
@@ -89,7 +92,11 @@ class WebhookStore:
     async def add_endpoint(
         self, tenant_id: str, url: str, events: list[WebhookEvent], *, by: str
     ) -> tuple[EndpointRecord, str]:
-        """Register an endpoint for `events`; returns it and its secret (shown once)."""
+        """Register an endpoint for `events`; returns it and its secret (shown once). `tenant_id` is a
+        tenant's, or DEPLOYMENT_WEBHOOKS for the deployment-wide events (ledger checkpoints)."""
+        problem = subscription_problem(tenant_id, events)
+        if problem:
+            raise BadRequest(f"webhook events refused: {problem}")
         await self.check_url(tenant_id, url)
         record = EndpointRecord(
             endpoint_id="ep_" + random.token_hex(8),
