@@ -3,8 +3,11 @@ snapshots and the full-text search index. They are derived data; only the events
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from plangate_base.codec import dumps, loads
 from plangate_base.vocabulary import AGENT_EVENT_KINDS, TERMINAL_EVENT_KINDS, EventKind, JobState
@@ -69,6 +72,32 @@ SELECT ?, ?, ?,
 """
 
 
+class Executes(Protocol):
+    """What the projection writes through: a sqlite3 connection, or a StatementBatch that holds the
+    statements for one executemany per run."""
+
+    def execute(self, sql: str, parameters: Sequence[Any], /) -> Any: ...
+
+
+class StatementBatch:
+    """The projection statements of a batch, kept in order; `flush` runs each run of consecutive uses of one
+    statement as one executemany. Order is kept, so the result is that of executing them one by one."""
+
+    __slots__ = ("_statements",)
+
+    def __init__(self) -> None:
+        self._statements: list[tuple[str, Sequence[Any]]] = []
+
+    def execute(self, sql: str, parameters: Sequence[Any], /) -> None:
+        self._statements.append((sql, parameters))
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Run the held statements (inside the batch's transaction)."""
+        statements, self._statements = self._statements, []
+        for sql, run in itertools.groupby(statements, key=operator.itemgetter(0)):
+            conn.executemany(sql, [parameters for _sql, parameters in run])
+
+
 class SearchRows:
     """The search-index changes of one batch, applied once per job at its end (`flush`).
 
@@ -90,10 +119,10 @@ class SearchRows:
         The search row shares its jobs row's rowid (FTS5 cannot index job_id); both lookups are made
         for the whole batch at once."""
         rows, self._rows = self._rows, {}
-        rowids = dict(_select_in(conn, "SELECT job_id, rowid FROM jobs WHERE job_id IN ({})", list(rows)))
+        rowids = dict(select_in(conn, "SELECT job_id, rowid FROM jobs WHERE job_id IN ({})", list(rows)))
         current_rows = {
             row[0]: row
-            for row in _select_in(
+            for row in select_in(
                 conn,
                 "SELECT rowid, job_id, description, plan, notes FROM job_search WHERE rowid IN ({})",
                 list(rowids.values()),
@@ -120,7 +149,7 @@ class SearchRows:
 _IN_CHUNK = 500  # bound parameters per IN list (old SQLite builds allow 999)
 
 
-def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
+def select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
     """The rows of `sql` (one `IN ({})` placeholder) for all `values`, queried in chunks."""
     found: list[tuple[Any, ...]] = []
     for start in range(0, len(values), _IN_CHUNK):
@@ -130,7 +159,7 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tu
 
 
 def project(
-    conn: sqlite3.Connection,
+    conn: Executes,
     event: dict[str, Any],
     payload_text: str | None,
     search: SearchRows,
@@ -143,8 +172,8 @@ def project(
     row holds the same text), so a terminal event's output is not serialised twice. The search row
     changes wait in `search` for the batch's `search.flush(conn)`.
 
-    Synchronous, on the writer's plain sqlite3 connection: the store runs a whole batch (chain rows and
-    projections) in one call on its writer thread instead of one thread hop per statement.
+    Synchronous, on the writer's plain sqlite3 connection, or into a StatementBatch (the store's batches:
+    one executemany per run of one statement).
 
     `counts=False` (re-projecting a job after a redaction) leaves the per-event tables alone: tenant and
     project counts, agent snapshots."""
@@ -272,7 +301,7 @@ def _payload(text: str | None) -> Any:
         return None
 
 
-def _tenant_and_project(conn: sqlite3.Connection, event: dict[str, Any], fields: dict) -> None:
+def _tenant_and_project(conn: Executes, event: dict[str, Any], fields: dict) -> None:
     tenant = event.get("tenant_id")
     if not tenant:
         return
@@ -284,7 +313,7 @@ def _tenant_and_project(conn: sqlite3.Connection, event: dict[str, Any], fields:
         conn.execute(_PROJECT, (project_id, tenant, at, at))
 
 
-def _agent_snapshot(conn: sqlite3.Connection, event: dict[str, Any], fields: dict) -> None:
+def _agent_snapshot(conn: Executes, event: dict[str, Any], fields: dict) -> None:
     agent, kind = event["agent_id"], event["kind"]
     by = fields.get("by")
     conn.execute(

@@ -18,7 +18,7 @@ import aiosqlite
 from ledger import chain, migrations, queries, redaction
 from ledger.chain import ROW_COLUMNS, UNKNOWN_POLICY
 from ledger.errors import LedgerDiverged
-from ledger.projections import SearchRows, project
+from ledger.projections import SearchRows, StatementBatch, project, select_in
 from ledger.tree_store import TreeAppender, TreeHead, read_state
 from plangate_base import clock, codec
 from plangate_base.vocabulary import EventKind
@@ -32,6 +32,8 @@ BUSY_TIMEOUT_MS = 10_000
 _INSERT_EVENT = (
     f"INSERT OR IGNORE INTO events ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
+_INSERT_NEW_EVENT = _INSERT_EVENT.replace("INSERT OR IGNORE", "INSERT", 1)
+_KNOWN_IDS = "SELECT event_id FROM events WHERE event_id IN ({})"
 _ROW_VALUES = operator.itemgetter(*ROW_COLUMNS)
 _INSERT_ANCHOR = (
     "INSERT INTO anchors (head_seq, head_hash, row_count, created_at, key_id, signature)"
@@ -254,23 +256,8 @@ def _insert_checked(
         if expected is not None and (seq, prev_hash) != expected:
             raise LedgerDiverged(expected, (seq, prev_hash))
         tree = TreeAppender(conn, seq) if merkle else None
-        recorded_at = clock.now_iso()
-        inserted = 0
-        search = SearchRows()
-        for event in events:
-            row = chain.seal(_row(event, seq + 1, recorded_at, policy_version), prev_hash)
-            cur = conn.execute(_INSERT_EVENT, _ROW_VALUES(row))
-            if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
-                seq, prev_hash = seq + 1, row["row_hash"]
-                inserted += 1
-                if tree is not None:
-                    tree.add(prev_hash)
-                if event["kind"] == EventKind.REDACTED:
-                    search.flush(conn)  # (the redacted jobs are re-projected from their rows now)
-                    redaction.apply(conn, event)
-                # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
-                project(conn, event, row["payload"], search)
-        search.flush(conn)
+        append = _append_in_order if any(e["kind"] == EventKind.REDACTED for e in events) else _append_batch
+        inserted, seq, prev_hash = append(conn, events, seq, prev_hash, tree, policy_version)
         if tree is not None:
             tree.flush(conn)
         conn.execute("COMMIT")
@@ -279,6 +266,72 @@ def _insert_checked(
             conn.execute("ROLLBACK")
         raise
     return inserted, (seq, prev_hash)
+
+
+def _append_batch(
+    conn: sqlite3.Connection,
+    events: list[dict[str, Any]],
+    seq: int,
+    prev_hash: str,
+    tree: TreeAppender | None,
+    policy_version: str,
+) -> tuple[int, int, str]:
+    """Chain, hash and project the new events of a batch in Python, then write them with one executemany
+    per statement; returns (new rows, head seq, head hash).
+
+    The event ids already recorded (re-deliveries) are found with one lookup first, so the chain is
+    built once, knowing which rows are new; a plain INSERT then fails the batch rather than skip a row
+    the lookup missed."""
+    known = {r[0] for r in select_in(conn, _KNOWN_IDS, [e["event_id"] for e in events])}
+    recorded_at = clock.now_iso()
+    rows: list[tuple[Any, ...]] = []
+    statements = StatementBatch()
+    search = SearchRows()
+    for event in events:
+        event_id = event["event_id"]
+        if event_id in known:  # a re-delivery (or a repeat within the batch): the chain does not move
+            continue
+        known.add(event_id)
+        row = chain.seal(_row(event, seq + 1, recorded_at, policy_version), prev_hash)
+        seq, prev_hash = seq + 1, row["row_hash"]
+        rows.append(_ROW_VALUES(row))
+        if tree is not None:
+            tree.add(prev_hash)
+        # (the row's payload text is codec.dumps(payload) whenever the event has a payload)
+        project(statements, event, row["payload"], search)
+    conn.executemany(_INSERT_NEW_EVENT, rows)
+    statements.flush(conn)
+    search.flush(conn)
+    return len(rows), seq, prev_hash
+
+
+def _append_in_order(
+    conn: sqlite3.Connection,
+    events: list[dict[str, Any]],
+    seq: int,
+    prev_hash: str,
+    tree: TreeAppender | None,
+    policy_version: str,
+) -> tuple[int, int, str]:
+    """_append_batch one row at a time, for a batch holding a redaction: a `redacted` event rewrites rows
+    and re-projects their jobs from the rows, so what comes before it must be written when it applies."""
+    recorded_at = clock.now_iso()
+    inserted = 0
+    search = SearchRows()
+    for event in events:
+        row = chain.seal(_row(event, seq + 1, recorded_at, policy_version), prev_hash)
+        cur = conn.execute(_INSERT_EVENT, _ROW_VALUES(row))
+        if cur.rowcount == 1:  # 0: a known event_id (a re-delivery); the chain does not move
+            seq, prev_hash = seq + 1, row["row_hash"]
+            inserted += 1
+            if tree is not None:
+                tree.add(prev_hash)
+            if event["kind"] == EventKind.REDACTED:
+                search.flush(conn)  # (the redacted jobs are re-projected from their rows now)
+                redaction.apply(conn, event)
+            project(conn, event, row["payload"], search)
+    search.flush(conn)
+    return inserted, seq, prev_hash
 
 
 def _prepare_and_insert_sync(

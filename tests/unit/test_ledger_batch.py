@@ -125,3 +125,25 @@ async def test_cancelled_batch_does_not_overlap_the_next(tmp_path: Path) -> None
     finally:
         await store.close()
     assert verify_ledger(tmp_path / "ledger.db").ok
+
+
+def test_statement_batch_keeps_the_order_of_interleaved_statements() -> None:
+    """Runs of one statement become one executemany; a statement between two runs still sees the first."""
+    from ledger.projections import StatementBatch
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    upsert = "INSERT INTO t VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+    double = "UPDATE t SET v = v * 2 WHERE k = ?"
+    batch = StatementBatch()
+    for statement in [
+        (upsert, ("a", 1)),
+        (upsert, ("b", 2)),
+        (double, ("a",)),
+        (upsert, ("a", 5)),
+        (double, ("a",)),
+    ]:
+        batch.execute(*statement)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)  # held until flushed
+    batch.flush(conn)
+    assert conn.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [("a", 10), ("b", 2)]
