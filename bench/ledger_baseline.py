@@ -45,3 +45,64 @@ def plain_insert_rate(rows: list[tuple[object, ...]], target: Path, batch: int) 
     if first is None or first[1] >= len(rows):
         raise ValueError("the baseline needs more rows than one batch")
     return (len(rows) - first[1]) / (end - first[0])
+
+
+# The tables a drain fills beside `events`: the read models (jobs, search index, projects) and the Merkle
+# tree's nodes. Not the FTS index's own shadow tables (the index fills them), nor what the migrations or
+# the signer write (a handful of rows a drain).
+_NOT_WRITTEN_BY_A_DRAIN = ("schema_migrations", "merkle_state", "anchors", "tree_checkpoints", "checkpoints")
+_FTS_SHADOW = ("_config", "_content", "_data", "_docsize", "_idx")
+
+
+def written_tables(ledger_file: Path) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
+    """Every table a drain wrote rows to, with its columns and rows (events in chain order)."""
+    conn = sqlite3.connect(ledger_file)
+    try:
+        names = [
+            n
+            for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            if not n.startswith("sqlite_")
+            and n not in _NOT_WRITTEN_BY_A_DRAIN
+            and not n.endswith(_FTS_SHADOW)
+        ]
+        tables = {}
+        for name in names:
+            cur = conn.execute(f'SELECT * FROM "{name}"' + (" ORDER BY seq" if name == "events" else ""))
+            rows = cur.fetchall()
+            if rows:
+                tables[name] = ([d[0] for d in cur.description], rows)
+        return tables
+    finally:
+        conn.close()
+
+
+def plain_insert_all_rate(
+    tables: dict[str, tuple[list[str], list[tuple[object, ...]]]], target: Path, batch: int
+) -> float:
+    """Event rows/s of inserting every table's rows (`written_tables`) into a fresh ledger file: each
+    transaction holds a batch of events and the same share of every other table's rows. The writer's
+    limit with its read models and tree counted as rows too, not as work."""
+    migrations.migrate_file(target)
+    events = len(tables["events"][1])
+    parts = -(-events // batch)
+    inserts = {
+        name: f'INSERT INTO "{name}" ({", ".join(cols)}) VALUES ({", ".join("?" for _ in cols)})'
+        for name, (cols, _) in tables.items()
+    }
+    conn = connect_writer(target)
+    try:
+        first: tuple[float, int] | None = None
+        for part in range(parts):
+            conn.execute("BEGIN IMMEDIATE")
+            for name, (_, rows) in tables.items():
+                share = -(-len(rows) // parts)
+                conn.executemany(inserts[name], rows[part * share : (part + 1) * share])
+            conn.execute("COMMIT")
+            if first is None:
+                first = (time.perf_counter(), min(events, batch))
+        end = time.perf_counter()
+    finally:
+        conn.close()
+    if first is None or first[1] >= events:
+        raise ValueError("the baseline needs more rows than one batch")
+    return (events - first[1]) / (end - first[0])
