@@ -46,6 +46,7 @@ from worker.queue_backend.arq_payload import (
     unrunnable,
 )
 from worker.queue_backend.arq_queue import (
+    CLAIM,
     IN_PROGRESS_KEY_PREFIX,
     JOB_KEY_PREFIX,
     RETRY_KEY_PREFIX,
@@ -73,18 +74,6 @@ _LISTEN_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 _HEALTH_KEY_DELETE_S = 1.0  # at shutdown; longer means Redis is gone (arq's retries would take ~30 s)
 MIN_POLL_GAP_S = 0.01
 _PICK_ROUNDS = 4  # picks per poll while arq skips some of the picked jobs
-
-
-# arq's claim of a job (Worker.start_jobs), as one script. KEYS: the job's in-progress mark, the queue.
-# ARGV: job id, now (ms), the mark's TTL (ms). Answers the job's score when claimed, nil when another
-# worker holds it, it left the queue (finished) or it is not due yet (re-enqueued with a delay).
-CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not score or tonumber(score) == 0 or tonumber(score) > tonumber(ARGV[2]) then return false end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return score
-"""
 
 
 class WakeableWorker(Worker):
