@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from governance.api_tokens import Principal, Scope
 from governance.models import AgentRecord
@@ -84,6 +85,10 @@ class KeyStore:
     async def stored(self, ident: str) -> str | None:
         """The key hash of `ident`, or None when none was issued."""
         return await self._redis.get(self._key_of(ident))
+
+    def read_on(self, pipe: Pipeline, ident: str) -> None:
+        """Queue the read of `stored` on `pipe` (its reply is `stored`'s answer), to share a round trip."""
+        pipe.get(self._key_of(ident))
 
     async def issue(self, ident: str, ledger: dict[str, str]) -> str:
         """Issue (or replace) the key of `ident`, with its ledger entry (which never holds the key);

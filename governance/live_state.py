@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from governance.models import AgentRecord, AgentState
 from plangate_base.clock import now_ms
@@ -41,11 +42,24 @@ class AgentStateStore:
 
     async def read(self, agent: AgentRecord) -> AgentState:
         """The agent's state, with its failures counted over its error-budget window."""
-        since_ms = now_ms() - agent.error_budget_window_s * 1000
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._keys.agent_state(agent.agent_id))
-            pipe.zcount(self._keys.agent_errors(agent.agent_id), since_ms, "+inf")
+            self.read_on(pipe, agent.agent_id, agent.error_budget_window_s)
             raw, errors = await pipe.execute()
+        return self.from_raw(raw, errors)
+
+    def read_on(self, pipe: Pipeline, agent_id: str, window_s: int) -> None:
+        """Queue `read`'s two reads on `pipe` (the state hash, then the failures in the last `window_s`:
+        give both replies to `from_raw`), to share a round trip."""
+        pipe.hgetall(self._keys.agent_state(agent_id))
+        self.count_errors_on(pipe, agent_id, window_s)
+
+    def count_errors_on(self, pipe: Pipeline, agent_id: str, window_s: int) -> None:
+        """Queue the count of the agent's failures in the last `window_s` on `pipe`."""
+        pipe.zcount(self._keys.agent_errors(agent_id), now_ms() - window_s * 1000, "+inf")
+
+    @staticmethod
+    def from_raw(raw: dict[str, str], errors: int) -> AgentState:
+        """`read`'s answer from the state hash and the failure count."""
         return AgentState(
             revoked=raw.get("revoked") == "1",
             revoked_reason=raw.get("revoked_reason", ""),

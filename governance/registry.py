@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from governance.capabilities import BUILTIN_VOCABULARY, SEED_FORBIDDEN_ACTIONS, declared_word
 from governance.models import DEFAULT_TENANT, AgentRecord, ReviewerRecord, TenantRecord
@@ -104,7 +105,14 @@ class _Registry(Generic[RecordT]):
 
     async def get(self, record_id: str) -> RecordT | None:
         """The stored record, the built-in default, or None when unknown."""
-        raw = await self._redis.get(self._key(record_id))
+        return self.from_raw(record_id, await self._redis.get(self._key(record_id)))
+
+    def read_on(self, pipe: Pipeline, record_id: str) -> None:
+        """Queue the read of `get` on `pipe` (one reply: give it to `from_raw`), to share a round trip."""
+        pipe.get(self._key(record_id))
+
+    def from_raw(self, record_id: str, raw: str | None) -> RecordT | None:
+        """`get`'s answer from the stored text (None: nothing stored)."""
         if raw is None:
             default = self._default
             return default if default is not None and record_id == self._ident(default) else None

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from governance.agent_keys import check_agent_key
-from governance.api_tokens import TENANT_TOKEN_PREFIX
+from governance.api_tokens import TENANT_TOKEN_PREFIX, Principal
 from governance.fair_share import deadline_ms
 from governance.live_state import AgentStateStore, LockStore
 from governance.models import AgentRecord, AgentState, PlanRequest, TenantRecord
@@ -34,6 +34,8 @@ from worker.settings import Settings
 from worker.status_store import StatusStore
 
 _LOCK_POLL_S = 0.1
+_DEFAULT_WINDOW_S: int = AgentRecord.model_fields["error_budget_window_s"].default
+_MAX_WINDOWS = 10_000  # agents whose window is remembered (forgotten all at once past it)
 
 Emit = Callable[..., Awaitable[None]]
 
@@ -49,6 +51,18 @@ class Admitted:
     messages: list[dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What `PreflightPhase._read_governance` read."""
+
+    agent: AgentRecord | None
+    stored_key: str | None
+    presented: str | None
+    token: Principal | None
+    state: AgentState
+    tenant: TenantRecord | None
+
+
 class PreflightPhase:
     """The checks of PREFLIGHT, in order; raises Refused with the first failing one."""
 
@@ -56,6 +70,7 @@ class PreflightPhase:
         self, settings: Settings, redis: Redis, registry: AgentRegistry, status: StatusStore, emit: Emit
     ) -> None:
         self.settings = settings
+        self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.registry = registry
         self.status = status
@@ -67,6 +82,7 @@ class PreflightPhase:
         self.lock_store = LockStore(redis, self.keys)
         self.lock_ttl_ms = lock_ttl_ms(settings)
         self._emit = emit  # a ledger event outside the terminal write (a lock wait)
+        self._windows: dict[str, int] = {}  # agent id -> the error-budget window its record had last
 
     async def check(self, job: JobContext, raw_request: Any) -> Admitted:
         """PREFLIGHT: the request is well formed, governance allows it, and its locks are ours."""
@@ -84,18 +100,14 @@ class PreflightPhase:
         due = deadline_ms(request.deadline)
         if due is not None and due <= now_ms():
             raise Expired(f"its deadline {request.deadline} passed before it started")
-        agent = await self.registry.get(request.agent_id)
+        reads = await self._read_governance(request)
+        agent = reads.agent
         if agent is not None:
-            presented = request.agent_key.get_secret_value() if request.agent_key else None
-            token = None
-            if presented and presented.startswith(TENANT_TOKEN_PREFIX):  # the API's tenant/admin token
-                token = await self.api_tokens.lookup(presented)
-            stored = await self.agent_keys.stored(agent.agent_id)
-            refusal = check_agent_key(agent, stored, presented, token)
+            refusal = check_agent_key(agent, reads.stored_key, reads.presented, reads.token)
             if refusal is not None:
                 raise Refused(refusal)
-        state = await self.agent_states.read(agent) if agent else AgentState()
-        tenant = await self.tenants.get(request.tenant_id)
+        state = reads.state if agent else AgentState()
+        tenant = reads.tenant
         allowed = self.settings.model_allowed(request.model)
         verdict = preflight(agent, state, request, tenant=tenant, model_allowed=allowed)
         if isinstance(verdict, Refuse):
@@ -105,6 +117,45 @@ class PreflightPhase:
         messages = await self._admit(job, agent, tenant, request)
         await self._take_locks(job, request)
         return Admitted(request, agent, tenant, messages)
+
+    async def _read_governance(self, request: PlanRequest) -> _Reads:
+        """What governance decides on, read in one round trip: the agent's record, its stored key hash, the
+        presented API token's principal (when the key is one), its live state and the tenant's record.
+
+        The failures are counted over the error-budget window this agent had at its last job (the
+        record's default for its first); when the record read here names another window, they are
+        counted again over that one (a second round trip, once per change)."""
+        agent_id = request.agent_id
+        presented = request.agent_key.get_secret_value() if request.agent_key else None
+        # a key that is the API's tenant/admin token names a principal to look up
+        is_token = bool(presented and presented.startswith(TENANT_TOKEN_PREFIX))
+        window_s = self._windows.get(agent_id, _DEFAULT_WINDOW_S)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.registry.read_on(pipe, agent_id)
+            self.agent_keys.read_on(pipe, agent_id)
+            self.agent_states.read_on(pipe, agent_id, window_s)
+            self.tenants.read_on(pipe, request.tenant_id)
+            if is_token:
+                assert presented is not None
+                self.api_tokens.read_on(pipe, presented)
+            replies = await pipe.execute()
+        raw_agent, stored_key, raw_state, errors, raw_tenant = replies[:5]
+        agent = self.registry.from_raw(agent_id, raw_agent)
+        if agent is not None and agent.error_budget_window_s != window_s:
+            if len(self._windows) >= _MAX_WINDOWS:
+                self._windows.clear()
+            self._windows[agent_id] = agent.error_budget_window_s
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.agent_states.count_errors_on(pipe, agent_id, agent.error_budget_window_s)
+                (errors,) = await pipe.execute()
+        return _Reads(
+            agent=agent,
+            stored_key=stored_key,
+            presented=presented,
+            token=self.api_tokens.from_raw(replies[5]) if is_token else None,
+            state=self.agent_states.from_raw(raw_state, int(errors)),
+            tenant=self.tenants.from_raw(request.tenant_id, raw_tenant),
+        )
 
     async def _check_links(self, request: PlanRequest) -> PlanRequest:
         """The jobs a request names must be its tenant's (and a handoff a plan not rejected); the

@@ -16,6 +16,7 @@ from plangate_base.errors import PlangateError
 from worker import fair_lua, lifecycle_lua, review
 from worker.atomic_writes import _APPLY, AtomicWrites, register
 from worker.client import SUBMIT_WRITES
+from worker.queue_backend import arq_queue
 from worker.settings import Settings
 from worker.webhooks import webhook_lua
 
@@ -45,6 +46,7 @@ SCRIPTS: dict[str, str] = {
     "webhooks.claim": webhook_lua.CLAIM,
     "webhooks.finish": webhook_lua.FINISH,
     "webhooks.redeliver": webhook_lua.REDELIVER,
+    "queue.claim": arq_queue.CLAIM,
 }
 
 

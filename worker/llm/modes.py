@@ -65,17 +65,19 @@ def request_options(base_url: str, mode: str) -> dict[str, Any]:
     return options
 
 
-def sdk_options(options: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """`request_options` and the messages as `create()` arguments: the messages and response_format ride
-    in extra_body, which the SDK merges into the JSON body as is, instead of walking them through its
-    typed-parameter transform per request (the message union types made that ~6 % of a worker's CPU,
-    the JSON schema more). The body on the wire is the same."""
-    rest = {k: v for k, v in options.items() if k != "response_format"}
+def post_options(options: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """`request_options` and the messages as the SDK's request options (`AsyncOpenAI.post`'s `options`):
+    the messages, response_format and any extra body fields in `extra_json`, which the SDK merges into
+    the JSON body as is, the extra headers in `headers`. The typed-parameter transform of `create()` is
+    never run: it walked the message union types per request (~6 % of a worker's CPU, the JSON schema
+    more) and the rest of the body per request too. The body on the wire is what `create()` sends."""
     extra = {**options.get("extra_body", {}), "messages": messages}
     if "response_format" in options:
         extra["response_format"] = options["response_format"]
-    rest["extra_body"] = extra
-    return rest
+    post: dict[str, Any] = {"extra_json": extra}
+    if "extra_headers" in options:
+        post["headers"] = options["extra_headers"]
+    return post
 
 
 @functools.cache

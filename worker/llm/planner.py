@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ValidationError
 
 from governance.models import AgentRecord, PlanDraft, PlanRequest
 from plangate_base.logs import get_logger
 from worker.errors import InvalidOutput, LLMAnswerTooLarge, LLMError, LLMRequestRejected
 from worker.llm.error_map import not_http, rejects_mode, typed_error
-from worker.llm.modes import ResponseModes, request_options, sdk_options
+from worker.llm.modes import ResponseModes, post_options, request_options
 from worker.llm.stream import Completion, Progress, read_completion
 from worker.llm.transport import AIOHTTP_ERRORS, client_timeout, http_client
 from worker.llm.usage import Usage
@@ -203,13 +204,21 @@ class LLMPlanner:
     ) -> Completion:
         """One HTTP call: open the stream and read it to the end (at most LLM_MAX_ANSWER_BYTES of it)."""
         try:
-            stream = await self._client.chat.completions.create(
-                model=model,
-                messages=[],  # the real ones are in extra_body (see sdk_options), which replaces this
+            # `chat.completions.create()`'s request, posted without its per-request parameter transform
+            # (see post_options); the SDK still builds it, authenticates it and maps its status errors.
+            stream = await self._client.post(
+                "/chat/completions",
+                body={
+                    "model": model,
+                    "stream": True,
+                    "messages": [],  # the real ones are in extra_json (see post_options), which replaces this
+                    "max_tokens": self._settings.max_tokens,
+                    "stream_options": {"include_usage": True},
+                },
+                options=post_options(request_options(self._base_url, mode), messages),
+                cast_to=ChatCompletion,
                 stream=True,
-                stream_options={"include_usage": True},
-                max_tokens=self._settings.max_tokens,
-                **sdk_options(request_options(self._base_url, mode), messages),
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
         except AIOHTTP_ERRORS as exc:
             raise not_http(exc) from exc

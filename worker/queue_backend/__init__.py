@@ -17,12 +17,14 @@ connection settings) and bench/ (a bare arq worker as the baseline) import arq;
 tests/unit/test_queue_backend.py holds that.
 
 Private arq names relied on (not in arq's __all__; checked on upgrade):
-- arq.worker.Worker: `main`, `run_job`, `finish_failed_job`, `close`, `_poll_iteration`,
-  `_release_sem_dec_counter_on_complete`, `_jobs_started`, `_handle_signals`, `handle_sig`, `_pool`,
+- arq.worker.Worker: `main`, `start_jobs`, `run_job`, `finish_failed_job`, `close`, `_poll_iteration`,
+  `_release_sem_dec_counter_on_complete`, `_jobs_started`, `sem`, `job_counter`, `max_jobs`, `loop`,
+  `in_progress_timeout_s`, `_handle_signals`, `handle_sig`, `_pool`,
   `pool`, `tasks`, `job_tasks`, `allow_pick_jobs`, `burst`, `max_burst_jobs`, `poll_delay_s`,
   `queue_name`, `max_tries`, `health_check_key`, `redis_settings`, `expires_extra_ms`, `ctx`,
   `on_startup`, `on_shutdown`, `job_serializer`, `job_deserializer`;
   the ctx entries `job_id` and `enqueue_time` it passes to a job function.
+- arq.utils.timestamp_ms (the clock arq compares a job's queue score with when it claims it).
 - arq.worker.RetryJob (run the job again at once, no defer, no try limit check beyond max_tries).
 - arq.connections.log_redis_info; arq.jobs.serialize_job; the key prefixes of arq.constants
   (job_key_prefix, in_progress_key_prefix, retry_key_prefix, result_key_prefix), spelled again in

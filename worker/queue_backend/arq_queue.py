@@ -31,6 +31,18 @@ def arq_job_timeout_s(job_timeout_s: float) -> float:
     return job_timeout_s + TIMEOUT_MARGIN_S
 
 
+# arq's claim of a job (Worker.start_jobs), as one script. KEYS: the job's in-progress mark, the queue.
+# ARGV: job id, now (ms), the mark's TTL (ms). Answers the job's score when claimed, nil when another
+# worker holds it, it left the queue (finished) or it is not due yet (re-enqueued with a delay).
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) == 0 or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
+
+
 class ArqQueue:
     """A JobQueue on arq's keys; `name` is the queue's sorted set (Settings.queue_name)."""
 
