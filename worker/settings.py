@@ -151,7 +151,9 @@ class Settings(BaseSettings):
     )
     webhook_concurrency: int = Field(default=64, ge=1, description="deliveries in flight, per deliverer")
     webhook_poll_s: float = Field(
-        default=0.1, gt=0, description="how often the deliverer looks for retries that came due"
+        default=0.1,
+        gt=0,
+        description="the shortest wait between a deliverer's looks for due retries (idle: up to 1 s)",
     )
 
     @field_validator("allowed_models", "fallback_models", mode="before")

@@ -11,7 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from governance.webhook_policy import WebhookPolicy
-from plangate_base import codec
+from plangate_base import clock, codec
 from plangate_base.vocabulary import AttemptOutcome, DeliveryState, WebhookEvent
 from tests.eventually import eventually
 from tests.webhook_receiver import start_receiver, verify
@@ -138,3 +138,29 @@ async def test_a_repeated_fan_out_a_late_answer_and_redeliver_keep_one_delivery_
     assert await redis.hget(delivery, "rebased") == "2"  # the backoff starts over
     assert await redis.zrange(keys.webhook_dead(), 0, -1) == []
     assert await redis.zscore(keys.webhook_ready(), target) is not None
+
+
+async def test_an_idle_deliverer_sleeps_to_the_next_due_time_and_stops_at_once(
+    redis: Redis, settings: Settings, monkeypatch: Any
+) -> None:
+    # An idle deliverer looked at Redis every WEBHOOK_POLL_S (an outbox read blocking 0.1 s, a look at the
+    # ready index 10 times a second): 20 commands a second from each idle worker. Now it waits for the
+    # next due time, at most IDLE_S, and stop() ends even a long blocking read.
+    keys = Keys(settings.key_prefix)
+    deliverer = Deliverer(redis, settings, "idle-deliverer")
+    assert await deliverer._start_due() == deliverer.idle_s == max(1.0, settings.webhook_poll_s)
+    due_in_ms = 400
+    await redis.zadd(keys.webhook_ready(), {target_of(TENANT, "ep-later"): clock.now_ms() + due_in_ms})
+    wait_s = await deliverer._start_due()
+    assert settings.webhook_poll_s <= wait_s <= due_in_ms / 1000
+    await redis.zadd(keys.webhook_ready(), {target_of(TENANT, "ep-much-later"): clock.now_ms() + 60_000})
+    await redis.zrem(keys.webhook_ready(), target_of(TENANT, "ep-later"))
+    assert await deliverer._start_due() == deliverer.idle_s  # never longer than IDLE_S
+
+    monkeypatch.setattr(deliverer, "idle_s", 60.0)  # an outbox read that would block a minute
+    task = asyncio.create_task(deliverer.run())
+    await eventually(lambda: deliverer._read is not None, timeout_s=10, what="the blocking outbox read")
+    deliverer.stop()
+    done, _ = await asyncio.wait({task}, timeout=15)
+    assert done == {task} and task.exception() is None  # ended by stop(), not by the read's minute
+    await deliverer.close()

@@ -54,6 +54,11 @@ log = get_logger(__name__)
 KEEP_ON_JOB = 50  # attempts shown on a job's status
 CONFIG_CACHE_S = 1.0  # how long a deliverer uses an allow list and a secret it read
 _RECLAIM_EVERY_S = 5.0
+# The longest an idle deliverer waits between two looks at Redis (an outbox read blocks this long; the
+# dispatch loop sleeps this long when nothing is due). New outbox entries end the read at once and an
+# attempt's end wakes the dispatch, so this bounds only how soon a retry another deliverer scheduled, or
+# a lease that ran out, is seen; a due time sooner than this is slept to exactly.
+IDLE_S = 1.0
 OUTBOX_IDLE_MS = 30_000  # an outbox entry pending this long belonged to a dead deliverer
 _LEASE_MARGIN_S = 1.0
 _BATCH = 100
@@ -90,7 +95,9 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._read: asyncio.Task[bool] | None = None  # the outbox read in flight (stop() ends it)
         self.poll_s = settings.webhook_poll_s
+        self.idle_s = max(IDLE_S, settings.webhook_poll_s)
         # Longer than an attempt can take (its time limit, then recording it); a killed deliverer's
         # claim runs out after it.
         self._lease_ms = int((2 * settings.webhook_timeout_s + _LEASE_MARGIN_S) * 1000)
@@ -115,7 +122,13 @@ class Deliverer:
                 if time.monotonic() - last_reclaim > _RECLAIM_EVERY_S:
                     await self._reclaim()
                     last_reclaim = time.monotonic()
-                backlog = await self._read_outbox("0" if backlog else ">")
+                self._read = asyncio.ensure_future(self._read_outbox("0" if backlog else ">"))
+                backlog = await self._read
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not self._stopping.is_set() or (task is not None and task.cancelling()):
+                    raise  # this loop itself was cancelled
+                return  # stop() ended the blocking read
             except UNREACHABLE as exc:
                 log.warning("webhooks.redis_unreachable", error=str(exc))
                 await self._pause()
@@ -126,15 +139,17 @@ class Deliverer:
 
     async def _dispatch(self) -> None:
         """Delivery: due deliveries (retries, and those the fan-out left for want of room), at once when an
-        attempt ends, else every WEBHOOK_POLL_S."""
+        attempt ends or the fan-out left some, else at the next due time (at least WEBHOOK_POLL_S apart,
+        at most IDLE_S)."""
         while not self._stopping.is_set():
+            wait_s = self.poll_s
             try:
-                await self._start_due()
+                wait_s = await self._start_due()
             except UNREACHABLE as exc:
                 log.warning("webhooks.redis_unreachable", error=str(exc))
                 await self._pause()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
             self._wake.clear()
 
     async def _pause(self) -> None:
@@ -142,8 +157,11 @@ class Deliverer:
             await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
 
     def stop(self) -> None:
-        """Ask the loop to end after its current round."""
+        """Ask the loop to end after its current round (a blocking outbox read ends at once)."""
         self._stopping.set()
+        self._wake.set()
+        if self._read is not None and not self._read.done():
+            self._read.cancel()
 
     async def close(self) -> None:
         """Cancel the attempts in flight (their deliveries come due again after their lease) and close the
@@ -164,13 +182,15 @@ class Deliverer:
 
     async def _read_outbox(self, after: str) -> bool:
         """Fan out one batch: this consumer's pending entries (after "0") or new ones (">", blocking up to
-        WEBHOOK_POLL_S). Returns whether pending entries remain to be read again."""
-        block = None if after == "0" else int(self._settings.webhook_poll_s * 1000)
+        IDLE_S). Returns whether pending entries remain to be read again."""
+        block = None if after == "0" else int(self.idle_s * 1000)
         reply = await self._redis.xreadgroup(
             WEBHOOK_GROUP, self._name, {self._keys.webhook_outbox(): after}, count=_BATCH, block=block
         )
         entries = [entry for _, batch in reply or [] for entry in batch]
         await self._fan_out_all(entries)
+        if entries:
+            self._wake.set()  # deliveries left for want of room are due now: the dispatch looks at once
         return after == "0" and len(entries) == _BATCH
 
     async def _fan_out_all(self, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -264,13 +284,20 @@ class Deliverer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _start_due(self) -> None:
-        """Claim and start due deliveries, per target as many as its concurrency limit leaves room for."""
+    async def _start_due(self) -> float:
+        """Claim and start due deliveries, per target as many as its concurrency limit leaves room for;
+        how long to wait before looking again (an attempt's end wakes the loop sooner)."""
         room = self._settings.webhook_concurrency - len(self._tasks)
         if room <= 0:
-            return
+            return self.idle_s
         now = clock.now_ms()
-        targets = await self._redis.zrangebyscore(self._keys.webhook_ready(), "-inf", now, start=0, num=500)
+        # The ready index in due order, one read: the targets due now, and when the next one is.
+        ready = await self._redis.zrange(self._keys.webhook_ready(), 0, 499, withscores=True)
+        targets = [target for target, due in ready if due <= now]
+        later = [due for _, due in ready if due > now]
+        wait_s = min(self.idle_s, max(self.poll_s, (later[0] - now) / 1000)) if later else self.idle_s
+        if len(targets) == len(ready) == 500:  # more than one read's worth due: look again soon
+            wait_s = self.poll_s
         for target in targets:
             free = min(room, self._settings.webhook_endpoint_concurrency - self._inflight[target])
             if free <= 0:
@@ -284,7 +311,8 @@ class Deliverer:
             self._start(claimed)
             room -= len(claimed) // 3
             if room <= 0:
-                return
+                return wait_s
+        return wait_s
 
     async def _attempt(self, target: str, delivery_id: str, attempt: int, raw: dict[str, str]) -> None:
         try:
