@@ -100,21 +100,27 @@ class Watchdog:
             await self._redis.zrem(self._keys.workers_accepting(), WORKER_NAME)
 
     async def beat(self) -> None:
-        """Say this worker is alive, and whether it takes jobs (what `plangate health` counts)."""
+        """Say this worker is alive, and whether it takes jobs (what `plangate health` counts).
+
+        Its info (version, slots, beat interval) and the pruning of workers gone a day go with the first
+        beat and then every _PRUNE_INFO_EVERY_S, not every beat: an idle worker's load on Redis is its
+        beats."""
         now_ms = clock.now_ms()
+        housekeeping = time.monotonic() >= self._next_info_prune
         pruned = now_ms - _PRUNE_WORKERS_AFTER_S * 1000
         accepting = self._settings.concurrency > 0 and self._accepting()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.workers(), {WORKER_NAME: now_ms})
-            pipe.zremrangebyscore(self._keys.workers(), "-inf", pruned)
             if accepting:
                 pipe.zadd(self._keys.workers_accepting(), {WORKER_NAME: now_ms})
             else:  # draining: health stops counting it now, not when its last beat ages out
                 pipe.zrem(self._keys.workers_accepting(), WORKER_NAME)
-            pipe.zremrangebyscore(self._keys.workers_accepting(), "-inf", pruned)
-            pipe.hset(self._keys.workers_info(), WORKER_NAME, self._info)
+            if housekeeping:
+                pipe.zremrangebyscore(self._keys.workers(), "-inf", pruned)
+                pipe.zremrangebyscore(self._keys.workers_accepting(), "-inf", pruned)
+                pipe.hset(self._keys.workers_info(), WORKER_NAME, self._info)
             await pipe.execute()
-        if time.monotonic() >= self._next_info_prune:  # the info of workers gone a day: not every beat
+        if housekeeping:  # the info of workers gone a day
             self._next_info_prune = time.monotonic() + _PRUNE_INFO_EVERY_S
             live = set(await self._redis.zrange(self._keys.workers(), 0, -1))
             gone = [name for name in await self._redis.hkeys(self._keys.workers_info()) if name not in live]

@@ -6,9 +6,11 @@ import asyncio
 
 import fakeredis
 
+from plangate_base import clock
 from tests.eventually import eventually
 from worker.client import PlanClient
 from worker.keys import Keys
+from worker.ledger_events import WORKER_NAME
 from worker.settings import Settings
 from worker.status_store import StatusStore
 from worker.watchdog import Watchdog
@@ -44,4 +46,24 @@ async def test_a_stopped_watchdog_takes_its_worker_out_of_health_at_once() -> No
     watchdog.stop()
     await task
     assert await client.healthy_workers(60) == 0
+    await redis.aclose()
+
+
+async def test_the_info_and_the_pruning_go_with_the_first_beat_and_then_once_a_minute() -> None:
+    # (an idle worker beats every HEARTBEAT_S: its load on Redis is its beats, two writes each)
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    settings = Settings(key_prefix="unit-beat-cost:")
+    keys = Keys(settings.key_prefix)
+    watchdog = _watchdog(redis, settings, [True])
+    await watchdog.beat()
+    assert await redis.hexists(keys.workers_info(), WORKER_NAME)
+    await redis.hdel(keys.workers_info(), WORKER_NAME)
+    await redis.zadd(keys.workers(), {"gone-two-days": clock.now_ms() - 2 * 86_400_000})
+    await watchdog.beat()  # a beat: neither the info again, nor the pruning
+    assert not await redis.hexists(keys.workers_info(), WORKER_NAME)
+    assert await redis.zscore(keys.workers(), "gone-two-days") is not None
+    watchdog._next_info_prune = 0.0  # a minute later
+    await watchdog.beat()
+    assert await redis.hexists(keys.workers_info(), WORKER_NAME)
+    assert await redis.zscore(keys.workers(), "gone-two-days") is None
     await redis.aclose()
