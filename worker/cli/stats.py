@@ -179,11 +179,18 @@ def render_stats(stats: dict[str, Any], out: TextIO) -> None:
 
 async def _show(settings: Settings, args: argparse.Namespace) -> None:
     import asyncio
+    import contextlib
+    import signal
 
     from worker.redis_conn import text_client
 
+    # Ctrl-C ends a --watch between two redraws: an event, not the cancellation asyncio.run would send
+    # into whatever await is running (a cancellation landing as a Redis reply arrives can be lost).
+    stop = asyncio.Event()
+    if args.watch is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     async with text_client(settings.redis_url) as redis:
-        while True:
+        while not stop.is_set():
             stats = await collect_stats(redis, settings, args.minutes)
             if args.json:
                 sys.stdout.write(codec.dumps(stats) + "\n")
@@ -194,7 +201,8 @@ async def _show(settings: Settings, args: argparse.Namespace) -> None:
             sys.stdout.flush()
             if args.watch is None:
                 return
-            await asyncio.sleep(args.watch)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=args.watch)
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,7 +213,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         raise BadRequest("--watch needs a positive number of seconds")
     try:
         asyncio.run(_show(settings, args))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # (a Ctrl-C before the watch loop began)
         if args.watch is None:
             raise
     return 0
