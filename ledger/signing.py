@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +34,36 @@ def public_key_path(key_path: str | os.PathLike[str]) -> Path:
 
 
 def load_or_create_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """The private key at `path` (PEM, PKCS#8); created with mode 0600, and its .pub beside it, if absent."""
+    """The private key at `path` (PEM, PKCS#8); created with mode 0600, and its .pub beside it, if absent.
+
+    Two writers starting at once (workers on one host) never see half a key: the key is written whole to
+    a file of its own, then linked to `path` (which fails if `path` exists); the loser reads the
+    winner's key."""
     file = Path(path)
-    if not file.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_private_key(file)  # another writer created it first
+    if file.exists():
+        return load_private_key(file)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".new")  # mode 0600
+    try:
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
-        public_key_path(file).write_bytes(public_pem(key.public_key()))
-        return key
-    return load_private_key(file)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(partial, file)
+        except FileExistsError:
+            return load_private_key(file)  # another writer created it first
+    finally:
+        os.unlink(partial)
+    public = public_key_path(file)
+    staged = public.with_name(f".{public.name}.{os.getpid()}.new")
+    staged.write_bytes(public_pem(key.public_key()))
+    os.replace(staged, public)
+    return key
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
