@@ -90,6 +90,9 @@ class WakeableWorker(Worker):
         # The signal `plangate worker` stops on, named in arq's "shutdown on ..." line; SIGUSR1 (arq's
         # word for a stop asked by the program) when it was stopped from code.
         self.stop_signal: signal.Signals | None = None
+        # Set while on_startup runs: close() waits for it, or a stop asked mid-startup would shut down
+        # half a worker and leave what the rest of the startup opens (threads, the ledger writer) running.
+        self._starting: asyncio.Future[None] | None = None
 
     @property
     def accepting(self) -> bool:
@@ -128,7 +131,13 @@ class WakeableWorker(Worker):
             await log_redis_info(self.pool, log.info)
         self.ctx["redis"] = self.pool
         if self.on_startup:
-            await self.on_startup(self.ctx)
+            self._starting = asyncio.get_running_loop().create_future()
+            try:
+                await self.on_startup(self.ctx)
+            finally:
+                self._starting.set_result(None)
+        if self._closed:  # asked to stop while starting up: close() shuts it down now
+            return
         listener = asyncio.create_task(self._listen(), name="wake-listener")
         try:
             last_poll = 0.0
@@ -229,6 +238,9 @@ class WakeableWorker(Worker):
         if self._closed:
             return
         self._closed = True
+        if self._starting is not None and not self._starting.done():
+            # Before arq's handle_sig, which cancels the job loop and so on_startup where it stands.
+            await asyncio.shield(self._starting)  # on_startup's steps are each bounded by a timeout
         if not self._handle_signals:
             self.handle_sig(self.stop_signal or signal.SIGUSR1)
         if not self._pool:
