@@ -64,7 +64,7 @@ QUICK = Plan(
     ledger_events=5_000,
     in_flight=100,
     memory_stream_s=1.5,
-    startup_runs=3,
+    startup_runs=2,
     webhook_modes=(webhook_latency.IN_WORKER,),
     loads=("c40",),
 )
@@ -235,6 +235,23 @@ def _rows(n: dict[str, float], plan: Plan) -> list[Row]:
     return rows
 
 
+class _SectionTimer:
+    """Says on stderr how long each section took (where a slow quick run spends its time)."""
+
+    def __init__(self) -> None:
+        self._current: tuple[str, float] | None = None
+
+    def start(self, section: str) -> None:
+        self.stop()
+        self._current = (section, time.monotonic())
+
+    def stop(self) -> None:
+        if self._current is not None:
+            section, started = self._current
+            print(f"bench: {section} took {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+        self._current = None
+
+
 def plan_of(args: argparse.Namespace) -> Plan:
     """The sizes the command line asks for."""
     plan: Plan = QUICK if args.quick else Plan()
@@ -253,16 +270,21 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     bench = Bench.open(args.redis_url)
     n: dict[str, float] = {}
+    timer = _SectionTimer()
     try:
         # First, while this process is fresh: the drain measures the writer as `plangate ledger serve`
         # runs it, a process doing nothing else (the in-worker writer shows as the scale runs' lag).
         if "ledger" in only:
+            timer.start("ledger")
             n |= await inproc.ledger_repeated(bench, plan.ledger_events, plan.repeats)
         if "overhead" in only:
+            timer.start("overhead")
             n |= await worker_runs.overhead(bench, plan.jobs, plan.concurrency, plan.repeats, plan.loads)
         if "streaming" in only:
+            timer.start("streaming")
             n |= await inproc.streaming(bench, plan.stream_calls, max(3, plan.repeats), plan.stream_warmup)
         if "scale" in only:
+            timer.start("scale")
             n |= await worker_runs.scale(
                 bench,
                 list(args.workers or plan.scale_workers),
@@ -273,15 +295,19 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 plan.scale_repeats,
             )
         if "pickup" in only:
+            timer.start("pickup")
             rate = 0.5 * n.get("overhead.plangate_jobs_s", 80.0)
             n |= await worker_runs.pickup(
                 bench, plan.probes, rate, plan.load_s, plan.concurrency, plan.idle_window_s
             )
         if "memory" in only:
+            timer.start("memory")
             n |= await worker_runs.memory(bench, plan.in_flight, plan.first_token_s, plan.memory_stream_s)
         if "startup" in only:
+            timer.start("startup")
             n |= await cli_startup.startup(bench, plan.startup_runs)
         if "webhooks" in only:
+            timer.start("webhooks")
             n |= await webhook_latency.webhooks(
                 bench,
                 1,
@@ -293,8 +319,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 plan.webhook_modes,
             )
         if "fair" in only:
+            timer.start("fair")
             n |= await fair_runs.fair_section(bench, fair_runs.plan_of(args.quick))
     finally:
+        timer.stop()
         await bench.close()
     return n
 

@@ -43,10 +43,12 @@ class FairPlan:
     pick_small: tuple[int, int] = (1_000, 10)  # jobs, tenants
     pick_large: tuple[int, int] = (100_000, 1_000)
     picks: int = 800  # per backlog size, over two runs; at most half of the small backlog is picked
+    # The idle-queue run and the 20-agent split (two runs): informational rows, left out of --quick.
+    extras: bool = True
 
 
 QUICK_FAIR = FairPlan(
-    flood_repeats=1, flood=200, small=20, share_jobs=100, pick_large=(10_000, 100), picks=400
+    flood_repeats=1, flood=200, small=20, share_jobs=100, pick_large=(10_000, 100), picks=400, extras=False
 )
 
 
@@ -136,7 +138,7 @@ async def flood(bench: Bench, llm_url: str, plan: FairPlan) -> dict[str, float]:
             runs.append(
                 await _flood_run(bench, llm_url, plan, "fair" if runs is fairs else "fifo", plan.flood)
             )
-    idle = await _flood_run(bench, llm_url, plan, "fair", 0)
+    idle = await _flood_run(bench, llm_url, plan, "fair", 0) if plan.extras else None
     fair_jobs_s = median([r.jobs_s for r in fairs])
     fifo_jobs_s = median([r.jobs_s for r in fifos])
     drain_s = plan.small / (fair_jobs_s / 3)  # their own backlog at a third of the capacity
@@ -150,8 +152,14 @@ async def flood(bench: Bench, llm_url: str, plan: FairPlan) -> dict[str, float]:
         "fair.flood.fair_p99_ms": waits(fairs, 99),
         "fair.flood.fifo_p50_ms": waits(fifos, 50),
         "fair.flood.fifo_p99_ms": waits(fifos, 99),
-        "fair.flood.idle_p50_ms": percentile(idle.waits_ms, 50),
-        "fair.flood.idle_p99_ms": percentile(idle.waits_ms, 99),
+        **(
+            {
+                "fair.flood.idle_p50_ms": percentile(idle.waits_ms, 50),
+                "fair.flood.idle_p99_ms": percentile(idle.waits_ms, 99),
+            }
+            if idle
+            else {}
+        ),
         "fair.flood.target_ms": target_ms,
         "fair.flood.fair_jobs_s": fair_jobs_s,
         "fair.flood.fifo_jobs_s": fifo_jobs_s,
@@ -189,14 +197,18 @@ async def _share_run(
 async def shares(bench: Bench, llm_url: str, plan: FairPlan) -> dict[str, float]:
     """Weights 1:3, and a backlog split over 20 agents against the same on one agent."""
     weighted = await _share_run(bench, llm_url, plan, {"light": 1, "heavy": 3}, {})
+    numbers = {
+        "fair.weights.heavy": weighted["heavy"],
+        "fair.weights.light": weighted["light"],
+        "fair.weights.ratio": weighted["heavy"] / max(1, weighted["light"]),
+    }
+    if not plan.extras:
+        return numbers
     split = await _share_run(bench, llm_url, plan, {"split": 1, "whole": 1}, {"split": 20})
     single = await _share_run(bench, llm_url, plan, {"split": 1, "whole": 1}, {})
     split_share = split["split"] / (split["split"] + split["whole"])
     single_share = single["split"] / (single["split"] + single["whole"])
-    return {
-        "fair.weights.heavy": weighted["heavy"],
-        "fair.weights.light": weighted["light"],
-        "fair.weights.ratio": weighted["heavy"] / max(1, weighted["light"]),
+    return numbers | {
         "fair.split.share_20_agents": split_share,
         "fair.split.share_1_agent": single_share,
         "fair.split.ratio": split_share / single_share,
@@ -297,23 +309,25 @@ def rows(n: dict[str, float], plan: FairPlan) -> list[Row]:
             f"p99 <= {target:.0f} ms", p99 <= target),
         Row(section, "b+c queue wait p50 / p99: FIFO (today's order)",
             ms(n["fair.flood.fifo_p50_ms"], n["fair.flood.fifo_p99_ms"])),
-        Row(section, "b+c queue wait p50 / p99: idle queue (no flood)",
-            ms(n["fair.flood.idle_p50_ms"], n["fair.flood.idle_p99_ms"])),
+    ]  # fmt: skip
+    if "fair.flood.idle_p50_ms" in n:
+        out.append(Row(section, "b+c queue wait p50 / p99: idle queue (no flood)",
+                       ms(n["fair.flood.idle_p50_ms"], n["fair.flood.idle_p99_ms"])))  # fmt: skip
+    out += [
         Row(section, f"all jobs/s: fair / FIFO (median of {plan.flood_repeats} each)",
             f"{n['fair.flood.fair_jobs_s']:.1f} / {n['fair.flood.fifo_jobs_s']:.1f} = {ratio:.3f}",
             ">= 0.95", ratio >= 0.95),
     ]  # fmt: skip
     section = f"fair shares ({plan.share_jobs} jobs per tenant, both saturating)"
     weights = n["fair.weights.ratio"]
-    split = n["fair.split.ratio"]
-    out += [
-        Row(section, "weights 1:3: starts heavy / light while both had work",
-            f"{n['fair.weights.heavy']:.0f} / {n['fair.weights.light']:.0f} = {weights:.2f}",
-            "3 ± 10 %", 2.7 <= weights <= 3.3),
-        Row(section, "share of a tenant split over 20 agents / over 1 agent",
+    out.append(Row(section, "weights 1:3: starts heavy / light while both had work",
+                   f"{n['fair.weights.heavy']:.0f} / {n['fair.weights.light']:.0f} = {weights:.2f}",
+                   "3 ± 10 %", 2.7 <= weights <= 3.3))  # fmt: skip
+    if "fair.split.ratio" in n:
+        split = n["fair.split.ratio"]
+        out.append(Row(section, "share of a tenant split over 20 agents / over 1 agent",
             f"{n['fair.split.share_20_agents']:.3f} / {n['fair.split.share_1_agent']:.3f} = {split:.2f}",
-            "1 ± 10 %", 0.9 <= split <= 1.1),
-    ]  # fmt: skip
+            "1 ± 10 %", 0.9 <= split <= 1.1))  # fmt: skip
     small, large = plan.pick_small, plan.pick_large
     section = "fair pick (one job: the PICK script's time in Redis; the pick's wall time in this process)"
     pick = n["fair.pick.ratio"]

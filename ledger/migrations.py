@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -136,13 +137,35 @@ def _table_versions(conn: sqlite3.Connection) -> set[int]:
     return {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
 
 
+_WAL_WAIT_S = 10.0
+
+
+def use_wal(conn: sqlite3.Connection, wait_s: float = _WAL_WAIT_S) -> None:
+    """Put the file in WAL mode, waiting up to `wait_s` for another process doing the same.
+
+    Two processes opening a new file at once (two workers starting on one host) both ask for WAL; the
+    switch needs the file to itself, and SQLite answers "database is locked" at once, without calling
+    the busy handler (it would deadlock waiting on a reader), so the wait is here."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def migrate_file(path: str | os.PathLike[str], target: int | None = None) -> list[int]:
     """Open (creating if needed) the ledger file in WAL mode and migrate it; returns the versions applied."""
     file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(file, isolation_level=None, timeout=10.0)
+    conn = sqlite3.connect(file, isolation_level=None, timeout=_WAL_WAIT_S)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         return migrate(conn, target)
     finally:
