@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 # The handshake gives up after 2 s and a refused connection after its few retries; the rest is the
 # interpreter starting on a loaded machine. Before the fix a silent server kept a command for 10+ minutes.
 DEADLINE_S = 15.0
-_PARALLEL = 6  # most of a run is waiting for the 2 s handshake timeout, not CPU
+_PARALLEL = 10  # most of a run is waiting for the 2 s handshake timeout, not CPU
 
 JOB = new_id()
 # Every command that talks to Redis, with the arguments it needs.
