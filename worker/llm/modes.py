@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from governance.models import PlanDraft
+from plangate_base import codec
 
 MODES: tuple[str, ...] = ("json_schema", "json_object", "prompt")
 ATTRIBUTION_HEADERS = {"HTTP-Referer": "https://github.com/plangate/plangate", "X-Title": "plangate"}
@@ -65,19 +66,27 @@ def request_options(base_url: str, mode: str) -> dict[str, Any]:
     return options
 
 
-def post_options(options: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """`request_options` and the messages as the SDK's request options (`AsyncOpenAI.post`'s `options`):
-    the messages, response_format and any extra body fields in `extra_json`, which the SDK merges into
-    the JSON body as is, the extra headers in `headers`. The typed-parameter transform of `create()` is
-    never run: it walked the message union types per request (~6 % of a worker's CPU, the JSON schema
-    more) and the rest of the body per request too. The body on the wire is what `create()` sends."""
-    extra = {**options.get("extra_body", {}), "messages": messages}
+def request_body(
+    model: str, max_tokens: int, options: dict[str, Any], messages: list[dict[str, Any]]
+) -> bytes:
+    """The JSON body of `chat.completions.create(model=, messages=, max_tokens=, stream=True,
+    stream_options={"include_usage": True}, **options)`, encoded once, as the SDK would send it (its keys
+    in the SDK's order, compact, UTF-8; tests/unit/test_llm_request.py holds the two equal).
+
+    The planner posts these bytes as `AsyncOpenAI.post`'s content, which it sends as they are: neither
+    create()'s typed-parameter transform (it walked the message union types per request, ~6 % of a
+    worker's CPU, the JSON schema more) nor the SDK's stdlib JSON encoder run per request."""
+    body: dict[str, Any] = {
+        "model": model,
+        "stream": True,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "stream_options": {"include_usage": True},
+    }
     if "response_format" in options:
-        extra["response_format"] = options["response_format"]
-    post: dict[str, Any] = {"extra_json": extra}
-    if "extra_headers" in options:
-        post["headers"] = options["extra_headers"]
-    return post
+        body["response_format"] = options["response_format"]
+    body.update(options.get("extra_body", {}))  # merged on top, as the SDK merges extra_body
+    return codec.dumpb(body)
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from governance.models import AgentRecord, PlanDraft, PlanRequest
 from plangate_base.logs import get_logger
 from worker.errors import InvalidOutput, LLMAnswerTooLarge, LLMError, LLMRequestRejected
 from worker.llm.error_map import not_http, rejects_mode, typed_error
-from worker.llm.modes import ResponseModes, post_options, request_options
+from worker.llm.modes import ResponseModes, request_body, request_options
 from worker.llm.stream import Completion, Progress, read_completion
 from worker.llm.transport import AIOHTTP_ERRORS, client_timeout, http_client
 from worker.llm.usage import Usage
@@ -204,18 +204,13 @@ class LLMPlanner:
     ) -> Completion:
         """One HTTP call: open the stream and read it to the end (at most LLM_MAX_ANSWER_BYTES of it)."""
         try:
-            # `chat.completions.create()`'s request, posted without its per-request parameter transform
-            # (see post_options); the SDK still builds it, authenticates it and maps its status errors.
+            # `chat.completions.create()`'s request as bytes (see request_body); the SDK still sends it,
+            # authenticates it and maps its status errors.
+            options = request_options(self._base_url, mode)
             stream = await self._client.post(
                 "/chat/completions",
-                body={
-                    "model": model,
-                    "stream": True,
-                    "messages": [],  # the real ones are in extra_json (see post_options), which replaces this
-                    "max_tokens": self._settings.max_tokens,
-                    "stream_options": {"include_usage": True},
-                },
-                options=post_options(request_options(self._base_url, mode), messages),
+                content=request_body(model, self._settings.max_tokens, options, messages),
+                options={"headers": options["extra_headers"]} if "extra_headers" in options else {},
                 cast_to=ChatCompletion,
                 stream=True,
                 stream_cls=openai.AsyncStream[ChatCompletionChunk],
