@@ -19,12 +19,12 @@ from governance.models import SEED_AGENT, AgentRecord
 from governance.registry import AgentRegistry
 from plangate_base.clock import now_ms
 from plangate_base.vocabulary import RefusalCode
+from tests.integration.workers import bare_worker
 from worker.job_run import JobContext, Refused
 from worker.keys import Keys
 from worker.pipeline import Pipeline
 from worker.queue_backend import job_queue
 from worker.queue_backend.arq_payload import JOB_FUNCTION, decode_job, encode_job
-from worker.queue_backend.arq_worker import WakeableWorker
 from worker.settings import Settings
 from worker.status_store import StatusStore
 
@@ -112,17 +112,7 @@ async def _worker(settings: Settings) -> Any:
         ran.append(ctx["job_id"])
         return "done"
 
-    worker = WakeableWorker(
-        wake_channel=f"{settings.key_prefix}wake",
-        functions=[func(plan_job, name=JOB_FUNCTION)],
-        queue_name=settings.queue_name,
-        redis_pool=pool,
-        handle_signals=False,
-        keep_result=0,
-        max_jobs=4,
-        job_serializer=encode_job,
-        job_deserializer=decode_job,
-    )
+    worker = bare_worker(settings, pool, func(plan_job, name=JOB_FUNCTION), max_jobs=4)
     try:
         yield worker, pool, ran
     finally:

@@ -14,8 +14,8 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import func
 
+from tests.integration.workers import bare_worker
 from worker.queue_backend.arq_payload import JOB_FUNCTION, decode_job, encode_job
-from worker.queue_backend.arq_worker import WakeableWorker
 from worker.settings import Settings
 
 _WAIT_S = 10.0
@@ -42,18 +42,8 @@ async def test_a_stop_during_startup_waits_for_it_then_shuts_everything_down(set
     async def plan_job(ctx: dict[str, Any], *args: Any) -> str:
         return "done"
 
-    worker = WakeableWorker(
-        wake_channel=f"{settings.key_prefix}wake",
-        functions=[func(plan_job, name=JOB_FUNCTION)],
-        queue_name=settings.queue_name,
-        redis_pool=pool,
-        handle_signals=False,
-        keep_result=0,
-        on_startup=on_startup,
-        on_shutdown=on_shutdown,
-        job_serializer=encode_job,
-        job_deserializer=decode_job,
-    )
+    function = func(plan_job, name=JOB_FUNCTION)
+    worker = bare_worker(settings, pool, function, on_startup=on_startup, on_shutdown=on_shutdown)
     main = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(entered.wait(), _WAIT_S)

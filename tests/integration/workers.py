@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
-from arq.worker import Worker
+from arq.connections import ArqRedis
+from arq.worker import Function, Worker
 
+from worker.queue_backend.arq_payload import decode_job, encode_job
+from worker.queue_backend.arq_worker import WakeableWorker
 from worker.settings import Settings
 from worker.worker_app import build_worker, stop_worker
 
@@ -24,3 +28,19 @@ async def running_worker(settings: Settings, *, grace_s: float = 10.0) -> AsyncI
         await stop_worker(worker, grace_s=grace_s)
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def bare_worker(settings: Settings, pool: ArqRedis, function: Function, **options: Any) -> WakeableWorker:
+    """Our arq worker class around one job function of the test's (no pipeline), on `pool`, with
+    plangate's payload codec; `options` are more of arq's Worker arguments."""
+    return WakeableWorker(
+        wake_channel=f"{settings.key_prefix}wake",
+        functions=[function],
+        queue_name=settings.queue_name,
+        redis_pool=pool,
+        handle_signals=False,
+        keep_result=0,
+        job_serializer=encode_job,
+        job_deserializer=decode_job,
+        **options,
+    )

@@ -5,39 +5,25 @@ answers the loser "database is locked" at once, without waiting, and that worker
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-import threading
 from pathlib import Path
 
 from ledger import migrations
 from ledger.sqlite_store import connect_writer
+from tests.races import at_once
 
 
-def _race(path: Path, openers: int) -> list[BaseException]:
-    """`openers` threads migrating `path`, then opening the writer's connection, at the same moment."""
-    start = threading.Barrier(openers)
-    errors: list[BaseException] = []
-
-    def open_file() -> None:
-        start.wait()
-        try:
-            migrations.migrate_file(path)
-            connect_writer(path).close()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_file) for _ in range(openers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return errors
+def _open(path: Path) -> None:
+    migrations.migrate_file(path)
+    connect_writer(path).close()
 
 
 def test_openers_racing_on_a_new_file_all_succeed(tmp_path: Path) -> None:
     for round_ in range(20):
         path = tmp_path / f"round-{round_}" / "ledger.db"
-        assert _race(path, 6) == []
+        _, errors = at_once(functools.partial(_open, path), 6)
+        assert errors == []
         conn = sqlite3.connect(path)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

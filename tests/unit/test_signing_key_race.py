@@ -3,12 +3,12 @@ it (the bulk-cancel test's two workers hit a half-written key: `MalformedFraming
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from ledger.signing import load_or_create_key, load_public_key, public_key_path
+from tests.races import at_once
 
 
 def _raw(key: object) -> bytes:
@@ -17,23 +17,7 @@ def _raw(key: object) -> bytes:
 
 def _race(path: Path, writers: int) -> tuple[list[object], list[BaseException]]:
     """`writers` threads calling load_or_create_key(path) at the same moment: their keys and errors."""
-    start = threading.Barrier(writers)
-    keys: list[object] = []
-    errors: list[BaseException] = []
-
-    def create() -> None:
-        start.wait()
-        try:
-            keys.append(load_or_create_key(path))
-        except BaseException as exc:  # a half-written key read by a loser
-            errors.append(exc)
-
-    threads = [threading.Thread(target=create) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return keys, errors
+    return at_once(lambda: load_or_create_key(path), writers)
 
 
 def test_writers_starting_at_once_all_get_the_one_key(tmp_path: Path) -> None:
