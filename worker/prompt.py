@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from governance.models import AgentRecord, PlanDraft, PlanRequest
@@ -20,7 +20,7 @@ def plan_schema_text() -> str:
     return json.dumps(PlanDraft.model_json_schema(), indent=1, sort_keys=True)
 
 
-def _listing(items: list[str]) -> str:
+def _listing(items: tuple[str, ...]) -> str:
     return ", ".join(items) if items else "(none)"
 
 
@@ -33,17 +33,27 @@ def _introduction(agent: AgentRecord) -> str:
 
 def system_prompt(agent: AgentRecord) -> str:
     """The system message: who the agent is (its template's instructions, if any), what it may and may not
-    do, and the output schema."""
+    do, and the output schema.
+
+    One text per distinct agent configuration, shared by its jobs (a worker with 500 jobs in flight held
+    500 copies of the same ~3 KB)."""
+    return _system_prompt(
+        _introduction(agent), tuple(agent.allowed_side_effects), tuple(agent.forbidden_actions)
+    )
+
+
+@lru_cache(maxsize=256)
+def _system_prompt(introduction: str, allowed: tuple[str, ...], forbidden: tuple[str, ...]) -> str:
     return "\n".join(
         [
-            _introduction(agent),
+            introduction,
             "You plan; you never execute. You may read, analyse and plan. A plan is data: nothing in it "
             "runs, and a human decides whether to carry it out.",
             f"Allowed side effects (the only ones you may list in side_effects or step actions): "
-            f"{_listing(agent.allowed_side_effects)}.",
+            f"{_listing(allowed)}.",
             "Forbidden actions (never put these in any step's actions; if the task needs one, keep the step "
             "but set decision to ESCALATE and explain in notes_for_humans): "
-            f"{_listing(agent.forbidden_actions)}.",
+            f"{_listing(forbidden)}.",
             "Decisions: EXECUTE when you produced a plan within these limits; ESCALATE when it needs human "
             "review; INSUFFICIENT_INFORMATION when the request lacks what you need; SKIP when it does not "
             "apply; ERROR when you cannot plan at all.",

@@ -56,6 +56,19 @@ def test_system_prompt_follows_the_agent_record() -> None:
     assert "ssh" in forbidden_line and "run_terraform" in forbidden_line  # the seed's list holds for all
 
 
+def test_agents_configured_alike_share_one_system_text_and_a_change_makes_a_new_one() -> None:
+    first = AgentRecord.model_validate_json(SEED_AGENT.model_dump_json())
+    again = AgentRecord.model_validate_json(SEED_AGENT.model_dump_json())
+    assert build_messages(first, REQUEST)[0]["content"] is build_messages(again, REQUEST)[0]["content"]
+    changed = first.model_copy(update={"forbidden_actions": [*first.forbidden_actions, "reboot_host"]})
+    forbidden_line = next(
+        line
+        for line in build_messages(changed, REQUEST)[0]["content"].splitlines()
+        if line.startswith("Forbidden actions")
+    )
+    assert forbidden_line.endswith("reboot_host.")
+
+
 def test_user_message_carries_the_task_as_json() -> None:
     _system, user = build_messages(SEED_AGENT, REQUEST)
     assert user["role"] == "user"
