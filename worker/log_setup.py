@@ -50,6 +50,10 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    # No caller lookup for stdlib records (the switch logging's own source names for this): nothing here
+    # renders their file, line or function, and the lookup (structlog's frame walk, for each of arq's
+    # lines per job) cost CPU and kept a frame object alive per running job.
+    logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

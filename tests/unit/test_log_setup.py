@@ -114,3 +114,44 @@ def test_a_process_configuration_merges_the_job_context_into_every_line(tmp_path
     assert steps == [("j1", "t1", "a1", "PLAN"), ("j2", "t2", "a1", "PLAN")]
     [idle] = [e for e in lines if e["event"] == "worker.idle"]
     assert not {"job_id", "agent_id", "tenant_id", "phase"} & idle.keys()  # nothing left behind
+
+
+def test_a_process_configuration_looks_up_no_callers_for_library_records(tmp_path: Path) -> None:
+    """arq logs two lines per job through stdlib logging; no stack walk runs for them, and they still
+    come out rendered, with the job's context."""
+    program = tmp_path / "entry.py"
+    program.write_text(
+        textwrap.dedent(
+            """
+            import logging
+
+            from structlog.contextvars import bound_contextvars
+
+            from plangate_base.logs import get_logger
+            from worker.log_setup import configure_logging
+
+            get_logger("worker.pipeline")  # (the library default: structlog's stdlib logger class)
+            configure_logging("INFO", json=True)
+            seen = []
+
+
+            class Keep(logging.Filter):
+                def filter(self, record):
+                    seen.append(record.funcName)
+                    return True
+
+
+            arq_log = logging.getLogger("arq.worker")
+            arq_log.addFilter(Keep())
+            with bound_contextvars(job_id="j1"):
+                arq_log.info("%6.2fs → %s", 0.01, "j1:plan")
+            assert seen == ["(unknown function)"], seen
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert line["event"] == "  0.01s → j1:plan" and line["job_id"] == "j1"
