@@ -330,7 +330,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     """Parse the command line, run, print the table (and write JSON when asked)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute (what CI runs)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=(
+            "small sizes, about 70 s on 2 cores (what CI runs): no ceiling runs, no informational fair runs"
+        ),
+    )
     parser.add_argument(
         "--redis-url", help="use this Redis (give it a db index of its own); default: start one"
     )
