@@ -98,10 +98,19 @@ class AgentAdmin:
         if await self.tenants.get(record.tenant_id) is None:
             raise BadRequest(f"no tenant with id {record.tenant_id!r} (add it with `plangate tenants add`)")
         try:
-            if await self.agents.get(record.agent_id) == record:
-                return False
+            stored = await self.agents.get(record.agent_id)
         except RegistryError:
-            pass  # an unreadable stored record is replaced
+            stored = None  # an unreadable stored record is replaced
+        if stored == record:
+            return False
+        if kind is EventKind.AGENT_SAVED and record.template not in (None, stored and stored.template):
+            # Only an install or upgrade says which signed template version an agent runs (and its
+            # instructions become the agent's system prompt): a saved record keeps the stored one or none.
+            raise BadRequest(
+                f"agent {record.agent_id}: `template` is set by installing a template "
+                f"(`plangate agents add {record.agent_id} --template NAME@RANGE`), not by saving a record; "
+                "leave it out, or send it as stored"
+            )
         payload = {"by": by, "source": source, **(details or {}), "record": record.model_dump(mode="json")}
         await self.agents.put(record, _entry(kind, record.agent_id, record.tenant_id, "", payload))
         return True
