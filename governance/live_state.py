@@ -6,6 +6,7 @@ see carry their ledger entry (already encoded by the caller) in the same transac
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,10 +75,21 @@ class AgentStateStore:
         """Every field of the agent's state hash (for `plangate agents show`)."""
         return await self._redis.hgetall(self._keys.agent_state(agent_id))
 
-    async def revoke(self, agent_id: str, reason: str, by: str, at: str, ledger: LedgerEntry) -> None:
-        """The kill switch: queued jobs are refused, running ones stop at their next heartbeat."""
+    async def revoke(
+        self,
+        agent_id: str,
+        reason: str,
+        by: str,
+        at: str,
+        ledger: LedgerEntry,
+        notices: Sequence[tuple[str, Mapping[str, str]]] = (),
+    ) -> None:
+        """The kill switch: queued jobs are refused, running ones stop at their next heartbeat.
+
+        `notices` are (stream, fields) entries added in the same transaction (the caller's webhook
+        outbox entry): recorded with the revocation or not at all."""
         fields = {"revoked": "1", "revoked_reason": reason, "revoked_by": by, "revoked_at": at}
-        await self._change(agent_id, fields, [], ledger)
+        await self._change(agent_id, fields, [], ledger, notices)
 
     async def restore(self, agent_id: str, by: str, at: str, ledger: LedgerEntry) -> None:
         """Lift a revocation."""
@@ -97,13 +109,20 @@ class AgentStateStore:
             await pipe.execute()
 
     async def _change(
-        self, agent_id: str, fields: dict[str, str], drop: list[str], ledger: LedgerEntry
+        self,
+        agent_id: str,
+        fields: dict[str, str],
+        drop: list[str],
+        ledger: LedgerEntry,
+        notices: Sequence[tuple[str, Mapping[str, str]]] = (),
     ) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._keys.agent_state(agent_id), mapping=fields)
             if drop:
                 pipe.hdel(self._keys.agent_state(agent_id), *drop)
             pipe.xadd(self._keys.ledger_stream(), ledger)
+            for stream, entry in notices:
+                pipe.xadd(stream, dict(entry))
             await pipe.execute()
 
 

@@ -202,26 +202,26 @@ class AgentAdmin:
             raise BadRequest("a revocation needs a reason (--reason)")
         entry = agent_change_entry(EventKind.REVOKED, agent_id, reason=reason, by=by)
         at = now_iso()
-        await self._states.revoke(agent_id, reason, by, at, entry)
-        await self._notify_revoked(agent_id, reason=reason, by=by, at=at)
+        notice = await self._revoked_notice(agent_id, reason=reason, by=by, at=at)
+        outbox = [(self._keys.webhook_outbox(), notice)] if notice is not None else []
+        await self._states.revoke(agent_id, reason, by, at, entry, outbox)
 
-    async def _notify_revoked(self, agent_id: str, *, reason: str, by: str, at: str) -> None:
-        """The agent.revoked webhook event, when an endpoint of the agent's tenant takes it. Added right
-        after the revocation (not in its transaction: governance owns that one)."""
+    async def _revoked_notice(self, agent_id: str, *, reason: str, by: str, at: str) -> dict[str, str] | None:
+        """The agent.revoked webhook outbox entry, when an endpoint of the agent's tenant takes it; it is
+        added in the revocation's own transaction (a revocation is never recorded without it)."""
         agent = await self.agents.get(agent_id)
         if agent is None or not await self._redis.sismember(
             self._keys.webhook_subscriptions(), f"{agent.tenant_id}:{WebhookEvent.AGENT_REVOKED.value}"
         ):
-            return
+            return None
         data = {"agent_id": agent_id, "tenant_id": agent.tenant_id, "reason": reason, "by": by, "at": at}
-        fields = {
+        return {
             "type": WebhookEvent.AGENT_REVOKED.value,
             "tenant_id": agent.tenant_id,
             "job_id": "",
             "agent_id": agent_id,
             "data": codec.dumps(data),
         }
-        await self._redis.xadd(self._keys.webhook_outbox(), fields)  # type: ignore[arg-type]
 
     async def restore(self, agent_id: str, *, by: str, reason: str = "") -> None:
         """Lift a revocation."""
