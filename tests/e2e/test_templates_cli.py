@@ -99,6 +99,12 @@ def test_publish_search_sign_upgrade(e2e_env: dict[str, str], tmp_path: Path) ->
     refused = run(env, "agents", "add", "db-3", "--template", "db-planner@1.1.0")
     assert refused.returncode == 2 and "yanked" in refused.stderr
 
+    # replacing an installed agent by hand says what it leaves behind
+    by_hand = ok(env, "agents", "add", "db-2", "--tier", "1", "--keyless")
+    assert "no longer runs template db-planner@1.1.0" in by_hand, by_hand
+    assert json.loads(ok(env, "agents", "show", "db-2", "--json"))["template"] is None
+    assert "no longer runs template" not in ok(env, "agents", "add", "db-2", "--tier", "2", "--keyless")
+
 
 def test_bootstrap_is_idempotent_and_its_agent_plans(
     e2e_env: dict[str, str], start_workers: Callable[..., list[subprocess.Popen]]

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from governance.registry import AgentRegistry
+    from worker.admin import AgentAdmin
     from worker.client import PlanClient
     from worker.settings import Settings
 
@@ -338,6 +339,19 @@ def _record_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value not in (None, [])}
 
 
+async def _installed_from(admin: AgentAdmin, agent_id: str) -> str | None:
+    """NAME@VERSION of the template the stored agent was installed from (None: by hand, or unknown)."""
+    from governance.registry import RegistryError
+
+    try:
+        stored = await admin.agents.get(agent_id)
+    except RegistryError:
+        return None
+    if stored is None or stored.template is None:
+        return None
+    return f"{stored.template.name}@{stored.template.version}"
+
+
 async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
     fields: dict[str, Any] = _record_fields(args)
     if args.template:  # the profile comes from the template (worker/cli/templates.py)
@@ -345,7 +359,8 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
             flags = ", ".join(_RECORD_FLAGS[name] for name in fields)
             raise BadRequest(
                 f"--template sets the agent's profile; {flags} cannot be combined with it "
-                "(pass the template's parameters with --param NAME=VALUE, or edit the agent afterwards)"
+                "(pass the template's parameters with --param NAME=VALUE; `agents add` without --template "
+                "replaces the agent by hand afterwards)"
             )
         from worker.cli.templates import cmd_agents_add_template
 
@@ -365,6 +380,7 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
         raise BadRequest(describe_validation_error(exc, "agent")) from exc
     async with _redis(settings) as redis:
         admin = AgentAdmin(redis, Keys(settings.key_prefix))
+        detached = await _installed_from(admin, record.agent_id)
         changed = await admin.save_agent(record, by=args.by)
         key = await admin.issue_agent_key(record.agent_id, by=args.by) if args.issue_key else None
     if args.json:
@@ -372,6 +388,11 @@ async def cmd_agents_add(args: argparse.Namespace, settings: Settings) -> int:
     else:
         what = "saved" if changed else "unchanged (the stored record is the same)"
         echo(f"agent {record.agent_id} {what} (tier {record.tier}, tenant {record.tenant_id})")
+        if detached is not None:
+            echo(
+                f"replaced by hand: it no longer runs template {detached} (nor its instructions); "
+                f"`plangate agents add {record.agent_id} --template {detached}` installs it again"
+            )
         if record.lifted_forbidden:
             echo(f"lifted forbidden actions (recorded in the ledger): {', '.join(record.lifted_forbidden)}")
         if key:
